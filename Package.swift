@@ -1,0 +1,118 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// Settings every Swift target shares: strict language mode 6 and the upcoming features that keep
+/// C modules and existentials from leaking into public API.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "credagent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "credagent", targets: ["credagent"]),
+        .library(name: "CloudAuth", targets: ["CloudAuth"]),
+        .library(name: "CredentialAgent", targets: ["CredentialAgent"]),
+        .library(name: "Connectivity", targets: ["Connectivity"]),
+        .library(name: "CloudEmulator", targets: ["CloudEmulator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries, found with pkg-config; each is imported by exactly one Swift wrapper.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+
+        .target(
+            name: "CloudAuth",
+            dependencies: [
+                "CCurl", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CredentialAgent",
+            dependencies: [
+                "CloudAuth",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Connectivity",
+            dependencies: ["CloudAuth", "CLibPQ", "CHiredis", "COpenSSL"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CloudEmulator",
+            dependencies: [
+                "CloudAuth",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "credagent",
+            dependencies: [
+                "CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(
+            name: "CloudAuthTests",
+            dependencies: ["CloudAuth", "CloudEmulator"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CredentialAgentTests",
+            dependencies: ["CredentialAgent", "CloudAuth", "CloudEmulator"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConnectivityTests",
+            dependencies: ["Connectivity", "CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CloudEmulatorTests",
+            dependencies: ["CloudEmulator", "CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built `credagent` binary against the real peers that scripts/test starts.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
