@@ -1,0 +1,59 @@
+import CloudAuth
+import Foundation
+
+/// Sets up the OpenBao peer for a test (auth mounts, roles, policies) with its root token.
+struct BaoAdmin {
+    let address: String
+    let rootToken: Secret
+    let http = CurlHTTPClient()
+
+    /// The plain-HTTP OpenBao that scripts/peers/openbao started, or nil when it is not running.
+    static func fromEnvironment() -> BaoAdmin? {
+        guard let address = Peers.env("CREDAGENT_TEST_BAO_ADDR"),
+              let tokenFile = Peers.env("CREDAGENT_TEST_BAO_TOKEN_FILE"),
+              let token = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { return nil }
+        return BaoAdmin(address: address, rootToken: Secret(token.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    static var available: Bool { fromEnvironment() != nil }
+
+    /// Sends `body` to `/v1/{path}` with the root token and returns the decoded answer.
+    @discardableResult
+    func call(_ method: String = "POST", _ path: String, _ body: [String: Any] = [:]) async throws -> [String: Any] {
+        let data = body.isEmpty ? Data() : try JSONSerialization.data(withJSONObject: body)
+        let response = try await http.execute(HTTPRequest(
+            method: method, url: "\(address)/v1/\(path)",
+            headers: ["X-Vault-Token": rootToken.reveal(), "Content-Type": "application/json"],
+            body: Array(data)))
+        guard response.isSuccess else {
+            throw CloudAuthError(.rejected, source: path, "OpenBao answered \(response.status): \(response.bodyText)")
+        }
+        if response.body.isEmpty { return [:] }
+        return (try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]) ?? [:]
+    }
+
+    /// Mounts an auth method at `path` unless it is mounted already.
+    func enableAuth(_ type: String, at path: String) async throws {
+        let mounts = try await call("GET", "sys/auth")
+        let table = (mounts["data"] as? [String: Any]) ?? mounts
+        if table["\(path)/"] != nil { return }
+        try await call("POST", "sys/auth/\(path)", ["type": type])
+    }
+
+    /// An AppRole at a fresh mount with the given token TTLs; returns (mount, role_id, secret_id).
+    func makeAppRole(ttl: String, maxTTL: String, renewable: Bool = true) async throws -> (mount: String, roleID: String, secretID: Secret) {
+        let mount = "approle-\(UUID().uuidString.prefix(8).lowercased())"
+        try await enableAuth("approle", at: mount)
+        try await call("POST", "auth/\(mount)/role/gateway", [
+            "token_ttl": ttl, "token_max_ttl": maxTTL, "token_policies": ["default"],
+            "token_no_default_policy": false, "token_type": "service",
+            "token_num_uses": 0, "token_period": 0, "token_explicit_max_ttl": 0,
+            "bind_secret_id": true, "token_renewable": renewable,
+        ])
+        let roleID = try await call("GET", "auth/\(mount)/role/gateway/role-id")
+        let secretID = try await call("POST", "auth/\(mount)/role/gateway/secret-id")
+        let id = (roleID["data"] as? [String: Any])?["role_id"] as? String ?? ""
+        let secret = (secretID["data"] as? [String: Any])?["secret_id"] as? String ?? ""
+        return (mount, id, Secret(secret))
+    }
+}
