@@ -1,0 +1,102 @@
+import Foundation
+
+/// Which Google service account to use and where to reach it; mirrors the `gcp:` config section.
+public struct GCPSettings: Sendable, Equatable {
+    /// The metadata server's account: `default` or an email attached to the instance.
+    public var serviceAccount: String
+    /// A service-account key file (else `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server).
+    public var keyFile: String?
+    /// The metadata server as host[:port] (else `GCE_METADATA_HOST`, else `metadata.google.internal`).
+    public var metadataHost: String?
+
+    public init(serviceAccount: String = "default", keyFile: String? = nil, metadataHost: String? = nil) {
+        self.serviceAccount = serviceAccount
+        self.keyFile = keyFile
+        self.metadataHost = metadataHost
+    }
+}
+
+/// Google tokens for a service account, from a key file when one is configured
+/// (`key_file` / `GOOGLE_APPLICATION_CREDENTIALS`), else from the GCE/GKE metadata server.
+///
+/// Access tokens are what Cloud SQL (IAM database authentication) takes as the password and
+/// Memorystore for Redis takes as the AUTH password; identity tokens are what Vault's jwt/gcp auth
+/// methods verify. Nothing is cached: each call asks the source.
+public final class GCPIdentity: Sendable {
+    /// Where tokens come from, decided once from settings and environment.
+    public enum Source: Sendable, Equatable {
+        case keyFile(path: String, origin: String)
+        case metadataServer(host: String, serviceAccount: String)
+    }
+
+    public let source: Source
+    private let http: any HTTPClient
+    private let clock: @Sendable () -> Date
+
+    /// The scope asked for when none is given with a key file.
+    public static let cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
+    /// The metadata server's name inside Google Cloud.
+    public static let defaultMetadataHost = "metadata.google.internal"
+
+    public init(settings: GCPSettings, http: any HTTPClient, environment: [String: String],
+                clock: @escaping @Sendable () -> Date = Date.init) {
+        self.http = http
+        self.clock = clock
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let keyFile = settings.keyFile {
+            source = .keyFile(path: keyFile, origin: "gcp.key_file")
+        } else if let keyFile = value("GOOGLE_APPLICATION_CREDENTIALS") {
+            source = .keyFile(path: keyFile, origin: "env GOOGLE_APPLICATION_CREDENTIALS")
+        } else {
+            let host = settings.metadataHost ?? value("GCE_METADATA_HOST") ?? Self.defaultMetadataHost
+            source = .metadataServer(host: host, serviceAccount: settings.serviceAccount.isEmpty ? "default" : settings.serviceAccount)
+        }
+    }
+
+    /// An OAuth access token for `scopes` (the key file's default: cloud-platform; the metadata
+    /// server's default: the scopes the instance was granted).
+    public func accessToken(scopes: [String] = []) async throws -> AccessToken {
+        switch source {
+        case let .keyFile(path, origin):
+            let key = try await ServiceAccountKey.load(path: path, origin: origin)
+            return try await key.accessToken(scopes: scopes.isEmpty ? [Self.cloudPlatformScope] : scopes,
+                                             http: http, now: clock())
+        case let .metadataServer(host, account):
+            return try await metadata(host: host).accessToken(account: account, scopes: scopes, now: clock())
+        }
+    }
+
+    /// A Google-signed OIDC identity token whose `aud` is `audience`.
+    public func identityToken(audience: String) async throws -> AccessToken {
+        guard !audience.isEmpty else {
+            throw CloudAuthError(.invalidInput, source: "gcp audience", "the audience is empty",
+                                 remedy: "pass the audience the verifier expects, e.g. the Vault role's bound audience")
+        }
+        switch source {
+        case let .keyFile(path, origin):
+            let key = try await ServiceAccountKey.load(path: path, origin: origin)
+            return try await key.identityToken(audience: audience, http: http, now: clock())
+        case let .metadataServer(host, account):
+            return try await metadata(host: host).identityToken(account: account, audience: audience, now: clock())
+        }
+    }
+
+    /// The service account's email.
+    public func email() async throws -> String {
+        switch source {
+        case let .keyFile(path, origin):
+            return try await ServiceAccountKey.load(path: path, origin: origin).clientEmail
+        case let .metadataServer(host, account):
+            return try await metadata(host: host).email(account: account)
+        }
+    }
+
+    /// The Cloud SQL IAM database user for a service account: its email without
+    /// `.gserviceaccount.com` (`name@project.iam`). Other emails (users) are returned unchanged.
+    public static func cloudSQLUser(email: String) -> String {
+        let suffix = ".gserviceaccount.com"
+        return email.hasSuffix(suffix) ? String(email.dropLast(suffix.count)) : email
+    }
+
+    private func metadata(host: String) -> MetadataServer { MetadataServer(host: host, http: http) }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+/// Reading JSON values that token endpoints send, whose numbers may arrive as strings
+/// (Azure's `expires_on: "1506484173"`) or as numbers (Google's `expires_in: 3599`).
+public enum JSONValue {
+    /// A number from a JSON number or a numeric string; nil otherwise.
+    public static func number(_ value: Any?) -> Double? {
+        switch value {
+        case let number as NSNumber: return number.doubleValue
+        case let int as Int: return Double(int)
+        case let double as Double: return double
+        case let text as String: return Double(text.trimmingCharacters(in: .whitespaces))
+        default: return nil
+        }
+    }
+
+    /// The top-level object of a JSON document, or nil when `bytes` are not a JSON object.
+    public static func object(_ bytes: [UInt8]) -> [String: any Sendable]? {
+        guard let value = try? JSONSerialization.jsonObject(with: Data(bytes)),
+              let object = value as? [String: Any] else { return nil }
+        return JWT.sendable(object)
+    }
+}
+
+/// `application/x-www-form-urlencoded` bodies and URL queries (RFC 3986 unreserved characters
+/// kept, everything else percent-encoded).
+public enum FormEncoding {
+    private static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
+
+    /// Percent-encodes one name or value.
+    public static func escape(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if unreserved.contains(byte) { out.unicodeScalars.append(UnicodeScalar(byte)) }
+            else { out += "%" + Encoding.hex([byte]).uppercased() }
+        }
+        return out
+    }
+
+    /// `name=value&...` with both sides escaped, in the order given.
+    public static func encode(_ fields: [(String, String)]) -> String {
+        fields.map { "\(escape($0.0))=\(escape($0.1))" }.joined(separator: "&")
+    }
+
+    /// Parses `name=value&...`, decoding `+` and percent escapes; later duplicates are kept.
+    public static func decode(_ text: String) -> [(name: String, value: String)] {
+        text.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (unescape(parts[0]), parts.count > 1 ? unescape(parts[1]) : "")
+        }
+    }
+
+    private static func unescape(_ text: Substring) -> String {
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
+                      let decoded = Encoding.fromHex(String(decoding: bytes[index + 1...index + 2], as: UTF8.self)) {
+                out.append(decoded[0])
+                index += 2
+            } else {
+                out.append(byte)
+            }
+            index += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// What clients of OAuth-style token endpoints (Azure IMDS and Entra, Google's metadata server
+/// and token endpoint) share: turning a failed answer into a precise error and a token answer into
+/// an ``AccessToken``.
+enum TokenEndpoint {
+    /// The error for a non-2xx answer: the status, and the endpoint's `error` and
+    /// `error_description` when it sent an OAuth error body (otherwise the start of the body).
+    static func failure(_ response: HTTPResponse, source: String, remedy: String? = nil) -> CloudAuthError {
+        let code: CloudAuthError.Code = response.status == 429 || response.status >= 500 ? .unavailable : .rejected
+        return CloudAuthError(code, source: source, "answered HTTP \(response.status)\(describeError(response))",
+                              remedy: remedy)
+    }
+
+    /// `: error: description` from an OAuth error body, or a short excerpt of any other body.
+    static func describeError(_ response: HTTPResponse) -> String {
+        if let object = JSONValue.object(response.body) {
+            let error = object["error"] as? String ?? (object["error"] as? [String: any Sendable])?["message"] as? String
+            let description = object["error_description"] as? String
+            switch (error, description) {
+            case let (error?, description?): return ": \(error): \(description)"
+            case let (error?, nil): return ": \(error)"
+            case let (nil, description?): return ": \(description)"
+            default: break
+            }
+        }
+        let text = response.bodyText.split(whereSeparator: \.isNewline).joined(separator: " ")
+            .trimmingCharacters(in: .whitespaces)
+        guard !text.isEmpty else { return "" }
+        return ": " + (text.count > 160 ? text.prefix(160) + "..." : text)
+    }
+
+    /// The JSON object of a successful answer, or an error naming the source.
+    static func jsonObject(_ response: HTTPResponse, source: String) throws -> [String: any Sendable] {
+        guard let object = JSONValue.object(response.body) else {
+            throw CloudAuthError(.malformedResponse, source: source, "the answer is not a JSON object")
+        }
+        return object
+    }
+
+    /// The non-empty string field `name`, or an error naming it.
+    static func requiredString(_ object: [String: any Sendable], _ name: String, source: String) throws -> String {
+        guard let value = object[name] as? String, !value.isEmpty else {
+            throw CloudAuthError(.malformedResponse, source: source, "the answer has no '\(name)' string")
+        }
+        return value
+    }
+
+    /// Builds the token from an answer's times, refusing one that has already expired.
+    /// `expiresOn` is absolute (epoch seconds); `expiresIn` and `refreshIn` count from `now`.
+    static func accessToken(_ token: String, now: Date, issuedAt: Date? = nil, expiresOn: Double?,
+                            expiresIn: Double?, refreshIn: Double? = nil, source: String) throws -> AccessToken {
+        let expiresAt: Date
+        if let expiresOn { expiresAt = Date(timeIntervalSince1970: expiresOn) }
+        else if let expiresIn { expiresAt = now.addingTimeInterval(expiresIn) }
+        else {
+            throw CloudAuthError(.malformedResponse, source: source, "the answer says neither 'expires_on' nor 'expires_in'")
+        }
+        guard expiresAt > now else {
+            throw CloudAuthError(.expired, source: source,
+                                 "the token it issued expired at \(iso8601(expiresAt)), before it was received",
+                                 remedy: "check the clock of this machine and of the endpoint")
+        }
+        let issued = min(issuedAt ?? now, now)
+        return AccessToken(token: Secret(token), issuedAt: issued, expiresAt: expiresAt,
+                           refreshAfter: refreshIn.map { now.addingTimeInterval($0) })
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+}
