@@ -1,0 +1,250 @@
+import CloudAuth
+import Foundation
+import Synchronization
+
+/// Local Azure and GCP identity endpoints over real HTTP, for development, tests and demos.
+///
+/// Two loopback listeners: the Azure one serves IMDS (tokens, instance metadata), the App Service
+/// identity endpoint, Entra ID's token endpoint for workload identity and an OIDC issuer under
+/// `/azure/{tenant}/v2.0`; the GCP one serves the metadata server, Google's OAuth token endpoint
+/// for service-account keys and an OIDC issuer under `/gcp`. Tokens are RS256 JWTs (GCP access
+/// tokens are opaque, as Google's are) from a key generated at start, with a lifetime that can be
+/// changed at runtime. Every endpoint counts its requests and can be told to misbehave.
+///
+/// ```swift
+/// let emulator = try await CloudEmulator.start()
+/// defer { Task { try await emulator.stop() } }
+/// let env = emulator.environment(for: .azureIMDS)   // IMDS_ENDPOINT=http://127.0.0.1:PORT
+/// ```
+public final class CloudEmulator: Sendable {
+    /// A managed identity the Azure side knows.
+    public struct AzureManagedIdentity: Sendable, Equatable {
+        public var clientID: String
+        public var objectID: String
+        /// ARM resource id: the VM's for the system-assigned identity, the identity's own otherwise.
+        public var resourceID: String
+        public init(clientID: String, objectID: String, resourceID: String) {
+            self.clientID = clientID
+            self.objectID = objectID
+            self.resourceID = resourceID
+        }
+    }
+
+    /// What the emulated clouds look like. The defaults describe one VM with a system-assigned and
+    /// a user-assigned identity, one workload-identity app, and one GCE instance with one service
+    /// account.
+    public struct Configuration: Sendable {
+        public var host = "127.0.0.1"
+        /// 0: an ephemeral port.
+        public var azurePort = 0
+        public var gcpPort = 0
+        /// Lifetime of issued tokens, in seconds; can be changed later with ``tokenLifetime``.
+        public var tokenLifetime: TimeInterval = 3600
+
+        public var tenantID = "5b0a6f4e-1c2d-4e3f-9a8b-7c6d5e4f3a2b"
+        public var subscriptionID = "6c1f9a2e-8d3b-4f5a-9e7c-1b2d3f4a5c6e"
+        public var resourceGroup = "credagent-rg"
+        public var vmName = "credagent-vm"
+        /// Set to emulate a scale-set instance.
+        public var vmScaleSetName: String?
+        public var location = "westeurope"
+        /// The VM's system-assigned identity (used when a request names none).
+        public var systemIdentity: AzureManagedIdentity
+        /// User-assigned identities attached to the VM and the app.
+        public var userIdentities: [AzureManagedIdentity]
+        /// The App Service `IDENTITY_HEADER` secret.
+        public var appServiceSecret = Secret(Encoding.hex(Digest.randomBytes(16)))
+        /// The app registration that workload identity exchanges tokens for.
+        public var workloadClientID = "0f9e8d7c-6b5a-4948-8776-655443322110"
+        public var workloadObjectID = "7d6c5b4a-3928-4716-a5b4-c3d2e1f00112"
+        /// The federated credential's subject: the Kubernetes service account.
+        public var workloadSubject = "system:serviceaccount:default:credagent"
+
+        public var gcpProjectID = "credagent-emulator"
+        public var gcpProjectNumber = "123456789012"
+        public var gcpServiceAccountEmail = "credagent@credagent-emulator.iam.gserviceaccount.com"
+        /// The service account's numeric unique id (`sub`/`azp` of its identity tokens).
+        public var gcpServiceAccountID = "104857600000000000001"
+        public var gcpZone = "europe-west1-b"
+        public var gcpInstanceName = "credagent-vm"
+        public var gcpInstanceID = "4242424242424242424"
+
+        public init() {
+            let vm = "/subscriptions/\(subscriptionID)/resourceGroups/\(resourceGroup)/providers/Microsoft.Compute/virtualMachines/\(vmName)"
+            systemIdentity = AzureManagedIdentity(clientID: "a1b2c3d4-e5f6-4789-8abc-def012345678",
+                                                  objectID: "b2c3d4e5-f6a7-4890-9bcd-ef0123456789", resourceID: vm)
+            userIdentities = [AzureManagedIdentity(
+                clientID: "c3d4e5f6-a7b8-4901-8cde-f01234567890", objectID: "d4e5f6a7-b8c9-4012-9def-012345678901",
+                resourceID: "/subscriptions/\(subscriptionID)/resourceGroups/\(resourceGroup)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/credagent-uami")]
+        }
+    }
+
+    /// Where clients are pointed.
+    public enum Client: Sendable {
+        /// Azure VM: `IMDS_ENDPOINT`.
+        case azureIMDS
+        /// App Service / Functions / Container Apps: `IDENTITY_ENDPOINT`, `IDENTITY_HEADER`.
+        case azureAppService
+        /// AKS workload identity: `AZURE_AUTHORITY_HOST`, `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+        /// `AZURE_FEDERATED_TOKEN_FILE` (the file is written by ``writeFederatedToken(to:)``).
+        case azureWorkloadIdentity(tokenFile: String)
+        /// GCE/GKE: `GCE_METADATA_HOST`.
+        case gcpMetadata
+        /// Key file: `GOOGLE_APPLICATION_CREDENTIALS` (written by ``writeServiceAccountKey(to:)``).
+        case gcpKeyFile(path: String)
+    }
+
+    public let configuration: Configuration
+    /// Signs every token the emulator issues; its public half is in both issuers' JWKS.
+    let signingKey: RSAKey
+    let signingKeyID: String
+    /// The service account's key, handed out by ``serviceAccountKeyJSON()``.
+    let serviceAccountKey: RSAKey
+    let serviceAccountKeyID: String
+    let state: Mutex<EmulatorState>
+    private let listeners = Mutex<(azure: EmulatorHTTPServer?, gcp: EmulatorHTTPServer?)>((nil, nil))
+
+    /// Generates the keys; ``start()`` opens the listeners.
+    public init(configuration: Configuration = Configuration()) throws {
+        self.configuration = configuration
+        signingKey = try RSAKey.generate()
+        serviceAccountKey = try RSAKey.generate()
+        signingKeyID = Encoding.hex(Digest.sha256(signingKey.publicComponents().modulus).prefix(10))
+        serviceAccountKeyID = Encoding.hex(Digest.sha256(serviceAccountKey.publicComponents().modulus).prefix(20))
+        state = Mutex(EmulatorState(tokenLifetime: max(1, configuration.tokenLifetime)))
+    }
+
+    /// Creates and starts an emulator.
+    public static func start(_ configuration: Configuration = Configuration()) async throws -> CloudEmulator {
+        let emulator = try CloudEmulator(configuration: configuration)
+        try await emulator.start()
+        return emulator
+    }
+
+    /// Opens both listeners.
+    public func start() async throws {
+        let azure = try await EmulatorHTTPServer.start(host: configuration.host, port: configuration.azurePort) {
+            [weak self] request in self?.routeAzure(request) ?? .text(503, "emulator stopped")
+        }
+        let gcp: EmulatorHTTPServer
+        do {
+            gcp = try await EmulatorHTTPServer.start(host: configuration.host, port: configuration.gcpPort) {
+                [weak self] request in self?.routeGCP(request) ?? .text(503, "emulator stopped")
+            }
+        } catch {
+            try? await azure.stop()
+            throw error
+        }
+        listeners.withLock { $0 = (azure, gcp) }
+    }
+
+    /// Closes both listeners.
+    public func stop() async throws {
+        let (azure, gcp) = listeners.withLock { current in
+            defer { current = (nil, nil) }
+            return current
+        }
+        try await azure?.stop()
+        try await gcp?.stop()
+    }
+
+    private var hostForURL: String {
+        configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+    }
+
+    /// The Azure listener's port (0 before start).
+    public var azurePort: Int { listeners.withLock { $0.azure?.port ?? 0 } }
+    /// The GCP listener's port (0 before start).
+    public var gcpPort: Int { listeners.withLock { $0.gcp?.port ?? 0 } }
+
+    /// `http://host:port` of the Azure listener: IMDS's base URL.
+    public var azureBaseURL: String { "http://\(hostForURL):\(azurePort)" }
+    /// `http://host:port` of the GCP listener.
+    public var gcpBaseURL: String { "http://\(hostForURL):\(gcpPort)" }
+    /// host:port, as `GCE_METADATA_HOST` takes it.
+    public var gcpMetadataHost: String { "\(hostForURL):\(gcpPort)" }
+    /// The App Service identity endpoint (`IDENTITY_ENDPOINT`).
+    public var appServiceEndpoint: String { "\(azureBaseURL)/msi/token" }
+    /// Entra ID's authority host (`AZURE_AUTHORITY_HOST`).
+    public var azureAuthorityHost: String { "\(azureBaseURL)/azure" }
+    /// The issuer of Azure tokens; its discovery document is at `{issuer}/.well-known/openid-configuration`.
+    public var azureIssuer: String { "\(azureAuthorityHost)/\(configuration.tenantID)/v2.0" }
+    /// The issuer of the Kubernetes service-account tokens that workload identity exchanges.
+    public var kubernetesIssuer: String { "\(azureBaseURL)/kubernetes" }
+    /// The issuer of GCP identity tokens.
+    public var gcpIssuer: String { "\(gcpBaseURL)/gcp" }
+    /// Google's OAuth token endpoint (the key file's `token_uri`).
+    public var gcpTokenURI: String { "\(gcpIssuer)/token" }
+
+    /// The environment variables that point `client` at this emulator.
+    public func environment(for client: Client) -> [String: String] {
+        switch client {
+        case .azureIMDS:
+            return ["IMDS_ENDPOINT": azureBaseURL]
+        case .azureAppService:
+            return ["IDENTITY_ENDPOINT": appServiceEndpoint, "IDENTITY_HEADER": configuration.appServiceSecret.reveal()]
+        case let .azureWorkloadIdentity(tokenFile):
+            return ["AZURE_AUTHORITY_HOST": azureAuthorityHost, "AZURE_TENANT_ID": configuration.tenantID,
+                    "AZURE_CLIENT_ID": configuration.workloadClientID, "AZURE_FEDERATED_TOKEN_FILE": tokenFile]
+        case .gcpMetadata:
+            return ["GCE_METADATA_HOST": gcpMetadataHost]
+        case let .gcpKeyFile(path):
+            return ["GOOGLE_APPLICATION_CREDENTIALS": path]
+        }
+    }
+
+    /// A service-account key file (JSON) for the emulated service account, whose `token_uri` is
+    /// this emulator's token endpoint.
+    public func serviceAccountKeyJSON() -> Secret {
+        let object: [String: any Sendable] = [
+            "type": "service_account",
+            "project_id": configuration.gcpProjectID,
+            "private_key_id": serviceAccountKeyID,
+            "private_key": serviceAccountKey.pemPKCS8().reveal(),
+            "client_email": configuration.gcpServiceAccountEmail,
+            "client_id": configuration.gcpServiceAccountID,
+            "auth_uri": "\(gcpIssuer)/auth",
+            "token_uri": gcpTokenURI,
+            "auth_provider_x509_cert_url": "\(gcpIssuer)/oauth2/v1/certs",
+            "client_x509_cert_url": "\(gcpIssuer)/robot/v1/metadata/x509/\(configuration.gcpServiceAccountEmail)",
+            "universe_domain": "googleapis.com",
+        ]
+        return Secret(String(decoding: (try? JWT.jsonBytes(object)) ?? [], as: UTF8.self))
+    }
+
+    /// Writes ``serviceAccountKeyJSON()`` to `path`, readable by the owner only.
+    public func writeServiceAccountKey(to path: String) throws {
+        try writePrivate(serviceAccountKeyJSON().reveal(), to: path)
+    }
+
+    /// A Kubernetes service-account token as the kubelet projects it for workload identity
+    /// (`aud: api://AzureADTokenExchange`), signed by the emulator and trusted by its Entra endpoint.
+    public func federatedToken(subject: String? = nil, lifetime: TimeInterval = 3600) throws -> String {
+        let now = Int(Date().timeIntervalSince1970)
+        return try JWT.sign(claims: [
+            "aud": ["api://AzureADTokenExchange"], "iss": kubernetesIssuer, "sub": subject ?? configuration.workloadSubject,
+            "iat": now, "nbf": now, "exp": now + Int(lifetime),
+            "kubernetes.io": [
+                "namespace": "default",
+                "serviceaccount": ["name": "credagent", "uid": UUID().uuidString.lowercased()],
+            ] as [String: any Sendable],
+        ], key: signingKey, keyID: signingKeyID)
+    }
+
+    /// Writes a fresh ``federatedToken(subject:lifetime:)`` to `path` (as the kubelet rotates it).
+    public func writeFederatedToken(to path: String, subject: String? = nil) throws {
+        try writePrivate(try federatedToken(subject: subject), to: path)
+    }
+
+    private func writePrivate(_ text: String, to path: String) throws {
+        let temporary = path + ".tmp-\(UUID().uuidString.prefix(8))"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw CloudAuthError(.io, source: path, "cannot write the file")
+        }
+        guard rename(temporary, path) == 0 else {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CloudAuthError(.io, source: path, "cannot replace the file (errno \(errno))")
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import CloudAuth
+import Foundation
+
+/// The GCP listener: the metadata server's service-account endpoints, Google's OAuth token
+/// endpoint for service-account key assertions, and the GCP issuer's discovery documents.
+extension CloudEmulator {
+    private static let metadataPrefix = "/computeMetadata/v1/instance/service-accounts/"
+
+    func routeGCP(_ request: EmulatorRequest) -> EmulatorResponse {
+        if request.method == "GET", request.path.hasPrefix(Self.metadataPrefix) {
+            let rest = request.path.dropFirst(Self.metadataPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
+            if rest.count == 2 {
+                let account = String(rest[0]).removingPercentEncoding ?? String(rest[0])
+                let refusal = metadataRefusal(request, account: account)
+                switch rest[1] {
+                case "token":
+                    return respond(.gcpMetadataToken) { refusal ?? metadataToken(request, expired: $0) }
+                case "identity":
+                    return respond(.gcpMetadataIdentity) { refusal ?? metadataIdentity(request, expired: $0) }
+                case "email":
+                    return respond(.gcpMetadataEmail) { _ in refusal ?? .text(200, configuration.gcpServiceAccountEmail) }
+                default: break
+                }
+            }
+        }
+        switch (request.method, request.path) {
+        case ("POST", "/gcp/token"):
+            return respond(.gcpOAuthToken) { oauthToken(request, expired: $0) }
+        case ("GET", "/gcp/.well-known/openid-configuration"):
+            return respond(.gcpDiscovery) { _ in
+                discoveryDocument(issuer: gcpIssuer, jwksURI: "\(gcpIssuer)/oauth2/v3/certs", tokenEndpoint: gcpTokenURI)
+            }
+        case ("GET", "/gcp/oauth2/v3/certs"):
+            return respond(.gcpDiscovery) { _ in jwks() }
+        default:
+            var response = EmulatorResponse.text(404, "Not Found", contentType: "text/html; charset=UTF-8")
+            if request.path.hasPrefix("/computeMetadata/") { response.headers.add("Metadata-Flavor", "Google") }
+            return response
+        }
+    }
+
+    /// The checks every metadata request passes first: the `Metadata-Flavor: Google` request
+    /// header (403 without it, as GCE answers) and a known service account (404). Nil: passed.
+    private func metadataRefusal(_ request: EmulatorRequest, account: String) -> EmulatorResponse? {
+        guard request.headers["metadata-flavor"] == "Google" else {
+            return .text(403, "Your client does not have permission to get URL \(request.path) from this server. Missing Metadata-Flavor:Google header.",
+                         contentType: "text/html; charset=UTF-8")
+        }
+        guard account == "default" || account == configuration.gcpServiceAccountEmail else {
+            return .text(404, "Not Found", contentType: "text/html; charset=UTF-8")
+        }
+        return nil
+    }
+
+    private func metadataToken(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
+        let validity = validity(expired: expired)
+        return .json(200, [
+            "access_token": issueOpaqueToken(),
+            "expires_in": validity.expiresAt - Int(Date().timeIntervalSince1970), "token_type": "Bearer",
+        ])
+    }
+
+    private func metadataIdentity(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
+        guard let audience = request.parameter("audience"), !audience.isEmpty else {
+            return .text(400, "non-empty audience parameter required", contentType: "text/html; charset=UTF-8")
+        }
+        let token = gcpIdentityToken(audience: audience, authorizedParty: configuration.gcpServiceAccountID,
+                                     full: request.parameter("format") == "full", validity: validity(expired: expired))
+        return .text(200, token, contentType: "text/html; charset=UTF-8")
+    }
+
+    /// Google's token endpoint for the jwt-bearer grant: the assertion must be signed by the
+    /// service-account key this emulator handed out, name its email as `iss`, the token endpoint
+    /// as `aud`, live at most an hour, and ask for a `scope` or a `target_audience`.
+    private func oauthToken(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
+        let form = Dictionary(request.form.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+        func grantError(_ description: String, _ error: String = "invalid_grant") -> EmulatorResponse {
+            .json(400, ["error": error, "error_description": description])
+        }
+        guard form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer" else {
+            return grantError("Invalid grant_type: \(form["grant_type"] ?? "")", "unsupported_grant_type")
+        }
+        guard let assertion = try? JWT.decode(form["assertion"] ?? "", source: "assertion") else {
+            return grantError("Invalid JWT: the assertion is not a JWT.")
+        }
+        guard assertion.hasValidSignature(key: serviceAccountKey) else { return grantError("Invalid JWT Signature.") }
+        guard assertion.string("iss") == configuration.gcpServiceAccountEmail else {
+            return grantError("Invalid grant: account not found")
+        }
+        guard assertion.audiences == [gcpTokenURI] else {
+            return grantError("Invalid JWT: audience must be the token endpoint \(gcpTokenURI).")
+        }
+        let now = Date()
+        guard let issued = assertion.date("iat"), let expiry = assertion.date("exp"),
+              expiry.timeIntervalSince(issued) <= 3600, expiry > now, issued < now.addingTimeInterval(300) else {
+            return grantError("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.")
+        }
+        let validity = validity(expired: expired)
+        if let audience = assertion.string("target_audience"), !audience.isEmpty {
+            let token = gcpIdentityToken(audience: audience, authorizedParty: configuration.gcpServiceAccountEmail,
+                                         full: false, validity: validity)
+            return .json(200, ["id_token": token])
+        }
+        guard let scope = assertion.string("scope"), !scope.isEmpty else {
+            return grantError("Invalid OAuth scope or ID token audience provided.", "invalid_scope")
+        }
+        return .json(200, [
+            "access_token": issueOpaqueToken(),
+            "expires_in": validity.expiresAt - Int(now.timeIntervalSince1970), "token_type": "Bearer",
+        ])
+    }
+}
