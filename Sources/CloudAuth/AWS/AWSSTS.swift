@@ -1,0 +1,76 @@
+import Foundation
+
+/// The two STS calls the chain makes: `AssumeRole` (signed with existing keys) and
+/// `AssumeRoleWithWebIdentity` (unsigned; the web identity token is the proof).
+struct AWSSTS: Sendable {
+    /// Where requests go, e.g. `https://sts.us-east-1.amazonaws.com`.
+    let endpoint: String
+    /// The signing region.
+    let region: String
+    let http: any HTTPClient
+
+    /// `https://sts.REGION.amazonaws.com` (`.amazonaws.com.cn` in China).
+    static func regionalEndpoint(region: String) -> String {
+        "https://sts.\(region).amazonaws.com" + (region.hasPrefix("cn-") ? ".cn" : "")
+    }
+
+    func assumeRole(roleARN: String, sessionName: String, externalID: String? = nil, durationSeconds: Int? = nil,
+                    with credentials: AWSCredentials, at date: Date) async throws -> AWSCredentials {
+        var parameters = [("Action", "AssumeRole"), ("Version", "2011-06-15"),
+                          ("RoleArn", roleARN), ("RoleSessionName", sessionName)]
+        if let externalID { parameters.append(("ExternalId", externalID)) }
+        if let durationSeconds { parameters.append(("DurationSeconds", String(durationSeconds))) }
+        return try await call("AssumeRole", parameters: parameters, signWith: credentials, at: date,
+                              label: "assume-role \(roleARN)")
+    }
+
+    func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: Secret,
+                                   at date: Date) async throws -> AWSCredentials {
+        let parameters = [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"),
+                          ("RoleArn", roleARN), ("RoleSessionName", sessionName),
+                          ("WebIdentityToken", token.reveal())]
+        return try await call("AssumeRoleWithWebIdentity", parameters: parameters, signWith: nil, at: date,
+                              label: "web-identity \(roleARN)")
+    }
+
+    private func call(_ action: String, parameters: [(String, String)], signWith credentials: AWSCredentials?,
+                      at date: Date, label: String) async throws -> AWSCredentials {
+        var url = try EndpointURL(parsing: endpoint)
+        if url.path.isEmpty { url.path = "/" }
+        url.query = nil
+        let source = "STS \(action) \(url.redacted)"
+        let body = Array(parameters.map { SigV4Canonical.encode($0.0) + "=" + SigV4Canonical.encode($0.1) }
+            .joined(separator: "&").utf8)
+        var request = SigV4Request(method: "POST", url: url,
+                                   headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"],
+                                   body: body)
+        if let credentials {
+            request = SigV4Signer(credentials: credentials, region: region, service: "sts").sign(request, at: date)
+        }
+        var headers = request.headers
+        headers.replace("Host", url.hostHeader)
+        let response = try await http.execute(HTTPRequest(method: "POST", url: url.string, headers: headers,
+                                                          body: body, timeouts: .standard))
+        let xml = response.bodyText
+        guard response.isSuccess else {
+            let code = AWSResponseParsing.xmlText(xml, "Code")
+            let message = AWSResponseParsing.xmlText(xml, "Message")
+            let detail = code.map { ": \($0)" + (message.map { " - \($0)" } ?? "") } ?? ""
+            throw CloudAuthError(response.status >= 500 ? .unavailable : .rejected, source: source,
+                                 "STS answered HTTP \(response.status)\(detail)",
+                                 remedy: response.status == 403 ? "check the role's trust policy and the caller's permissions" : nil)
+        }
+        guard let accessKey = AWSResponseParsing.xmlText(xml, "AccessKeyId"), !accessKey.isEmpty,
+              let secret = AWSResponseParsing.xmlText(xml, "SecretAccessKey"), !secret.isEmpty,
+              let token = AWSResponseParsing.xmlText(xml, "SessionToken"), !token.isEmpty,
+              let expirationText = AWSResponseParsing.xmlText(xml, "Expiration") else {
+            throw CloudAuthError(.malformedResponse, source: source,
+                                 "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
+        }
+        guard let expiration = AWSResponseParsing.timestamp(expirationText) else {
+            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(expirationText)' is not an ISO 8601 time")
+        }
+        return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),
+                              expiration: expiration, source: label)
+    }
+}

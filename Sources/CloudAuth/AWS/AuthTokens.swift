@@ -1,0 +1,71 @@
+import Foundation
+
+/// A token derived from AWS keys by presigning: the token, when it was signed, and when it stops
+/// working.
+public struct SignedToken: Sendable {
+    public var token: Secret
+    public var issuedAt: Date
+    /// The earlier of the token's own lifetime and the expiry of the keys that signed it.
+    public var expiresAt: Date
+
+    public init(token: Secret, issuedAt: Date, expiresAt: Date) {
+        self.token = token
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Presigned `connect` tokens, the password of IAM database and cache authentication: the
+/// presigned URL without its `https://` scheme, exactly as botocore produces it.
+enum PresignedConnectToken {
+    /// How long RDS, ElastiCache and MemoryDB accept such a token.
+    static let lifetime = 900
+
+    /// `host[:port]/?query` for `host` and `port` as given; the signed `host` header is lower case
+    /// and leaves out port 443, as botocore signs it.
+    static func make(host: String, port: Int?, parameters: [(String, String)], service: String, region: String,
+                     credentials: AWSCredentials, at date: Date) -> SignedToken {
+        var query = ""
+        for (index, (name, value)) in parameters.enumerated() {
+            if index > 0 { query += "&" }
+            query += SigV4Canonical.encode(name) + "=" + SigV4Canonical.encode(value)
+        }
+        let url = EndpointURL(scheme: "https", host: host.lowercased(), port: port, path: "/", query: query)
+        let signer = SigV4Signer(credentials: credentials, region: region, service: service)
+        let presigned = signer.presign(SigV4Request(method: "GET", url: url), expires: lifetime, at: date)
+        let token = host + (port.map { ":\($0)" } ?? "") + "/?" + presigned.query.reveal()
+        let ownExpiry = date.addingTimeInterval(TimeInterval(lifetime))
+        let expiresAt = credentials.expiration.map { min($0, ownExpiry) } ?? ownExpiry
+        return SignedToken(token: Secret(token), issuedAt: date, expiresAt: expiresAt)
+    }
+}
+
+/// The IAM authentication token for RDS and Aurora (PostgreSQL, MySQL): the password for `user`.
+public enum RDSAuthToken {
+    /// `host:port/?Action=connect&DBUser=...&X-Amz-...`, signed for service `rds-db`, valid 900 s.
+    public static func make(host: String, port: Int, user: String, region: String,
+                            credentials: AWSCredentials, at date: Date) -> SignedToken {
+        PresignedConnectToken.make(host: host, port: port, parameters: [("Action", "connect"), ("DBUser", user)],
+                                          service: "rds-db", region: region, credentials: credentials, at: date)
+    }
+}
+
+/// The IAM authentication token for ElastiCache (Redis OSS, Valkey) and MemoryDB: the password
+/// for the cache user.
+public enum ElastiCacheAuthToken {
+    /// Which service the cache belongs to; it is the signing name.
+    public enum Service: String, Sendable, CaseIterable {
+        case elasticache
+        case memorydb
+    }
+
+    /// `cache_name/?Action=connect&User=...[&ResourceType=ServerlessCache]&X-Amz-...`, valid 900 s.
+    /// `cacheName` is the replication group, serverless cache or MemoryDB cluster name.
+    public static func make(cacheName: String, user: String, serverless: Bool = false, service: Service = .elasticache,
+                            region: String, credentials: AWSCredentials, at date: Date) -> SignedToken {
+        var parameters = [("Action", "connect"), ("User", user)]
+        if serverless { parameters.append(("ResourceType", "ServerlessCache")) }
+        return PresignedConnectToken.make(host: cacheName, port: nil, parameters: parameters,
+                                          service: service.rawValue, region: region, credentials: credentials, at: date)
+    }
+}
