@@ -1,0 +1,435 @@
+import CloudAuth
+import Foundation
+import Yams
+
+/// Turns YAML text into an ``AgentConfig``, refusing unknown keys at every level and reporting
+/// every problem with its key path, not just the first.
+///
+/// The YAML is walked as a node tree rather than decoded with `Codable`: a decoder stops at the
+/// first error and cannot tell an unknown key from a missing one, and both are needed here.
+public enum ConfigParser {
+    /// Parses `yaml`; `file` names its origin in errors. Throws ``ConfigError``.
+    public static func parse(yaml: String, file: String) throws -> AgentConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(file: file, issues: [ConfigIssue(path: "", message: "is not valid YAML: \(describe(error))")])
+        }
+        guard let root else {
+            throw ConfigError(file: file, issues: [ConfigIssue(path: "", message: "is empty; it needs at least a credentials list")])
+        }
+        var reader = ConfigReader()
+        let config = reader.agentConfig(root)
+        guard reader.issues.isEmpty, let config else { throw ConfigError(file: file, issues: reader.issues) }
+        return config
+    }
+
+    /// libyaml's problem and position, without the snippet of the file Yams appends.
+    private static func describe(_ error: YamlError) -> String {
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            let during = context.map { " \($0.text)" } ?? ""
+            return "line \(mark.line), column \(mark.column): \(problem)\(during)"
+        default:
+            return error.description.split(separator: "\n").first.map(String.init) ?? "unreadable"
+        }
+    }
+
+    /// Names that may appear in `credentials[].name`: they label metrics and URL paths.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 63 else { return false }
+        func alnum(_ byte: UInt8) -> Bool { (0x61...0x7a).contains(byte) || (0x30...0x39).contains(byte) }
+        return alnum(first) && name.utf8.dropFirst().allSatisfy { alnum($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
+    }
+
+    /// Whether `host` is this machine, where a token sent without TLS never leaves the host.
+    public static func isLoopback(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: ["[", "]"]).lowercased()
+        return bare == "localhost" || bare.hasPrefix("127.") || bare == "::1" || bare.hasPrefix("/")
+    }
+
+    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+}
+
+/// Walks the node tree, collecting issues; each accessor returns nil when the value is unusable.
+struct ConfigReader {
+    private(set) var issues: [ConfigIssue] = []
+
+    mutating func issue(_ path: String, _ message: String) {
+        issues.append(ConfigIssue(path: path, message: message))
+    }
+
+    // MARK: Sections
+
+    mutating func agentConfig(_ root: Node) -> AgentConfig? {
+        guard let top = mapping(root, "", allowed: ["socket", "refresh", "aws", "azure", "gcp", "credentials"]) else {
+            return nil
+        }
+        var config = AgentConfig(socket: SocketConfig(), refresh: RefreshConfig(), aws: AWSSettings(),
+                                 azure: AzureSettings(), gcp: GCPSettings(), credentials: [])
+        if let node = top["socket"] { config.socket = socket(node) }
+        if let node = top["refresh"] { config.refresh = refresh(node) }
+        if let node = top["aws"] { config.aws = aws(node) }
+        if let node = top["azure"] { config.azure = azure(node) }
+        if let node = top["gcp"] { config.gcp = gcp(node) }
+        if let node = top["credentials"] {
+            config.credentials = credentials(node)
+        } else {
+            issue("credentials", "is missing; list at least one credential")
+        }
+        return config
+    }
+
+    mutating func socket(_ node: Node) -> SocketConfig {
+        var config = SocketConfig()
+        guard let map = mapping(node, "socket", allowed: ["path", "mode", "allow"]) else { return config }
+        if let path = map["path"].flatMap({ string($0, "socket.path") }) {
+            if path.hasPrefix("/") { config.path = path } else { issue("socket.path", "'\(path)' is not an absolute path") }
+            if path.utf8.count > 107 { issue("socket.path", "is \(path.utf8.count) bytes long; a Unix socket path may have at most 107") }
+        }
+        if let text = map["mode"].flatMap({ string($0, "socket.mode") }) {
+            if text.count >= 3, text.count <= 4, let mode = UInt32(text, radix: 8), mode <= 0o777 {
+                config.mode = mode
+            } else {
+                issue("socket.mode", "'\(text)' is not an octal permission mode like \"0660\"")
+            }
+        }
+        if let allowNode = map["allow"], let allow = mapping(allowNode, "socket.allow", allowed: ["uids", "gids"]) {
+            config.allowUIDs = allow["uids"].map { ids($0, "socket.allow.uids") } ?? []
+            config.allowGIDs = allow["gids"].map { ids($0, "socket.allow.gids") } ?? []
+        }
+        return config
+    }
+
+    mutating func refresh(_ node: Node) -> RefreshConfig {
+        var config = RefreshConfig()
+        guard let map = mapping(node, "refresh", allowed: ["min_remaining", "lifetime_fraction", "jitter", "backoff"]) else {
+            return config
+        }
+        if let value = map["min_remaining"].flatMap({ duration($0, "refresh.min_remaining") }) { config.minRemaining = value }
+        if let value = map["lifetime_fraction"].flatMap({ number($0, "refresh.lifetime_fraction") }) {
+            if value > 0, value < 1 { config.lifetimeFraction = value }
+            else { issue("refresh.lifetime_fraction", "\(value) is not a fraction between 0 and 1 (exclusive)") }
+        }
+        if let value = map["jitter"].flatMap({ number($0, "refresh.jitter") }) {
+            if value >= 0, value <= 0.5 { config.jitter = value }
+            else { issue("refresh.jitter", "\(value) is not between 0 and 0.5") }
+        }
+        if let backoffNode = map["backoff"], let backoff = mapping(backoffNode, "refresh.backoff", allowed: ["initial", "max"]) {
+            if let value = backoff["initial"].flatMap({ duration($0, "refresh.backoff.initial") }) { config.backoffInitial = value }
+            if let value = backoff["max"].flatMap({ duration($0, "refresh.backoff.max") }) { config.backoffMax = value }
+            if config.backoffMax < config.backoffInitial {
+                issue("refresh.backoff.max", "\(DurationText.format(config.backoffMax)) is less than backoff.initial (\(DurationText.format(config.backoffInitial)))")
+            }
+        }
+        return config
+    }
+
+    mutating func aws(_ node: Node) -> AWSSettings {
+        var settings = AWSSettings()
+        guard let map = mapping(node, "aws", allowed: ["region", "assume_role_arn", "sts_endpoint", "imds_endpoint", "profile"]) else {
+            return settings
+        }
+        settings.region = optionalString(map["region"], "aws.region")
+        settings.assumeRoleARN = optionalString(map["assume_role_arn"], "aws.assume_role_arn")
+        if let arn = settings.assumeRoleARN, !arn.hasPrefix("arn:") {
+            issue("aws.assume_role_arn", "'\(arn)' is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        }
+        settings.stsEndpoint = url(map["sts_endpoint"], "aws.sts_endpoint")
+        settings.imdsEndpoint = url(map["imds_endpoint"], "aws.imds_endpoint")
+        settings.profile = optionalString(map["profile"], "aws.profile")
+        return settings
+    }
+
+    mutating func azure(_ node: Node) -> AzureSettings {
+        var settings = AzureSettings()
+        guard let map = mapping(node, "azure", allowed: ["client_id", "tenant_id", "imds_endpoint"]) else { return settings }
+        settings.clientID = optionalString(map["client_id"], "azure.client_id")
+        settings.tenantID = optionalString(map["tenant_id"], "azure.tenant_id")
+        settings.imdsEndpoint = url(map["imds_endpoint"], "azure.imds_endpoint")
+        return settings
+    }
+
+    mutating func gcp(_ node: Node) -> GCPSettings {
+        var settings = GCPSettings()
+        guard let map = mapping(node, "gcp", allowed: ["service_account", "key_file", "metadata_host"]) else { return settings }
+        if let account = optionalString(map["service_account"], "gcp.service_account") { settings.serviceAccount = account }
+        settings.keyFile = optionalString(map["key_file"], "gcp.key_file")
+        settings.metadataHost = optionalString(map["metadata_host"], "gcp.metadata_host")
+        if let host = settings.metadataHost, host.contains("/") {
+            issue("gcp.metadata_host", "'\(host)' must be host[:port], without a scheme or path")
+        }
+        return settings
+    }
+
+    // MARK: Credentials
+
+    /// Keys every credential has, and the extra keys each kind accepts.
+    static let commonKeys = ["name", "kind", "provider"]
+    static let kindKeys: [CredentialKind: [String]] = [
+        .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
+        .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
+        .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file"],
+    ]
+
+    mutating func credentials(_ node: Node) -> [CredentialConfig] {
+        guard case let .sequence(sequence) = node else {
+            issue("credentials", "must be a list of credentials (lines starting with '- ')")
+            return []
+        }
+        if sequence.isEmpty { issue("credentials", "is empty; list at least one credential") }
+        var result: [CredentialConfig] = []
+        var firstIndexByName: [String: Int] = [:]
+        for (index, item) in sequence.enumerated() {
+            guard let credential = credential(item, "credentials[\(index)]") else { continue }
+            if let first = firstIndexByName[credential.name] {
+                issue("credentials[\(index)].name", "'\(credential.name)' is already used by credentials[\(first)]; names must be unique")
+            } else {
+                firstIndexByName[credential.name] = index
+            }
+            result.append(credential)
+        }
+        return result
+    }
+
+    mutating func credential(_ node: Node, _ path: String) -> CredentialConfig? {
+        guard let map = mapping(node, path, allowed: nil) else { return nil }
+        let name = requiredString(map, "name", path)
+        if let name, !ConfigParser.isValidName(name) {
+            issue("\(path).name", "'\(name)' is not a valid name: use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+        }
+        let kind = requiredString(map, "kind", path).flatMap { choice($0, CredentialKind.self, "\(path).kind") }
+        let provider = requiredString(map, "provider", path).flatMap { choice($0, CredentialProvider.self, "\(path).provider") }
+        guard let name, let kind, let provider else {
+            // Without kind the allowed keys are unknown; still report keys no credential has.
+            let known = Set(Self.commonKeys + Self.kindKeys.values.flatMap { $0 })
+            for key in map.keys where !known.contains(key) { unknownKey("\(path).\(key)", allowed: known.sorted()) }
+            return nil
+        }
+        let allowed = Self.commonKeys + (Self.kindKeys[kind] ?? [])
+        for key in map.keys where !allowed.contains(key) {
+            issue("\(path).\(key)", "is not a key of a \(kind.rawValue) credential (allowed: \(allowed.joined(separator: ", ")))")
+        }
+        var credential = CredentialConfig(name: name, kind: kind, provider: provider)
+        credential.caFile = optionalString(map["ca_file"], "\(path).ca_file")
+        switch kind {
+        case .postgres: postgres(&credential, map, path)
+        case .redis: redis(&credential, map, path)
+        case .vault: vault(&credential, map, path)
+        }
+        return credential
+    }
+
+    private mutating func postgres(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
+        let provider = credential.provider
+        credential.host = requiredString(map, "host", path)
+        credential.port = port(map, path, required: provider == .aws, default: 5432)
+        credential.user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
+        credential.database = optionalString(map["database"], "\(path).database")
+        credential.resource = azureOnly(map, "resource", path, provider)
+        let mode = optionalString(map["sslmode"], "\(path).sslmode") ?? "verify-full"
+        if !ConfigParser.sslModes.contains(mode) {
+            issue("\(path).sslmode", "'\(mode)' is not one of \(ConfigParser.sslModes.joined(separator: ", "))")
+        } else if ["disable", "allow", "prefer"].contains(mode), let host = credential.host, !ConfigParser.isLoopback(host) {
+            issue("\(path).sslmode", "'\(mode)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
+        }
+        credential.sslmode = mode
+    }
+
+    private mutating func redis(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
+        let provider = credential.provider
+        credential.host = provider == .aws ? optionalString(map["host"], "\(path).host") : requiredString(map, "host", path)
+        credential.port = port(map, path, required: false, default: 6379)
+        credential.user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
+        credential.resource = azureOnly(map, "resource", path, provider)
+        credential.tls = map["tls"].flatMap { bool($0, "\(path).tls") } ?? true
+        if credential.tls == false, let host = credential.host, !ConfigParser.isLoopback(host) {
+            issue("\(path).tls", "false would send the token to \(host) in clear; plain connections are allowed only to loopback hosts")
+        }
+        if provider == .aws {
+            credential.cacheName = requiredString(map, "cache_name", path)
+            credential.serverless = map["serverless"].flatMap { bool($0, "\(path).serverless") } ?? false
+            credential.engine = optionalString(map["engine"], "\(path).engine").flatMap { choice($0, RedisEngine.self, "\(path).engine") }
+                ?? .elasticache
+        } else {
+            for key in ["cache_name", "serverless", "engine"] where map[key] != nil {
+                issue("\(path).\(key)", "applies only to provider aws")
+            }
+        }
+    }
+
+    private mutating func vault(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
+        credential.address = requiredString(map, "address", path)
+        if let address = credential.address {
+            do { _ = try EndpointURL(parsing: address) } catch { issue("\(path).address", "'\(EndpointURL.stripQuery(address))' is not an http(s) URL") }
+        }
+        credential.role = requiredString(map, "role", path)
+        if let method = requiredString(map, "method", path).flatMap({ choice($0, VaultAuthMethod.self, "\(path).method") }) {
+            credential.method = method
+            if !method.providers.contains(credential.provider) {
+                let names = method.providers.map(\.rawValue).joined(separator: " or ")
+                issue("\(path).method", "\(method.rawValue) logs in with a \(names) identity, not \(credential.provider.rawValue)")
+            }
+            credential.mount = optionalString(map["mount"], "\(path).mount") ?? method.defaultMount
+            credential.serverID = optionalString(map["server_id"], "\(path).server_id")
+            if credential.serverID != nil, method != .awsIAM { issue("\(path).server_id", "applies only to method aws_iam") }
+            credential.audience = optionalString(map["audience"], "\(path).audience")
+            if method == .jwt, credential.audience == nil {
+                issue("\(path).audience", "is missing; method jwt needs the audience (GCP) or resource (Azure) the Vault role expects")
+            }
+        }
+        if let mount = credential.mount, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") {
+            issue("\(path).mount", "'\(mount)' must be a path like 'aws' or 'auth-team/aws', without leading or trailing '/'")
+        }
+        credential.namespace = optionalString(map["namespace"], "\(path).namespace")
+    }
+
+    private mutating func azureOnly(_ map: KeyedNodes, _ key: String, _ path: String, _ provider: CredentialProvider) -> String? {
+        let value = optionalString(map[key], "\(path).\(key)")
+        if value != nil, provider != .azure { issue("\(path).\(key)", "applies only to provider azure") }
+        return value
+    }
+
+    private mutating func port(_ map: KeyedNodes, _ path: String, required: Bool, default fallback: Int) -> Int? {
+        guard let node = map["port"] else {
+            if required { issue("\(path).port", "is missing; the port is part of the signed token") }
+            return fallback
+        }
+        guard let text = string(node, "\(path).port") else { return nil }
+        guard let value = Int(text), (1...65535).contains(value) else {
+            issue("\(path).port", "\(text) is not a port (1-65535)")
+            return nil
+        }
+        return value
+    }
+
+    // MARK: Scalars and mappings
+
+    /// A mapping's entries by key, in file order.
+    struct KeyedNodes {
+        var entries: [(key: String, value: Node)]
+        subscript(key: String) -> Node? { entries.first { $0.key == key }?.value }
+        var keys: [String] { entries.map(\.key) }
+    }
+
+    /// The entries of a mapping at `path`, reporting a non-mapping, duplicate keys and (when
+    /// `allowed` is given) unknown keys.
+    mutating func mapping(_ node: Node, _ path: String, allowed: [String]?) -> KeyedNodes? {
+        guard case let .mapping(mapping) = node else {
+            issue(path, "must be a mapping of keys to values")
+            return nil
+        }
+        var result = KeyedNodes(entries: [])
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? ""
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            if result[key] != nil {
+                issue(keyPath, "appears twice")
+                continue
+            }
+            if let allowed, !allowed.contains(key) {
+                unknownKey(keyPath, allowed: allowed)
+                continue
+            }
+            result.entries.append((key, value))
+        }
+        return result
+    }
+
+    mutating func unknownKey(_ path: String, allowed: [String]) {
+        issue(path, "is not a known key (allowed: \(allowed.joined(separator: ", ")))")
+    }
+
+    static func isNull(_ node: Node) -> Bool {
+        guard case let .scalar(scalar) = node, scalar.style == .plain else { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
+    /// A non-null scalar's text.
+    mutating func string(_ node: Node, _ path: String) -> String? {
+        guard case let .scalar(scalar) = node, !Self.isNull(node) else {
+            issue(path, Self.isNull(node) ? "must not be null" : "must be a single value, not a list or mapping")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func optionalString(_ node: Node?, _ path: String) -> String? {
+        guard let node, !Self.isNull(node) else { return nil }
+        guard let text = string(node, path) else { return nil }
+        if text.isEmpty { issue(path, "is empty; leave the key out instead") }
+        return text.isEmpty ? nil : text
+    }
+
+    mutating func requiredString(_ map: KeyedNodes, _ key: String, _ path: String) -> String? {
+        guard let node = map[key], !Self.isNull(node) else {
+            issue("\(path).\(key)", "is missing")
+            return nil
+        }
+        return optionalString(node, "\(path).\(key)")
+    }
+
+    mutating func url(_ node: Node?, _ path: String) -> String? {
+        guard let text = optionalString(node, path) else { return nil }
+        do {
+            _ = try EndpointURL(parsing: text)
+            return text
+        } catch {
+            issue(path, "'\(EndpointURL.stripQuery(text))' is not an http(s) URL like http://127.0.0.1:8080")
+            return nil
+        }
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ text: String, _ type: T.Type, _ path: String) -> T?
+    where T.RawValue == String {
+        if let value = T(rawValue: text) { return value }
+        issue(path, "'\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        return nil
+    }
+
+    mutating func bool(_ node: Node, _ path: String) -> Bool? {
+        guard let text = string(node, path) else { return nil }
+        switch text.lowercased() {
+        case "true": return true
+        case "false": return false
+        default:
+            issue(path, "'\(text)' is not true or false")
+            return nil
+        }
+    }
+
+    mutating func number(_ node: Node, _ path: String) -> Double? {
+        guard let text = string(node, path) else { return nil }
+        guard let value = Double(text), value.isFinite else {
+            issue(path, "'\(text)' is not a number")
+            return nil
+        }
+        return value
+    }
+
+    mutating func duration(_ node: Node, _ path: String) -> TimeInterval? {
+        guard let text = string(node, path) else { return nil }
+        guard let value = DurationText.seconds(text) else {
+            issue(path, "'\(text)' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h")
+            return nil
+        }
+        return value
+    }
+
+    mutating func ids(_ node: Node, _ path: String) -> [UInt32] {
+        guard case let .sequence(sequence) = node else {
+            issue(path, "must be a list of numeric ids, e.g. [1000]")
+            return []
+        }
+        return sequence.enumerated().compactMap { index, item in
+            guard let text = string(item, "\(path)[\(index)]") else { return nil }
+            guard let id = UInt32(text) else {
+                issue("\(path)[\(index)]", "'\(text)' is not a numeric id (0-4294967295)")
+                return nil
+            }
+            return id
+        }
+    }
+}

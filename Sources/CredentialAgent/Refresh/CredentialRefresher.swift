@@ -1,0 +1,198 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Why a refresh that a client waited for did not produce a credential.
+public struct RefreshFailure: Error, Sendable, CustomStringConvertible {
+    /// The cause, free of secrets (it names the endpoint or file that failed).
+    public var message: String
+    public var description: String { message }
+}
+
+/// Keeps one credential fresh: fetches it when due, retries with backoff, publishes every change
+/// to the store, and lets clients force a refresh that concurrent callers share.
+///
+/// ``run()`` is the credential's loop; the agent runs it in its task group and cancels it when
+/// the credential is removed or the agent stops. Timing comes from the injected wall clock: the
+/// loop sleeps at most `maxNap` between looks, and ``wake()`` makes it look at once (the agent
+/// calls it when the wall clock jumps or the machine resumes from suspend).
+public final class CredentialRefresher: Sendable {
+    public let config: CredentialConfig
+    public let descriptor: CredentialDescriptor
+    private let source: any CredentialSource
+    private let store: CredentialStore
+    private let metrics: AgentMetrics
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let random: @Sendable () -> Double
+    private let maxNap: TimeInterval
+    private let signal = WakeSignal()
+
+    private struct Inner {
+        var machine: RefreshStateMachine
+        var loggedState: CredentialState = .pending
+        var forceRequested = false
+        var waiters: [Int: CheckedContinuation<Result<CredentialSnapshot, RefreshFailure>, Never>] = [:]
+        var nextWaiterID = 0
+        var stopped = false
+    }
+    private let inner: NIOLockedValueBox<Inner>
+
+    public init(config: CredentialConfig, source: any CredentialSource, refresh: RefreshConfig, store: CredentialStore,
+                metrics: AgentMetrics, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, maxNap: TimeInterval = 60) {
+        self.config = config
+        self.descriptor = CredentialDescriptor(config)
+        self.source = source
+        self.store = store
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "credential"] = "\(config.name)"
+        self.logger = logger
+        self.now = now
+        self.random = random
+        self.maxNap = maxNap
+        let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff)
+        self.inner = NIOLockedValueBox(Inner(machine: machine))
+        store.publish(descriptor, machine)
+    }
+
+    /// Makes the loop look at the clock now.
+    public func wake() { signal.fire() }
+
+    /// Fetches and refreshes until cancelled, then fails any waiting clients and shuts the source
+    /// down (a Vault source revokes its token).
+    public func run() async {
+        while !Task.isCancelled {
+            let current = now()
+            let (due, wakeAt) = inner.withLockedValue { inner in
+                (inner.forceRequested || inner.machine.nextFetch(now: current) <= current, inner.machine.nextWake(now: current))
+            }
+            if due {
+                await refreshOnce()
+                continue
+            }
+            noteStateChange(at: current)
+            let nap = min(max(wakeAt.timeIntervalSince(current), 0.001), maxNap)
+            await signal.wait(for: .milliseconds(Int64((nap * 1000).rounded(.up))))
+        }
+        let waiters = inner.withLockedValue { inner in
+            inner.stopped = true
+            defer { inner.waiters.removeAll() }
+            return Array(inner.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: .failure(RefreshFailure(message: "the credential was removed"))) }
+        await source.shutdown()
+    }
+
+    private func refreshOnce() async {
+        let started = now()
+        let beginning = inner.withLockedValue { inner in
+            inner.forceRequested = false
+            _ = inner.machine.beginFetch(now: started)
+            return inner.machine
+        }
+        store.publish(descriptor, beginning)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result: Result<IssuedCredential, any Error>
+        do {
+            result = .success(try await source.fetch(now: started))
+        } catch {
+            result = .failure(error)
+        }
+        let elapsed = clock.now - start
+        let finished = now()
+        let jitter = random()
+        let (machine, waiters) = inner.withLockedValue { inner in
+            switch result {
+            case let .success(credential): _ = inner.machine.fetchSucceeded(credential, now: finished, random: jitter)
+            case let .failure(error): _ = inner.machine.fetchFailed(Self.describe(error), now: finished, random: jitter)
+            }
+            defer { inner.waiters.removeAll() }
+            return (inner.machine, Array(inner.waiters.values))
+        }
+        store.publish(descriptor, machine)
+        metrics.refreshed(config.name, success: machine.lastError == nil, duration: elapsed)
+        metrics.update(config.name, machine, now: finished)
+        if machine.lastError == nil {
+            logger.debug("refreshed", metadata: [
+                "version": "\(machine.generation)",
+                "expires_at": "\(Timestamp.format(machine.held?.credential.expiresAt ?? finished))",
+                "refresh_at": "\(Timestamp.format(machine.held?.refreshAt ?? finished))",
+            ])
+        }
+        noteStateChange(at: finished)
+        let answer: Result<CredentialSnapshot, RefreshFailure>
+        if let error = machine.lastError {
+            answer = .failure(RefreshFailure(message: error))
+        } else if let snapshot = store.snapshot(config.name) {
+            answer = .success(snapshot)
+        } else {
+            answer = .failure(RefreshFailure(message: "the credential was removed"))
+        }
+        for waiter in waiters { waiter.resume(returning: answer) }
+    }
+
+    /// Logs the settled state once each time it changes, with the cause of a failure.
+    private func noteStateChange(at time: Date) {
+        let change: (from: CredentialState, to: CredentialState, machine: RefreshStateMachine)? = inner.withLockedValue { inner in
+            let settled = inner.machine.settledState(at: time)
+            guard settled != inner.loggedState else { return nil }
+            defer { inner.loggedState = settled }
+            return (inner.loggedState, settled, inner.machine)
+        }
+        guard let change else { return }
+        metrics.update(config.name, change.machine, now: time)
+        var metadata: Logger.Metadata = ["from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]
+        if let error = change.machine.lastError { metadata["error"] = "\(error)" }
+        if let retry = change.machine.retryAt { metadata["retry_at"] = "\(Timestamp.format(retry))" }
+        if let held = change.machine.held {
+            metadata["expires_at"] = "\(Timestamp.format(held.credential.expiresAt))"
+        }
+        switch change.to {
+        case .valid where change.from == .pending: logger.info("credential obtained", metadata: metadata)
+        case .valid: logger.info("credential recovered", metadata: metadata)
+        case .stale: logger.warning("refresh failing, serving the current credential while it is valid", metadata: metadata)
+        case .expired: logger.error("credential expired and refresh is failing", metadata: metadata)
+        case .failed: logger.error("cannot obtain credential", metadata: metadata)
+        case .pending, .refreshing: logger.debug("state changed", metadata: metadata)
+        }
+    }
+
+    /// A credential that will be servable for at least `minValid` seconds: the current one when
+    /// it qualifies and `force` is false, else the result of a refresh shared with every other
+    /// caller waiting at the same time.
+    public func credential(minValid: TimeInterval = 0, force: Bool = false) async -> Result<CredentialSnapshot, RefreshFailure> {
+        let current = now()
+        if !force, let snapshot = store.snapshot(config.name), let held = snapshot.machine.servable(at: current),
+           held.servableUntil.timeIntervalSince(current) >= minValid {
+            return .success(snapshot)
+        }
+        // Waiters are always answered: by the refresh they joined, or by `run()` ending.
+        return await withCheckedContinuation { continuation in
+                let refused: RefreshFailure? = inner.withLockedValue { inner in
+                    if inner.stopped { return RefreshFailure(message: "the credential was removed") }
+                    // A failure a moment ago answers for itself instead of hammering the endpoint.
+                    if inner.machine.consecutiveFailures > 0, !inner.machine.fetching, let last = inner.machine.lastAttemptAt,
+                       current.timeIntervalSince(last) < inner.machine.backoff.initial, let error = inner.machine.lastError {
+                        return RefreshFailure(message: error)
+                    }
+                    inner.waiters[inner.nextWaiterID] = continuation
+                    inner.nextWaiterID += 1
+                    inner.forceRequested = true
+                    return nil
+                }
+                if let refused {
+                    continuation.resume(returning: .failure(refused))
+                } else {
+                    signal.fire()
+                }
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? RefreshFailure { return error.message }
+        return String(describing: error)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+
+/// Where a credential stands (DESIGN section 4).
+public enum CredentialState: String, Sendable, CaseIterable {
+    /// Nothing obtained yet, first attempt not failed.
+    case pending
+    /// A servable secret, no refresh in progress or failing.
+    case valid
+    /// A servable secret while a refresh is in flight.
+    case refreshing
+    /// A servable secret, but the last refresh failed.
+    case stale
+    /// The last secret is past its serving window and refreshing keeps failing.
+    case expired
+    /// Never obtained: every attempt so far failed.
+    case failed
+}
+
+/// The refresh bookkeeping of one credential, as a plain value: the held secret and its refresh
+/// point, whether a fetch is in flight, consecutive failures and when to retry.
+///
+/// Pure: every method takes the current time, and randomness (for jitter) is passed in as a
+/// number in `0..<1`. ``CredentialRefresher`` drives it with real time and real fetches.
+public struct RefreshStateMachine: Sendable {
+    /// The secret currently handed out and its schedule.
+    public struct Held: Sendable {
+        public var credential: IssuedCredential
+        public var refreshAt: Date
+        public var servableUntil: Date
+    }
+
+    /// The outcome of an event: the state before and after, for logging transitions once.
+    public struct Transition: Sendable, Equatable {
+        public var from: CredentialState
+        public var to: CredentialState
+        public var changed: Bool { from != to }
+    }
+
+    public let policy: RefreshPolicy
+    public let backoff: Backoff
+    public private(set) var held: Held?
+    public private(set) var fetching = false
+    public private(set) var consecutiveFailures = 0
+    /// Why the last attempt failed; cleared by a success.
+    public private(set) var lastError: String?
+    /// When a failed refresh is retried.
+    public private(set) var retryAt: Date?
+    /// When the last attempt, successful or not, ended.
+    public private(set) var lastAttemptAt: Date?
+    public private(set) var lastSuccessAt: Date?
+    /// How many credentials have been taken so far: the version the socket API reports.
+    public private(set) var generation = 0
+
+    public init(policy: RefreshPolicy, backoff: Backoff) {
+        self.policy = policy
+        self.backoff = backoff
+    }
+
+    /// The held secret if it may still be handed out at `now`.
+    public func servable(at now: Date) -> Held? {
+        guard let held, now < held.servableUntil else { return nil }
+        return held
+    }
+
+    public func state(at now: Date) -> CredentialState {
+        if servable(at: now) != nil {
+            if fetching { return .refreshing }
+            return consecutiveFailures > 0 ? .stale : .valid
+        }
+        if held != nil { return .expired }
+        return consecutiveFailures > 0 ? .failed : .pending
+    }
+
+    /// The state leaving out an attempt in flight (`refreshing` reads as `valid` or `stale`), for
+    /// logging a change once rather than at every retry.
+    public func settledState(at now: Date) -> CredentialState {
+        let current = state(at: now)
+        guard current == .refreshing else { return current }
+        return consecutiveFailures > 0 ? .stale : .valid
+    }
+
+    /// When the next fetch is due: at once without a secret, at the retry time after a failure,
+    /// else at the refresh point.
+    public func nextFetch(now: Date) -> Date {
+        if let retryAt { return retryAt }
+        guard let held else { return now }
+        return held.refreshAt
+    }
+
+    /// When the driver should look again even without a fetch due: the next fetch, or the end of
+    /// the serving window if that comes first (the state then changes without any event).
+    public func nextWake(now: Date) -> Date {
+        var wake = nextFetch(now: now)
+        if let held, held.servableUntil > now { wake = min(wake, held.servableUntil) }
+        return wake
+    }
+
+    public mutating func beginFetch(now: Date) -> Transition {
+        let from = state(at: now)
+        fetching = true
+        return Transition(from: from, to: state(at: now))
+    }
+
+    /// Takes a new credential. One that would not be servable at all counts as a failure.
+    public mutating func fetchSucceeded(_ credential: IssuedCredential, now: Date, random: Double) -> Transition {
+        let servableUntil = RefreshPolicy.servableUntil(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt)
+        guard servableUntil > now else {
+            let expires = ISO8601DateFormatter().string(from: credential.expiresAt)
+            return fetchFailed("the issued credential expires at \(expires), too soon to be served", now: now, random: random)
+        }
+        let from = state(at: now)
+        var refreshAt = policy.refreshPoint(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt,
+                                            refreshAfter: credential.refreshAfter, random: random)
+        // An issue time far in the past (clock skew) must not cause a refresh loop.
+        refreshAt = min(max(refreshAt, now.addingTimeInterval(min(1, servableUntil.timeIntervalSince(now) / 2))), servableUntil)
+        held = Held(credential: credential, refreshAt: refreshAt, servableUntil: servableUntil)
+        fetching = false
+        consecutiveFailures = 0
+        lastError = nil
+        retryAt = nil
+        lastAttemptAt = now
+        lastSuccessAt = now
+        generation += 1
+        return Transition(from: from, to: state(at: now))
+    }
+
+    /// Records a failed attempt and schedules the retry with backoff.
+    public mutating func fetchFailed(_ reason: String, now: Date, random: Double) -> Transition {
+        let from = state(at: now)
+        fetching = false
+        consecutiveFailures += 1
+        lastError = reason
+        lastAttemptAt = now
+        retryAt = now.addingTimeInterval(backoff.delay(failures: consecutiveFailures, random: random))
+        return Transition(from: from, to: state(at: now))
+    }
+}

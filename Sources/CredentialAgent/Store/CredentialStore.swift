@@ -1,0 +1,128 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What readers of one credential see: its description, its refresh bookkeeping and, for the
+/// current version, the encoded JSON answer. Immutable; a refresh publishes a new one.
+public struct CredentialSnapshot: Sendable {
+    public let descriptor: CredentialDescriptor
+    public let machine: RefreshStateMachine
+    /// The JSON answer for the held secret (nil while none has been obtained). Encoded once per
+    /// version so that serving it costs no encoding.
+    public let body: ByteBuffer?
+
+    public var name: String { descriptor.name }
+    /// Increases by one with every new secret; 0 before the first.
+    public var version: Int { machine.generation }
+
+    public func state(at now: Date) -> CredentialState { machine.state(at: now) }
+
+    /// The encoded credential if it may be handed out at `now`.
+    public func servableBody(at now: Date) -> ByteBuffer? {
+        machine.servable(at: now) != nil ? body : nil
+    }
+}
+
+/// The current snapshot of every credential by name, with waiters for rotations.
+///
+/// Reads take a short lock and copy a reference; they never wait for a refresh. Waiters are
+/// callbacks (the server hops back to its event loop), called once with the new snapshot, or
+/// with nil when the credential is removed.
+public final class CredentialStore: Sendable {
+    public typealias Waiter = @Sendable (CredentialSnapshot?) -> Void
+
+    private struct Slot {
+        var snapshot: CredentialSnapshot
+        var waiters: [Int: Waiter] = [:]
+    }
+
+    private struct Contents {
+        var slots: [String: Slot] = [:]
+        var order: [String] = []
+        var nextWaiterID = 0
+    }
+
+    private let contents = NIOLockedValueBox(Contents())
+
+    public init() {}
+
+    /// The current snapshot of `name`, or nil for an unknown name.
+    public func snapshot(_ name: String) -> CredentialSnapshot? {
+        contents.withLockedValue { $0.slots[name]?.snapshot }
+    }
+
+    /// Every snapshot, in configuration order.
+    public func snapshots() -> [CredentialSnapshot] {
+        contents.withLockedValue { contents in contents.order.compactMap { contents.slots[$0]?.snapshot } }
+    }
+
+    public var names: [String] { contents.withLockedValue { $0.order } }
+
+    /// Publishes `machine` as the state of the credential described by `descriptor`, adding the
+    /// credential if it is new. Waiters are woken when the version changes.
+    public func publish(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine) {
+        let previous = contents.withLockedValue { $0.slots[descriptor.name]?.snapshot }
+        // Encode outside the lock; only one refresher publishes a given name.
+        var body = previous?.body
+        if previous?.version != machine.generation || previous?.descriptor != descriptor {
+            body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
+        }
+        let snapshot = CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
+        let woken: [Waiter] = contents.withLockedValue { contents in
+            guard var slot = contents.slots[descriptor.name] else {
+                contents.slots[descriptor.name] = Slot(snapshot: snapshot)
+                contents.order.append(descriptor.name)
+                return []
+            }
+            let rotated = slot.snapshot.version != snapshot.version
+            slot.snapshot = snapshot
+            let woken = rotated ? Array(slot.waiters.values) : []
+            if rotated { slot.waiters.removeAll() }
+            contents.slots[descriptor.name] = slot
+            return woken
+        }
+        for waiter in woken { waiter(snapshot) }
+    }
+
+    /// Removes `name`; its waiters are called with nil.
+    public func remove(_ name: String) {
+        let woken: [Waiter] = contents.withLockedValue { contents in
+            guard let slot = contents.slots.removeValue(forKey: name) else { return [] }
+            contents.order.removeAll { $0 == name }
+            return Array(slot.waiters.values)
+        }
+        for waiter in woken { waiter(nil) }
+    }
+
+    /// What ``waitForVersion(_:otherThan:_:)`` did.
+    public enum WaitRegistration: Sendable {
+        /// No such credential.
+        case unknown
+        /// The version already differs: here is the snapshot, the waiter was not kept.
+        case changed(CredentialSnapshot)
+        /// The waiter is kept until the version changes; cancel it with this id.
+        case waiting(id: Int)
+    }
+
+    /// Calls `waiter` once when the version of `name` becomes different from `version`, unless
+    /// it already is (then nothing is registered and the snapshot is returned).
+    public func waitForVersion(_ name: String, otherThan version: Int, _ waiter: @escaping Waiter) -> WaitRegistration {
+        contents.withLockedValue { contents in
+            guard var slot = contents.slots[name] else { return .unknown }
+            if slot.snapshot.version != version { return .changed(slot.snapshot) }
+            let id = contents.nextWaiterID
+            contents.nextWaiterID += 1
+            slot.waiters[id] = waiter
+            contents.slots[name] = slot
+            return .waiting(id: id)
+        }
+    }
+
+    /// Forgets a waiter (its long poll timed out or its client left). True if it was still kept.
+    @discardableResult
+    public func cancelWait(_ name: String, id: Int) -> Bool {
+        contents.withLockedValue { contents in
+            contents.slots[name]?.waiters.removeValue(forKey: id) != nil
+        }
+    }
+}
