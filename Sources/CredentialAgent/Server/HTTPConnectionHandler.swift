@@ -1,0 +1,382 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// Limits that keep one slow or malicious client from costing the others.
+public struct ServerLimits: Sendable, Equatable {
+    /// Request line and header fields together; more is answered 431.
+    public var maxHeaderBytes = 8 * 1024
+    /// Request bodies (no route takes one); more is answered 413.
+    public var maxBodyBytes = 4 * 1024
+    /// A connection with no request for this long is closed.
+    public var idleTimeout: TimeAmount = .seconds(60)
+    /// A request whose body does not arrive within this is answered 408.
+    public var requestTimeout: TimeAmount = .seconds(10)
+    public var maxConnections = 1024
+
+    public init() {}
+}
+
+/// What every connection shares: the store, the refreshers, who may read secrets, telemetry.
+public final class ServerContext: Sendable {
+    let store: CredentialStore
+    let refreshers: RefresherDirectory
+    let metrics: AgentMetrics
+    let logger: Logger
+    let limits: ServerLimits
+    let now: @Sendable () -> Date
+    private let policyBox: NIOLockedValueBox<PeerPolicy>
+
+    public init(store: CredentialStore, refreshers: RefresherDirectory, metrics: AgentMetrics, policy: PeerPolicy,
+                limits: ServerLimits = ServerLimits(), logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+        self.store = store
+        self.refreshers = refreshers
+        self.metrics = metrics
+        self.logger = logger
+        self.limits = limits
+        self.now = now
+        self.policyBox = NIOLockedValueBox(policy)
+    }
+
+    /// Who may read secrets; replaced on reload.
+    public var policy: PeerPolicy {
+        get { policyBox.withLockedValue { $0 } }
+        set { policyBox.withLockedValue { $0 = newValue } }
+    }
+}
+
+/// Sent down every connection's pipeline when the agent stops: finish the request in flight,
+/// then close.
+struct ServerStopping: Sendable {}
+
+/// One connection of the socket API: reads requests, answers them from the store, and for long
+/// polls and forced refreshes completes the answer later on the same event loop.
+final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let shared: ServerContext
+    private var peer: PeerIdentity?
+    private var deniedLogged = false
+
+    private struct PendingRequest {
+        var head: HTTPRequestHead
+        var bodyBytes = 0
+        var rejection: (HTTPResponseStatus, String, String)?
+    }
+    private var request: PendingRequest?
+    /// The request being answered (between its end and its response's end).
+    private var answering: HTTPRequestHead?
+    private var requestDeadline: Scheduled<Void>?
+    private var longPoll: (name: String, id: Int, timeout: Scheduled<Void>)?
+    private var stopping = false
+
+    init(shared: ServerContext) {
+        self.shared = shared
+    }
+
+    // MARK: Connection events
+
+    func channelActive(context: ChannelHandlerContext) {
+        shared.metrics.connectionOpened()
+        if let provider = context.channel as? any SocketOptionProvider {
+            // On the channel's own event loop this completes before any request is read.
+            let future: EventLoopFuture<UCred> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            future.assumeIsolated().whenSuccess { credentials in
+                self.peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        shared.metrics.connectionClosed()
+        requestDeadline?.cancel()
+        if let longPoll {
+            longPoll.timeout.cancel()
+            shared.store.cancelWait(longPoll.name, id: longPoll.id)
+            self.longPoll = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ServerStopping {
+            stopping = true
+            if let longPoll, shared.store.cancelWait(longPoll.name, id: longPoll.id) {
+                longPoll.timeout.cancel()
+                self.longPoll = nil
+                respond(context, .notModified, route: "/v1/credentials/{name}")
+            } else if answering == nil, request == nil {
+                context.close(promise: nil)
+            }
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if answering == nil, request == nil { context.close(promise: nil) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard answering == nil, context.channel.isActive else {
+            context.close(promise: nil)
+            return
+        }
+        // Malformed HTTP: answer once, then close; the parser cannot continue on this stream.
+        stopping = true
+        request = nil
+        answering = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+        if let parserError = error as? HTTPParserError, parserError == .headerOverflow {
+            respondError(context, .requestHeaderFieldsTooLarge, "header_too_large",
+                         "request headers exceed \(shared.limits.maxHeaderBytes) bytes", route: "invalid")
+        } else {
+            respondError(context, .badRequest, "bad_request", "the request is not valid HTTP/1.1", route: "invalid")
+        }
+    }
+
+    // MARK: Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head):
+            var pending = PendingRequest(head: head)
+            var size = head.uri.utf8.count + 16
+            for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
+            if size > shared.limits.maxHeaderBytes {
+                pending.rejection = (.requestHeaderFieldsTooLarge, "header_too_large",
+                                     "request headers exceed \(shared.limits.maxHeaderBytes) bytes")
+            }
+            request = pending
+            requestDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: shared.limits.requestTimeout) {
+                self.requestTimedOut(context)
+            }
+        case let .body(buffer):
+            request?.bodyBytes += buffer.readableBytes
+            if let bytes = request?.bodyBytes, bytes > shared.limits.maxBodyBytes, request?.rejection == nil {
+                request?.rejection = (.payloadTooLarge, "payload_too_large", "request bodies are limited to \(shared.limits.maxBodyBytes) bytes")
+            }
+        case .end:
+            requestDeadline?.cancel()
+            requestDeadline = nil
+            guard let pending = request else { return }
+            request = nil
+            answering = pending.head
+            if let (status, code, message) = pending.rejection {
+                stopping = true
+                respondError(context, status, code, message, route: "invalid")
+                return
+            }
+            route(context, pending.head)
+        }
+    }
+
+    private func requestTimedOut(_ context: ChannelHandlerContext) {
+        guard request != nil else { return }
+        request = nil
+        answering = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+        stopping = true
+        respondError(context, .requestTimeout, "request_timeout", "the request did not arrive in time", route: "invalid")
+    }
+
+    private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        let route: Route
+        switch Route.parse(method: head.method.rawValue, uri: head.uri) {
+        case let .success(parsed): route = parsed
+        case .failure(.notFound):
+            return respondError(context, .notFound, "not_found", "no such route: \(head.method.rawValue) \(Self.pathOnly(head.uri))",
+                                route: "unknown")
+        case let .failure(.methodNotAllowed(allowed)):
+            return respondError(context, .methodNotAllowed, "method_not_allowed", "use \(allowed) on this path",
+                                extraHeaders: [("allow", allowed)], route: "unknown")
+        case let .failure(.badRequest(message)):
+            return respondError(context, .badRequest, "bad_request", message, route: "/v1/credentials/{name}")
+        }
+        switch route {
+        case .health:
+            respond(context, .ok, body: Self.healthBody, route: route.template)
+        case .ready:
+            ready(context, route)
+        case .metrics:
+            respond(context, .ok, body: ByteBuffer(bytes: shared.metrics.exposition()), contentType: "text/plain; version=0.0.4",
+                    route: route.template)
+        case .list:
+            list(context, route)
+        case let .credential(name, query):
+            guard authorized(context, route) else { return }
+            credential(context, name: name, query: query, route: route)
+        case let .refresh(name):
+            guard authorized(context, route) else { return }
+            guard let refresher = shared.refreshers[name] else { return unknownCredential(context, name, route) }
+            awaitRefresh(context, refresher, minValid: 0, force: true, route: route)
+        }
+    }
+
+    private static let healthBody = ByteBuffer(string: #"{"status":"ok"}"#)
+
+    private static func pathOnly(_ uri: String) -> String {
+        String(uri.prefix { $0 != "?" }.prefix(200))
+    }
+
+    private func authorized(_ context: ChannelHandlerContext, _ route: Route) -> Bool {
+        if let peer, shared.policy.allows(peer) { return true }
+        shared.metrics.peerDenied()
+        if !deniedLogged {
+            deniedLogged = true
+            shared.logger.warning("peer not allowed to read secrets", metadata: [
+                "peer.uid": "\(peer.map { String($0.uid) } ?? "unknown")",
+                "peer.gid": "\(peer.map { String($0.gid) } ?? "unknown")",
+                "peer.pid": "\(peer.map { String($0.pid) } ?? "unknown")",
+            ])
+        }
+        respondError(context, .forbidden, "forbidden",
+                     "this process (uid \(peer.map { String($0.uid) } ?? "unknown")) may not read secrets; see socket.allow",
+                     route: route.template)
+        return false
+    }
+
+    private func unknownCredential(_ context: ChannelHandlerContext, _ name: String, _ route: Route) {
+        respondError(context, .notFound, "not_found", "no credential named '\(name)'", route: route.template)
+    }
+
+    private func list(_ context: ChannelHandlerContext, _ route: Route) {
+        let now = shared.now()
+        let items: [JSONValue] = shared.store.snapshots().map { snapshot in
+            let machine = snapshot.machine
+            return .object([
+                ("name", .string(snapshot.name)), ("kind", .string(snapshot.descriptor.kind.rawValue)),
+                ("provider", .string(snapshot.descriptor.provider.rawValue)),
+                ("state", .string(snapshot.state(at: now).rawValue)), ("version", .int(snapshot.version)),
+                ("expires_at", .timestamp(machine.held?.credential.expiresAt)),
+                ("refresh_at", .timestamp(machine.held.map { _ in machine.nextFetch(now: now) })),
+                ("last_error", .optional(machine.lastError)),
+            ])
+        }
+        respond(context, .ok, body: ByteBuffer(bytes: JSONValue.object([("credentials", .array(items))]).bytes),
+                route: route.template)
+    }
+
+    private func ready(_ context: ChannelHandlerContext, _ route: Route) {
+        let now = shared.now()
+        let notReady = shared.store.snapshots().filter { $0.machine.servable(at: now) == nil }.map { JSONValue.string($0.name) }
+        if notReady.isEmpty {
+            respond(context, .ok, body: ByteBuffer(string: #"{"status":"ready"}"#), route: route.template)
+        } else {
+            let body = JSONValue.object([("status", .string("not_ready")), ("not_ready", .array(notReady))])
+            respond(context, .serviceUnavailable, body: ByteBuffer(bytes: body.bytes), route: route.template)
+        }
+    }
+
+    private func credential(_ context: ChannelHandlerContext, name: String, query: Route.CredentialQuery, route: Route) {
+        guard let snapshot = shared.store.snapshot(name) else { return unknownCredential(context, name, route) }
+        if let wait = query.wait, let version = query.version {
+            return startLongPoll(context, name: name, version: version, wait: wait, route: route)
+        }
+        if let minValid = query.minValid {
+            let now = shared.now()
+            let remaining = snapshot.machine.servable(at: now)?.servableUntil.timeIntervalSince(now) ?? -1
+            if remaining < minValid, let refresher = shared.refreshers[name] {
+                return awaitRefresh(context, refresher, minValid: minValid, force: false, route: route)
+            }
+        }
+        serve(context, snapshot, route: route)
+    }
+
+    /// The credential if servable, else 503 with when to retry.
+    private func serve(_ context: ChannelHandlerContext, _ snapshot: CredentialSnapshot, route: Route) {
+        let now = shared.now()
+        if let body = snapshot.servableBody(at: now) {
+            return respond(context, .ok, body: body, secret: true, route: route.template)
+        }
+        let machine = snapshot.machine
+        let retry = max(1, Int(machine.nextFetch(now: now).timeIntervalSince(now).rounded(.up)))
+        var message = "'\(snapshot.name)' has no valid credential (state \(machine.state(at: now).rawValue))"
+        if let error = machine.lastError { message += ": \(error)" }
+        respondError(context, .serviceUnavailable, "unavailable", message, extraHeaders: [("retry-after", String(retry))],
+                     route: route.template)
+    }
+
+    private func startLongPoll(_ context: ChannelHandlerContext, name: String, version: Int, wait: TimeInterval, route: Route) {
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let registration = shared.store.waitForVersion(name, otherThan: version) { snapshot in
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                guard let poll = handler.longPoll, poll.name == name else { return }
+                poll.timeout.cancel()
+                handler.longPoll = nil
+                if let snapshot { handler.serve(context, snapshot, route: route) }
+                else { handler.unknownCredential(context, name, route) }
+            }
+        }
+        switch registration {
+        case .unknown:
+            unknownCredential(context, name, route)
+        case let .changed(snapshot):
+            serve(context, snapshot, route: route)
+        case let .waiting(id):
+            let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(wait * 1000))) {
+                guard self.shared.store.cancelWait(name, id: id) else { return }
+                self.longPoll = nil
+                self.respond(context, .notModified, route: route.template)
+            }
+            longPoll = (name, id, timeout)
+        }
+    }
+
+    private func awaitRefresh(_ context: ChannelHandlerContext, _ refresher: CredentialRefresher, minValid: TimeInterval,
+                              force: Bool, route: Route) {
+        let promise = context.eventLoop.makePromise(of: Result<CredentialSnapshot, RefreshFailure>.self)
+        promise.completeWithTask { await refresher.credential(minValid: minValid, force: force) }
+        promise.futureResult.assumeIsolated().whenSuccess { result in
+            switch result {
+            case let .success(snapshot):
+                self.serve(context, snapshot, route: route)
+            case let .failure(failure):
+                // min_valid falls back to a credential that is still servable, only shorter-lived.
+                if !force, let snapshot = self.shared.store.snapshot(refresher.config.name),
+                   snapshot.machine.servable(at: self.shared.now()) != nil {
+                    return self.serve(context, snapshot, route: route)
+                }
+                self.respondError(context, .serviceUnavailable, "refresh_failed",
+                                  "refreshing '\(refresher.config.name)' failed: \(failure.message)",
+                                  extraHeaders: [("retry-after", "1")], route: route.template)
+            }
+        }
+    }
+
+    // MARK: Responses
+
+    private func respondError(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String,
+                              extraHeaders: [(String, String)] = [], route: String) {
+        let body = JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
+        respond(context, status, body: ByteBuffer(bytes: body.bytes), extraHeaders: extraHeaders, route: route)
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, body: ByteBuffer? = nil,
+                         contentType: String = "application/json", secret: Bool = false,
+                         extraHeaders: [(String, String)] = [], route: String) {
+        guard let head = answering else { return }
+        answering = nil
+        let close = stopping || !head.isKeepAlive
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(4 + extraHeaders.count)
+        if let body {
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(body.readableBytes))
+        } else {
+            headers.add(name: "content-length", value: "0")
+        }
+        if secret { headers.add(name: "cache-control", value: "no-store") }
+        if close { headers.add(name: "connection", value: "close") }
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if let body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        shared.metrics.request(route: route, status: Int(status.code))
+        if close {
+            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}

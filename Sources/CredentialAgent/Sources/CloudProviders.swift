@@ -1,0 +1,70 @@
+import CloudAuth
+import Foundation
+import Synchronization
+
+/// The identities of one agent, shared by all its credentials: one AWS credential chain (which
+/// caches its keys), one Azure identity and one GCP identity. Calls to each provider's endpoints
+/// go through a small concurrency limit, and identical concurrent token requests are merged.
+public final class CloudProviders: Sendable {
+    public let aws: AWSCredentialChain
+    public let azure: AzureIdentity
+    public let gcp: GCPIdentity
+    /// The settings they were made from; a reload keeps these providers when they are unchanged.
+    public let settings: Settings
+
+    /// The provider sections of the config.
+    public struct Settings: Sendable, Equatable {
+        public var aws: AWSSettings
+        public var azure: AzureSettings
+        public var gcp: GCPSettings
+    }
+
+    /// How many requests to one provider's endpoints may be in flight at once.
+    public static let concurrencyPerProvider = 4
+
+    private let limiters: [CredentialProvider: ConcurrencyLimiter]
+    private let tokens = SingleFlight<AccessToken>()
+    private let gcpEmail = Mutex<String?>(nil)
+
+    public init(settings: Settings, http: any HTTPClient, environment: [String: String]) {
+        self.settings = settings
+        aws = AWSCredentialChain(settings: settings.aws, http: http, environment: environment)
+        azure = AzureIdentity(settings: settings.azure, http: http, environment: environment)
+        gcp = GCPIdentity(settings: settings.gcp, http: http, environment: environment)
+        limiters = Dictionary(uniqueKeysWithValues: CredentialProvider.allCases.map {
+            ($0, ConcurrencyLimiter(limit: Self.concurrencyPerProvider))
+        })
+    }
+
+    public convenience init(config: AgentConfig, http: any HTTPClient, environment: [String: String]) {
+        self.init(settings: Settings(aws: config.aws, azure: config.azure, gcp: config.gcp), http: http,
+                  environment: environment)
+    }
+
+    /// Runs `body` within `provider`'s concurrency limit.
+    func limited<T: Sendable>(_ provider: CredentialProvider, _ body: () async throws -> T) async throws -> T {
+        try await limiters[provider]!.run(body)
+    }
+
+    /// An Azure token for `resource`; concurrent requests for the same resource share one.
+    func azureToken(resource: String) async throws -> AccessToken {
+        try await tokens.run(key: "azure \(resource)") { [azure, limiters] in
+            try await limiters[.azure]!.run { try await azure.token(resource: resource) }
+        }
+    }
+
+    /// A GCP access token for `scopes`; concurrent requests for the same scopes share one.
+    func gcpAccessToken(scopes: [String]) async throws -> AccessToken {
+        try await tokens.run(key: "gcp \(scopes.joined(separator: " "))") { [gcp, limiters] in
+            try await limiters[.gcp]!.run { try await gcp.accessToken(scopes: scopes) }
+        }
+    }
+
+    /// The GCP service account's email, asked once.
+    func gcpServiceAccountEmail() async throws -> String {
+        if let known = gcpEmail.withLock({ $0 }) { return known }
+        let email = try await limited(.gcp) { try await gcp.email() }
+        gcpEmail.withLock { $0 = email }
+        return email
+    }
+}

@@ -1,0 +1,114 @@
+import CloudAuth
+import Foundation
+
+/// RDS / Aurora PostgreSQL: an IAM auth token presigned with the agent's AWS keys.
+struct AWSPostgresSource: CredentialSource {
+    let host: String
+    let port: Int
+    let user: String
+    let providers: CloudProviders
+
+    func fetch(now: Date) async throws -> IssuedCredential {
+        let (credentials, region) = try await providers.limited(.aws) {
+            (try await providers.aws.credentials(), try await providers.aws.region())
+        }
+        let token = RDSAuthToken.make(host: host, port: port, user: user, region: region, credentials: credentials, at: now)
+        return IssuedCredential(username: user, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt)
+    }
+}
+
+/// ElastiCache / MemoryDB: an IAM auth token for the cache user.
+struct AWSRedisSource: CredentialSource {
+    let cacheName: String
+    let user: String
+    let serverless: Bool
+    let engine: RedisEngine
+    let providers: CloudProviders
+
+    func fetch(now: Date) async throws -> IssuedCredential {
+        let (credentials, region) = try await providers.limited(.aws) {
+            (try await providers.aws.credentials(), try await providers.aws.region())
+        }
+        let service: ElastiCacheAuthToken.Service = engine == .memorydb ? .memorydb : .elasticache
+        let token = ElastiCacheAuthToken.make(cacheName: cacheName, user: user, serverless: serverless, service: service,
+                                              region: region, credentials: credentials, at: now)
+        return IssuedCredential(username: user, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt)
+    }
+}
+
+/// Azure Database for PostgreSQL / Azure Cache for Redis: an Entra token for the resource, used
+/// as the password of the Entra principal named by `user`.
+struct AzureTokenSource: CredentialSource {
+    let resource: String
+    let user: String?
+    let providers: CloudProviders
+
+    func fetch(now: Date) async throws -> IssuedCredential {
+        let token = try await providers.azureToken(resource: resource)
+        return IssuedCredential(username: user, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt,
+                                refreshAfter: token.refreshAfter)
+    }
+}
+
+/// Cloud SQL (IAM database authentication) and Memorystore: a Google access token as the
+/// password. Cloud SQL's user defaults to the service account's IAM database user.
+struct GCPTokenSource: CredentialSource {
+    /// The scope Cloud SQL IAM login needs.
+    static let sqlLoginScope = "https://www.googleapis.com/auth/sqlservice.login"
+
+    let scopes: [String]
+    let user: String?
+    /// Derive the user from the service account when `user` is nil (Cloud SQL).
+    let deriveCloudSQLUser: Bool
+    let providers: CloudProviders
+
+    func fetch(now: Date) async throws -> IssuedCredential {
+        let token = try await providers.gcpAccessToken(scopes: scopes)
+        var username = user
+        if username == nil, deriveCloudSQLUser {
+            username = GCPIdentity.cloudSQLUser(email: try await providers.gcpServiceAccountEmail())
+        }
+        return IssuedCredential(username: username, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt,
+                                refreshAfter: token.refreshAfter)
+    }
+}
+
+/// Makes the source for each configured credential.
+public struct CredentialSourceFactory: Sendable {
+    public let providers: CloudProviders
+    public let http: any HTTPClient
+
+    public init(providers: CloudProviders, http: any HTTPClient) {
+        self.providers = providers
+        self.http = http
+    }
+
+    /// The source for `config`; throws a configuration error when this build cannot serve it.
+    public func make(_ config: CredentialConfig) throws -> any CredentialSource {
+        switch (config.kind, config.provider) {
+        case (.postgres, .aws):
+            return AWSPostgresSource(host: config.host!, port: config.port!, user: config.user!, providers: providers)
+        case (.redis, .aws):
+            return AWSRedisSource(cacheName: config.cacheName!, user: config.user!, serverless: config.serverless ?? false,
+                                  engine: config.engine ?? .elasticache, providers: providers)
+        case (.postgres, .azure):
+            return AzureTokenSource(resource: config.resource ?? AzureResource.postgres, user: config.user, providers: providers)
+        case (.redis, .azure):
+            return AzureTokenSource(resource: config.resource ?? AzureResource.redis, user: config.user, providers: providers)
+        case (.postgres, .gcp):
+            return GCPTokenSource(scopes: [GCPTokenSource.sqlLoginScope], user: config.user, deriveCloudSQLUser: true,
+                                  providers: providers)
+        case (.redis, .gcp):
+            return GCPTokenSource(scopes: [GCPIdentity.cloudPlatformScope], user: config.user, deriveCloudSQLUser: false,
+                                  providers: providers)
+        case (.vault, _):
+            return try makeVaultSource(config)
+        }
+    }
+
+    /// The Vault source; the only place that knows how Vault credentials are made.
+    private func makeVaultSource(_ config: CredentialConfig) throws -> any CredentialSource {
+        throw CloudAuthError(.configuration, source: "credential \(config.name)",
+                             "vault sources are not available in this build")
+    }
+}
