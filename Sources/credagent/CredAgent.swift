@@ -8,6 +8,7 @@ struct CredAgent: AsyncParsableCommand {
         abstract: "Short-lived cloud credentials for gateways, served over a Unix socket.",
         subcommands: [
             TokenCommand.self,
+            EmulateCommand.self,
         ]
     )
 }

@@ -5,6 +5,8 @@ struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
         abstract: "Obtain one credential now and print it (no daemon).",
-        subcommands: []
+        subcommands: [
+            TokenAzureCommand.self, TokenGCPCommand.self,
+        ]
     )
 }
