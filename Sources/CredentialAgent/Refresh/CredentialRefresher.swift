@@ -35,12 +35,14 @@ public final class CredentialRefresher: Sendable {
         var waiters: [Int: CheckedContinuation<Result<CredentialSnapshot, RefreshFailure>, Never>] = [:]
         var nextWaiterID = 0
         var stopped = false
+        var stopRequested = false
     }
     private let inner: NIOLockedValueBox<Inner>
 
     public init(config: CredentialConfig, source: any CredentialSource, refresh: RefreshConfig, store: CredentialStore,
                 metrics: AgentMetrics, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, maxNap: TimeInterval = 60) {
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, maxNap: TimeInterval = 60,
+                startingVersion: Int = 0) {
         self.config = config
         self.descriptor = CredentialDescriptor(config)
         self.source = source
@@ -52,18 +54,28 @@ public final class CredentialRefresher: Sendable {
         self.now = now
         self.random = random
         self.maxNap = maxNap
-        let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff)
+        let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff, version: startingVersion)
         self.inner = NIOLockedValueBox(Inner(machine: machine))
-        store.publish(descriptor, machine)
+        store.register(descriptor, machine, owner: ObjectIdentifier(self))
     }
 
     /// Makes the loop look at the clock now.
     public func wake() { signal.fire() }
 
+    /// Ends ``run()`` (the credential was removed or replaced by a reload).
+    public func stop() {
+        inner.withLockedValue { $0.stopRequested = true }
+        signal.fire()
+    }
+
+    private func publish(_ machine: RefreshStateMachine) {
+        store.publish(descriptor, machine, owner: ObjectIdentifier(self))
+    }
+
     /// Fetches and refreshes until cancelled, then fails any waiting clients and shuts the source
     /// down (a Vault source revokes its token).
     public func run() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, !inner.withLockedValue({ $0.stopRequested }) {
             let current = now()
             let (due, wakeAt) = inner.withLockedValue { inner in
                 (inner.forceRequested || inner.machine.nextFetch(now: current) <= current, inner.machine.nextWake(now: current))
@@ -92,7 +104,7 @@ public final class CredentialRefresher: Sendable {
             _ = inner.machine.beginFetch(now: started)
             return inner.machine
         }
-        store.publish(descriptor, beginning)
+        publish(beginning)
         let clock = ContinuousClock()
         let start = clock.now
         let result: Result<IssuedCredential, any Error>
@@ -112,7 +124,7 @@ public final class CredentialRefresher: Sendable {
             defer { inner.waiters.removeAll() }
             return (inner.machine, Array(inner.waiters.values))
         }
-        store.publish(descriptor, machine)
+        publish(machine)
         metrics.refreshed(config.name, success: machine.lastError == nil, duration: elapsed)
         metrics.update(config.name, machine, now: finished)
         if machine.lastError == nil {

@@ -51,9 +51,12 @@ public struct RefreshStateMachine: Sendable {
     /// How many credentials have been taken so far: the version the socket API reports.
     public private(set) var generation = 0
 
-    public init(policy: RefreshPolicy, backoff: Backoff) {
+    /// - Parameter version: the version to count on from; a credential replaced by a reload keeps
+    ///   counting where its predecessor stopped, so that clients never see a version go back.
+    public init(policy: RefreshPolicy, backoff: Backoff, version: Int = 0) {
         self.policy = policy
         self.backoff = backoff
+        self.generation = version
     }
 
     /// The held secret if it may still be handed out at `now`.

@@ -33,6 +33,8 @@ public final class CredentialStore: Sendable {
 
     private struct Slot {
         var snapshot: CredentialSnapshot
+        /// The refresher that may publish this name; a replaced one is ignored.
+        var owner: ObjectIdentifier
         var waiters: [Int: Waiter] = [:]
     }
 
@@ -58,22 +60,31 @@ public final class CredentialStore: Sendable {
 
     public var names: [String] { contents.withLockedValue { $0.order } }
 
-    /// Publishes `machine` as the state of the credential described by `descriptor`, adding the
-    /// credential if it is new. Waiters are woken when the version changes.
-    public func publish(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine) {
-        let previous = contents.withLockedValue { $0.slots[descriptor.name]?.snapshot }
-        // Encode outside the lock; only one refresher publishes a given name.
-        var body = previous?.body
-        if previous?.version != machine.generation || previous?.descriptor != descriptor {
-            body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
-        }
-        let snapshot = CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
-        let woken: [Waiter] = contents.withLockedValue { contents in
-            guard var slot = contents.slots[descriptor.name] else {
-                contents.slots[descriptor.name] = Slot(snapshot: snapshot)
+    /// Adds the credential described by `descriptor`, or replaces the one of the same name (a
+    /// reload changed it); from now on only `owner` may publish it. Long polls keep waiting.
+    public func register(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
+        let snapshot = makeSnapshot(descriptor, machine, previous: nil)
+        contents.withLockedValue { contents in
+            if var slot = contents.slots[descriptor.name] {
+                slot.snapshot = snapshot
+                slot.owner = owner
+                contents.slots[descriptor.name] = slot
+            } else {
+                contents.slots[descriptor.name] = Slot(snapshot: snapshot, owner: owner)
                 contents.order.append(descriptor.name)
-                return []
             }
+        }
+    }
+
+    /// Publishes `machine` as the new state of a registered credential; waiters are woken when
+    /// the version changes. Ignored unless `owner` is the credential's current refresher.
+    public func publish(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
+        let previous = contents.withLockedValue { $0.slots[descriptor.name] }
+        guard let previous, previous.owner == owner else { return }
+        // Encode outside the lock; only the owning refresher publishes a given name.
+        let snapshot = makeSnapshot(descriptor, machine, previous: previous.snapshot)
+        let woken: [Waiter] = contents.withLockedValue { contents in
+            guard var slot = contents.slots[descriptor.name], slot.owner == owner else { return [] }
             let rotated = slot.snapshot.version != snapshot.version
             slot.snapshot = snapshot
             let woken = rotated ? Array(slot.waiters.values) : []
@@ -82,6 +93,15 @@ public final class CredentialStore: Sendable {
             return woken
         }
         for waiter in woken { waiter(snapshot) }
+    }
+
+    private func makeSnapshot(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine,
+                              previous: CredentialSnapshot?) -> CredentialSnapshot {
+        var body = previous?.body
+        if previous?.version != machine.generation || previous?.descriptor != descriptor {
+            body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
+        }
+        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
     }
 
     /// Removes `name`; its waiters are called with nil.

@@ -1,0 +1,192 @@
+import CloudAuth
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// The credagent daemon as a lifecycle `Service`: it fetches every configured credential
+/// concurrently, keeps them fresh, serves them on the Unix socket, reloads the config on SIGHUP
+/// and, on graceful shutdown, stops accepting, finishes requests in flight and removes the socket.
+public final class Agent: Service, Sendable {
+    public let configPath: String
+    private let logger: Logger
+    private let environment: [String: String]
+    private let http: any HTTPClient
+    private let now: @Sendable () -> Date
+
+    public let store = CredentialStore()
+    public let metrics = AgentMetrics()
+    private let refreshers = RefresherDirectory()
+    private let context: ServerContext
+    private let server: SocketServer
+    private let eventLoops: MultiThreadedEventLoopGroup
+
+    private struct Current {
+        var config: AgentConfig
+        var providers: CloudProviders
+    }
+    private let current: NIOLockedValueBox<Current>
+    private let initialRefreshers: [CredentialRefresher]
+
+    /// How often the wall clock is compared with the monotonic clock to notice jumps and resume
+    /// from suspend; every refresher looks at its schedule again when they disagree.
+    public static let clockCheckInterval: Duration = .seconds(1)
+
+    /// Builds the agent for a valid `config` (as loaded from `configPath`). Throws when a
+    /// credential's source cannot be made; nothing is started until ``run()``.
+    public init(config: AgentConfig, configPath: String, logger: Logger,
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                http: any HTTPClient = CurlHTTPClient(), limits: ServerLimits = ServerLimits(),
+                eventLoopThreads: Int = 1, now: @escaping @Sendable () -> Date = Date.init) throws {
+        self.configPath = configPath
+        self.logger = logger
+        self.environment = environment
+        self.http = http
+        self.now = now
+        let providers = CloudProviders(config: config, http: http, environment: environment)
+        current = NIOLockedValueBox(Current(config: config, providers: providers))
+        context = ServerContext(store: store, refreshers: refreshers, metrics: metrics,
+                                policy: PeerPolicy(allowUIDs: config.socket.allowUIDs, allowGIDs: config.socket.allowGIDs),
+                                limits: limits, logger: logger, now: now)
+        eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
+        server = SocketServer(socket: config.socket, context: context, group: eventLoops)
+        let factory = CredentialSourceFactory(providers: providers, http: http)
+        initialRefreshers = try config.credentials.map { [store, metrics] credential in
+            CredentialRefresher(config: credential, source: try factory.make(credential), refresh: config.refresh,
+                                store: store, metrics: metrics, logger: logger, now: now)
+        }
+        for refresher in initialRefreshers { refreshers.set(refresher, for: refresher.config.name) }
+    }
+
+    private func makeRefresher(_ credential: CredentialConfig, factory: CredentialSourceFactory, refresh: RefreshConfig,
+                               startingVersion: Int) throws -> CredentialRefresher {
+        CredentialRefresher(config: credential, source: try factory.make(credential), refresh: refresh, store: store,
+                            metrics: metrics, logger: logger, now: now, startingVersion: startingVersion)
+    }
+
+    public func run() async throws {
+        try await server.start()
+        let config = current.withLockedValue { $0.config }
+        logger.info("listening", metadata: [
+            "socket.path": "\(server.path)", "socket.mode": "\(String(config.socket.mode, radix: 8))",
+            "credentials": "\(config.credentials.count)",
+        ])
+        let (spawns, spawner) = AsyncStream.makeStream(of: CredentialRefresher.self)
+        for refresher in initialRefreshers { spawner.yield(refresher) }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                try? await gracefulShutdown()
+                self.logger.info("stopping")
+                await self.server.stop()
+                spawner.finish()
+            }
+            group.addTask { await self.watchClock() }
+            group.addTask { await self.reloadOnHangup(spawner) }
+            for await refresher in spawns {
+                group.addTask { await refresher.run() }
+            }
+            group.cancelAll()
+        }
+        try? await eventLoops.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    // MARK: Clock jumps
+
+    /// Wakes every refresher when the wall clock moves differently from the monotonic clock (a
+    /// clock step, or the machine resuming from suspend), so that expiries are checked at once.
+    private func watchClock() async {
+        let clock = ContinuousClock()
+        var lastWall = now()
+        var lastMonotonic = clock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.clockCheckInterval)
+            let wall = now(), monotonic = clock.now
+            let elapsed = monotonic - lastMonotonic
+            let monotonicSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let drift = wall.timeIntervalSince(lastWall) - monotonicSeconds
+            if abs(drift) > 2 {
+                logger.info("wall clock jumped; rechecking every credential", metadata: ["jump_seconds": "\(Int(drift))"])
+                for refresher in refreshers.all { refresher.wake() }
+            }
+            lastWall = wall
+            lastMonotonic = monotonic
+        }
+    }
+
+    // MARK: Reload
+
+    private func reloadOnHangup(_ spawner: AsyncStream<CredentialRefresher>.Continuation) async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            if Task.isCancelled { break }
+            reload(spawner)
+        }
+    }
+
+    /// Reads the config file again and applies it: unchanged credentials keep their secrets and
+    /// versions, changed ones are replaced (versions keep counting), added ones start, removed
+    /// ones stop. A config that is invalid, or whose sources cannot be made, is rejected whole.
+    public func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) {
+        let new: AgentConfig
+        do {
+            new = try AgentConfig.load(path: configPath)
+        } catch {
+            logger.error("reload rejected; the running config stays", metadata: ["error": "\(error)"])
+            return
+        }
+        let (old, oldProviders) = current.withLockedValue { ($0.config, $0.providers) }
+        let newSettings = CloudProviders.Settings(aws: new.aws, azure: new.azure, gcp: new.gcp)
+        let providers = newSettings == oldProviders.settings
+            ? oldProviders : CloudProviders(settings: newSettings, http: http, environment: environment)
+        let factory = CredentialSourceFactory(providers: providers, http: http)
+        func providerChanged(_ provider: CredentialProvider) -> Bool {
+            switch provider {
+            case .aws: old.aws != new.aws
+            case .azure: old.azure != new.azure
+            case .gcp: old.gcp != new.gcp
+            }
+        }
+        var replacements: [CredentialRefresher] = []
+        var kept = 0
+        do {
+            for credential in new.credentials {
+                if let existing = refreshers[credential.name], existing.config == credential,
+                   old.refresh == new.refresh, !providerChanged(credential.provider) {
+                    kept += 1
+                    continue
+                }
+                let version = store.snapshot(credential.name)?.version ?? 0
+                replacements.append(try makeRefresher(credential, factory: factory, refresh: new.refresh,
+                                                      startingVersion: version))
+            }
+        } catch {
+            logger.error("reload rejected; the running config stays", metadata: ["error": "\(error)"])
+            return
+        }
+        let newNames = Set(new.credentials.map(\.name))
+        var removed = 0
+        for name in old.credentials.map(\.name) where !newNames.contains(name) {
+            refreshers[name]?.stop()
+            refreshers.set(nil, for: name)
+            store.remove(name)
+            metrics.remove(name)
+            removed += 1
+        }
+        for refresher in replacements {
+            refreshers[refresher.config.name]?.stop()
+            refreshers.set(refresher, for: refresher.config.name)
+            spawner.yield(refresher)
+        }
+        context.policy = PeerPolicy(allowUIDs: new.socket.allowUIDs, allowGIDs: new.socket.allowGIDs)
+        if new.socket.path != old.socket.path || new.socket.mode != old.socket.mode {
+            logger.warning("socket.path and socket.mode take effect only at restart")
+        }
+        current.withLockedValue { $0 = Current(config: new, providers: providers) }
+        logger.info("config reloaded", metadata: [
+            "kept": "\(kept)", "started": "\(replacements.count)", "removed": "\(removed)",
+        ])
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Writes one line per log event to stderr, as logfmt (`ts=... level=info msg="..." key=value`)
+/// or as a JSON object. Metadata keys are dot-separated; values are whatever the caller put in,
+/// so callers never put secrets there (``CloudAuth/Secret`` prints `<redacted>` anyway).
+public struct AgentLogHandler: LogHandler {
+    /// How lines are formatted.
+    public enum Format: String, Sendable, CaseIterable {
+        case logfmt, json
+    }
+
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    private let label: String
+    private let format: Format
+    private let output: @Sendable (String) -> Void
+
+    /// Serialises writes so that lines from different threads never interleave.
+    private static let lock = NIOLock()
+
+    public init(label: String, format: Format, level: Logger.Level,
+                output: @escaping @Sendable (String) -> Void = AgentLogHandler.writeToStandardError) {
+        self.label = label
+        self.format = format
+        self.logLevel = level
+        self.output = output
+    }
+
+    public static func writeToStandardError(_ line: String) {
+        lock.withLock {
+            var bytes = Array(line.utf8)
+            bytes.append(UInt8(ascii: "\n"))
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let time = Self.timestamp(Date())
+        switch format {
+        case .logfmt:
+            var line = "ts=\(time) level=\(event.level.rawValue) msg=\(Self.logfmtValue(event.message.description))"
+            for key in merged.keys.sorted() {
+                line += " \(key)=\(Self.logfmtValue(Self.flatten(merged[key]!)))"
+            }
+            output(line)
+        case .json:
+            var fields: [(String, JSONValue)] = [("ts", .string(time)), ("level", .string(event.level.rawValue)),
+                                                 ("msg", .string(event.message.description))]
+            for key in merged.keys.sorted() { fields.append((key, .string(Self.flatten(merged[key]!)))) }
+            output(String(decoding: JSONValue.object(fields).bytes, as: UTF8.self))
+        }
+    }
+
+    private static func flatten(_ value: Logger.MetadataValue) -> String {
+        switch value {
+        case let .string(text): text
+        case let .stringConvertible(convertible): convertible.description
+        case let .array(items): "[" + items.map(flatten).joined(separator: ",") + "]"
+        case let .dictionary(entries): "{" + entries.keys.sorted().map { "\($0)=\(flatten(entries[$0]!))" }.joined(separator: ",") + "}"
+        }
+    }
+
+    /// A bare word when safe, else a double-quoted string with `"` and `\` escaped.
+    static func logfmtValue(_ text: String) -> String {
+        let needsQuotes = text.isEmpty || text.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0 == "\\" || $0.isNewline }
+        guard needsQuotes else { return text }
+        var escaped = "\""
+        for character in text {
+            switch character {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            default: escaped.append(character)
+            }
+        }
+        return escaped + "\""
+    }
+
+    private static func timestamp(_ date: Date) -> String {
+        let base = Timestamp.format(date).dropLast()
+        let millis = Int((date.timeIntervalSince1970 * 1000).rounded(.down)) % 1000
+        return "\(base).\(String(format: "%03d", millis))Z"
+    }
+}
