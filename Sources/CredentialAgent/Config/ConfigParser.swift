@@ -13,6 +13,10 @@ public enum ConfigParser {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
+        } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+            let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            throw ConfigError(file: file, issues: [ConfigIssue(
+                path: "", message: "line \(context.mark.line): the mapping has the key \(keys) more than once")])
         } catch let error as YamlError {
             throw ConfigError(file: file, issues: [ConfigIssue(path: "", message: "is not valid YAML: \(describe(error))")])
         }

@@ -1,0 +1,111 @@
+import ArgumentParser
+import CloudAuth
+import CredentialAgent
+import Foundation
+
+/// `credagent get NAME`: one credential from a running agent.
+struct GetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Print a credential from the running agent.",
+        discussion: """
+            --format json prints the agent's JSON; env prints shell assignments (CREDAGENT_USERNAME, \
+            CREDAGENT_PASSWORD or CREDAGENT_TOKEN, and the connection fields); pgpass prints a \
+            ~/.pgpass line (postgres only). --field prints one field of the JSON alone.
+            """)
+
+    /// Output formats.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case json, env, pgpass
+    }
+
+    @Argument(help: "The credential's name.") var name: String
+    @OptionGroup var socket: SocketOptions
+    @Option(name: .long, help: "Print only this field (e.g. password, username, expires_at, connection.host).")
+    var field: String?
+    @Option(name: .long, help: "json, env or pgpass.") var format: Format = .json
+    @Option(name: .long, help: "Refresh first if fewer seconds than this would remain.") var minValid: Int?
+
+    func run() async throws {
+        let client = socket.client
+        do {
+            let body = try await client.credentialJSON(name: name, minValid: minValid)
+            let credential = try JSONDecoder().decode(AgentCredential.self, from: Data(body))
+            if let field {
+                guard let value = try Self.field(field, of: body) else {
+                    throw ValidationError("the credential has no field '\(field)'")
+                }
+                print(value)
+                return
+            }
+            switch format {
+            case .json: print(String(decoding: body, as: UTF8.self))
+            case .env: print(Self.environment(credential))
+            case .pgpass:
+                guard credential.kind == "postgres" else { throw ValidationError("--format pgpass is for postgres credentials") }
+                print(Self.pgpass(credential))
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw AgentExit.report(error)
+        }
+    }
+
+    /// A field of the JSON by dotted path, as text (strings bare, other values as JSON).
+    static func field(_ path: String, of body: [UInt8]) throws -> String? {
+        var value: AnyJSON? = try JSONDecoder().decode(AnyJSON.self, from: Data(body))
+        for key in path.split(separator: ".") {
+            guard case let .object(fields)? = value else { return nil }
+            value = fields[String(key)]
+        }
+        switch value {
+        case nil, .null?: return nil
+        case let .string(text)?: return text
+        case let .bool(flag)?: return flag ? "true" : "false"
+        case let .number(number)?: return number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number)
+        case .object?: throw ValidationError("'\(path)' is an object; name one of its fields, e.g. \(path).host")
+        }
+    }
+
+    /// Just enough JSON to pick a field out of the agent's answer.
+    enum AnyJSON: Decodable {
+        case null, bool(Bool), number(Double), string(String), object([String: AnyJSON])
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if container.decodeNil() { self = .null }
+            else if let flag = try? container.decode(Bool.self) { self = .bool(flag) }
+            else if let number = try? container.decode(Double.self) { self = .number(number) }
+            else if let text = try? container.decode(String.self) { self = .string(text) }
+            else { self = .object(try container.decode([String: AnyJSON].self)) }
+        }
+    }
+
+    static func environment(_ credential: AgentCredential) -> String {
+        var lines: [(String, String)] = []
+        if let username = credential.username { lines.append(("CREDAGENT_USERNAME", username)) }
+        if let password = credential.password { lines.append(("CREDAGENT_PASSWORD", password.reveal())) }
+        if let token = credential.token { lines.append(("CREDAGENT_TOKEN", token.reveal())) }
+        let connection = credential.connection
+        if let host = connection.host { lines.append(("CREDAGENT_HOST", host)) }
+        if let port = connection.port { lines.append(("CREDAGENT_PORT", String(port))) }
+        if let database = connection.database { lines.append(("CREDAGENT_DATABASE", database)) }
+        if let sslmode = connection.sslmode { lines.append(("CREDAGENT_SSLMODE", sslmode)) }
+        if let tls = connection.tls { lines.append(("CREDAGENT_TLS", tls ? "true" : "false")) }
+        if let address = connection.address { lines.append(("CREDAGENT_ADDRESS", address)) }
+        if let namespace = connection.namespace { lines.append(("CREDAGENT_NAMESPACE", namespace)) }
+        lines.append(("CREDAGENT_EXPIRES_AT", credential.expiresAt))
+        return lines.map { "\($0.0)='\($0.1.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: "\n")
+    }
+
+    /// `host:port:database:username:password`, with `:` and `\` escaped as libpq expects.
+    static func pgpass(_ credential: AgentCredential) -> String {
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+        }
+        let connection = credential.connection
+        return [connection.host ?? "*", connection.port.map(String.init) ?? "*", connection.database ?? "*",
+                credential.username ?? "*", credential.password?.reveal() ?? ""].map(escape).joined(separator: ":")
+    }
+}

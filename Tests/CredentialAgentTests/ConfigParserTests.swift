@@ -1,0 +1,355 @@
+import CloudAuth
+import Testing
+@testable import CredentialAgent
+
+/// The issues a config produces, as `path: message` lines.
+private func issues(_ yaml: String) -> [String] {
+    do {
+        _ = try ConfigParser.parse(yaml: yaml, file: "test.yaml")
+        return []
+    } catch let error as ConfigError {
+        return error.issues.map(\.description)
+    } catch {
+        return ["unexpected \(error)"]
+    }
+}
+
+private func parse(_ yaml: String) throws -> AgentConfig {
+    try ConfigParser.parse(yaml: yaml, file: "test.yaml")
+}
+
+private let rdsCredential = """
+      - name: orders-db
+        kind: postgres
+        provider: aws
+        host: orders.abc.us-east-1.rds.amazonaws.com
+        port: 5432
+        user: kong
+    """
+
+@Suite struct ConfigParserTests {
+    @Test func fullExampleParses() throws {
+        let config = try parse("""
+            socket:
+              path: /run/credagent/agent.sock
+              mode: "0660"
+              allow:
+                uids: [1000]
+                gids: [1000, 1001]
+            refresh:
+              min_remaining: 5m
+              lifetime_fraction: 0.5
+              jitter: 0.2
+              backoff: {initial: 500ms, max: 2m}
+            aws: {region: us-east-1, assume_role_arn: null, sts_endpoint: "http://127.0.0.1:5000", imds_endpoint: null}
+            azure: {client_id: abc, tenant_id: null, imds_endpoint: null}
+            gcp: {service_account: default, key_file: null, metadata_host: "127.0.0.1:8080"}
+            credentials:
+              - name: orders-db
+                kind: postgres
+                provider: aws
+                host: orders.abc.us-east-1.rds.amazonaws.com
+                port: 5432
+                user: kong
+                database: kong
+                sslmode: verify-full
+                ca_file: null
+              - name: sessions
+                kind: redis
+                provider: aws
+                cache_name: sessions-cache
+                serverless: true
+                user: kong
+                host: master.sessions-cache.abc.use1.cache.amazonaws.com
+                port: 6379
+                tls: true
+              - name: vault
+                kind: vault
+                provider: aws
+                method: aws_iam
+                address: https://vault.internal:8200
+                role: kong
+                server_id: vault.internal
+              - name: az-pg
+                kind: postgres
+                provider: azure
+                host: pg.postgres.database.azure.com
+                user: kong-identity
+              - name: gcp-sql
+                kind: postgres
+                provider: gcp
+                host: 10.0.0.5
+            """)
+        #expect(config.socket.mode == 0o660)
+        #expect(config.socket.allowUIDs == [1000])
+        #expect(config.socket.allowGIDs == [1000, 1001])
+        #expect(config.refresh.minRemaining == 300)
+        #expect(config.refresh.lifetimeFraction == 0.5)
+        #expect(config.refresh.jitter == 0.2)
+        #expect(config.refresh.backoffInitial == 0.5)
+        #expect(config.refresh.backoffMax == 120)
+        #expect(config.aws.region == "us-east-1")
+        #expect(config.aws.stsEndpoint == "http://127.0.0.1:5000")
+        #expect(config.azure.clientID == "abc")
+        #expect(config.gcp.metadataHost == "127.0.0.1:8080")
+        #expect(config.credentials.map(\.name) == ["orders-db", "sessions", "vault", "az-pg", "gcp-sql"])
+        let redis = config.credentials[1]
+        #expect(redis.cacheName == "sessions-cache")
+        #expect(redis.serverless == true)
+        #expect(redis.engine == .elasticache)
+        let vault = config.credentials[2]
+        #expect(vault.method == .awsIAM)
+        #expect(vault.mount == "aws")
+        #expect(vault.serverID == "vault.internal")
+        #expect(config.credentials[3].port == 5432)
+        #expect(config.credentials[3].sslmode == "verify-full")
+        #expect(config.credentials[4].user == nil)
+    }
+
+    @Test func defaultsApplyWhenSectionsAreLeftOut() throws {
+        let config = try parse("credentials:\n" + rdsCredential)
+        #expect(config.socket == SocketConfig())
+        #expect(config.socket.path == "/run/credagent/agent.sock")
+        #expect(config.socket.mode == 0o660)
+        #expect(config.refresh == RefreshConfig())
+        #expect(config.gcp.serviceAccount == "default")
+    }
+
+    @Test func portOutOfRangeNamesTheKeyPath() {
+        let yaml = """
+            credentials:
+            \(rdsCredential)
+              - name: b
+                kind: redis
+                provider: azure
+                host: cache.redis.cache.windows.net
+                user: x
+              - name: c
+                kind: postgres
+                provider: aws
+                host: db.example.com
+                port: 70000
+                user: kong
+            """
+        #expect(issues(yaml) == ["credentials[2].port: 70000 is not a port (1-65535)"])
+    }
+
+    @Test func unknownKeysAreRefusedAtEveryLevel() {
+        let found = issues("""
+            colour: blue
+            socket: {path: /tmp/a.sock, owner: me, allow: {uids: [1], users: [x]}}
+            refresh: {backoff: {initial: 1s, factor: 2}}
+            aws: {regoin: us-east-1}
+            azure: {client: x}
+            gcp: {project: p}
+            credentials:
+              - name: a
+                kind: postgres
+                provider: aws
+                host: h.example.com
+                port: 5432
+                user: u
+                cache_name: nope
+            """)
+        #expect(found.contains { $0.hasPrefix("colour: is not a known key (allowed: socket, refresh, aws, azure, gcp, credentials)") })
+        #expect(found.contains { $0.hasPrefix("socket.owner: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("socket.allow.users: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("refresh.backoff.factor: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("aws.regoin: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("azure.client: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("gcp.project: is not a known key") })
+        #expect(found.contains { $0.hasPrefix("credentials[0].cache_name: is not a key of a postgres credential") })
+        #expect(found.count == 8)
+    }
+
+    @Test(arguments: ["Orders", "-db", "a b", "", String(repeating: "a", count: 64), "ü"])
+    func invalidNamesAreRefused(name: String) {
+        let found = issues("""
+            credentials:
+              - name: "\(name)"
+                kind: redis
+                provider: gcp
+                host: 10.0.0.3
+            """)
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("credentials[0].name:") == true)
+    }
+
+    @Test(arguments: ["a", "0", "orders-db", "a.b_c-d", String(repeating: "z", count: 63)])
+    func validNamesAreAccepted(name: String) {
+        #expect(ConfigParser.isValidName(name))
+    }
+
+    @Test func duplicateNamesPointAtTheFirstUse() {
+        let found = issues("credentials:\n" + rdsCredential + "\n" + rdsCredential)
+        #expect(found == ["credentials[1].name: 'orders-db' is already used by credentials[0]; names must be unique"])
+    }
+
+    @Test func requiredFieldsDependOnKindAndProvider() {
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws}
+            """) == ["credentials[0].host: is missing",
+                     "credentials[0].port: is missing; the port is part of the signed token",
+                     "credentials[0].user: is missing"])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: redis, provider: aws}
+            """) == ["credentials[0].user: is missing", "credentials[0].cache_name: is missing"])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: azure}
+            """) == ["credentials[0].host: is missing", "credentials[0].user: is missing"])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: gcp}
+            """) == ["credentials[0].host: is missing"])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: vault, provider: aws}
+            """) == ["credentials[0].address: is missing", "credentials[0].role: is missing", "credentials[0].method: is missing"])
+        #expect(issues("""
+            credentials:
+              - {name: a}
+            """) == ["credentials[0].kind: is missing", "credentials[0].provider: is missing"])
+    }
+
+    @Test func kindAndProviderMustBeKnown() {
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: mysql, provider: oracle}
+            """) == ["credentials[0].kind: 'mysql' is not one of postgres, redis, vault",
+                     "credentials[0].provider: 'oracle' is not one of aws, azure, gcp"])
+    }
+
+    @Test func plainConnectionsOnlyToLoopback() {
+        let refused = issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: prefer}
+              - {name: b, kind: redis, provider: azure, host: cache.example.com, user: u, tls: false}
+            """)
+        #expect(refused.count == 2)
+        #expect(refused[0].hasPrefix("credentials[0].sslmode: 'prefer' would send the token to db.example.com without TLS"))
+        #expect(refused[1].hasPrefix("credentials[1].tls: false would send the token to cache.example.com in clear"))
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws, host: 127.0.0.1, port: 5432, user: u, sslmode: disable}
+              - {name: b, kind: redis, provider: azure, host: localhost, user: u, tls: false}
+              - {name: c, kind: postgres, provider: azure, host: "::1", user: u, sslmode: allow}
+            """) == [])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws, host: h.example.com, port: 5432, user: u, sslmode: sometimes}
+            """) == ["credentials[0].sslmode: 'sometimes' is not one of disable, allow, prefer, require, verify-ca, verify-full"])
+    }
+
+    @Test func socketModeIsAnOctalString() throws {
+        #expect(try parse("socket: {mode: \"0600\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o600)
+        #expect(try parse("socket: {mode: \"666\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o666)
+        #expect(issues("socket: {mode: \"0980\"}\ncredentials:\n" + rdsCredential)
+            == ["socket.mode: '0980' is not an octal permission mode like \"0660\""])
+        #expect(issues("socket: {mode: \"01777\"}\ncredentials:\n" + rdsCredential)
+            == ["socket.mode: '01777' is not an octal permission mode like \"0660\""])
+        #expect(issues("socket: {path: relative.sock}\ncredentials:\n" + rdsCredential)
+            == ["socket.path: 'relative.sock' is not an absolute path"])
+    }
+
+    @Test func allowListsHoldNumericIDs() {
+        #expect(issues("socket: {allow: {uids: [1000, kong], gids: 5}}\ncredentials:\n" + rdsCredential)
+            == ["socket.allow.uids[1]: 'kong' is not a numeric id (0-4294967295)",
+                "socket.allow.gids: must be a list of numeric ids, e.g. [1000]"])
+    }
+
+    @Test func refreshSettingsAreChecked() {
+        #expect(issues("""
+            refresh: {min_remaining: 5 minutes, lifetime_fraction: 1.5, jitter: -0.1, backoff: {initial: 10s, max: 1s}}
+            credentials:
+            \(rdsCredential)
+            """) == [
+                "refresh.min_remaining: '5 minutes' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h",
+                "refresh.lifetime_fraction: 1.5 is not a fraction between 0 and 1 (exclusive)",
+                "refresh.jitter: -0.1 is not between 0 and 0.5",
+                "refresh.backoff.max: 1s is less than backoff.initial (10s)",
+            ])
+    }
+
+    @Test func vaultFieldsAreChecked() throws {
+        let config = try parse("""
+            credentials:
+              - {name: v1, kind: vault, provider: gcp, method: gcp_iam, address: "https://vault:8200", role: r}
+              - {name: v2, kind: vault, provider: azure, method: jwt, address: "https://vault:8200", role: r, audience: api://vault}
+              - {name: v3, kind: vault, provider: aws, method: aws_ec2, address: "http://127.0.0.1:8200", role: r, mount: team/aws, namespace: ns1}
+            """)
+        #expect(config.credentials.map(\.mount) == ["gcp", "jwt", "team/aws"])
+        #expect(config.credentials[2].namespace == "ns1")
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: vault, provider: aws, method: azure, address: "https://v:8200", role: r}
+              - {name: b, kind: vault, provider: gcp, method: jwt, address: "vault:8200", role: r}
+              - {name: c, kind: vault, provider: aws, method: aws_ec2, address: "https://v:8200", role: r, server_id: x, mount: /aws}
+              - {name: d, kind: vault, provider: aws, method: ldap, address: "https://v:8200", role: r}
+            """) == [
+                "credentials[0].method: azure logs in with a azure identity, not aws",
+                "credentials[1].address: 'vault:8200' is not an http(s) URL",
+                "credentials[1].audience: is missing; method jwt needs the audience (GCP) or resource (Azure) the Vault role expects",
+                "credentials[2].server_id: applies only to method aws_iam",
+                "credentials[2].mount: '/aws' must be a path like 'aws' or 'auth-team/aws', without leading or trailing '/'",
+                "credentials[3].method: 'ldap' is not one of aws_iam, aws_ec2, azure, gcp_gce, gcp_iam, jwt",
+            ])
+    }
+
+    @Test func providerOnlyFieldsAreRefusedElsewhere() {
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: redis, provider: gcp, host: 10.0.0.3, cache_name: x, resource: y}
+            """) == ["credentials[0].resource: applies only to provider azure", "credentials[0].cache_name: applies only to provider aws"])
+    }
+
+    @Test func wholeFileProblems() {
+        #expect(issues("") == ["is empty; it needs at least a credentials list"])
+        #expect(issues("socket: {}\n") == ["credentials: is missing; list at least one credential"])
+        #expect(issues("credentials: []\n") == ["credentials: is empty; list at least one credential"])
+        #expect(issues("credentials: {name: a}\n") == ["credentials: must be a list of credentials (lines starting with '- ')"])
+        #expect(issues("- a\n- b\n") == ["must be a mapping of keys to values"])
+        let notYAML = issues("socket: {path: [unclosed\n")
+        #expect(notYAML.count == 1)
+        #expect(notYAML.first?.hasPrefix("is not valid YAML: line ") == true)
+        let duplicate = issues("socket: {}\nsocket: {}\ncredentials:\n" + rdsCredential)
+        #expect(duplicate.count == 1)
+        #expect(duplicate.first?.contains("the mapping has the key 'socket' more than once") == true)
+    }
+
+    @Test func everyProblemIsReportedAtOnce() {
+        let found = issues("""
+            socket: {mode: "x"}
+            refresh: {jitter: 2}
+            credentials:
+              - {name: A, kind: postgres, provider: aws, host: h.example.com, port: 0, user: u}
+            """)
+        #expect(found.count == 4)
+    }
+
+    @Test func loadingAMissingFileNamesIt() {
+        #expect(throws: ConfigError.self) { try AgentConfig.load(path: "/nonexistent/agent.yaml") }
+        do {
+            _ = try AgentConfig.load(path: "/nonexistent/agent.yaml")
+        } catch {
+            #expect("\(error)".contains("/nonexistent/agent.yaml"))
+            #expect("\(error)".contains("no such file"))
+        }
+    }
+
+    @Test func durations() {
+        #expect(DurationText.seconds("500ms") == 0.5)
+        #expect(DurationText.seconds("300s") == 300)
+        #expect(DurationText.seconds("5m") == 300)
+        #expect(DurationText.seconds("1h") == 3600)
+        #expect(DurationText.seconds("1.5h") == 5400)
+        #expect(DurationText.seconds("300") == nil)
+        #expect(DurationText.seconds("s") == nil)
+        #expect(DurationText.seconds("-1s") == nil)
+        #expect(DurationText.seconds("5 m") == nil)
+        #expect(DurationText.format(120) == "2m")
+        #expect(DurationText.format(0.25) == "250ms")
+    }
+}

@@ -1,0 +1,159 @@
+import CloudAuth
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+@testable import CredentialAgent
+
+private let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+private func descriptor(_ name: String = "orders-db") -> CredentialDescriptor {
+    var config = CredentialConfig(name: name, kind: .postgres, provider: .aws)
+    config.host = "db.example.com"
+    config.port = 5432
+    config.database = "kong"
+    config.sslmode = "verify-full"
+    return CredentialDescriptor(config)
+}
+
+private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachine {
+    var machine = RefreshStateMachine(policy: RefreshConfig().policy, backoff: RefreshConfig().backoff)
+    for index in 0..<versions {
+        let issued = t0.addingTimeInterval(Double(index))
+        _ = machine.fetchSucceeded(IssuedCredential(username: "kong", secret: Secret("\(secret)\(index)"), issuedAt: issued,
+                                                    expiresAt: issued.addingTimeInterval(900)),
+                                   now: issued, random: 0)
+    }
+    return machine
+}
+
+/// Collects what waiters were called with.
+private final class Calls: Sendable {
+    let values = NIOLockedValueBox<[Int?]>([])
+    var all: [Int?] { values.withLockedValue { $0 } }
+    func waiter() -> CredentialStore.Waiter { { snapshot in self.values.withLockedValue { $0.append(snapshot?.version) } } }
+}
+
+@Suite struct CredentialStoreTests {
+    let owner = ObjectIdentifier(NSObject())
+
+    @Test func rotationWakesWaitersOnceWithTheNewVersion() throws {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 1), owner: owner)
+        let calls = Calls()
+        guard case .waiting = store.waitForVersion("orders-db", otherThan: 1, calls.waiter()) else {
+            Issue.record("expected to wait")
+            return
+        }
+        store.publish(descriptor(), machine(versions: 1), owner: owner)
+        #expect(calls.all.isEmpty)
+        store.publish(descriptor(), machine(versions: 2), owner: owner)
+        #expect(calls.all == [2])
+        store.publish(descriptor(), machine(versions: 3), owner: owner)
+        #expect(calls.all == [2])
+    }
+
+    @Test func aDifferentVersionAnswersAtOnce() {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 3), owner: owner)
+        let calls = Calls()
+        guard case let .changed(snapshot) = store.waitForVersion("orders-db", otherThan: 1, calls.waiter()) else {
+            Issue.record("expected the current snapshot")
+            return
+        }
+        #expect(snapshot.version == 3)
+        guard case .unknown = store.waitForVersion("other", otherThan: 0, calls.waiter()) else {
+            Issue.record("expected unknown")
+            return
+        }
+    }
+
+    @Test func cancelledAndRemovedWaiters() {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 1), owner: owner)
+        let calls = Calls()
+        guard case let .waiting(first) = store.waitForVersion("orders-db", otherThan: 1, calls.waiter()),
+              case .waiting = store.waitForVersion("orders-db", otherThan: 1, calls.waiter()) else {
+            Issue.record("expected to wait")
+            return
+        }
+        #expect(store.cancelWait("orders-db", id: first))
+        #expect(!store.cancelWait("orders-db", id: first))
+        store.remove("orders-db")
+        #expect(calls.all == [nil])
+        #expect(store.snapshot("orders-db") == nil)
+    }
+
+    @Test func onlyTheOwnerPublishes() {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 1), owner: owner)
+        store.publish(descriptor(), machine(versions: 5), owner: ObjectIdentifier(NSObject()))
+        #expect(store.snapshot("orders-db")?.version == 1)
+    }
+
+    @Test func bodyIsTheDesignedJSONAndEncodedOncePerVersion() throws {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 1), owner: owner)
+        let snapshot = try #require(store.snapshot("orders-db"))
+        let body = try #require(snapshot.servableBody(at: t0))
+        #expect(String(buffer: body) == """
+            {"name":"orders-db","kind":"postgres","provider":"aws","version":1,"username":"kong","password":"tok0",\
+            "issued_at":"2027-01-15T08:00:00Z","expires_at":"2027-01-15T08:15:00Z","refresh_at":"2027-01-15T08:09:54Z",\
+            "connection":{"host":"db.example.com","port":5432,"database":"kong","sslmode":"verify-full"}}
+            """)
+        #expect(snapshot.servableBody(at: t0.addingTimeInterval(885)) == nil)
+        store.publish(descriptor(), snapshot.machine, owner: owner)
+        #expect(store.snapshot("orders-db")?.body == body)
+    }
+
+    @Test func readsDoNotWaitForAnInFlightRefresh() throws {
+        let store = CredentialStore()
+        var refreshing = machine(versions: 1)
+        _ = refreshing.beginFetch(now: t0.addingTimeInterval(600))
+        store.register(descriptor(), refreshing, owner: owner)
+        let snapshot = try #require(store.snapshot("orders-db"))
+        #expect(snapshot.state(at: t0.addingTimeInterval(600)) == .refreshing)
+        #expect(snapshot.servableBody(at: t0.addingTimeInterval(600)) != nil)
+    }
+
+    @Test func snapshotsKeepConfigurationOrder() {
+        let store = CredentialStore()
+        for name in ["c", "a", "b"] { store.register(descriptor(name), machine(versions: 0), owner: owner) }
+        #expect(store.snapshots().map(\.name) == ["c", "a", "b"])
+    }
+}
+
+@Suite struct RouteTests {
+    @Test func routesOfTheSocketAPI() throws {
+        #expect(try Route.parse(method: "GET", uri: "/v1/credentials").get() == .list)
+        #expect(try Route.parse(method: "GET", uri: "/v1/health").get() == .health)
+        #expect(try Route.parse(method: "GET", uri: "/v1/ready").get() == .ready)
+        #expect(try Route.parse(method: "GET", uri: "/metrics").get() == .metrics)
+        #expect(try Route.parse(method: "GET", uri: "/v1/credentials/orders-db").get()
+            == .credential(name: "orders-db", query: .init()))
+        #expect(try Route.parse(method: "GET", uri: "/v1/credentials/orders-db?min_valid=60").get()
+            == .credential(name: "orders-db", query: .init(minValid: 60)))
+        #expect(try Route.parse(method: "GET", uri: "/v1/credentials/a?wait=30&version=3").get()
+            == .credential(name: "a", query: .init(wait: 30, version: 3)))
+        #expect(try Route.parse(method: "POST", uri: "/v1/credentials/a/refresh").get() == .refresh(name: "a"))
+    }
+
+    @Test func failures() {
+        #expect(Route.parse(method: "GET", uri: "/v2/credentials") == .failure(.notFound))
+        #expect(Route.parse(method: "GET", uri: "/v1/credentials/Bad..Name") == .failure(.notFound))
+        #expect(Route.parse(method: "GET", uri: "/v1/credentials/a/b") == .failure(.notFound))
+        #expect(Route.parse(method: "DELETE", uri: "/v1/credentials/a") == .failure(.methodNotAllowed(allowed: "GET")))
+        #expect(Route.parse(method: "GET", uri: "/v1/credentials/a/refresh") == .failure(.methodNotAllowed(allowed: "POST")))
+        #expect(Route.parse(method: "POST", uri: "/v1/health") == .failure(.methodNotAllowed(allowed: "GET")))
+        guard case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?wait=30") else {
+            Issue.record("wait without version must be refused")
+            return
+        }
+        guard case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?wait=301&version=1"),
+              case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?min_valid=-1"),
+              case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?colour=red") else {
+            Issue.record("bad queries must be refused")
+            return
+        }
+    }
+}
