@@ -8,6 +8,10 @@ struct CredAgent: AsyncParsableCommand {
         abstract: "Short-lived cloud credentials for gateways, served over a Unix socket.",
         subcommands: [
             TokenCommand.self,
+            RunCommand.self,
+            GetCommand.self,
+            ListCommand.self,
+            ConfigCommand.self,
             EmulateCommand.self,
         ]
     )
