@@ -53,7 +53,7 @@ public final class Agent: Service, Sendable {
                                 limits: limits, logger: logger, now: now)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
-        let factory = CredentialSourceFactory(providers: providers, http: http)
+        let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
         initialRefreshers = try config.credentials.map { [store, metrics] credential in
             CredentialRefresher(config: credential, source: try factory.make(credential), refresh: config.refresh,
                                 store: store, metrics: metrics, logger: logger, now: now)
@@ -141,7 +141,7 @@ public final class Agent: Service, Sendable {
         let newSettings = CloudProviders.Settings(aws: new.aws, azure: new.azure, gcp: new.gcp)
         let providers = newSettings == oldProviders.settings
             ? oldProviders : CloudProviders(settings: newSettings, http: http, environment: environment)
-        let factory = CredentialSourceFactory(providers: providers, http: http)
+        let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
         func providerChanged(_ provider: CredentialProvider) -> Bool {
             switch provider {
             case .aws: old.aws != new.aws

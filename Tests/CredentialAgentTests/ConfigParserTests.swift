@@ -289,7 +289,7 @@ private let rdsCredential = """
               - {name: c, kind: vault, provider: aws, method: aws_ec2, address: "https://v:8200", role: r, server_id: x, mount: /aws}
               - {name: d, kind: vault, provider: aws, method: ldap, address: "https://v:8200", role: r}
             """) == [
-                "credentials[0].method: azure logs in with a azure identity, not aws",
+                "credentials[0].method: azure logs in with a azure identity, not aws (use provider: azure, or method: jwt)",
                 "credentials[1].address: 'vault:8200' is not an http(s) URL",
                 "credentials[1].audience: is missing; method jwt needs the audience (GCP) or resource (Azure) the Vault role expects",
                 "credentials[2].server_id: applies only to method aws_iam",

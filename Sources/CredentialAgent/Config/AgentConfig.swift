@@ -95,36 +95,6 @@ public enum CredentialProvider: String, Sendable, CaseIterable {
     case aws, azure, gcp
 }
 
-/// Vault auth methods, named as Kong names them.
-public enum VaultAuthMethod: String, Sendable, CaseIterable {
-    case awsIAM = "aws_iam"
-    case awsEC2 = "aws_ec2"
-    case azure
-    case gcpGCE = "gcp_gce"
-    case gcpIAM = "gcp_iam"
-    case jwt
-
-    /// The auth mount used when `mount` is not given.
-    public var defaultMount: String {
-        switch self {
-        case .awsIAM, .awsEC2: "aws"
-        case .azure: "azure"
-        case .gcpGCE, .gcpIAM: "gcp"
-        case .jwt: "jwt"
-        }
-    }
-
-    /// The providers whose identity this method can present.
-    public var providers: [CredentialProvider] {
-        switch self {
-        case .awsIAM, .awsEC2: [.aws]
-        case .azure: [.azure]
-        case .gcpGCE, .gcpIAM: [.gcp]
-        case .jwt: [.azure, .gcp]
-        }
-    }
-}
-
 /// AWS Redis-compatible engines whose IAM tokens differ only in the signed service name.
 public enum RedisEngine: String, Sendable, CaseIterable {
     case elasticache, memorydb

@@ -272,9 +272,8 @@ struct ConfigReader {
         credential.role = requiredString(map, "role", path)
         if let method = requiredString(map, "method", path).flatMap({ choice($0, VaultAuthMethod.self, "\(path).method") }) {
             credential.method = method
-            if !method.providers.contains(credential.provider) {
-                let names = method.providers.map(\.rawValue).joined(separator: " or ")
-                issue("\(path).method", "\(method.rawValue) logs in with a \(names) identity, not \(credential.provider.rawValue)")
+            if let required = method.requiredProvider, required != credential.provider.rawValue {
+                issue("\(path).method", "\(method.rawValue) logs in with a \(required) identity, not \(credential.provider.rawValue) (use provider: \(required), or method: jwt)")
             }
             credential.mount = optionalString(map["mount"], "\(path).mount") ?? method.defaultMount
             credential.serverID = optionalString(map["server_id"], "\(path).server_id")

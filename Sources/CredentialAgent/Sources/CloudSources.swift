@@ -1,5 +1,6 @@
 import CloudAuth
 import Foundation
+import Logging
 
 /// RDS / Aurora PostgreSQL: an IAM auth token presigned with the agent's AWS keys.
 struct AWSPostgresSource: CredentialSource {
@@ -77,10 +78,16 @@ struct GCPTokenSource: CredentialSource {
 public struct CredentialSourceFactory: Sendable {
     public let providers: CloudProviders
     public let http: any HTTPClient
+    public let environment: [String: String]
+    public let logger: Logger
 
-    public init(providers: CloudProviders, http: any HTTPClient) {
+    public init(providers: CloudProviders, http: any HTTPClient,
+                environment: [String: String] = ProcessInfo.processInfo.environment,
+                logger: Logger = Logger(label: "credagent", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.providers = providers
         self.http = http
+        self.environment = environment
+        self.logger = logger
     }
 
     /// The source for `config`; throws a configuration error when this build cannot serve it.
@@ -106,9 +113,19 @@ public struct CredentialSourceFactory: Sendable {
         }
     }
 
-    /// The Vault source; the only place that knows how Vault credentials are made.
+    /// The Vault source: a login with the provider's identity, renewed while Vault allows.
     private func makeVaultSource(_ config: CredentialConfig) throws -> any CredentialSource {
-        throw CloudAuthError(.configuration, source: "credential \(config.name)",
-                             "vault sources are not available in this build")
+        let identity: VaultIdentity = switch config.provider {
+        case .aws: .aws(providers.aws)
+        case .azure: .azure(providers.azure)
+        case .gcp: .gcp(providers.gcp)
+        }
+        let login = try VaultLogin(method: config.method!, role: config.role!, serverID: config.serverID,
+                                   audience: config.audience, identity: identity, http: http, environment: environment)
+        let endpoint = VaultEndpoint(address: config.address!, namespace: config.namespace, tls: TLSOptions(caFile: config.caFile))
+        var logger = logger
+        logger[metadataKey: "credential"] = "\(config.name)"
+        return VaultCredentialSource(client: VaultClient(endpoint: endpoint, http: http), login: login,
+                                     mount: config.mount!, logger: logger)
     }
 }
