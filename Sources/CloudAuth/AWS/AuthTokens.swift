@@ -23,20 +23,19 @@ enum PresignedConnectToken {
 
     /// `host[:port]/?query` for `host` and `port` as given; the signed `host` header is lower case
     /// and leaves out port 443, as botocore signs it.
-    static func make(host: String, port: Int?, parameters: [(String, String)], service: String, region: String,
+    static func make(host: String, port: Int?, parameters: [(name: String, value: String)], service: String, region: String,
                      credentials: AWSCredentials, at date: Date) -> SignedToken {
-        var query = ""
-        for (index, (name, value)) in parameters.enumerated() {
-            if index > 0 { query += "&" }
-            query += SigV4Canonical.encode(name) + "=" + SigV4Canonical.encode(value)
-        }
-        let url = EndpointURL(scheme: "https", host: host.lowercased(), port: port, path: "/", query: query)
+        let url = EndpointURL(scheme: "https", host: host.lowercased(), port: port, path: "/", query: nil)
         let signer = SigV4Signer(credentials: credentials, region: region, service: service)
-        let presigned = signer.presign(SigV4Request(method: "GET", url: url), expires: lifetime, at: date)
-        let token = host + (port.map { ":\($0)" } ?? "") + "/?" + presigned.query.reveal()
+        var token = Array(host.utf8)
+        if let port { token.append(contentsOf: ":\(port)".utf8) }
+        token.append(contentsOf: "/?".utf8)
+        token.append(contentsOf: signer.presignedQuery(SigV4Request(method: "GET", url: url),
+                                                       parameters: SigV4Canonical.QueryParameters(parameters),
+                                                       expires: lifetime, at: date).query)
         let ownExpiry = date.addingTimeInterval(TimeInterval(lifetime))
         let expiresAt = credentials.expiration.map { min($0, ownExpiry) } ?? ownExpiry
-        return SignedToken(token: Secret(token), issuedAt: date, expiresAt: expiresAt)
+        return SignedToken(token: Secret(String(decoding: token, as: UTF8.self)), issuedAt: date, expiresAt: expiresAt)
     }
 }
 

@@ -18,25 +18,41 @@ enum SigV4Canonical {
         }
     }
 
-    /// Appends `bytes` to `out`, percent-encoding (upper-case hex) everything but unreserved
-    /// characters and, when `keepSlash`, `/`.
-    static func appendEncoded<Bytes: Sequence<UInt8>>(_ bytes: Bytes, to out: inout [UInt8], keepSlash: Bool = false) {
-        for byte in bytes {
-            if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hexUpper[Int(byte >> 4)])
-                out.append(hexUpper[Int(byte & 0x0f)])
+    /// Appends `text`'s UTF-8 to `out`, percent-encoding (upper-case hex) everything but
+    /// unreserved characters and, when `keepSlash`, `/`. Runs that need no encoding are copied
+    /// whole: this is the hot loop of token generation.
+    static func appendEncoded<Text: StringProtocol>(_ text: Text, to out: inout [UInt8], keepSlash: Bool = false) {
+        let done: Void? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            out.reserveCapacity(out.count + bytes.count)
+            var runStart = 0
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) { continue }
+                if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+                appendEscape(byte, to: &out)
+                runStart = index + 1
+            }
+            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+        }
+        if done == nil {
+            for byte in text.utf8 {
+                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) { out.append(byte) } else { appendEscape(byte, to: &out) }
             }
         }
+    }
+
+    @inline(__always)
+    private static func appendEscape(_ byte: UInt8, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "%"))
+        out.append(hexUpper[Int(byte >> 4)])
+        out.append(hexUpper[Int(byte & 0x0f)])
     }
 
     /// `text` percent-encoded the SigV4 way.
     static func encode(_ text: String) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        appendEncoded(text.utf8, to: &out)
+        out.reserveCapacity(text.utf8.count + 8)
+        appendEncoded(text, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -73,19 +89,18 @@ enum SigV4Canonical {
         }
     }
 
-    /// The canonical URI: the path as given (unencoded bytes), optionally with dot segments
+    /// Appends the canonical URI: the path as given (unencoded bytes), optionally with dot segments
     /// removed and repeated slashes collapsed, then each byte but unreserved characters and `/`
     /// percent-encoded. A path that already holds `%XX` is encoded again, as the SDKs do for every
     /// service but S3.
-    static func uri(_ path: String, normalize: Bool) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(path.utf8.count + 8)
-        if path.isEmpty {
-            return "/"
+    static func appendURI(_ path: String, normalize: Bool, to out: inout [UInt8]) {
+        if path.isEmpty || path == "/" {
+            out.append(UInt8(ascii: "/"))
+            return
         }
         if !normalize {
-            appendEncoded(path.utf8, to: &out, keepSlash: true)
-            return String(decoding: out, as: UTF8.self)
+            appendEncoded(path, to: &out, keepSlash: true)
+            return
         }
         // RFC 3986 section 5.2.4 plus the collapse of empty segments that AWS asks for.
         var segments: [Substring] = []
@@ -100,10 +115,9 @@ enum SigV4Canonical {
         out.append(UInt8(ascii: "/"))
         for (index, segment) in segments.enumerated() {
             if index > 0 { out.append(UInt8(ascii: "/")) }
-            appendEncoded(segment.utf8, to: &out)
+            appendEncoded(segment, to: &out)
         }
         if path.utf8.last == UInt8(ascii: "/"), !segments.isEmpty { out.append(UInt8(ascii: "/")) }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Splits a raw query string into decoded name/value pairs, in order. Empty pieces
@@ -121,19 +135,83 @@ enum SigV4Canonical {
         return pairs
     }
 
-    /// The canonical query string: every pair encoded, sorted by encoded name then value.
-    static func query(_ pairs: [(name: String, value: String)]) -> String {
-        var encoded = pairs.map { (name: encode($0.name), value: encode($0.value)) }
-        encoded.sort { $0.name != $1.name ? $0.name.utf8.lexicographicallyPrecedes($1.name.utf8)
-                                          : $0.value.utf8.lexicographicallyPrecedes($1.value.utf8) }
-        var out = ""
-        for (index, pair) in encoded.enumerated() {
-            if index > 0 { out += "&" }
-            out += pair.name
-            out += "="
-            out += pair.value
+    /// Query parameters percent-encoded once into a single buffer (`name=value` back to back),
+    /// with their positions: the token path allocates two arrays, not two per parameter.
+    struct QueryParameters {
+        private var bytes: [UInt8] = []
+        /// Start, position of `=`, end of each parameter in `bytes`.
+        private var spans: [(start: Int, equals: Int, end: Int)] = []
+
+        init(capacity: Int = 512) {
+            bytes.reserveCapacity(capacity)
+            spans.reserveCapacity(12)
         }
-        return out
+
+        /// Decoded pairs, encoded the SigV4 way.
+        init(_ pairs: [(name: String, value: String)]) {
+            self.init()
+            for pair in pairs { append(name: pair.name, value: pair.value) }
+        }
+
+        mutating func append(name: some StringProtocol, value: some StringProtocol) {
+            let start = bytes.count
+            appendEncoded(name, to: &bytes)
+            appendValue(start: start) { appendEncoded(value, to: &$0) }
+        }
+
+        /// A parameter whose name needs no encoding; `value` writes the encoded value.
+        mutating func append(encodedName: StaticString, value: (inout [UInt8]) -> Void) {
+            let start = bytes.count
+            bytes.append(contentsOf: UnsafeBufferPointer(start: encodedName.utf8Start, count: encodedName.utf8CodeUnitCount))
+            appendValue(start: start, value)
+        }
+
+        private mutating func appendValue(start: Int, _ value: (inout [UInt8]) -> Void) {
+            let equals = bytes.count
+            bytes.append(UInt8(ascii: "="))
+            value(&bytes)
+            spans.append((start, equals, bytes.count))
+        }
+
+        /// Appends `name=value&...` in the order the parameters were added.
+        func appendQuery(to out: inout [UInt8]) {
+            appendQuery(order: spans.indices, to: &out)
+        }
+
+        /// Appends the canonical query string: sorted by encoded name, then encoded value.
+        func appendCanonical(to out: inout [UInt8]) {
+            bytes.withUnsafeBufferPointer { buffer in
+                func precedes(_ left: Int, _ right: Int) -> Bool {
+                    let a = spans[left], b = spans[right]
+                    let nameA = UnsafeBufferPointer(rebasing: buffer[a.start..<a.equals])
+                    let nameB = UnsafeBufferPointer(rebasing: buffer[b.start..<b.equals])
+                    if !nameA.elementsEqual(nameB) { return nameA.lexicographicallyPrecedes(nameB) }
+                    return UnsafeBufferPointer(rebasing: buffer[(a.equals + 1)..<a.end])
+                        .lexicographicallyPrecedes(UnsafeBufferPointer(rebasing: buffer[(b.equals + 1)..<b.end]))
+                }
+                // Insertion sort: a request has a handful of parameters, often nearly in order.
+                var order = Array(spans.indices)
+                for next in order.indices.dropFirst() {
+                    var position = next
+                    while position > 0, precedes(order[position], order[position - 1]) {
+                        order.swapAt(position, position - 1)
+                        position -= 1
+                    }
+                }
+                appendQuery(order: order, to: &out)
+            }
+        }
+
+        private func appendQuery<Order: Collection<Int>>(order: Order, to out: inout [UInt8]) {
+            bytes.withUnsafeBufferPointer { buffer in
+                var first = true
+                for index in order {
+                    if !first { out.append(UInt8(ascii: "&")) }
+                    first = false
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[spans[index].start..<spans[index].end]))
+                }
+            }
+        }
     }
 
     /// Header values folded the SigV4 way: leading and trailing white space removed and every run

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A request to sign: method, URL, headers and body.
 ///
@@ -70,6 +71,7 @@ public struct SigV4Signer: Sendable {
     }
 
     static let algorithm = "AWS4-HMAC-SHA256"
+    private static let signaturePrefix = Array("X-Amz-Signature=".utf8)
     private static let emptyBodyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     /// Headers that proxies and clients change in flight; signing them would break the signature.
     private static let unsignedHeaders: Set<String> = ["authorization", "user-agent", "x-amzn-trace-id",
@@ -93,16 +95,16 @@ public struct SigV4Signer: Sendable {
             signed.headers.replace("X-Amz-Security-Token", token.reveal())
         }
         let headers = canonicalHeaders(of: signed)
-        let query = SigV4Canonical.query(SigV4Canonical.decodeQuery(request.url.query ?? ""))
-        let trace = makeTrace(method: request.method, path: request.url.path, canonicalQuery: query,
-                              headers: headers, bodyHash: bodyHash, time: time)
+        let query = SigV4Canonical.QueryParameters(SigV4Canonical.decodeQuery(request.url.query ?? ""))
+        let trace = compute(method: request.method, path: request.url.path, query: query,
+                            headers: headers, bodyHash: bodyHash, time: time, scope: scope(time))
         signed.headers.replace("Authorization",
                                "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope(time)), "
-                               + "SignedHeaders=\(headers.signedNames), Signature=\(trace.signature)")
+                               + "SignedHeaders=\(headers.signedNames), Signature=\(String(decoding: trace.signature, as: UTF8.self))")
         if let token = credentials.sessionToken, options.sessionToken == .afterSigning {
             signed.headers.replace("X-Amz-Security-Token", token.reveal())
         }
-        return (signed, trace)
+        return (signed, trace.strings)
     }
 
     // MARK: Query presigning
@@ -123,36 +125,49 @@ public struct SigV4Signer: Sendable {
     }
 
     func presignWithTrace(_ request: SigV4Request, expires: Int, at date: Date) -> (url: PresignedURL, trace: Trace) {
+        let parameters = SigV4Canonical.QueryParameters(SigV4Canonical.decodeQuery(request.url.query ?? ""))
+        let (query, trace) = presignedQuery(request, parameters: parameters, expires: expires, at: date)
+        var url: [UInt8] = Array("\(request.url.scheme)://\(request.url.hostHeader)".utf8)
+        SigV4Canonical.appendEncoded(request.url.path, to: &url, keepSlash: true)
+        url.append(UInt8(ascii: "?"))
+        url.append(contentsOf: query)
+        let queryText = String(decoding: query, as: UTF8.self)
+        return (PresignedURL(url: Secret(String(decoding: url, as: UTF8.self)), query: Secret(queryText)), trace.strings)
+    }
+
+    /// The presigned query for `request` (whose own query is ignored) with `parameters` as its
+    /// own parameters, already encoded: the token makers' fast path.
+    func presignedQuery(_ request: SigV4Request, parameters: SigV4Canonical.QueryParameters, expires: Int,
+                        at date: Date) -> (query: [UInt8], trace: ByteTrace) {
         let time = AmzDate(secondsSince1970: Int64(date.timeIntervalSince1970.rounded(.down)))
         let headers = canonicalHeaders(of: request)
-        var authParameters: [(name: String, value: String)] = [
-            ("X-Amz-Algorithm", Self.algorithm),
-            ("X-Amz-Credential", "\(credentials.accessKeyID)/\(scope(time))"),
-            ("X-Amz-Date", time.stamp),
-            ("X-Amz-Expires", String(expires)),
-            ("X-Amz-SignedHeaders", headers.signedNames),
-        ]
-        let token = credentials.sessionToken?.reveal()
-        if let token, options.sessionToken == .signed { authParameters.append(("X-Amz-Security-Token", token)) }
-        let ownParameters = SigV4Canonical.decodeQuery(request.url.query ?? "")
-        let canonicalQuery = SigV4Canonical.query(ownParameters + authParameters)
-        let trace = makeTrace(method: request.method, path: request.url.path, canonicalQuery: canonicalQuery,
-                              headers: headers, bodyHash: hashedBody(request.body), time: time)
-        if let token, options.sessionToken == .afterSigning { authParameters.append(("X-Amz-Security-Token", token)) }
-        authParameters.append(("X-Amz-Signature", trace.signature))
-
-        var query = ""
-        query.reserveCapacity(512)
-        for (index, parameter) in (ownParameters + authParameters).enumerated() {
-            if index > 0 { query += "&" }
-            query += SigV4Canonical.encode(parameter.name)
-            query += "="
-            query += SigV4Canonical.encode(parameter.value)
+        let scope = scope(time)
+        var all = parameters
+        all.append(encodedName: "X-Amz-Algorithm") { $0.append(contentsOf: Self.algorithm.utf8) }
+        all.append(encodedName: "X-Amz-Credential") {
+            SigV4Canonical.appendEncoded(credentials.accessKeyID, to: &$0)
+            $0.append(contentsOf: "%2F".utf8)
+            SigV4Canonical.appendEncoded(scope, to: &$0)
         }
-        var path: [UInt8] = []
-        SigV4Canonical.appendEncoded(request.url.path.utf8, to: &path, keepSlash: true)
-        let url = "\(request.url.scheme)://\(request.url.hostHeader)\(String(decoding: path, as: UTF8.self))?\(query)"
-        return (PresignedURL(url: Secret(url), query: Secret(query)), trace)
+        all.append(encodedName: "X-Amz-Date") { $0.append(contentsOf: time.stamp.utf8) }
+        all.append(encodedName: "X-Amz-Expires") { $0.append(contentsOf: String(expires).utf8) }
+        all.append(encodedName: "X-Amz-SignedHeaders") { SigV4Canonical.appendEncoded(headers.signedNames, to: &$0) }
+        let token = credentials.sessionToken?.reveal()
+        func appendToken() {
+            if let token { all.append(encodedName: "X-Amz-Security-Token") { SigV4Canonical.appendEncoded(token, to: &$0) } }
+        }
+        if options.sessionToken == .signed { appendToken() }
+        let trace = compute(method: request.method, path: request.url.path, query: all,
+                            headers: headers, bodyHash: hashedBody(request.body), time: time, scope: scope)
+        if options.sessionToken == .afterSigning { appendToken() }
+
+        var query: [UInt8] = []
+        query.reserveCapacity(512)
+        all.appendQuery(to: &query)
+        query.append(UInt8(ascii: "&"))
+        query.append(contentsOf: Self.signaturePrefix)
+        query.append(contentsOf: trace.signature)
+        return (query, trace)
     }
 
     // MARK: Shared steps
@@ -165,6 +180,11 @@ public struct SigV4Signer: Sendable {
     /// The signed headers of `request`: all but the unsigned set, plus `host` from the URL when
     /// the request has none (without the scheme's default port, as the SDKs sign it).
     private func canonicalHeaders(of request: SigV4Request) -> CanonicalHeaders {
+        if request.headers.fields.isEmpty {
+            // The token makers' case: host alone.
+            let host = request.url.hostHeader
+            return CanonicalHeaders(block: "host:\(host)\n", signedNames: "host")
+        }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(request.headers.fields.count + 1)
         var hasHost = false
@@ -196,26 +216,87 @@ public struct SigV4Signer: Sendable {
         "\(time.day)/\(region)/\(service)/aws4_request"
     }
 
-    private func makeTrace(method: String, path: String, canonicalQuery: String, headers: CanonicalHeaders,
-                           bodyHash: String, time: AmzDate) -> Trace {
-        let canonicalRequest = method.uppercased() + "\n"
-            + SigV4Canonical.uri(path, normalize: options.normalizePath) + "\n"
-            + canonicalQuery + "\n"
-            + headers.block + "\n"
-            + headers.signedNames + "\n"
-            + bodyHash
-        let stringToSign = Self.algorithm + "\n" + time.stamp + "\n" + scope(time) + "\n"
-            + Encoding.hex(Digest.sha256(canonicalRequest))
-        let signature = Encoding.hex(Digest.hmacSHA256(key: signingKey(day: time.day), message: stringToSign))
-        return Trace(canonicalRequest: canonicalRequest, stringToSign: stringToSign, signature: signature)
+    /// The steps' results as bytes; `strings` converts them for tests.
+    struct ByteTrace {
+        var canonicalRequest: [UInt8]
+        var stringToSign: [UInt8]
+        /// Lower-case hex.
+        var signature: [UInt8]
+
+        var strings: Trace {
+            Trace(canonicalRequest: String(decoding: canonicalRequest, as: UTF8.self),
+                  stringToSign: String(decoding: stringToSign, as: UTF8.self),
+                  signature: String(decoding: signature, as: UTF8.self))
+        }
     }
 
+    private func compute(method: String, path: String, query: SigV4Canonical.QueryParameters, headers: CanonicalHeaders,
+                         bodyHash: String, time: AmzDate, scope: String) -> ByteTrace {
+        var canonical: [UInt8] = []
+        canonical.reserveCapacity(1024)
+        if method.utf8.contains(where: { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) {
+            canonical.append(contentsOf: method.uppercased().utf8)
+        } else {
+            canonical.append(contentsOf: method.utf8)
+        }
+        canonical.append(UInt8(ascii: "\n"))
+        SigV4Canonical.appendURI(path, normalize: options.normalizePath, to: &canonical)
+        canonical.append(UInt8(ascii: "\n"))
+        query.appendCanonical(to: &canonical)
+        canonical.append(UInt8(ascii: "\n"))
+        canonical.append(contentsOf: headers.block.utf8)
+        canonical.append(UInt8(ascii: "\n"))
+        canonical.append(contentsOf: headers.signedNames.utf8)
+        canonical.append(UInt8(ascii: "\n"))
+        canonical.append(contentsOf: bodyHash.utf8)
+
+        var stringToSign: [UInt8] = []
+        stringToSign.reserveCapacity(160)
+        stringToSign.append(contentsOf: Self.algorithm.utf8)
+        stringToSign.append(UInt8(ascii: "\n"))
+        stringToSign.append(contentsOf: time.stamp.utf8)
+        stringToSign.append(UInt8(ascii: "\n"))
+        stringToSign.append(contentsOf: scope.utf8)
+        stringToSign.append(UInt8(ascii: "\n"))
+        SigV4Crypto.appendSHA256Hex(of: canonical, to: &stringToSign)
+        let key = SigV4SigningKeys.shared.key(credentials: credentials, day: time.day, region: region, service: service)
+        var signature: [UInt8] = []
+        signature.reserveCapacity(64)
+        key.appendHex(of: stringToSign, to: &signature)
+        return ByteTrace(canonicalRequest: canonical, stringToSign: stringToSign, signature: signature)
+    }
+}
+
+/// Derived signing keys, cached per access key, day, region and service as the AWS SDKs do:
+/// deriving one costs four HMACs, more than the rest of a token.
+final class SigV4SigningKeys: Sendable {
+    static let shared = SigV4SigningKeys()
+    /// Past this many entries the cache starts over (keys rotate daily; a process signs for few).
+    private static let capacity = 32
+
+    private struct Entry: Hashable {
+        var accessKeyID: String
+        var secret: Secret
+        var day: String
+        var region: String
+        var service: String
+    }
+    private let keys = Mutex<[Entry: PreparedHMACKey]>([:])
+
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
-    private func signingKey(day: String) -> [UInt8] {
+    func key(credentials: AWSCredentials, day: String, region: String, service: String) -> PreparedHMACKey {
+        let entry = Entry(accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey,
+                          day: day, region: region, service: service)
+        if let key = keys.withLock({ $0[entry] }) { return key }
         let secret = Array(("AWS4" + credentials.secretAccessKey.reveal()).utf8)
         let dateKey = Digest.hmacSHA256(key: secret, message: day)
         let regionKey = Digest.hmacSHA256(key: dateKey, message: region)
         let serviceKey = Digest.hmacSHA256(key: regionKey, message: service)
-        return Digest.hmacSHA256(key: serviceKey, message: "aws4_request")
+        let key = PreparedHMACKey(Digest.hmacSHA256(key: serviceKey, message: "aws4_request"))
+        keys.withLock { keys in
+            if keys.count >= Self.capacity { keys.removeAll() }
+            keys[entry] = key
+        }
+        return key
     }
 }
