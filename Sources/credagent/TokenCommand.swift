@@ -6,6 +6,7 @@ struct TokenCommand: AsyncParsableCommand {
         commandName: "token",
         abstract: "Obtain one credential now and print it (no daemon).",
         subcommands: [
+            TokenRDSCommand.self, TokenElastiCacheCommand.self, TokenMemoryDBCommand.self, TokenVaultAWSCommand.self,
             TokenAzureCommand.self, TokenGCPCommand.self,
         ]
     )

@@ -1,0 +1,119 @@
+import ArgumentParser
+import CloudAuth
+import Foundation
+
+/// Flags every AWS token command shares.
+struct AWSTokenOptions: ParsableArguments {
+    @Option(help: "Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, then IMDS).")
+    var region: String?
+
+    /// Resolves credentials and region from the standard AWS chain, runs `make`, prints its result
+    /// alone on stdout. Errors go to stderr: exit 2 for usage and configuration, 1 for a failed fetch.
+    func run(_ make: @Sendable (AWSCredentialChain, AWSCredentials, String) async throws -> String) async throws {
+        let chain = AWSCredentialChain(settings: AWSSettings(region: region), http: CurlHTTPClient(),
+                                       environment: ProcessInfo.processInfo.environment)
+        do {
+            let credentials = try await chain.credentials()
+            let output = try await make(chain, credentials, try await chain.region())
+            print(output)
+        } catch let error as CloudAuthError {
+            FileHandle.standardError.write(Data("credagent: \(error)\n".utf8))
+            throw ExitCode([.invalidInput, .configuration].contains(error.code) ? 2 : 1)
+        }
+    }
+}
+
+/// `credagent token rds`: the IAM authentication token (password) for an RDS or Aurora database.
+struct TokenRDSCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rds", abstract: "Print an RDS IAM authentication token for --user at --host:--port.")
+
+    @Option(help: "Database endpoint host name.") var host: String
+    @Option(help: "Database port.") var port: Int
+    @Option(help: "Database user.") var user: String
+    @OptionGroup var aws: AWSTokenOptions
+    @Option(help: .hidden) var benchmarkIterations: Int?
+
+    func run() async throws {
+        guard (1...65535).contains(port) else {
+            FileHandle.standardError.write(Data("credagent: --port must be between 1 and 65535\n".utf8))
+            throw ExitCode(2)
+        }
+        try await aws.run { [host, port, user, benchmarkIterations] _, credentials, region in
+            if let iterations = benchmarkIterations, iterations > 0 {
+                Self.benchmark(iterations: iterations, host: host, port: port, user: user, region: region, credentials: credentials)
+            }
+            return RDSAuthToken.make(host: host, port: port, user: user, region: region,
+                                     credentials: credentials, at: Date()).token.reveal()
+        }
+    }
+
+    /// Times `iterations` token generations in process and reports the mean wall-clock and
+    /// CPU time per token to stderr (CPU time is what a busy machine does not distort).
+    static func benchmark(iterations: Int, host: String, port: Int, user: String, region: String, credentials: AWSCredentials) {
+        func threadCPUSeconds() -> Double {
+            var time = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+            return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+        }
+        var length = 0
+        let wallStart = Date(), cpuStart = threadCPUSeconds()
+        for _ in 0..<iterations {
+            length &+= RDSAuthToken.make(host: host, port: port, user: user, region: region,
+                                         credentials: credentials, at: Date()).token.reveal().utf8.count
+        }
+        let cpu = threadCPUSeconds() - cpuStart, wall = Date().timeIntervalSince(wallStart)
+        FileHandle.standardError.write(Data(String(format: "rds token: %d iterations, %.2f us/token wall, %.2f us/token cpu (%d bytes)\n",
+                                                   iterations, wall / Double(iterations) * 1e6, cpu / Double(iterations) * 1e6,
+                                                   length / iterations).utf8))
+    }
+}
+
+/// `credagent token elasticache` and `token memorydb`: the IAM authentication token for a cache user.
+struct TokenCacheOptions: ParsableArguments {
+    @Option(help: "Replication group, serverless cache or cluster name.") var cacheName: String
+    @Option(help: "Cache user (IAM-enabled).") var user: String
+    @Flag(help: "The cache is serverless.") var serverless = false
+    @OptionGroup var aws: AWSTokenOptions
+
+    func run(service: ElastiCacheAuthToken.Service) async throws {
+        try await aws.run { [cacheName, user, serverless] _, credentials, region in
+            ElastiCacheAuthToken.make(cacheName: cacheName, user: user, serverless: serverless, service: service,
+                                      region: region, credentials: credentials, at: Date()).token.reveal()
+        }
+    }
+}
+
+struct TokenElastiCacheCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "elasticache", abstract: "Print an ElastiCache IAM authentication token for --user.")
+    @OptionGroup var cache: TokenCacheOptions
+    func run() async throws { try await cache.run(service: .elasticache) }
+}
+
+struct TokenMemoryDBCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memorydb", abstract: "Print a MemoryDB IAM authentication token for --user.")
+    @OptionGroup var cache: TokenCacheOptions
+    func run() async throws { try await cache.run(service: .memorydb) }
+}
+
+/// `credagent token vault-aws`: the JSON body of a Vault AWS IAM login.
+struct TokenVaultAWSCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vault-aws", abstract: "Print the JSON body of a Vault AWS IAM login (POST /v1/auth/aws/login).")
+
+    @Option(help: "Vault role.") var role: String
+    @Option(help: "Value of the X-Vault-AWS-IAM-Server-ID header, when the Vault mount requires one.") var serverId: String?
+    @OptionGroup var aws: AWSTokenOptions
+
+    func run() async throws {
+        try await aws.run { [role, serverId] chain, credentials, region in
+            let payload = try VaultAWSLogin.payload(role: role, serverID: serverId, region: region,
+                                                    stsEndpoint: chain.configuredSTSEndpoint,
+                                                    credentials: credentials, at: Date())
+            let json = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes])
+            return String(decoding: json, as: UTF8.self)
+        }
+    }
+}
