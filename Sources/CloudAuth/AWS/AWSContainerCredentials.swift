@@ -40,8 +40,14 @@ struct AWSContainerCredentials: Sendable {
         var headers = HTTPHeaders()
         if let token = try authorizationToken() { headers.add("Authorization", token.reveal()) }
         let source = "container endpoint \(EndpointURL.stripQuery(url)) (\(urlSource))"
-        let response = try await http.execute(HTTPRequest(url: url, headers: headers, timeouts: .metadata,
+        let response: HTTPResponse
+        do {
+            response = try await http.execute(HTTPRequest(url: url, headers: headers, timeouts: .metadata,
                                                           maxResponseBytes: 64 * 1024))
+        } catch var error as CloudAuthError {
+            error.source = source  // name the env var that chose this endpoint
+            throw error
+        }
         guard response.isSuccess else {
             let detail = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
                 .flatMap { $0["message"] as? String ?? $0["Message"] as? String }
