@@ -70,8 +70,8 @@ extension CloudEmulator {
     }
 
     /// Google's token endpoint for the jwt-bearer grant: the assertion must be signed by the
-    /// service-account key this emulator handed out, name its email as `iss`, the token endpoint
-    /// as `aud`, live at most an hour, and ask for a `scope` or a `target_audience`.
+    /// service-account key this emulator handed out, name its email as `iss`, Google's or this
+    /// token endpoint as `aud`, live at most an hour, and ask for a `scope` or a `target_audience`.
     private func oauthToken(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
         let form = Dictionary(request.form.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
         func grantError(_ description: String, _ error: String = "invalid_grant") -> EmulatorResponse {
@@ -87,8 +87,10 @@ extension CloudEmulator {
         guard assertion.string("iss") == configuration.gcpServiceAccountEmail else {
             return grantError("Invalid grant: account not found")
         }
-        guard assertion.audiences == [gcpTokenURI] else {
-            return grantError("Invalid JWT: audience must be the token endpoint \(gcpTokenURI).")
+        // Google documents the audience as always its public token endpoint (google-auth sends
+        // that); clients that use the key's token_uri instead (golang.org/x/oauth2) send ours.
+        guard assertion.audiences == [gcpTokenURI] || assertion.audiences == ["https://oauth2.googleapis.com/token"] else {
+            return grantError("Invalid JWT: audience must be https://oauth2.googleapis.com/token or \(gcpTokenURI).")
         }
         let now = Date()
         guard let issued = assertion.date("iat"), let expiry = assertion.date("exp"),

@@ -154,6 +154,22 @@ import Testing
         }
     }
 
+    @Test func aRotatedKeyFileIsPickedUp() async throws {
+        try await withEmulator { emulator in
+            let (identity, path) = try keyFileIdentity(emulator)
+            _ = try await identity.accessToken()
+            // Replace the file with another account's key: the next fetch must sign with it.
+            var object = try #require(JSONValue.object(Array(try CloudEmulator().serviceAccountKeyJSON().reveal().utf8)))
+            object["token_uri"] = emulator.gcpTokenURI
+            try Data(try JWT.jsonBytes(object)).write(to: URL(fileURLWithPath: path))
+            let error = try #require(await cloudAuthError { try await identity.accessToken() })
+            #expect(error.message.contains("Invalid JWT Signature."))
+            try emulator.writeServiceAccountKey(to: path)
+            _ = try await identity.accessToken()
+            #expect(emulator.requestCount(.gcpOAuthToken) == 3)
+        }
+    }
+
     @Test(arguments: [
         ("missing", nil, CloudAuthError.Code.io, "cannot read"),
         ("not json", "not json at all", .invalidInput, "not a JSON object"),

@@ -155,8 +155,11 @@ import Testing
                 "iss": key.clientEmail, "aud": emulator.gcpTokenURI, "iat": now, "exp": now + 3600, "scope": "s",
             ]
             #expect(try await exchange(base).status == 200)
+            var googleAudience = base
+            googleAudience["aud"] = "https://oauth2.googleapis.com/token"
+            #expect(try await exchange(googleAudience).status == 200)
             var wrongAudience = base
-            wrongAudience["aud"] = "https://oauth2.googleapis.com/token"
+            wrongAudience["aud"] = "https://sts.example/token"
             #expect(try json(try await exchange(wrongAudience))["error"] as? String == "invalid_grant")
             var tooLong = base
             tooLong["exp"] = now + 7200

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Which Google service account to use and where to reach it; mirrors the `gcp:` config section.
 public struct GCPSettings: Sendable, Equatable {
@@ -32,6 +33,9 @@ public final class GCPIdentity: Sendable {
     public let source: Source
     private let http: any HTTPClient
     private let clock: @Sendable () -> Date
+    /// The last key file parsed, with the bytes it came from: the file is read on every fetch (it
+    /// may be rotated), but parsed again only when it changed (PEM parsing costs more than signing).
+    private let parsedKey = Mutex<(contents: [UInt8], key: ServiceAccountKey)?>(nil)
 
     /// The scope asked for when none is given with a key file.
     public static let cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
@@ -58,7 +62,7 @@ public final class GCPIdentity: Sendable {
     public func accessToken(scopes: [String] = []) async throws -> AccessToken {
         switch source {
         case let .keyFile(path, origin):
-            let key = try await ServiceAccountKey.load(path: path, origin: origin)
+            let key = try await serviceAccountKey(path: path, origin: origin)
             return try await key.accessToken(scopes: scopes.isEmpty ? [Self.cloudPlatformScope] : scopes,
                                              http: http, now: clock())
         case let .metadataServer(host, account):
@@ -74,7 +78,7 @@ public final class GCPIdentity: Sendable {
         }
         switch source {
         case let .keyFile(path, origin):
-            let key = try await ServiceAccountKey.load(path: path, origin: origin)
+            let key = try await serviceAccountKey(path: path, origin: origin)
             return try await key.identityToken(audience: audience, http: http, now: clock())
         case let .metadataServer(host, account):
             return try await metadata(host: host).identityToken(account: account, audience: audience, now: clock())
@@ -85,7 +89,7 @@ public final class GCPIdentity: Sendable {
     public func email() async throws -> String {
         switch source {
         case let .keyFile(path, origin):
-            return try await ServiceAccountKey.load(path: path, origin: origin).clientEmail
+            return try await serviceAccountKey(path: path, origin: origin).clientEmail
         case let .metadataServer(host, account):
             return try await metadata(host: host).email(account: account)
         }
@@ -99,4 +103,12 @@ public final class GCPIdentity: Sendable {
     }
 
     private func metadata(host: String) -> MetadataServer { MetadataServer(host: host, http: http) }
+
+    private func serviceAccountKey(path: String, origin: String) async throws -> ServiceAccountKey {
+        let contents = try await ServiceAccountKey.read(path: path, origin: origin)
+        if let cached = parsedKey.withLock({ $0 }), cached.contents == contents { return cached.key }
+        let key = try ServiceAccountKey(json: contents, source: "\(path) (\(origin))")
+        parsedKey.withLock { $0 = (contents, key) }
+        return key
+    }
 }

@@ -16,21 +16,19 @@ public struct ServiceAccountKey: Sendable {
     /// An assertion is valid this long (Google's maximum).
     static let assertionLifetime: TimeInterval = 3600
 
-    /// Reads and parses the key file at `path`; `origin` says where the path came from (a config key
-    /// or an env var). Errors name the file and the missing or bad field, never the key.
-    public static func load(path: String, origin: String) async throws -> ServiceAccountKey {
-        let source = "\(path) (\(origin))"
-        let data: Data
+    /// The bytes of the key file at `path`, read off the cooperative pool; `origin` says where the
+    /// path came from (a config key or an env var), for the error.
+    static func read(path: String, origin: String) async throws -> [UInt8] {
         do {
-            data = try await BlockingExecutor.shared.run { try Data(contentsOf: URL(fileURLWithPath: path)) }
+            return try await BlockingExecutor.shared.run { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
         } catch {
-            throw CloudAuthError(.io, source: source, "cannot read the service account key file",
+            throw CloudAuthError(.io, source: "\(path) (\(origin))", "cannot read the service account key file",
                                  remedy: "check that the file exists and this user may read it")
         }
-        return try ServiceAccountKey(json: Array(data), source: source)
     }
 
-    /// Parses key file contents; `source` names the file for errors.
+    /// Parses key file contents; `source` names the file for errors. Errors name the missing or bad
+    /// field, never the key.
     public init(json: [UInt8], source: String) throws {
         guard let object = JSONValue.object(json) else {
             throw CloudAuthError(.invalidInput, source: source, "the service account key file is not a JSON object")
