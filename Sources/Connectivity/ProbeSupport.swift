@@ -1,0 +1,39 @@
+import CloudAuth
+import Foundation
+
+/// Times the steps of one probe; a step that throws is still recorded, up to the failure.
+struct StepTimer {
+    private(set) var steps: [ProbeStep] = []
+    private let clock = ContinuousClock()
+
+    mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        let start = clock.now
+        defer { steps.append(ProbeStep(name, seconds: Self.seconds(clock.now - start))) }
+        return try body()
+    }
+
+    mutating func time<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
+        let start = clock.now
+        defer { steps.append(ProbeStep(name, seconds: Self.seconds(clock.now - start))) }
+        return try await body()
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+extension String {
+    /// This text with every occurrence of the secret replaced by `<redacted>`: a last guard for
+    /// messages that come from a server or a C library.
+    func redacting(_ secret: Secret?) -> String {
+        guard let secret, !secret.isEmpty else { return self }
+        return replacingOccurrences(of: secret.reveal(), with: "<redacted>")
+    }
+
+    /// A C library message as one trimmed line.
+    var singleLine: String {
+        split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+    }
+}

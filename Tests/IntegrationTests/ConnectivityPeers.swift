@@ -1,0 +1,70 @@
+import CloudAuth
+import Foundation
+
+/// A token that looks like a cloud IAM token (query string, `&`, `=`, `%`, `/`), so that tests also
+/// prove it travels through libpq and the Redis protocol unmangled. Fresh per call.
+func fakeIAMToken() -> Secret {
+    let signature = Encoding.hex(Digest.randomBytes(32))
+    return Secret("db.example:5432/?Action=connect&DBUser=kong&X-Amz-Credential=AKID%2F20261122%2Fus-east-1"
+                  + "&X-Amz-Signature=\(signature)")
+}
+
+/// A user name no other test uses.
+func uniqueUser(_ prefix: String) -> String {
+    "\(prefix)_\(Encoding.hex(Digest.randomBytes(4)))"
+}
+
+/// The PostgreSQL that scripts/peers/postgres started: TLS on, scram-sha-256, database
+/// `gateway` open to TLS and plain TCP, `gateway_tls` to TLS only.
+enum PostgresPeer {
+    static var available: Bool { Peers.env("CREDAGENT_TEST_PG_PORT") != nil }
+    static var host: String { Peers.env("CREDAGENT_TEST_PG_HOST") ?? "localhost" }
+    static var port: Int { Int(Peers.env("CREDAGENT_TEST_PG_PORT") ?? "") ?? 5432 }
+    static var database: String { Peers.env("CREDAGENT_TEST_PG_DATABASE") ?? "gateway" }
+    static var tlsOnlyDatabase: String { Peers.env("CREDAGENT_TEST_PG_TLS_ONLY_DATABASE") ?? "gateway_tls" }
+    static var caFile: String? { Peers.env("CREDAGENT_TEST_CA_FILE") }
+    static var otherCAFile: String? { Peers.env("CREDAGENT_TEST_OTHER_CA_FILE") }
+
+    /// Creates a login role whose password is `token`: locally this plays the cloud's part of
+    /// accepting the IAM token it issued. The SQL goes to psql on stdin, never in arguments.
+    static func createRole(_ user: String, password token: Secret) async throws {
+        let literal = token.reveal().replacingOccurrences(of: "'", with: "''")
+        let sql = "CREATE ROLE \"\(user)\" LOGIN PASSWORD '\(literal)';\n"
+        let result = try await runProcess(
+            (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port),
+             "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres"],
+            environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"],
+            stdin: sql)
+        guard result.status == 0 else {
+            throw CloudAuthError(.rejected, source: "psql", "creating role \(user) failed: \(result.stderr)")
+        }
+    }
+}
+
+/// The Redis that scripts/peers/redis started: a plain port and a TLS port, ACLs on.
+enum RedisPeer {
+    static var available: Bool { Peers.env("CREDAGENT_TEST_REDIS_PORT") != nil }
+    static var host: String { Peers.env("CREDAGENT_TEST_REDIS_HOST") ?? "localhost" }
+    static var port: Int { Int(Peers.env("CREDAGENT_TEST_REDIS_PORT") ?? "") ?? 6379 }
+    static var tlsPort: Int { Int(Peers.env("CREDAGENT_TEST_REDIS_TLS_PORT") ?? "") ?? 6380 }
+    static var caFile: String? { Peers.env("CREDAGENT_TEST_CA_FILE") }
+    static var otherCAFile: String? { Peers.env("CREDAGENT_TEST_OTHER_CA_FILE") }
+
+    /// Creates (or resets) an ACL user whose password is `token`, with every permission. The
+    /// command goes to redis-cli on stdin and the admin password through its environment.
+    static func createUser(_ user: String, password token: Secret) async throws {
+        let passwordFile = Peers.env("CREDAGENT_TEST_REDIS_ADMIN_PASSWORD_FILE") ?? ""
+        let adminPassword = try String(contentsOfFile: passwordFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try await runProcess(
+            "/usr/bin/redis-cli",
+            ["-h", "127.0.0.1", "-p", String(port), "--user", Peers.env("CREDAGENT_TEST_REDIS_ADMIN_USER") ?? "default",
+             "--no-auth-warning"],
+            environment: ["REDISCLI_AUTH": adminPassword],
+            stdin: "ACL SETUSER \(user) reset on >\(token.reveal()) ~* &* +@all\n")
+        guard result.status == 0, result.stdout.contains("OK") else {
+            throw CloudAuthError(.rejected, source: "redis-cli", "creating user \(user) failed: \(result.stdout) \(result.stderr)")
+        }
+    }
+}
