@@ -67,8 +67,14 @@ public final class Agent: Service, Sendable {
                             metrics: metrics, logger: logger, now: now, startingVersion: startingVersion)
     }
 
-    public func run() async throws {
+    /// Prepares the socket file and starts listening; ``run()`` does it when not done before.
+    /// Separate so that the CLI can report a socket problem as a configuration error.
+    public func startListening() async throws {
         try await server.start()
+    }
+
+    public func run() async throws {
+        try await startListening()
         let config = current.withLockedValue { $0.config }
         logger.info("listening", metadata: [
             "socket.path": "\(server.path)", "socket.mode": "\(String(config.socket.mode, radix: 8))",

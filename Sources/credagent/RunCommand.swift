@@ -34,6 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let loaded = try AgentConfig.load(path: config)
             agent = try Agent(config: loaded, configPath: config, logger: logger)
+            try await agent.startListening()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw AgentExit.usage

@@ -46,7 +46,9 @@ public final class SocketServer: Sendable {
         self.group = group
     }
 
+    /// Binds the socket; does nothing when already listening.
     public func start() async throws {
+        if running.withLockedValue({ $0.channel != nil }) { return }
         try SocketFile.prepare(path: path)
         let shared = self.shared
         let bootstrap = ServerBootstrap(group: group)

@@ -29,7 +29,10 @@ public final class CloudProviders: Sendable {
     public init(settings: Settings, http: any HTTPClient, environment: [String: String]) {
         self.settings = settings
         aws = AWSCredentialChain(settings: settings.aws, http: http, environment: environment)
-        azure = AzureIdentity(settings: settings.azure, http: http, environment: environment)
+        // One attempt per fetch: the refresher's backoff owns retrying, so that a failing endpoint
+        // shows as a failed refresh at once instead of after the client's own retries.
+        azure = AzureIdentity(settings: settings.azure, http: http, environment: environment,
+                              retry: AzureRetryPolicy(maxAttempts: 1))
         gcp = GCPIdentity(settings: settings.gcp, http: http, environment: environment)
         limiters = Dictionary(uniqueKeysWithValues: CredentialProvider.allCases.map {
             ($0, ConcurrencyLimiter(limit: Self.concurrencyPerProvider))

@@ -1,0 +1,150 @@
+import CloudAuth
+import CloudEmulator
+import CredentialAgent
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `credagent run` child process with its own config, socket and log file.
+final class AgentProcess: @unchecked Sendable {
+    let directory: String
+    let configPath: String
+    let socketPath: String
+    let logPath: String
+    private let process = Process()
+
+    /// Writes `config` (YAML; `SOCKET` is replaced by the socket path) and starts the agent with
+    /// `environment` (plus PATH and HOME). Waits until the socket answers `/v1/health`.
+    init(label: String, config: String, environment: [String: String], logLevel: String = "debug",
+         socketDirectory: String? = nil) async throws {
+        directory = try Peers.scratchDirectory(label)
+        configPath = directory + "/agent.yaml"
+        socketPath = (socketDirectory ?? directory + "/run") + "/agent.sock"
+        logPath = directory + "/agent.log"
+        try config.replacingOccurrences(of: "SOCKET", with: socketPath).write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Peers.credagentBinary)
+        process.arguments = ["run", "--config", configPath, "--log-level", logLevel]
+        var env = environment
+        let inherited = ProcessInfo.processInfo.environment
+        env["PATH"] = inherited["PATH"]
+        env["HOME"] = inherited["HOME"]
+        process.environment = env
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try await waitUntil("the agent answers on \(socketPath)", timeout: 20) {
+            (try? await self.request("GET", "/v1/health"))?.status == 200
+        }
+    }
+
+    var isRunning: Bool { process.isRunning }
+    var pid: Int32 { process.processIdentifier }
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func stop() async -> Int32 {
+        if process.isRunning { signal(SIGTERM) }
+        for _ in 0..<200 where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { signal(SIGKILL) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// A request over the socket with the project's libcurl client.
+    func request(_ method: String, _ path: String, timeout: Double = 10) async throws -> HTTPResponse {
+        try await CurlHTTPClient().execute(HTTPRequest(
+            method: method, url: "http://localhost\(path)", timeouts: HTTPTimeouts(connect: 2, total: timeout),
+            unixSocketPath: socketPath))
+    }
+
+    /// The decoded JSON object of a response.
+    func json(_ method: String, _ path: String) async throws -> (status: Int, body: [String: Any]) {
+        let response = try await request(method, path)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        return (response.status, object)
+    }
+
+    /// The credential `name` as the agent serves it.
+    func credential(_ name: String) async throws -> [String: Any] {
+        let (status, body) = try await json("GET", "/v1/credentials/\(name)")
+        guard status == 200 else { throw TestFailure("GET \(name) answered \(status): \(body)") }
+        return body
+    }
+
+    /// The `state` of `name` in the listing.
+    func state(_ name: String) async throws -> String? {
+        let (_, body) = try await json("GET", "/v1/credentials")
+        let rows = body["credentials"] as? [[String: Any]] ?? []
+        return rows.first { $0["name"] as? String == name }?["state"] as? String
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` seconds pass.
+func waitUntil(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw TestFailure("timed out after \(timeout) s waiting until \(what)")
+}
+
+/// Sends `bytes` on a fresh connection to the Unix socket at `path` and returns everything the
+/// server sends back before closing (or `timeout` seconds).
+func rawExchange(_ path: String, _ bytes: [UInt8], timeout: Int = 5) throws -> String {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+        let name = Array(path.utf8)
+        buffer.copyBytes(from: name)
+        buffer[name.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else { throw TestFailure("connect(\(path)) failed: errno \(errno)") }
+    var timeoutValue = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count <= 0 { break }
+        received.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: received, as: UTF8.self)
+}
+
+/// An emulator for Azure and GCP identities, started in this process.
+func startEmulator(tokenLifetime: TimeInterval) async throws -> CloudEmulator {
+    var configuration = CloudEmulator.Configuration()
+    configuration.tokenLifetime = tokenLifetime
+    return try await CloudEmulator.start(configuration)
+}
+
+/// The environment that points an agent's identities at `emulator` and (when running) moto.
+func cloudEnvironment(_ emulator: CloudEmulator) -> [String: String] {
+    var env = emulator.environment(for: .azureIMDS).merging(emulator.environment(for: .gcpMetadata)) { $1 }
+    if let moto = Peers.moto {
+        env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = moto + "/"
+        env["AWS_REGION"] = "us-east-1"
+    }
+    return env
+}
