@@ -203,6 +203,22 @@ import Testing
         }
     }
 
+    @Test func tokensEchoedInErrorBodiesAreMasked() async throws {
+        try await withEmulator { emulator in
+            emulator.inject(.status(400, body: #"{"error":"invalid_request","error_description":"bad eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}"#),
+                            at: .azureIMDSToken, times: 1)
+            let json = try #require(await cloudAuthError { try await identity(emulator).token(resource: AzureResource.redis) })
+            #expect(json.message.contains("invalid_request: bad <redacted>"))
+            #expect(!json.description.contains("eyJhbGciOiJSUzI1NiJ9"))
+
+            emulator.inject(.body(status: 502, contentType: "text/plain", body: "proxy echo: ya29.c.secretvalue"),
+                            at: .azureIMDSToken)
+            let text = try #require(await cloudAuthError { try await identity(emulator).token(resource: AzureResource.redis) })
+            #expect(text.message.contains("HTTP 502: proxy echo: <redacted>"))
+            #expect(!text.description.contains("secretvalue"))
+        }
+    }
+
     @Test func anUnreachableIMDSIsUnavailableAndNamed() async throws {
         let identity = AzureIdentity(settings: AzureSettings(imdsEndpoint: "http://127.0.0.1:1"), http: http,
                                      environment: [:], retry: RecordedDelays().policy)

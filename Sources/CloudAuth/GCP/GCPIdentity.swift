@@ -52,7 +52,10 @@ public final class GCPIdentity: Sendable {
         } else if let keyFile = value("GOOGLE_APPLICATION_CREDENTIALS") {
             source = .keyFile(path: keyFile, origin: "env GOOGLE_APPLICATION_CREDENTIALS")
         } else {
-            let host = settings.metadataHost ?? value("GCE_METADATA_HOST") ?? Self.defaultMetadataHost
+            var host = settings.metadataHost ?? value("GCE_METADATA_HOST") ?? Self.defaultMetadataHost
+            // Accept a URL too: the metadata server is always plain http.
+            if let schemeEnd = host.range(of: "://") { host = String(host[schemeEnd.upperBound...]) }
+            while host.hasSuffix("/") { host.removeLast() }
             source = .metadataServer(host: host, serviceAccount: settings.serviceAccount.isEmpty ? "default" : settings.serviceAccount)
         }
     }

@@ -83,22 +83,28 @@ enum TokenEndpoint {
                               remedy: remedy)
     }
 
-    /// `: error: description` from an OAuth error body, or a short excerpt of any other body.
+    /// `: error: description` from an OAuth error body, or a short excerpt of any other body;
+    /// anything shaped like a token is masked, in case an endpoint echoes what it was sent.
     static func describeError(_ response: HTTPResponse) -> String {
         if let object = JSONValue.object(response.body) {
             let error = object["error"] as? String ?? (object["error"] as? [String: any Sendable])?["message"] as? String
             let description = object["error_description"] as? String
             switch (error, description) {
-            case let (error?, description?): return ": \(error): \(description)"
-            case let (error?, nil): return ": \(error)"
-            case let (nil, description?): return ": \(description)"
+            case let (error?, description?): return ": \(maskTokens(error)): \(maskTokens(description))"
+            case let (error?, nil): return ": \(maskTokens(error))"
+            case let (nil, description?): return ": \(maskTokens(description))"
             default: break
             }
         }
         let text = response.bodyText.split(whereSeparator: \.isNewline).joined(separator: " ")
             .trimmingCharacters(in: .whitespaces)
         guard !text.isEmpty else { return "" }
-        return ": " + (text.count > 160 ? text.prefix(160) + "..." : text)
+        return ": " + maskTokens(text.count > 160 ? text.prefix(160) + "..." : text)
+    }
+
+    /// JWTs (`eyJ...`) and Google access tokens (`ya29.`...) in `text`, replaced by `<redacted>`.
+    static func maskTokens(_ text: String) -> String {
+        text.replacing(#/(eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_.\-]*|ya29\.[A-Za-z0-9_.\-]+)/#, with: "<redacted>")
     }
 
     /// The JSON object of a successful answer, or an error naming the source.
