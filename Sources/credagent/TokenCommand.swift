@@ -7,7 +7,7 @@ struct TokenCommand: AsyncParsableCommand {
         abstract: "Obtain one credential now and print it (no daemon).",
         subcommands: [
             TokenRDSCommand.self, TokenElastiCacheCommand.self, TokenMemoryDBCommand.self, TokenVaultAWSCommand.self,
-            TokenAzureCommand.self, TokenGCPCommand.self,
+            TokenAzureCommand.self, TokenGCPCommand.self, TokenVaultCommand.self,
         ]
     )
 }

@@ -1,0 +1,119 @@
+import CloudAuth
+import CloudEmulator
+import CredentialAgent
+import Foundation
+import Logging
+import Testing
+
+/// The Vault credential source against a real OpenBao with short token TTLs: renewal while the
+/// max TTL allows, then a fresh login; and the one-shot `credagent token vault`.
+@Suite(.enabled(if: BaoAdmin.available, "needs OpenBao: run scripts/test"))
+struct VaultSourceTests {
+    let admin = BaoAdmin.fromEnvironment()!
+    let http = CurlHTTPClient()
+
+    /// A jwt mount trusting the emulator's GCP issuer, role `gateway` for audience `vault/gateway`.
+    func gcpJWTMount(_ emulator: CloudEmulator, ttl: String, maxTTL: String) async throws -> String {
+        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.enableAuth("jwt", at: mount)
+        try await admin.call("POST", "auth/\(mount)/config",
+                             ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs", "bound_issuer": emulator.gcpIssuer])
+        try await admin.call("POST", "auth/\(mount)/role/gateway", [
+            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
+            "token_policies": ["default"], "token_ttl": ttl, "token_max_ttl": maxTTL,
+        ])
+        return mount
+    }
+
+    @Test func renewsWhileTheMaxTTLAllowsThenLogsInAgain() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let mount = try await gcpJWTMount(emulator, ttl: "6s", maxTTL: "10s")
+        let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
+        let login = try VaultLogin(method: .jwt, role: "gateway", audience: "vault/gateway", identity: .gcp(identity),
+                                   http: http, environment: [:])
+        let source = VaultCredentialSource(
+            client: VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http), login: login,
+            mount: mount, revokeOnShutdown: true, logger: Logger(label: "test"))
+        let vault = VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http)
+
+        let first = try await source.fetch(now: Date())
+        #expect(first.attributes["lease_duration"] == .int(6))
+        #expect(first.attributes["renewable"] == .bool(true))
+
+        try await Task.sleep(for: .seconds(2))
+        let renewed = try await source.fetch(now: Date())
+        #expect(renewed.secret == first.secret, "a renewal keeps the token")
+        #expect(renewed.attributes["accessor"] == first.attributes["accessor"])
+        #expect(renewed.expiresAt > first.expiresAt)
+
+        // Five seconds after login only five of the ten max-TTL seconds remain, less than the
+        // six-second TTL: the renewal is capped, and the refresh after it must log in again.
+        try await Task.sleep(for: .seconds(3))
+        let capped = try await source.fetch(now: Date())
+        #expect(capped.secret == first.secret)
+        if case .int(let lease) = capped.attributes["lease_duration"] { #expect(lease < 6) } else { Issue.record("no lease") }
+        let fresh = try await source.fetch(now: Date())
+        #expect(fresh.secret != first.secret, "past the cap the source logs in again")
+        #expect(fresh.attributes["lease_duration"] == .int(6))
+        #expect(try await vault.lookupSelf(fresh.secret).policies.contains("default"))
+
+        await source.shutdown()
+        await #expect(throws: CloudAuthError.self) { try await vault.lookupSelf(fresh.secret) }
+    }
+
+    @Test func revokedTokenLeadsToAFreshLogin() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let mount = try await gcpJWTMount(emulator, ttl: "30s", maxTTL: "60s")
+        let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
+        let login = try VaultLogin(method: .jwt, role: "gateway", audience: "vault/gateway", identity: .gcp(identity),
+                                   http: http, environment: [:])
+        let vault = VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http)
+        let source = VaultCredentialSource(client: vault, login: login, mount: mount, logger: Logger(label: "test"))
+        let first = try await source.fetch(now: Date())
+        try await vault.revokeSelf(first.secret)
+        let second = try await source.fetch(now: Date())
+        #expect(second.secret != first.secret)
+        #expect(try await vault.lookupSelf(second.secret).ttl > 0)
+    }
+
+    @Test func oneShotTokenVaultCommand() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let mount = try await gcpJWTMount(emulator, ttl: "30s", maxTTL: "60s")
+        let dir = try Peers.scratchDirectory("token-vault")
+        let config = """
+        socket: {path: \(dir)/agent.sock}
+        credentials:
+          - name: vault
+            kind: vault
+            provider: gcp
+            method: jwt
+            address: \(admin.address)
+            mount: \(mount)
+            role: gateway
+            audience: vault/gateway
+        """
+        try config.write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
+        let result = try await runCredagent(["token", "vault", "--config", "\(dir)/agent.yaml", "vault"],
+                                            environment: emulator.environment(for: .gcpMetadata))
+        #expect(result.status == 0, "\(result.stderr)")
+        let token = Secret(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let info = try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http).lookupSelf(token)
+        #expect(info.policies.contains("default"))
+
+        let missing = try await runCredagent(["token", "vault", "--config", "\(dir)/agent.yaml", "nope"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("no credential named 'nope'"))
+
+        // A wrong audience: Vault's own error, exit 1, no token on stdout.
+        let wrong = config.replacingOccurrences(of: "audience: vault/gateway", with: "audience: elsewhere")
+        try wrong.write(toFile: "\(dir)/wrong.yaml", atomically: true, encoding: .utf8)
+        let refused = try await runCredagent(["token", "vault", "--config", "\(dir)/wrong.yaml", "vault"],
+                                             environment: emulator.environment(for: .gcpMetadata))
+        #expect(refused.status == 1)
+        #expect(refused.stdout.isEmpty)
+        #expect(refused.stderr.contains("aud"))
+    }
+}
