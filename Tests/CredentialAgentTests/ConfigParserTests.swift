@@ -1,4 +1,5 @@
 import CloudAuth
+import Foundation
 import Testing
 @testable import CredentialAgent
 
@@ -351,5 +352,17 @@ private let rdsCredential = """
         #expect(DurationText.seconds("5 m") == nil)
         #expect(DurationText.format(120) == "2m")
         #expect(DurationText.format(0.25) == "250ms")
+    }
+}
+
+@Suite struct ExampleConfigTests {
+    /// The repository's `examples/` directory, found from this file's path.
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("examples").path
+
+    @Test(arguments: ["aws.yaml", "azure.yaml", "gcp.yaml", "local.yaml"])
+    func shippedExamplesAreValid(file: String) throws {
+        let config = try AgentConfig.load(path: Self.examples + "/" + file)
+        #expect(!config.credentials.isEmpty)
     }
 }

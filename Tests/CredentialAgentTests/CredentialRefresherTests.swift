@@ -1,0 +1,82 @@
+import CloudAuth
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import Synchronization
+import Testing
+@testable import CredentialAgent
+
+/// A credential source whose fetches wait until the test lets them finish, and which counts them.
+private final class GatedSource: CredentialSource {
+    private let state = Mutex<(started: Int, waiting: [CheckedContinuation<Void, Never>])>((0, []))
+
+    var started: Int { state.withLock { $0.started } }
+    var waiting: Int { state.withLock { $0.waiting.count } }
+
+    func fetch(now: Date) async throws -> IssuedCredential {
+        await withCheckedContinuation { continuation in
+            state.withLock { state in
+                state.started += 1
+                state.waiting.append(continuation)
+            }
+        }
+        let issued = Date()
+        return IssuedCredential(username: "kong", secret: Secret("token-\(started)"), issuedAt: issued,
+                                expiresAt: issued.addingTimeInterval(900))
+    }
+
+    /// Lets every fetch that is waiting finish.
+    func release() {
+        let waiting = state.withLock { state in
+            defer { state.waiting.removeAll() }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
+
+private func until(_ condition: () -> Bool) async {
+    while !condition() { await Task.yield() }
+}
+
+@Suite struct CredentialRefresherTests {
+    @Test func concurrentForcedRefreshesShareOneFetch() async throws {
+        var config = CredentialConfig(name: "orders-db", kind: .postgres, provider: .aws)
+        config.host = "db.example.com"
+        let source = GatedSource()
+        let store = CredentialStore()
+        let refresher = CredentialRefresher(config: config, source: source, refresh: RefreshConfig(), store: store,
+                                            metrics: AgentMetrics(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await refresher.run() }
+            await until { source.waiting == 1 }
+            source.release()
+            await until { store.snapshot("orders-db")?.version == 1 }
+
+            let answers = NIOLockedValueBox<[Int]>([])
+            try await withThrowingTaskGroup(of: Void.self) { clients in
+                for _ in 0..<10 {
+                    clients.addTask {
+                        let result = await refresher.credential(force: true)
+                        let snapshot = try result.get()
+                        answers.withLockedValue { $0.append(snapshot.version) }
+                    }
+                }
+                await until { source.waiting == 1 }
+                // Give every client the chance to join before the fetch completes.
+                for _ in 0..<100 { await Task.yield() }
+                source.release()
+                try await clients.waitForAll()
+            }
+            #expect(source.started == 2)
+            #expect(answers.withLockedValue { $0 } == Array(repeating: 2, count: 10))
+            #expect(store.snapshot("orders-db")?.version == 2)
+
+            // A caller content with the current credential does not cause a fetch.
+            let current = try await refresher.credential(minValid: 60).get()
+            #expect(current.version == 2)
+            #expect(source.started == 2)
+            group.cancelAll()
+        }
+    }
+}
