@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// A loopback TCP server for HTTP client tests that answers every connection with a fixed
-/// behaviour: canned raw bytes, or silence (to provoke timeouts). It records each request's head.
+/// behaviour: canned raw bytes, or silence (to provoke timeouts). It records each request (head and
+/// the body its Content-Length announces).
 final class ScriptedHTTPServer: @unchecked Sendable {
     enum Behaviour: Sendable {
         /// Writes these bytes after reading the request head, then closes.
@@ -46,8 +47,15 @@ final class ScriptedHTTPServer: @unchecked Sendable {
 
     var url: String { "http://127.0.0.1:\(port)" }
 
-    /// The request heads received so far.
+    /// The requests received so far, head and body.
     var requests: [String] { lock.withLock { heads } }
+
+    /// The body of the `index`th request.
+    func body(_ index: Int) -> String? {
+        let all = requests
+        guard index < all.count, let range = all[index].range(of: "\r\n\r\n") else { return nil }
+        return String(all[index][range.upperBound...])
+    }
 
     private func acceptLoop() {
         while true {
@@ -55,7 +63,15 @@ final class ScriptedHTTPServer: @unchecked Sendable {
             guard client >= 0 else { return }
             var buffer = [UInt8](repeating: 0, count: 65536)
             var received: [UInt8] = []
-            while !String(decoding: received, as: UTF8.self).contains("\r\n\r\n") {
+            func complete() -> Bool {
+                let text = String(decoding: received, as: UTF8.self)
+                guard let end = text.range(of: "\r\n\r\n") else { return false }
+                let length = text[..<end.lowerBound].split(separator: "\r\n")
+                    .first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                return text[end.upperBound...].utf8.count >= length
+            }
+            while !complete() {
                 let count = read(client, &buffer, buffer.count)
                 if count <= 0 { break }
                 received.append(contentsOf: buffer[0..<count])

@@ -1,0 +1,73 @@
+import CloudAuth
+import Foundation
+import Testing
+
+/// VaultClient and the AWS IAM login against a stub Vault that records what it receives and
+/// answers with what a real Vault answers in failure cases (OpenBao covers the success paths).
+struct VaultWireTests {
+    static func reply(_ status: String, _ body: String) -> String {
+        HTTPClientTests.response(status: status, headers: ["Content-Type: application/json"], body: body)
+    }
+
+    func client(_ server: ScriptedHTTPServer, namespace: String? = nil) -> VaultClient {
+        VaultClient(endpoint: VaultEndpoint(address: server.url, namespace: namespace), http: CurlHTTPClient())
+    }
+
+    @Test func awsIAMLoginHasTheExactShapeVaultExpects() async throws {
+        let server = try ScriptedHTTPServer(.respond(Self.reply("200 OK",
+            #"{"auth":{"client_token":"hvs.x","accessor":"a","policies":["default"],"lease_duration":60,"renewable":true}}"#)))
+        let chain = AWSCredentialChain(settings: AWSSettings(region: "eu-west-1"), http: CurlHTTPClient(), environment: [
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ])
+        let login = try VaultLogin(method: .awsIAM, role: "gateway", serverID: "vault.internal", identity: .aws(chain),
+                                   http: CurlHTTPClient(), environment: [:])
+        let token = try await client(server, namespace: "team-a").login(mount: "aws", payload: try await login.payload(now: Date()))
+        #expect(token.leaseDuration == 60)
+
+        let head = try #require(server.requests.first)
+        #expect(head.hasPrefix("POST /v1/auth/aws/login HTTP/1.1"))
+        #expect(head.contains("X-Vault-Namespace: team-a"))
+        let body = try #require(server.body(0))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String])
+        #expect(Set(json.keys) == ["role", "iam_http_request_method", "iam_request_url", "iam_request_body", "iam_request_headers"])
+        #expect(json["role"] == "gateway")
+        #expect(json["iam_http_request_method"] == "POST")
+        func decoded(_ key: String) -> String { String(decoding: Encoding.fromBase64(json[key] ?? "") ?? [], as: UTF8.self) }
+        #expect(decoded("iam_request_body") == "Action=GetCallerIdentity&Version=2011-06-15")
+        #expect(decoded("iam_request_url").hasPrefix("https://sts."))
+        let headers = try #require(try JSONSerialization.jsonObject(with: Data(decoded("iam_request_headers").utf8)) as? [String: [String]])
+        // Go canonicalises header names, as Vault's own client sends them.
+        #expect(headers["X-Vault-Aws-Iam-Server-Id"] == ["vault.internal"])
+        let authorization = try #require(headers["Authorization"]?.first)
+        #expect(authorization.hasPrefix("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"))
+        #expect(authorization.contains("x-vault-aws-iam-server-id"))
+    }
+
+    @Test func serverErrorsAreUnavailableWithVaultsMessages() async throws {
+        let server = try ScriptedHTTPServer(.respond(Self.reply("503 Service Unavailable", #"{"errors":["Vault is sealed"]}"#)))
+        let error = await #expect(throws: CloudAuthError.self) { try await client(server).lookupSelf(Secret("hvs.test-token")) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message == "Vault answered HTTP 503: Vault is sealed")
+        #expect(error?.remedy?.contains("sealed") == true)
+    }
+
+    @Test func errorsNeverEchoTheToken() async throws {
+        let token = Secret("hvs.CAESIsecretvalue")
+        let server = try ScriptedHTTPServer(.respond(Self.reply("400 Bad Request",
+            #"{"errors":["bad token hvs.CAESIsecretvalue"]}"#)))
+        let error = await #expect(throws: CloudAuthError.self) { try await client(server).renewSelf(token) }
+        #expect(error?.description.contains("hvs.CAESIsecretvalue") == false)
+        #expect(error?.description.contains("<redacted>") == true)
+    }
+
+    @Test func malformedAnswersAreNamed() async throws {
+        let notJSON = try ScriptedHTTPServer(.respond(Self.reply("200 OK", "<html>proxy</html>")))
+        let error = await #expect(throws: CloudAuthError.self) { try await client(notJSON).login(mount: "jwt", payload: [:]) }
+        #expect(error?.code == .malformedResponse)
+        #expect(error?.message.contains("not a JSON object") == true)
+
+        let noToken = try ScriptedHTTPServer(.respond(Self.reply("200 OK", #"{"auth":{"lease_duration":5}}"#)))
+        let missing = await #expect(throws: CloudAuthError.self) { try await client(noToken).login(mount: "jwt", payload: [:]) }
+        #expect(missing?.message.contains("client_token") == true)
+    }
+}
