@@ -148,7 +148,8 @@ extension ProbeReport {
     public var tableRow: [String] {
         let result = failure.map { "FAIL (\($0.cause))" } ?? "ok"
         let detail = failure?.message ?? details.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return [name, kind, provider ?? "-", result, Self.milliseconds(totalSeconds), detail]
+        let latency = steps.isEmpty ? "-" : Self.milliseconds(totalSeconds)
+        return [name, kind, provider ?? "-", result, latency, detail]
     }
 
     /// Reports as an aligned text table, then one `hint:` line per failure that has a hint.
