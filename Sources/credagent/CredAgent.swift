@@ -13,6 +13,7 @@ struct CredAgent: AsyncParsableCommand {
             ListCommand.self,
             ConfigCommand.self,
             EmulateCommand.self,
+            TestCommand.self,
         ]
     )
 }
