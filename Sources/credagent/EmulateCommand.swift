@@ -26,7 +26,13 @@ struct EmulateCommand: AsyncParsableCommand {
         configuration.azurePort = azure
         configuration.gcpPort = gcp
         configuration.tokenLifetime = TimeInterval(tokenLifetime)
-        let emulator = try await CloudEmulator.start(configuration)
+        let emulator: CloudEmulator
+        do {
+            emulator = try await CloudEmulator.start(configuration)
+        } catch {
+            FileHandle.standardError.write(Data("credagent: cannot listen on \(configuration.host) ports \(azure) and \(gcp): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         do {
             if let path = writeGcpKey { try emulator.writeServiceAccountKey(to: path) }
             if let path = writeFederatedToken { try emulator.writeFederatedToken(to: path) }
