@@ -56,6 +56,24 @@ import Testing
         #expect(report.steps.map(\.name) == ["connect", "tls"])
     }
 
+    @Test func postgresRequiringTLSFromAServerThatRefusesIt() async throws {
+        // A PostgreSQL server with ssl off answers the client's SSLRequest with a single 'N'.
+        let server = try OneAnswerServer(answer: Array("N".utf8))
+        let target = PostgresTarget(host: "127.0.0.1", port: server.port, database: "gateway", user: "kong",
+                                    password: Secret("token-123"), sslmode: "require")
+        let report = await PostgresProbe(name: "db", target: target).run()
+        #expect(report.failure?.cause == .tlsUnavailable)
+        #expect(report.failure?.message.contains("does not support SSL") == true)
+    }
+
+    @Test func redisAnsweredByAnotherProtocolIsAProtocolError() async throws {
+        let server = try OneAnswerServer(answer: Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8))
+        let target = RedisTarget(host: "127.0.0.1", port: server.port, password: Secret("token-123"), tls: false)
+        let report = await RedisProbe(name: "cache", target: target).run()
+        #expect(report.failure?.cause == .protocolError)
+        #expect(report.failure?.message.contains("token-123") == false)
+    }
+
     @Test func vaultOnARefusedPortIsUnreachable() async throws {
         let endpoint = VaultEndpoint(address: "http://127.0.0.1:\(try closedPort())")
         let report = await VaultProbe(name: "vault", endpoint: endpoint, token: Secret("s.token")).run()
