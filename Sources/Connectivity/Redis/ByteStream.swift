@@ -51,10 +51,22 @@ final class TLSContext {
 }
 
 /// A TLS session over a ``TCPSocket``: the handshake verifies the chain and the server name.
+///
+/// OpenSSL reads and writes memory buffers; this class moves the bytes to and from the socket
+/// itself, so every wait has a deadline and every send uses MSG_NOSIGNAL (OpenSSL's socket BIO
+/// calls write(), which raises SIGPIPE when the server has gone).
 final class TLSStream: ByteStream {
     private let socket: TCPSocket
     private let context: TLSContext
     private let session: OpaquePointer
+    /// Encrypted bytes from the server, for OpenSSL to read; owned by `session`.
+    private let incoming: OpaquePointer
+    /// Encrypted bytes from OpenSSL, to send; owned by `session`.
+    private let outgoing: OpaquePointer
+    private let serverName: String
+    /// Bytes received from the server so far.
+    private var received = 0
+    private let readBuffer: UnsafeMutableRawBufferPointer
 
     /// Connects TLS over `socket` and completes the handshake before `deadline`.
     init(socket: TCPSocket, settings: TLSSettings, deadline: Deadline) throws(ProbeFailure) {
@@ -63,53 +75,100 @@ final class TLSStream: ByteStream {
         guard let session = SSL_new(context.handle) else {
             throw ProbeFailure(.tlsFailed, "OpenSSL could not create a session: \(openSSLErrorText())")
         }
-        self.session = session
-        SSL_set_fd(session, socket.descriptor)
-        SSL_set1_host(session, settings.serverName)
-        if !Self.isIPAddress(settings.serverName) {
-            credagent_SSL_set_tlsext_host_name(session, settings.serverName)
+        guard let incoming = BIO_new(BIO_s_mem()), let outgoing = BIO_new(BIO_s_mem()) else {
+            SSL_free(session)
+            throw ProbeFailure(.tlsFailed, "OpenSSL could not create buffers: \(openSSLErrorText())")
         }
-        try handshake(deadline: deadline)
+        SSL_set_bio(session, incoming, outgoing)
+        self.session = session
+        self.incoming = incoming
+        self.outgoing = outgoing
+        readBuffer = .allocate(byteCount: 16 * 1024, alignment: 1)
+        serverName = settings.serverName
+        // Without the expected name OpenSSL checks only the chain: refuse to go on.
+        guard SSL_set1_host(session, serverName) == 1 else {
+            throw ProbeFailure(.invalidInput, "'\(serverName)' cannot be checked against a certificate")
+        }
+        if !Self.isIPAddress(serverName) {
+            credagent_SSL_set_tlsext_host_name(session, serverName)
+        }
+        do {
+            try drive(deadline: deadline, activity: "in the TLS handshake") { SSL_connect(session) }
+        } catch let failure where failure.cause == .timeout && received == 0 {
+            // A TLS server answers a ClientHello at once; silence means the port speaks
+            // something else (a plain Redis port waits for a newline that never comes).
+            throw ProbeFailure(.tlsUnavailable,
+                               "no answer to the TLS handshake within \(TCPSocket.format(deadline.seconds)) s",
+                               hint: Self.notTLSHint)
+        } catch let failure where failure.cause == .tlsFailed {
+            throw handshakeFailure(failure)
+        }
     }
 
-    deinit { SSL_free(session) }
+    deinit {
+        SSL_free(session)
+        readBuffer.deallocate()
+    }
 
     private static func isIPAddress(_ name: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
     }
 
-    private func handshake(deadline: Deadline) throws(ProbeFailure) {
-        ERR_clear_error()
+    /// Runs an OpenSSL operation until it completes, sending what it produced and feeding it what
+    /// the server sent. Returns false when the server closed the connection cleanly.
+    @discardableResult
+    private func drive(deadline: Deadline, activity: String, _ operation: () -> Int32) throws(ProbeFailure) -> Bool {
         while true {
-            let result = SSL_connect(session)
-            if result == 1 { return }
+            ERR_clear_error()
+            let result = operation()
             let error = SSL_get_error(session, result)
-            do throws(ProbeFailure) {
-                switch error {
-                case SSL_ERROR_WANT_READ:
-                    try socket.wait(for: Int16(POLLIN), deadline: deadline, doing: "in the TLS handshake")
-                case SSL_ERROR_WANT_WRITE:
-                    try socket.wait(for: Int16(POLLOUT), deadline: deadline, doing: "in the TLS handshake")
-                default:
-                    throw handshakeFailure(error)
+            try flush(deadline: deadline)
+            if result == 1 { return true }
+            switch error {
+            case SSL_ERROR_WANT_READ: try fill(deadline: deadline, activity: activity)
+            case SSL_ERROR_WANT_WRITE: continue
+            case SSL_ERROR_ZERO_RETURN: return false
+            default:
+                if ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING || ERR_peek_last_error() == 0 {
+                    throw ProbeFailure(.closed, "the server closed the connection \(activity)", hint: TCPSocket.closedHint)
                 }
-            } catch let failure where failure.cause == .timeout && BIO_number_read(SSL_get_rbio(session)) == 0 {
-                // A TLS server answers a ClientHello at once; silence means the port speaks
-                // something else (a plain Redis port waits for a newline that never comes).
-                throw ProbeFailure(.tlsUnavailable,
-                                   "no answer to the TLS handshake within \(TCPSocket.format(deadline.seconds)) s",
-                                   hint: "the port does not seem to serve TLS: use the server's TLS port, or turn tls off for a plain port")
-            } catch {
-                throw error
+                throw ProbeFailure(.tlsFailed, "TLS failed \(activity) (\(openSSLErrorText()))")
             }
         }
     }
 
-    private func handshakeFailure(_ error: Int32) -> ProbeFailure {
+    /// Sends everything OpenSSL has queued.
+    private func flush(deadline: Deadline) throws(ProbeFailure) {
+        var pending: UnsafeMutablePointer<CChar>?
+        // BIO_get_mem_data is a macro over BIO_ctrl.
+        let count = BIO_ctrl(outgoing, BIO_CTRL_INFO, 0, &pending)
+        guard count > 0, let pending else { return }
+        try socket.write(UnsafeRawBufferPointer(start: pending, count: count), deadline: deadline)
+        // BIO_reset on a writable memory BIO discards what was sent.
+        BIO_ctrl(outgoing, BIO_CTRL_RESET, 0, nil)
+    }
+
+    /// Waits for bytes from the server and hands them to OpenSSL; at the end of the stream, tells
+    /// OpenSSL so (a memory BIO otherwise asks to retry forever).
+    private func fill(deadline: Deadline, activity: String) throws(ProbeFailure) {
+        let count = try socket.read(into: readBuffer, deadline: deadline, activity: activity)
+        received += count
+        if count == 0 {
+            // BIO_set_mem_eof_return is a macro over BIO_ctrl.
+            BIO_ctrl(incoming, BIO_C_SET_BUF_MEM_EOF_RETURN, 0, nil)
+        } else {
+            BIO_write(incoming, readBuffer.baseAddress, Int32(count))
+        }
+    }
+
+    private static let notTLSHint = "the port does not seem to serve TLS: use the server's TLS port, or turn tls off for a plain port"
+
+    /// Explains a failed handshake: the certificate check first, then what OpenSSL saw.
+    private func handshakeFailure(_ failure: ProbeFailure) -> ProbeFailure {
         let verify = SSL_get_verify_result(session)
         if verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH {
-            return ProbeFailure(.hostnameMismatch, "the server certificate does not name this host (\(verifyText(verify)))",
+            return ProbeFailure(.hostnameMismatch, "the server certificate does not name '\(serverName)' (\(verifyText(verify)))",
                                 hint: "connect with a host name the certificate names, or set the expected server name")
         }
         if verify != X509_V_OK {
@@ -119,13 +178,9 @@ final class TLSStream: ByteStream {
         let reason = ERR_GET_REASON(ERR_peek_last_error())
         if reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG || reason == SSL_R_HTTP_REQUEST {
             return ProbeFailure(.tlsUnavailable, "the server did not answer with TLS (\(openSSLErrorText()))",
-                                hint: "the port does not seem to serve TLS: use the server's TLS port, or turn tls off for a plain port")
+                                hint: Self.notTLSHint)
         }
-        if reason == SSL_R_UNEXPECTED_EOF_WHILE_READING || (error == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
-            return ProbeFailure(.closed, "the server closed the connection during the TLS handshake",
-                                hint: "check that the port serves TLS and accepts this client (client certificates?)")
-        }
-        return ProbeFailure(.tlsFailed, "the TLS handshake failed (\(openSSLErrorText()))")
+        return failure
     }
 
     private func verifyText(_ code: Int) -> String {
@@ -139,33 +194,21 @@ final class TLSStream: ByteStream {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws(ProbeFailure) -> Int {
-        while true {
-            var count = 0
-            let result = SSL_read_ex(session, buffer.baseAddress, buffer.count, &count)
-            if result == 1 { return count }
-            switch SSL_get_error(session, result) {
-            case SSL_ERROR_WANT_READ: try socket.wait(for: Int16(POLLIN), deadline: deadline, doing: "waiting for an answer")
-            case SSL_ERROR_WANT_WRITE: try socket.wait(for: Int16(POLLOUT), deadline: deadline, doing: "waiting for an answer")
-            case SSL_ERROR_ZERO_RETURN: return 0
-            case SSL_ERROR_SYSCALL where ERR_peek_last_error() == 0 && errno == 0: return 0
-            default:
-                if ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING { return 0 }
-                throw ProbeFailure(.tlsFailed, "TLS read failed (\(openSSLErrorText()))")
-            }
+        var count = 0
+        let open = try drive(deadline: deadline, activity: "waiting for an answer") {
+            SSL_read_ex(session, buffer.baseAddress, buffer.count, &count)
         }
+        return open ? count : 0
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws(ProbeFailure) {
         var offset = 0
         while offset < bytes.count {
             var count = 0
-            let result = SSL_write_ex(session, bytes.baseAddress! + offset, bytes.count - offset, &count)
-            if result == 1 { offset += count; continue }
-            switch SSL_get_error(session, result) {
-            case SSL_ERROR_WANT_READ: try socket.wait(for: Int16(POLLIN), deadline: deadline, doing: "sending")
-            case SSL_ERROR_WANT_WRITE: try socket.wait(for: Int16(POLLOUT), deadline: deadline, doing: "sending")
-            default: throw ProbeFailure(.tlsFailed, "TLS write failed (\(openSSLErrorText()))")
+            try drive(deadline: deadline, activity: "sending") {
+                SSL_write_ex(session, bytes.baseAddress! + offset, bytes.count - offset, &count)
             }
+            offset += count
         }
     }
 }

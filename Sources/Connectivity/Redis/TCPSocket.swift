@@ -112,13 +112,18 @@ final class TCPSocket {
 
     /// Reads what is available (waiting for something first); 0 means the peer closed.
     func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws(ProbeFailure) -> Int {
+        try read(into: buffer, deadline: deadline, activity: "waiting for an answer")
+    }
+
+    /// ``read(into:deadline:)``, naming what the wait was for in a timeout's message.
+    func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline, activity: String) throws(ProbeFailure) -> Int {
         while true {
             let count = recv(descriptor, buffer.baseAddress, buffer.count, 0)
             if count >= 0 { return count }
             switch errno {
             case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: try wait(for: Int16(POLLIN), deadline: deadline, doing: "waiting for an answer")
-            default: throw ioFailure("reading", errno)
+            case EAGAIN, EWOULDBLOCK: try wait(for: Int16(POLLIN), deadline: deadline, doing: activity)
+            default: throw ioFailure(activity, errno)
             }
         }
     }
