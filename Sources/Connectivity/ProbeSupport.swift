@@ -1,12 +1,32 @@
 import CloudAuth
 import Foundation
 
+/// What a blocking check found: its timed steps, what the server revealed, and the failure.
+struct ProbeOutcome: Sendable {
+    var steps: [ProbeStep] = []
+    var details: [ProbeDetail] = []
+    var failure: ProbeFailure?
+}
+
+extension ProbeReport {
+    /// This report completed by a blocking check run on `executor`, off Swift's cooperative pool.
+    func completed(on executor: BlockingExecutor, by check: @escaping @Sendable () -> ProbeOutcome) async -> ProbeReport {
+        let outcome = (try? await executor.run(check))
+            ?? ProbeOutcome(failure: ProbeFailure(.failed, "the check could not run"))
+        var report = self
+        report.steps = outcome.steps
+        report.details = outcome.details
+        report.failure = outcome.failure
+        return report
+    }
+}
+
 /// Times the steps of one probe; a step that throws is still recorded, up to the failure.
 struct StepTimer {
     private(set) var steps: [ProbeStep] = []
     private let clock = ContinuousClock()
 
-    mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+    mutating func time<T, Failure: Error>(_ name: String, _ body: () throws(Failure) -> T) throws(Failure) -> T {
         let start = clock.now
         defer { steps.append(ProbeStep(name, seconds: Self.seconds(clock.now - start))) }
         return try body()

@@ -48,7 +48,7 @@ final class PostgresConnection {
 
     /// Runs a fixed statement with no parameters and returns the first column of the first row.
     /// Throws libpq's or the server's message when it fails.
-    func queryFirstValue(_ sql: StaticString) throws -> String? {
+    func queryFirstValue(_ sql: StaticString) throws(PostgresQueryError) -> String? {
         guard let result = PQexec(handle, sql.description) else { throw PostgresQueryError(message: errorMessage) }
         defer { PQclear(result) }
         guard PQresultStatus(result) == PGRES_TUPLES_OK else {

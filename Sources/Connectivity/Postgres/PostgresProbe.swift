@@ -62,46 +62,39 @@ public struct PostgresProbe: Sendable {
 
     public func run() async -> ProbeReport {
         let target = self.target
-        var report = ProbeReport(name: name, kind: "postgres", endpoint: "\(target.host):\(target.port)")
-        do {
-            (report.steps, report.details, report.failure) = try await executor.run { Self.check(target) }
-        } catch {
-            report.failure = ProbeFailure(.failed, "the check could not run: \(error)")
-        }
-        return report
+        return await ProbeReport(name: name, kind: "postgres", endpoint: "\(target.host):\(target.port)")
+            .completed(on: executor) { Self.check(target) }
     }
 
     /// The blocking part: connect, query, read what the server revealed.
-    private static func check(_ target: PostgresTarget) -> ([ProbeStep], [ProbeDetail], ProbeFailure?) {
+    private static func check(_ target: PostgresTarget) -> ProbeOutcome {
         var timer = StepTimer()
-        var details: [ProbeDetail] = []
+        var outcome = ProbeOutcome()
+        defer { outcome.steps = timer.steps }
         let connection = timer.time("connect") { PostgresConnection(parameters: target.libpqParameters) }
         guard let connection else {
-            return (timer.steps, details, ProbeFailure(.failed, "libpq could not allocate a connection"))
+            outcome.failure = ProbeFailure(.failed, "libpq could not allocate a connection")
+            return outcome
         }
         guard connection.isConnected else {
             let message = connection.errorMessage.redacting(target.password)
-            return (timer.steps, details, PostgresFailure.classify(message, sslmode: target.sslmode))
+            outcome.failure = PostgresFailure.classify(message, sslmode: target.sslmode)
+            return outcome
         }
         if let version = connection.parameterStatus("server_version") {
-            details.append(ProbeDetail("server_version", version))
+            outcome.details.append(ProbeDetail("server_version", version))
         }
-        if connection.tlsInUse {
-            let tls = [connection.tlsAttribute("protocol"), connection.tlsAttribute("cipher")].compactMap { $0 }
-            details.append(ProbeDetail("tls", tls.joined(separator: " ")))
-        } else {
-            details.append(ProbeDetail("tls", "off"))
-        }
+        let tls = [connection.tlsAttribute("protocol"), connection.tlsAttribute("cipher")].compactMap { $0 }
+        outcome.details.append(ProbeDetail("tls", connection.tlsInUse ? tls.joined(separator: " ") : "off"))
         do {
-            let user = try timer.time("query") { try connection.queryFirstValue("SELECT current_user") }
-            details.append(ProbeDetail("user", user ?? ""))
-        } catch let error as PostgresQueryError {
-            let message = "SELECT current_user failed: \(error.message.redacting(target.password))"
-            return (timer.steps, details, ProbeFailure(.failed, message))
+            let user = try timer.time("query") { () throws(PostgresQueryError) in
+                try connection.queryFirstValue("SELECT current_user")
+            }
+            outcome.details.append(ProbeDetail("user", user ?? ""))
         } catch {
-            return (timer.steps, details, ProbeFailure(.failed, "\(error)"))
+            outcome.failure = ProbeFailure(.failed, "SELECT current_user failed: \(error.message.redacting(target.password))")
         }
-        return (timer.steps, details, nil)
+        return outcome
     }
 }
 

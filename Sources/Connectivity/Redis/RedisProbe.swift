@@ -50,17 +50,12 @@ public struct RedisProbe: Sendable {
 
     public func run() async -> ProbeReport {
         let target = self.target
-        var report = ProbeReport(name: name, kind: "redis", endpoint: "\(target.host):\(target.port)")
-        do {
-            (report.steps, report.details, report.failure) = try await executor.run { Self.check(target) }
-        } catch {
-            report.failure = ProbeFailure(.failed, "the check could not run: \(error)")
-        }
-        return report
+        return await ProbeReport(name: name, kind: "redis", endpoint: "\(target.host):\(target.port)")
+            .completed(on: executor) { Self.check(target) }
     }
 
     /// The blocking part: connect, authenticate, ping, read the version.
-    private static func check(_ target: RedisTarget) -> ([ProbeStep], [ProbeDetail], ProbeFailure?) {
+    private static func check(_ target: RedisTarget) -> ProbeOutcome {
         var timer = StepTimer()
         var details: [ProbeDetail] = []
         do {
@@ -75,20 +70,21 @@ public struct RedisProbe: Sendable {
             switch pong {
             case .status("PONG"): break
             case .error(let text): throw pingFailure(text.redacting(target.password))
-            default: throw ProbeFailure(.protocolError, "PING was answered with \(pong) instead of PONG")
+            default: throw ProbeFailure(.protocolError, "PING was answered with something other than PONG")
             }
             // The version is a detail: a user without INFO rights still passes the check.
             if let info = try connection.send(["INFO", "server"]).text, let version = serverVersion(info) {
                 details.insert(ProbeDetail("server_version", version), at: 0)
             }
             if let user = target.user { details.append(ProbeDetail("user", user)) }
-            return (timer.steps, details, nil)
+            return ProbeOutcome(steps: timer.steps, details: details)
         } catch let failure as ProbeFailure {
             var failure = failure
             failure.message = "\(target.host):\(target.port): \(failure.message.redacting(target.password))"
-            return (timer.steps, details, failure)
+            return ProbeOutcome(steps: timer.steps, details: details, failure: failure)
         } catch {
-            return (timer.steps, details, ProbeFailure(.failed, "\(error)".redacting(target.password)))
+            return ProbeOutcome(steps: timer.steps, details: details,
+                                failure: ProbeFailure(.failed, "\(error)".redacting(target.password)))
         }
     }
 
