@@ -66,35 +66,37 @@ public struct PostgresProbe: Sendable {
             .completed(on: executor) { Self.check(target) }
     }
 
-    /// The blocking part: connect, query, read what the server revealed.
+    /// The blocking part, timed.
     private static func check(_ target: PostgresTarget) -> ProbeOutcome {
         var timer = StepTimer()
         var outcome = ProbeOutcome()
-        defer { outcome.steps = timer.steps }
+        outcome.failure = connectAndQuery(target, timer: &timer, details: &outcome.details)
+        outcome.steps = timer.steps
+        return outcome
+    }
+
+    /// Connects, records what the server revealed, runs the query; returns why it failed, if it did.
+    private static func connectAndQuery(_ target: PostgresTarget, timer: inout StepTimer,
+                                        details: inout [ProbeDetail]) -> ProbeFailure? {
         let connection = timer.time("connect") { PostgresConnection(parameters: target.libpqParameters) }
-        guard let connection else {
-            outcome.failure = ProbeFailure(.failed, "libpq could not allocate a connection")
-            return outcome
-        }
+        guard let connection else { return ProbeFailure(.failed, "libpq could not allocate a connection") }
         guard connection.isConnected else {
-            let message = connection.errorMessage.redacting(target.password)
-            outcome.failure = PostgresFailure.classify(message, sslmode: target.sslmode)
-            return outcome
+            return PostgresFailure.classify(connection.errorMessage.redacting(target.password), sslmode: target.sslmode)
         }
         if let version = connection.parameterStatus("server_version") {
-            outcome.details.append(ProbeDetail("server_version", version))
+            details.append(ProbeDetail("server_version", version))
         }
         let tls = [connection.tlsAttribute("protocol"), connection.tlsAttribute("cipher")].compactMap { $0 }
-        outcome.details.append(ProbeDetail("tls", connection.tlsInUse ? tls.joined(separator: " ") : "off"))
+        details.append(ProbeDetail("tls", connection.tlsInUse ? tls.joined(separator: " ") : "off"))
         do {
             let user = try timer.time("query") { () throws(PostgresQueryError) in
                 try connection.queryFirstValue("SELECT current_user")
             }
-            outcome.details.append(ProbeDetail("user", user ?? ""))
+            details.append(ProbeDetail("user", user ?? ""))
+            return nil
         } catch {
-            outcome.failure = ProbeFailure(.failed, "SELECT current_user failed: \(error.message.redacting(target.password))")
+            return ProbeFailure(.failed, "SELECT current_user failed: \(error.message.redacting(target.password))")
         }
-        return outcome
     }
 }
 
