@@ -41,12 +41,21 @@ public final class AWSCredentialChain: Sendable {
 
     /// Current credentials, from the cache while more than five minutes of them remain.
     public func credentials() async throws -> AWSCredentials {
-        let fetch: Task<AWSCredentials, any Error> = state.withLock { state in
-            if let cached = state.cached, isFresh(cached) { return Task { cached } }
-            if let running = state.fetch { return running }
+        enum Next {
+            case cached(AWSCredentials)
+            case wait(Task<AWSCredentials, any Error>)
+        }
+        let next: Next = state.withLock { state in
+            if let cached = state.cached, isFresh(cached) { return .cached(cached) }
+            if let running = state.fetch { return .wait(running) }
             let started = Task { try await self.resolve() }
             state.fetch = started
-            return started
+            return .wait(started)
+        }
+        let fetch: Task<AWSCredentials, any Error>
+        switch next {
+        case .cached(let credentials): return credentials
+        case .wait(let running): fetch = running
         }
         do {
             let credentials = try await fetch.value
