@@ -1,3 +1,4 @@
+import CloudAuth
 import Connectivity
 import Foundation
 import Testing
@@ -39,5 +40,30 @@ import Testing
         #expect(failure["cause"] as? String == "rejected")
         #expect(failure["hint"] as? String == "check the token")
         #expect(checks[1]["provider"] is NSNull)
+    }
+}
+
+@Suite struct ConnectivityCheckTests {
+    @Test func aCredentialWithoutItsConnectionFieldsIsInvalidInput() async {
+        let report = await ConnectivityCheck(name: "orders-db", kind: "postgres", provider: "aws", username: "kong",
+                                             secret: Secret("token"), host: "db", port: 5432).run()
+        #expect(report.failure?.cause == .invalidInput)
+        #expect(report.failure?.message.contains("database") == true)
+        #expect(report.provider == "aws")
+        #expect(report.endpoint == "db:5432")
+    }
+
+    @Test func anUnknownKindHasNoCheck() async {
+        let report = await ConnectivityCheck(name: "x", kind: "mysql", secret: Secret("token")).run()
+        #expect(report.failure?.cause == .invalidInput)
+        #expect(report.failure?.hint?.contains("postgres, redis and vault") == true)
+    }
+
+    @Test func theProviderIsCarriedIntoTheProbesReport() async throws {
+        let report = await ConnectivityCheck(name: "cache", kind: "redis", provider: "gcp", secret: Secret("token"),
+                                             host: "127.0.0.1", port: try closedPort(), tls: false).run()
+        #expect(report.kind == "redis")
+        #expect(report.provider == "gcp")
+        #expect(report.failure?.cause == .unreachable)
     }
 }
