@@ -23,7 +23,8 @@ struct TestCommand: AsyncParsableCommand {
     @Option(help: "Obtain credentials directly as this agent config describes, without a running agent.")
     var config: String?
     @Option(name: .customLong("ca-file"),
-            help: "CA bundle to verify servers with when the agent's answer does not name one (socket mode).")
+            help: ArgumentHelp("CA bundle to verify the servers' certificates with.",
+                               discussion: "The agent does not say which CA a server uses: give this for private CAs. With --config, it serves credentials without ca_file."))
     var caFile: String?
     @Flag(help: "Print JSON instead of a table.") var json = false
 
@@ -102,6 +103,7 @@ struct TestCommand: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let factory = CredentialSourceFactory(
             providers: CloudProviders(config: agentConfig, http: http, environment: environment), http: http)
+        let caFile = self.caFile
         return try await Self.concurrently(selected) { credential in
             let issued: IssuedCredential
             let source: any CredentialSource
@@ -118,7 +120,7 @@ struct TestCommand: AsyncParsableCommand {
                 username: issued.username ?? credential.user, secret: issued.secret, host: credential.host,
                 port: credential.port, database: credential.database, sslmode: credential.sslmode,
                 tls: credential.tls, address: credential.address, namespace: credential.namespace,
-                caFile: credential.caFile
+                caFile: credential.caFile ?? caFile
             ).run()
             await source.shutdown()
             return report
