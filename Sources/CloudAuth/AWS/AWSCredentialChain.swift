@@ -285,7 +285,7 @@ public final class AWSCredentialChain: Sendable {
 
     /// The region from config, env or profile, and where it came from; nil when none sets it.
     private func configuredRegion() throws -> (String, String)? {
-        if let region = settings.region, !region.isEmpty { return (region, "config aws.region") }
+        if let region = settings.region, !region.isEmpty { return (region, "aws.region (config or --region)") }
         if let region = value("AWS_REGION") { return (region, "AWS_REGION") }
         if let region = value("AWS_DEFAULT_REGION") { return (region, "AWS_DEFAULT_REGION") }
         let name = settings.profile ?? value("AWS_PROFILE") ?? "default"
