@@ -1,31 +1,39 @@
 import Foundation
 
-/// A fixed set of threads for blocking C calls (libcurl transfers, libpq connects), so that
+/// Threads for blocking C calls (libcurl transfers, libpq connects, OpenSSL handshakes), so that
 /// they never occupy Swift's cooperative thread pool.
+///
+/// The pool grows on demand up to `maxThreads`: a job that finds no idle thread starts one, so
+/// a few stalled transfers never queue the others behind them. Idle threads stay for reuse.
 public final class BlockingExecutor: @unchecked Sendable {
-    // Guarded by `condition`.
+    // All guarded by `condition`.
     private var jobs: [@Sendable () -> Void] = []
+    private var threads = 0
+    private var idle = 0
     private let condition = NSCondition()
+    private let maxThreads: Int
+    private let name: String
 
     /// The process-wide pool used by default.
-    public static let shared = BlockingExecutor(threads: 8, name: "credagent.blocking")
+    public static let shared = BlockingExecutor(maxThreads: 64, name: "credagent.blocking")
 
-    public init(threads: Int, name: String) {
-        for index in 0..<max(1, threads) {
-            let thread = Thread { [unowned self] in self.workLoop() }
-            thread.name = "\(name).\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
+    public init(maxThreads: Int, name: String) {
+        self.maxThreads = max(1, maxThreads)
+        self.name = name
     }
 
     private func workLoop() {
+        condition.lock()
         while true {
-            condition.lock()
-            while jobs.isEmpty { condition.wait() }
+            while jobs.isEmpty {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
             let job = jobs.removeFirst()
             condition.unlock()
             job()
+            condition.lock()
         }
     }
 
@@ -34,8 +42,18 @@ public final class BlockingExecutor: @unchecked Sendable {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             jobs.append { continuation.resume(with: Result { try body() }) }
-            condition.signal()
+            if idle >= jobs.count || threads >= maxThreads {
+                condition.signal()
+                condition.unlock()
+                return
+            }
+            threads += 1
+            let index = threads
             condition.unlock()
+            let thread = Thread { [self] in workLoop() }
+            thread.name = "\(name).\(index)"
+            thread.stackSize = 512 << 10
+            thread.start()
         }
     }
 }
