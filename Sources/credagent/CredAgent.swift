@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `credagent` command: the sidecar and its tools, one binary.
 @main
@@ -6,6 +7,7 @@ struct CredAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "credagent",
         abstract: "Short-lived cloud credentials for gateways, served over a Unix socket.",
+        discussion: "Exit codes: 0 ok, 1 check or fetch failed, 2 usage or configuration error, 3 agent unreachable.",
         subcommands: [
             TokenCommand.self,
             RunCommand.self,
@@ -16,4 +18,23 @@ struct CredAgent: AsyncParsableCommand {
             TestCommand.self,
         ]
     )
+
+    /// Parses and runs the command, mapping argument errors to exit code 2 (ArgumentParser's own
+    /// default is 64) so that every usage error exits the same way.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
