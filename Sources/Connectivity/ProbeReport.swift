@@ -149,7 +149,7 @@ extension ProbeReport {
         let result = failure.map { "FAIL (\($0.cause))" } ?? "ok"
         let detail = failure?.message ?? details.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let latency = steps.isEmpty ? "-" : Self.milliseconds(totalSeconds)
-        return [name, kind, provider ?? "-", result, latency, detail]
+        return [name, kind, provider ?? "-", result, latency, detail.singleLine]
     }
 
     /// Reports as an aligned text table, then one `hint:` line per failure that has a hint.
