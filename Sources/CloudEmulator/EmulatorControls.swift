@@ -25,6 +25,8 @@ extension CloudEmulator {
         case gcpOAuthToken = "gcp-oauth-token"
         /// GCP issuer's OIDC discovery document and JWKS.
         case gcpDiscovery = "gcp-discovery"
+        /// IAM Credentials `/v1/projects/-/serviceAccounts/{email}:signJwt` (Vault's gcp iam login).
+        case gcpSignJWT = "gcp-sign-jwt"
 
         /// Whether the real endpoint is the GCP metadata server (answers carry `Metadata-Flavor: Google`).
         var isGCPMetadata: Bool { [.gcpMetadataToken, .gcpMetadataIdentity, .gcpMetadataEmail].contains(self) }

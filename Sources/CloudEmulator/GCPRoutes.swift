@@ -32,6 +32,10 @@ extension CloudEmulator {
             }
         case ("GET", "/gcp/oauth2/v3/certs"):
             return respond(.gcpDiscovery) { _ in jwks() }
+        case ("GET", "/gcp/service_accounts/v1/jwk/\(configuration.gcpServiceAccountEmail)"):
+            return respond(.gcpDiscovery) { _ in serviceAccountJWKS() }
+        case ("POST", "/v1/projects/-/serviceAccounts/\(configuration.gcpServiceAccountEmail):signJwt"):
+            return respond(.gcpSignJWT) { _ in signJWT(request) }
         default:
             var response = EmulatorResponse.text(404, "Not Found", contentType: "text/html; charset=UTF-8")
             if request.path.hasPrefix("/computeMetadata/") { response.headers.add("Metadata-Flavor", "Google") }
@@ -110,5 +114,48 @@ extension CloudEmulator {
             "access_token": issueOpaqueToken(),
             "expires_in": validity.expiresAt - Int(now.timeIntervalSince1970), "token_type": "Bearer",
         ])
+    }
+
+    /// The public half of the service-account key, as Google publishes it for each account
+    /// (`/service_accounts/v1/jwk/{email}`): what verifies JWTs from ``signJWT(_:)``.
+    private func serviceAccountJWKS() -> EmulatorResponse {
+        let (modulus, exponent) = serviceAccountKey.publicComponents()
+        return .json(200, ["keys": [[
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": serviceAccountKeyID,
+            "n": Encoding.base64URL(modulus), "e": Encoding.base64URL(exponent),
+        ] as [String: any Sendable]]])
+    }
+
+    /// IAM Credentials `signJwt`: signs the caller's JSON claims with the service account's key.
+    /// The caller must hold an access token this emulator issued, as the real API requires OAuth.
+    private func signJWT(_ request: EmulatorRequest) -> EmulatorResponse {
+        func googleError(_ status: Int, _ state: String, _ message: String) -> EmulatorResponse {
+            .json(status, ["error": ["code": status, "message": message, "status": state] as [String: any Sendable]])
+        }
+        let bearer = request.headers["authorization"].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        guard let bearer, wasIssued(bearer) else {
+            return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token.")
+        }
+        guard let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
+              let payload = body["payload"] as? String,
+              let claims = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any] else {
+            return googleError(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Expected a 'payload' string holding a JSON object.")
+        }
+        let now = Int(Date().timeIntervalSince1970)
+        if let exp = (claims["exp"] as? NSNumber)?.intValue, exp > now + 43_200 {
+            return googleError(400, "INVALID_ARGUMENT", "The exp claim is more than 12 hours in the future.")
+        }
+        var signed: [String: any Sendable] = ["iat": now, "exp": now + 3600]
+        for (name, value) in claims {
+            switch value {
+            case let text as String: signed[name] = text
+            case let number as NSNumber: signed[name] = number.intValue
+            default: continue
+            }
+        }
+        guard let jwt = try? JWT.sign(claims: signed, key: serviceAccountKey, keyID: serviceAccountKeyID) else {
+            return googleError(500, "INTERNAL", "signing failed")
+        }
+        return .json(200, ["keyId": serviceAccountKeyID, "signedJwt": jwt])
     }
 }

@@ -12,11 +12,13 @@ struct VaultLoginTests {
 
     /// Mounts jwt auth at a fresh path trusting `jwksURL`, with one role `gateway` bound to
     /// `audience`; returns the mount path.
-    func mountJWT(jwksURL: String, issuer: String, audience: String, userClaim: String,
+    func mountJWT(jwksURL: String, issuer: String?, audience: String, userClaim: String,
                   ttl: String = "20s", maxTTL: String = "60s") async throws -> String {
         let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
         try await admin.enableAuth("jwt", at: mount)
-        try await admin.call("POST", "auth/\(mount)/config", ["jwks_url": jwksURL, "bound_issuer": issuer])
+        var config: [String: Any] = ["jwks_url": jwksURL]
+        if let issuer { config["bound_issuer"] = issuer }
+        try await admin.call("POST", "auth/\(mount)/config", config)
         try await admin.call("POST", "auth/\(mount)/role/gateway", [
             "role_type": "jwt", "bound_audiences": [audience], "user_claim": userClaim,
             "token_policies": ["default"], "token_ttl": ttl, "token_max_ttl": maxTTL,
@@ -68,6 +70,30 @@ struct VaultLoginTests {
         let decoded = try JWT.decode(payload["jwt"] ?? "", source: "gce payload")
         #expect(decoded.audiences == ["http://vault/gateway"])
         #expect((decoded.claims["google"] as? [String: any Sendable])?["compute_engine"] != nil)
+        let token = try await vault().login(mount: mount, payload: payload)
+        #expect(token.leaseDuration == 20)
+    }
+
+    /// The iam method's JWT is signed by the service account through IAM Credentials `signJwt`,
+    /// for audience `vault/{role}` with the account as subject, and verifies against the
+    /// account's published keys.
+    @Test func gcpIAMSignedJWTVerifiesAgainstTheServiceAccountKeys() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let email = emulator.configuration.gcpServiceAccountEmail
+        let mount = try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/service_accounts/v1/jwk/\(email)", issuer: nil,
+                                       audience: "vault/gateway", userClaim: "sub")
+        let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
+        let login = try VaultLogin(method: .gcpIAM, role: "gateway", identity: .gcp(identity), http: http,
+                                   environment: ["GOOGLE_IAM_CREDENTIALS_ENDPOINT": emulator.gcpBaseURL])
+        let now = Date()
+        let payload = try await login.payload(now: now)
+        #expect(Set(payload.keys) == ["role", "jwt"])
+        let decoded = try JWT.decode(payload["jwt"] ?? "", source: "gcp_iam payload")
+        #expect(decoded.string("sub") == email)
+        #expect(decoded.audiences == ["vault/gateway"])
+        let expiry = try #require(decoded.date("exp"))
+        #expect(expiry.timeIntervalSince(now) <= 900, "Vault's gcp iam login refuses JWTs valid for 15 minutes or more")
         let token = try await vault().login(mount: mount, payload: payload)
         #expect(token.leaseDuration == 20)
     }
