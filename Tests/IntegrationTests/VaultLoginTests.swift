@@ -134,6 +134,30 @@ struct VaultLoginTests {
         #expect(error?.description.contains(payload["jwt"] ?? "-") == false)
     }
 
+    /// With a namespace the login goes to the auth mount inside it (`X-Vault-Namespace`).
+    @Test func loginInsideANamespace() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let namespace = "team-\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.call("POST", "sys/namespaces/\(namespace)")
+        try await admin.call("POST", "sys/auth/jwt", ["type": "jwt"], namespace: namespace)
+        try await admin.call("POST", "auth/jwt/config", ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs",
+                                                          "bound_issuer": emulator.gcpIssuer], namespace: namespace)
+        try await admin.call("POST", "auth/jwt/role/gateway", [
+            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email", "token_ttl": "20s",
+        ], namespace: namespace)
+        let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
+        let login = try VaultLogin(method: .jwt, role: "gateway", identity: .gcp(identity), http: http, environment: [:])
+        let payload = try await login.payload(now: Date())
+
+        let inside = VaultClient(endpoint: VaultEndpoint(address: admin.address, namespace: namespace), http: http)
+        let token = try await inside.login(mount: "jwt", payload: payload)
+        #expect(try await inside.lookupSelf(token.clientToken).ttl > 0)
+        await #expect(throws: CloudAuthError.self, "the root namespace has no jwt mount") {
+            try await vault().login(mount: "jwt", payload: payload)
+        }
+    }
+
     @Test func methodAndProviderMustMatch() throws {
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: [:])
         let error = #expect(throws: CloudAuthError.self) {

@@ -19,12 +19,13 @@ struct BaoAdmin {
 
     /// Sends `body` to `/v1/{path}` with the root token and returns the decoded answer.
     @discardableResult
-    func call(_ method: String = "POST", _ path: String, _ body: [String: Any] = [:]) async throws -> [String: Any] {
+    func call(_ method: String = "POST", _ path: String, _ body: [String: Any] = [:],
+              namespace: String? = nil) async throws -> [String: Any] {
         let data = body.isEmpty ? Data() : try JSONSerialization.data(withJSONObject: body)
+        var headers: HTTPHeaders = ["X-Vault-Token": rootToken.reveal(), "Content-Type": "application/json"]
+        if let namespace { headers.add("X-Vault-Namespace", namespace) }
         let response = try await http.execute(HTTPRequest(
-            method: method, url: "\(address)/v1/\(path)",
-            headers: ["X-Vault-Token": rootToken.reveal(), "Content-Type": "application/json"],
-            body: Array(data)))
+            method: method, url: "\(address)/v1/\(path)", headers: headers, body: Array(data)))
         guard response.isSuccess else {
             throw CloudAuthError(.rejected, source: path, "OpenBao answered \(response.status): \(response.bodyText)")
         }
