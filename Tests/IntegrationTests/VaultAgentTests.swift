@@ -1,0 +1,74 @@
+import CloudAuth
+import CloudEmulator
+import Foundation
+import Testing
+
+/// A real `credagent run` keeping a Vault token alive against OpenBao: the served JSON, renewals
+/// seen as new versions of the same token, then a fresh login once the max TTL caps renewal.
+@Suite(.enabled(if: BaoAdmin.available, "needs OpenBao: run scripts/test"))
+struct VaultAgentTests {
+    let admin = BaoAdmin.fromEnvironment()!
+
+    @Test func agentRenewsThenLogsInAgainAndServesTheVaultShape() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.enableAuth("jwt", at: mount)
+        try await admin.call("POST", "auth/\(mount)/config",
+                             ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs", "bound_issuer": emulator.gcpIssuer])
+        try await admin.call("POST", "auth/\(mount)/role/gateway", [
+            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
+            "token_policies": ["default"], "token_ttl": "8s", "token_max_ttl": "14s",
+        ])
+        let agent = try await AgentProcess(label: "vault-agent", config: """
+            socket: {path: SOCKET}
+            refresh: {min_remaining: 300s, lifetime_fraction: 0.5, jitter: 0.05, backoff: {initial: 200ms, max: 1s}}
+            credentials:
+              - name: vault
+                kind: vault
+                provider: gcp
+                method: jwt
+                address: \(admin.address)
+                mount: \(mount)
+                role: gateway
+                audience: vault/gateway
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        try await waitUntil("the vault credential is valid", timeout: 20) { try await agent.state("vault") == "valid" }
+
+        let response = try await agent.request("GET", "/v1/credentials/vault")
+        #expect(response.status == 200)
+        #expect(response.headers["cache-control"] == "no-store")
+        let first = try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
+        #expect(first["kind"] as? String == "vault")
+        #expect(first["provider"] as? String == "gcp")
+        #expect(first["renewable"] as? Bool == true)
+        #expect(first["lease_duration"] as? Int == 8)
+        #expect((first["accessor"] as? String)?.isEmpty == false)
+        #expect((first["connection"] as? [String: Any])?["address"] as? String == admin.address)
+        let firstToken = try #require(first["token"] as? String)
+        let info = try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
+            .lookupSelf(Secret(firstToken))
+        #expect(info.policies.contains("default"))
+
+        // Follow rotations by long poll until the token changes: renewals first, then a login.
+        var version = try #require(first["version"] as? Int)
+        var sawRenewal = false
+        var newToken: String?
+        let deadline = Date().addingTimeInterval(30)
+        while newToken == nil, Date() < deadline {
+            let (status, body) = try await agent.json("GET", "/v1/credentials/vault?wait=20&version=\(version)")
+            guard status == 200 else { continue }
+            version = body["version"] as? Int ?? version
+            let token = body["token"] as? String
+            if token == firstToken { sawRenewal = true } else { newToken = token }
+        }
+        #expect(sawRenewal, "the token is renewed before the max TTL forces a new login")
+        let relogin = try #require(newToken, "a fresh login once renewal is capped")
+        #expect(try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
+            .lookupSelf(Secret(relogin)).ttl > 0)
+
+        #expect(await agent.stop() == 0)
+        for token in [firstToken, relogin] { #expect(!agent.log.contains(token), "a Vault token reached the log") }
+    }
+}
