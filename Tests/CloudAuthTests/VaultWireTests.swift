@@ -43,6 +43,28 @@ struct VaultWireTests {
         #expect(authorization.contains("x-vault-aws-iam-server-id"))
     }
 
+    /// aws_ec2: the PKCS#7 instance identity document over IMDSv2, without line breaks, and a
+    /// nonce that stays the same for every login of the agent (Vault binds it on first login).
+    @Test func awsEC2LoginSendsThePKCS7DocumentAndAStableNonce() async throws {
+        let document = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog\nICJkZXZwYXlQcm9kdWN0Q29kZXMiIDogbnVsbA==\n"
+        let imds = try AWSTestServer { request in
+            switch (request.method, request.path) {
+            case ("PUT", "/latest/api/token"): return .init(200, "imds-session")
+            case ("GET", "/latest/dynamic/instance-identity/pkcs7") where request.headers["x-aws-ec2-metadata-token"] == "imds-session":
+                return .init(200, document)
+            default: return .init(401)
+            }
+        }
+        let chain = AWSCredentialChain(settings: AWSSettings(imdsEndpoint: imds.url), http: CurlHTTPClient(), environment: [:])
+        let login = try VaultLogin(method: .awsEC2, role: "gateway", identity: .aws(chain), http: CurlHTTPClient(), environment: [:])
+        let first = try await login.payload(now: Date())
+        let second = try await login.payload(now: Date())
+        #expect(Set(first.keys) == ["role", "pkcs7", "nonce"])
+        #expect(first["pkcs7"] == document.replacingOccurrences(of: "\n", with: ""))
+        #expect(first["nonce"]?.isEmpty == false)
+        #expect(first["nonce"] == second["nonce"])
+    }
+
     @Test func serverErrorsAreUnavailableWithVaultsMessages() async throws {
         let server = try ScriptedHTTPServer(.respond(Self.reply("503 Service Unavailable", #"{"errors":["Vault is sealed"]}"#)))
         let error = await #expect(throws: CloudAuthError.self) { try await client(server).lookupSelf(Secret("hvs.test-token")) }
