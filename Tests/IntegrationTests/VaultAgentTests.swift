@@ -12,14 +12,7 @@ struct VaultAgentTests {
     @Test func agentRenewsThenLogsInAgainAndServesTheVaultShape() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)
         defer { Task { try? await emulator.stop() } }
-        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
-        try await admin.enableAuth("jwt", at: mount)
-        try await admin.call("POST", "auth/\(mount)/config",
-                             ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs", "bound_issuer": emulator.gcpIssuer])
-        try await admin.call("POST", "auth/\(mount)/role/gateway", [
-            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
-            "token_policies": ["default"], "token_ttl": "8s", "token_max_ttl": "14s",
-        ])
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "8s", maxTTL: "14s")
         let agent = try await AgentProcess(label: "vault-agent", config: """
             socket: {path: SOCKET}
             refresh: {min_remaining: 300s, lifetime_fraction: 0.5, jitter: 0.05, backoff: {initial: 200ms, max: 1s}}

@@ -10,29 +10,13 @@ struct VaultLoginTests {
     let admin = BaoAdmin.fromEnvironment()!
     let http = CurlHTTPClient()
 
-    /// Mounts jwt auth at a fresh path trusting `jwksURL`, with one role `gateway` bound to
-    /// `audience`; returns the mount path.
-    func mountJWT(jwksURL: String, issuer: String?, audience: String, userClaim: String,
-                  ttl: String = "20s", maxTTL: String = "60s") async throws -> String {
-        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
-        try await admin.enableAuth("jwt", at: mount)
-        var config: [String: Any] = ["jwks_url": jwksURL]
-        if let issuer { config["bound_issuer"] = issuer }
-        try await admin.call("POST", "auth/\(mount)/config", config)
-        try await admin.call("POST", "auth/\(mount)/role/gateway", [
-            "role_type": "jwt", "bound_audiences": [audience], "user_claim": userClaim,
-            "token_policies": ["default"], "token_ttl": ttl, "token_max_ttl": maxTTL,
-        ])
-        return mount
-    }
-
     func vault() -> VaultClient { VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http) }
 
     @Test func jwtWithAzureManagedIdentity() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
         let audience = "api://vault-gateway"
-        let mount = try await mountJWT(
+        let mount = try await admin.mountJWT(
             jwksURL: "\(emulator.azureAuthorityHost)/\(emulator.configuration.tenantID)/discovery/v2.0/keys",
             issuer: emulator.azureIssuer, audience: audience, userClaim: "oid")
         let identity = AzureIdentity(settings: AzureSettings(), http: http, environment: emulator.environment(for: .azureIMDS))
@@ -48,8 +32,7 @@ struct VaultLoginTests {
     @Test func jwtWithGCPIdentityToken() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/oauth2/v3/certs", issuer: emulator.gcpIssuer,
-                                       audience: "vault/gateway", userClaim: "email")
+        let mount = try await admin.mountGCPJWT(emulator, audience: "vault/gateway")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .jwt, role: "gateway", identity: .gcp(identity), http: http, environment: [:])
         let token = try await vault().login(mount: mount, payload: try await login.payload(now: Date()))
@@ -61,8 +44,7 @@ struct VaultLoginTests {
     @Test func gcpGCEIdentityTokenHasTheAudienceVaultExpects() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/oauth2/v3/certs", issuer: emulator.gcpIssuer,
-                                       audience: "http://vault/gateway", userClaim: "email")
+        let mount = try await admin.mountGCPJWT(emulator, audience: "http://vault/gateway")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .gcpGCE, role: "gateway", identity: .gcp(identity), http: http, environment: [:])
         let payload = try await login.payload(now: Date())
@@ -81,7 +63,7 @@ struct VaultLoginTests {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
         let email = emulator.configuration.gcpServiceAccountEmail
-        let mount = try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/service_accounts/v1/jwk/\(email)", issuer: nil,
+        let mount = try await admin.mountJWT(jwksURL: "\(emulator.gcpIssuer)/service_accounts/v1/jwk/\(email)", issuer: nil,
                                        audience: "vault/gateway", userClaim: "sub")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .gcpIAM, role: "gateway", identity: .gcp(identity), http: http,
@@ -112,7 +94,7 @@ struct VaultLoginTests {
         #expect(payload["vm_name"] == emulator.configuration.vmName)
         #expect(payload["resource_id"]?.hasPrefix("/subscriptions/\(emulator.configuration.subscriptionID)/") == true)
 
-        let mount = try await mountJWT(
+        let mount = try await admin.mountJWT(
             jwksURL: "\(emulator.azureAuthorityHost)/\(emulator.configuration.tenantID)/discovery/v2.0/keys",
             issuer: emulator.azureIssuer, audience: AzureResource.management, userClaim: "oid")
         let token = try await vault().login(mount: mount, payload: ["role": "gateway", "jwt": payload["jwt"] ?? ""])
@@ -122,8 +104,7 @@ struct VaultLoginTests {
     @Test func wrongAudienceIsRejectedWithVaultsError() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/oauth2/v3/certs", issuer: emulator.gcpIssuer,
-                                       audience: "vault/gateway", userClaim: "email")
+        let mount = try await admin.mountGCPJWT(emulator, audience: "vault/gateway")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .jwt, role: "gateway", audience: "someone-else", identity: .gcp(identity),
                                    http: http, environment: [:])

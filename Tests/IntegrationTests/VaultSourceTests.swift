@@ -12,23 +12,10 @@ struct VaultSourceTests {
     let admin = BaoAdmin.fromEnvironment()!
     let http = CurlHTTPClient()
 
-    /// A jwt mount trusting the emulator's GCP issuer, role `gateway` for audience `vault/gateway`.
-    func gcpJWTMount(_ emulator: CloudEmulator, ttl: String, maxTTL: String) async throws -> String {
-        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
-        try await admin.enableAuth("jwt", at: mount)
-        try await admin.call("POST", "auth/\(mount)/config",
-                             ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs", "bound_issuer": emulator.gcpIssuer])
-        try await admin.call("POST", "auth/\(mount)/role/gateway", [
-            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
-            "token_policies": ["default"], "token_ttl": ttl, "token_max_ttl": maxTTL,
-        ])
-        return mount
-    }
-
     @Test func renewsWhileTheMaxTTLAllowsThenLogsInAgain() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await gcpJWTMount(emulator, ttl: "6s", maxTTL: "10s")
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "6s", maxTTL: "10s")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .jwt, role: "gateway", audience: "vault/gateway", identity: .gcp(identity),
                                    http: http, environment: [:])
@@ -65,7 +52,7 @@ struct VaultSourceTests {
     @Test func revokedTokenLeadsToAFreshLogin() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await gcpJWTMount(emulator, ttl: "30s", maxTTL: "60s")
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "30s", maxTTL: "60s")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .jwt, role: "gateway", audience: "vault/gateway", identity: .gcp(identity),
                                    http: http, environment: [:])
@@ -81,7 +68,7 @@ struct VaultSourceTests {
     @Test func oneShotTokenVaultCommand() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await gcpJWTMount(emulator, ttl: "30s", maxTTL: "60s")
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "30s", maxTTL: "60s")
         let dir = try Peers.scratchDirectory("token-vault")
         let config = """
         socket: {path: \(dir)/agent.sock}

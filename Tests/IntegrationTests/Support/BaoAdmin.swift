@@ -1,4 +1,5 @@
 import CloudAuth
+import CloudEmulator
 import Foundation
 
 /// Sets up the OpenBao peer for a test (auth mounts, roles, policies) with its root token.
@@ -56,5 +57,28 @@ struct BaoAdmin {
         let id = (roleID["data"] as? [String: Any])?["role_id"] as? String ?? ""
         let secret = (secretID["data"] as? [String: Any])?["secret_id"] as? String ?? ""
         return (mount, id, Secret(secret))
+    }
+
+    /// jwt auth at a fresh mount trusting the keys at `jwksURL` (and `issuer`, when given), with
+    /// one role `gateway` bound to `audience`; returns the mount path.
+    func mountJWT(jwksURL: String, issuer: String?, audience: String, userClaim: String,
+                  ttl: String = "20s", maxTTL: String = "60s") async throws -> String {
+        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
+        try await enableAuth("jwt", at: mount)
+        var config: [String: Any] = ["jwks_url": jwksURL]
+        if let issuer { config["bound_issuer"] = issuer }
+        try await call("POST", "auth/\(mount)/config", config)
+        try await call("POST", "auth/\(mount)/role/gateway", [
+            "role_type": "jwt", "bound_audiences": [audience], "user_claim": userClaim,
+            "token_policies": ["default"], "token_ttl": ttl, "token_max_ttl": maxTTL,
+        ])
+        return mount
+    }
+
+    /// jwt auth trusting `emulator`'s GCP issuer, role `gateway` bound to `audience`.
+    func mountGCPJWT(_ emulator: CloudEmulator, audience: String = "vault/gateway",
+                     ttl: String = "20s", maxTTL: String = "60s") async throws -> String {
+        try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/oauth2/v3/certs", issuer: emulator.gcpIssuer,
+                           audience: audience, userClaim: "email", ttl: ttl, maxTTL: maxTTL)
     }
 }
