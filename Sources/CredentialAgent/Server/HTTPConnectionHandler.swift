@@ -53,9 +53,17 @@ struct ServerStopping: Sendable {}
 
 /// One connection of the socket API: reads requests, answers them from the store, and for long
 /// polls and forced refreshes completes the answer later on the same event loop.
+///
+/// Responses are encoded here rather than by NIO's response encoder: a served credential is one
+/// prebuilt buffer (status line, headers and body) written as is. Requests that arrive while an
+/// answer is pending (pipelining behind a long poll) wait in order.
 final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = ByteBuffer
+
+    /// Request parts received while an answer is pending; more than this closes the connection.
+    private static let maxQueuedParts = 64
+    private var queued: [HTTPServerRequestPart] = []
 
     private let shared: ServerContext
     private var peer: PeerIdentity?
@@ -140,7 +148,24 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     // MARK: Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        guard answering == nil, queued.isEmpty else {
+            queued.append(part)
+            if queued.count > Self.maxQueuedParts { context.close(promise: nil) }
+            return
+        }
+        read(context, part)
+    }
+
+    /// Handles requests that queued up behind an answer that has now been written.
+    private func drainQueue(_ context: ChannelHandlerContext) {
+        while answering == nil, !queued.isEmpty, context.channel.isActive {
+            read(context, queued.removeFirst())
+        }
+    }
+
+    private func read(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+        switch part {
         case let .head(head):
             var pending = PendingRequest(head: head)
             var size = head.uri.utf8.count + 16
@@ -287,6 +312,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// The credential if servable, else 503 with when to retry.
     private func serve(_ context: ChannelHandlerContext, _ snapshot: CredentialSnapshot, route: Route) {
         let now = shared.now()
+        if let head = answering, head.version == .http1_1, head.isKeepAlive, !stopping,
+           let response = snapshot.servableResponse(at: now) {
+            answering = nil
+            context.writeAndFlush(wrapOutboundOut(response), promise: nil)
+            shared.metrics.credentialServed()
+            return drainQueue(context)
+        }
         if let body = snapshot.servableBody(at: now) {
             return respond(context, .ok, body: body, secret: true, route: route.template)
         }
@@ -360,23 +392,32 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         guard let head = answering else { return }
         answering = nil
         let close = stopping || !head.isKeepAlive
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(4 + extraHeaders.count)
+        var out = context.channel.allocator.buffer(capacity: 160 + (body?.readableBytes ?? 0))
+        out.writeString("HTTP/\(head.version.major).\(head.version.minor) \(status.code) \(status.reasonPhrase)\r\n")
         if let body {
-            headers.add(name: "content-type", value: contentType)
-            headers.add(name: "content-length", value: String(body.readableBytes))
+            out.writeString("content-type: \(contentType)\r\ncontent-length: \(body.readableBytes)\r\n")
         } else {
-            headers.add(name: "content-length", value: "0")
+            out.writeString("content-length: 0\r\n")
         }
-        if secret { headers.add(name: "cache-control", value: "no-store") }
-        if close { headers.add(name: "connection", value: "close") }
-        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if let body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        shared.metrics.request(route: route, status: Int(status.code))
+        if secret { out.writeString("cache-control: no-store\r\n") }
+        if close {
+            out.writeString("connection: close\r\n")
+        } else if head.version.major == 1, head.version.minor == 0 {
+            out.writeString("connection: keep-alive\r\n")
+        }
+        for (name, value) in extraHeaders { out.writeString("\(name): \(value)\r\n") }
+        out.writeString("\r\n")
+        if var body { out.writeBuffer(&body) }
+        let written = context.writeAndFlush(wrapOutboundOut(out))
+        if status == .ok, route == Route.credentialTemplate {
+            shared.metrics.credentialServed()
+        } else {
+            shared.metrics.request(route: route, status: Int(status.code))
+        }
         if close {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            drainQueue(context)
         }
     }
 }

@@ -32,11 +32,14 @@ public enum Route: Sendable, Equatable {
         case badRequest(String)
     }
 
+    /// The template of `GET /v1/credentials/{name}`.
+    public static let credentialTemplate = "/v1/credentials/{name}"
+
     /// The template of a route, the `route` label of request metrics.
     public var template: String {
         switch self {
         case .list: "/v1/credentials"
-        case .credential: "/v1/credentials/{name}"
+        case .credential: Self.credentialTemplate
         case .refresh: "/v1/credentials/{name}/refresh"
         case .health: "/v1/health"
         case .ready: "/v1/ready"
@@ -47,7 +50,17 @@ public enum Route: Sendable, Equatable {
     /// The longest long poll a client may ask for, in seconds.
     public static let maxWait: TimeInterval = 300
 
+    private static let credentialPrefix = "/v1/credentials/"
+
     public static func parse(method: String, uri: String) -> Result<Route, Failure> {
+        // The hot path, `GET /v1/credentials/{name}` without a query, without splitting.
+        if method == "GET", uri.hasPrefix(credentialPrefix) {
+            let name = uri.dropFirst(credentialPrefix.utf8.count)
+            if !name.utf8.contains(UInt8(ascii: "/")), !name.utf8.contains(UInt8(ascii: "?")) {
+                let name = String(name)
+                return ConfigParser.isValidName(name) ? .success(.credential(name: name, query: CredentialQuery())) : .failure(.notFound)
+            }
+        }
         let (path, query) = split(uri)
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         func only(_ allowed: String, _ route: Route) -> Result<Route, Failure> {

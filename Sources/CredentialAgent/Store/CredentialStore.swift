@@ -10,6 +10,9 @@ public struct CredentialSnapshot: Sendable {
     /// The JSON answer for the held secret (nil while none has been obtained). Encoded once per
     /// version so that serving it costs no encoding.
     public let body: ByteBuffer?
+    /// The whole HTTP/1.1 200 response (status line, headers, body) for keep-alive clients, so
+    /// that the hot path writes one shared buffer.
+    public let response: ByteBuffer?
 
     public var name: String { descriptor.name }
     /// Increases by one with every new secret; 0 before the first.
@@ -20,6 +23,31 @@ public struct CredentialSnapshot: Sendable {
     /// The encoded credential if it may be handed out at `now`.
     public func servableBody(at now: Date) -> ByteBuffer? {
         machine.servable(at: now) != nil ? body : nil
+    }
+
+    /// The complete keep-alive response if the credential may be handed out at `now`.
+    public func servableResponse(at now: Date) -> ByteBuffer? {
+        machine.servable(at: now) != nil ? response : nil
+    }
+
+    fileprivate init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?, response: ByteBuffer?) {
+        self.descriptor = descriptor
+        self.machine = machine
+        self.body = body
+        self.response = response
+    }
+
+    init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?) {
+        self.descriptor = descriptor
+        self.machine = machine
+        self.body = body
+        self.response = body.map { body in
+            var response = ByteBuffer()
+            response.reserveCapacity(body.readableBytes + 128)
+            response.writeString("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(body.readableBytes)\r\ncache-control: no-store\r\n\r\n")
+            response.writeImmutableBuffer(body)
+            return response
+        }
     }
 }
 
@@ -97,11 +125,11 @@ public final class CredentialStore: Sendable {
 
     private func makeSnapshot(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine,
                               previous: CredentialSnapshot?) -> CredentialSnapshot {
-        var body = previous?.body
-        if previous?.version != machine.generation || previous?.descriptor != descriptor {
-            body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
+        guard let previous, previous.version == machine.generation, previous.descriptor == descriptor else {
+            let body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
+            return CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
         }
-        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
+        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: previous.body, response: previous.response)
     }
 
     /// Removes `name`; its waiters are called with nil.

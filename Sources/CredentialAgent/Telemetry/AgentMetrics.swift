@@ -27,6 +27,7 @@ public final class AgentMetrics: Sendable {
         var status: Int
     }
 
+    private let servedCounter: CoreMetrics.Counter
     private let openConnections: Meter
     private let acceptedConnections: CoreMetrics.Counter
     private let deniedPeers: CoreMetrics.Counter
@@ -42,6 +43,9 @@ public final class AgentMetrics: Sendable {
         acceptedConnections = CoreMetrics.Counter(label: "credagent_connections_accepted_total", factory: factory)
         rejectedConnections = CoreMetrics.Counter(label: "credagent_connections_rejected_total", factory: factory)
         deniedPeers = CoreMetrics.Counter(label: "credagent_denied_peers_total", factory: factory)
+        servedCounter = CoreMetrics.Counter(label: "credagent_requests_total",
+                                            dimensions: [("route", "/v1/credentials/{name}"), ("status", "200")], factory: factory)
+        requests.withLockedValue { $0[RequestKey(route: "/v1/credentials/{name}", status: 200)] = servedCounter }
     }
 
     private func perCredential(_ name: String) -> PerCredential {
@@ -90,8 +94,16 @@ public final class AgentMetrics: Sendable {
         metrics.refreshDuration.destroy()
     }
 
+    /// `GET /v1/credentials/{name}` answered 200: the hot path, counted without a lookup.
     /// Counts one answered request by route template (`/v1/credentials/{name}`) and status.
     public func request(route: String, status: Int) {
+        requestCounter(route: route, status: status).increment()
+    }
+
+    /// Counts one credential served.
+    public func credentialServed() { servedCounter.increment() }
+
+    private func requestCounter(route: String, status: Int) -> CoreMetrics.Counter {
         let key = RequestKey(route: route, status: status)
         let counter = requests.withLockedValue { counters in
             if let counter = counters[key] { return counter }
@@ -100,7 +112,7 @@ public final class AgentMetrics: Sendable {
             counters[key] = counter
             return counter
         }
-        counter.increment()
+        return counter
     }
 
     public func connectionOpened() {
