@@ -10,7 +10,7 @@ struct AWSTokenOptions: ParsableArguments {
     /// Resolves credentials and region from the standard AWS chain, runs `make`, prints its result
     /// alone on stdout. Errors go to stderr: exit 2 for usage and configuration, 1 for a failed fetch.
     func run(_ make: @Sendable (AWSCredentialChain, AWSCredentials, String) async throws -> String) async throws {
-        let chain = AWSCredentialChain(settings: AWSSettings(region: region), http: CurlHTTPClient(),
+        let chain = AWSCredentialChain(settings: AWSSettings(region: region), http: OnDemandHTTPClient(),
                                        environment: ProcessInfo.processInfo.environment)
         do {
             let credentials = try await chain.credentials()
@@ -20,6 +20,14 @@ struct AWSTokenOptions: ParsableArguments {
             FileHandle.standardError.write(Data("credagent: \(error)\n".utf8))
             throw ExitCode([.invalidInput, .configuration].contains(error.code) ? 2 : 1)
         }
+    }
+}
+
+/// Sets libcurl and its threads up only when a request is made: a token signed with keys from
+/// the environment or a profile needs no HTTP, and a one-shot command should not pay for it.
+struct OnDemandHTTPClient: HTTPClient {
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try await CurlHTTPClient().execute(request)
     }
 }
 
