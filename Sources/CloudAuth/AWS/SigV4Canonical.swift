@@ -278,23 +278,24 @@ struct AmzDate: Sendable, Equatable {
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
 
-        var bytes = [UInt8](repeating: UInt8(ascii: "0"), count: 16)
-        func put(_ value: Int64, at offset: Int, width: Int) {
-            var rest = value
-            for position in stride(from: offset + width - 1, through: offset, by: -1) {
-                bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
+        stamp = String(unsafeUninitializedCapacity: 16) { bytes in
+            func put(_ value: Int64, at offset: Int, width: Int) {
+                var rest = value
+                for position in stride(from: offset + width - 1, through: offset, by: -1) {
+                    bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
             }
+            put(year, at: 0, width: 4)
+            put(month, at: 4, width: 2)
+            put(day, at: 6, width: 2)
+            bytes[8] = UInt8(ascii: "T")
+            put(secondOfDay / 3600, at: 9, width: 2)
+            put(secondOfDay / 60 % 60, at: 11, width: 2)
+            put(secondOfDay % 60, at: 13, width: 2)
+            bytes[15] = UInt8(ascii: "Z")
+            return 16
         }
-        put(year, at: 0, width: 4)
-        put(month, at: 4, width: 2)
-        put(day, at: 6, width: 2)
-        bytes[8] = UInt8(ascii: "T")
-        put(secondOfDay / 3600, at: 9, width: 2)
-        put(secondOfDay / 60 % 60, at: 11, width: 2)
-        put(secondOfDay % 60, at: 13, width: 2)
-        bytes[15] = UInt8(ascii: "Z")
-        stamp = String(decoding: bytes, as: UTF8.self)
-        self.day = String(decoding: bytes[0..<8], as: UTF8.self)
+        self.day = String(stamp.prefix(8))
     }
 }

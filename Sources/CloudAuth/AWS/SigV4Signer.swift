@@ -173,7 +173,8 @@ public struct SigV4Signer: Sendable {
     // MARK: Shared steps
 
     private struct CanonicalHeaders {
-        var block: String
+        /// Lower-case names, sorted, values folded.
+        var fields: [(name: String, value: String)]
         var signedNames: String
     }
 
@@ -182,8 +183,7 @@ public struct SigV4Signer: Sendable {
     private func canonicalHeaders(of request: SigV4Request) -> CanonicalHeaders {
         if request.headers.fields.isEmpty {
             // The token makers' case: host alone.
-            let host = request.url.hostHeader
-            return CanonicalHeaders(block: "host:\(host)\n", signedNames: "host")
+            return CanonicalHeaders(fields: [("host", request.url.hostHeader)], signedNames: "host")
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(request.headers.fields.count + 1)
@@ -195,17 +195,8 @@ public struct SigV4Signer: Sendable {
             fields.append(field)
         }
         if !hasHost { fields.append(("host", request.url.hostHeader)) }
-        var block = ""
-        var names = ""
-        for (index, field) in SigV4Canonical.headers(fields).enumerated() {
-            block += field.name
-            block += ":"
-            block += field.value
-            block += "\n"
-            if index > 0 { names += ";" }
-            names += field.name
-        }
-        return CanonicalHeaders(block: block, signedNames: names)
+        let canonical = SigV4Canonical.headers(fields)
+        return CanonicalHeaders(fields: canonical, signedNames: canonical.map(\.name).joined(separator: ";"))
     }
 
     private func hashedBody(_ body: [UInt8]) -> String {
@@ -244,7 +235,12 @@ public struct SigV4Signer: Sendable {
         canonical.append(UInt8(ascii: "\n"))
         query.appendCanonical(to: &canonical)
         canonical.append(UInt8(ascii: "\n"))
-        canonical.append(contentsOf: headers.block.utf8)
+        for field in headers.fields {
+            canonical.append(contentsOf: field.name.utf8)
+            canonical.append(UInt8(ascii: ":"))
+            canonical.append(contentsOf: field.value.utf8)
+            canonical.append(UInt8(ascii: "\n"))
+        }
         canonical.append(UInt8(ascii: "\n"))
         canonical.append(contentsOf: headers.signedNames.utf8)
         canonical.append(UInt8(ascii: "\n"))
