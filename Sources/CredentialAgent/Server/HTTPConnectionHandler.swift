@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Limits that keep one slow or malicious client from costing the others.
 public struct ServerLimits: Sendable, Equatable {
@@ -28,6 +29,8 @@ public final class ServerContext: Sendable {
     let limits: ServerLimits
     let now: @Sendable () -> Date
     private let policyBox: NIOLockedValueBox<PeerPolicy>
+    /// Increases with every policy change, so that connections can cache their verdict.
+    private let policyGeneration = Atomic<Int>(0)
 
     public init(store: CredentialStore, refreshers: RefresherDirectory, metrics: AgentMetrics, policy: PeerPolicy,
                 limits: ServerLimits = ServerLimits(), logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
@@ -43,8 +46,13 @@ public final class ServerContext: Sendable {
     /// Who may read secrets; replaced on reload.
     public var policy: PeerPolicy {
         get { policyBox.withLockedValue { $0 } }
-        set { policyBox.withLockedValue { $0 = newValue } }
+        set {
+            policyBox.withLockedValue { $0 = newValue }
+            policyGeneration.add(1, ordering: .releasing)
+        }
     }
+
+    var currentPolicyGeneration: Int { policyGeneration.load(ordering: .acquiring) }
 }
 
 /// Sent down every connection's pipeline when the agent stops: finish the request in flight,
@@ -67,6 +75,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 
     private let shared: ServerContext
     private var peer: PeerIdentity?
+    /// Whether the peer may read secrets, under the policy of the given generation.
+    private var verdict: (generation: Int, allowed: Bool)?
     private var deniedLogged = false
 
     private struct PendingRequest {
@@ -128,6 +138,17 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
+    /// A request whose head arrived but not its end by the end of a read gets a deadline; the
+    /// usual request (head and end in one read) never pays for a timer.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if request != nil, requestDeadline == nil {
+            requestDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: shared.limits.requestTimeout) {
+                self.requestTimedOut(context)
+            }
+        }
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard answering == nil, context.channel.isActive else {
             context.close(promise: nil)
@@ -175,9 +196,6 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                                      "request headers exceed \(shared.limits.maxHeaderBytes) bytes")
             }
             request = pending
-            requestDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: shared.limits.requestTimeout) {
-                self.requestTimedOut(context)
-            }
         case let .body(buffer):
             request?.bodyBytes += buffer.readableBytes
             if let bytes = request?.bodyBytes, bytes > shared.limits.maxBodyBytes, request?.rejection == nil {
@@ -246,7 +264,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func authorized(_ context: ChannelHandlerContext, _ route: Route) -> Bool {
-        if let peer, shared.policy.allows(peer) { return true }
+        let generation = shared.currentPolicyGeneration
+        if let verdict, verdict.generation == generation, verdict.allowed { return true }
+        if let peer, shared.policy.allows(peer) {
+            verdict = (generation, true)
+            return true
+        }
         shared.metrics.peerDenied()
         if !deniedLogged {
             deniedLogged = true
