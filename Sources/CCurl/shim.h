@@ -30,7 +30,4 @@ static inline CURLcode credagent_curl_setopt_xferinfo(CURL *handle, credagent_cu
 static inline CURLcode credagent_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }
-static inline CURLcode credagent_curl_getinfo_string(CURL *handle, CURLINFO info, char **value) {
-    return curl_easy_getinfo(handle, info, value);
-}
 #endif

@@ -12,13 +12,8 @@ struct AWSTokenOptions: ParsableArguments {
     func run(_ make: @Sendable (AWSCredentialChain, AWSCredentials, String) async throws -> String) async throws {
         let chain = AWSCredentialChain(settings: AWSSettings(region: region), http: OnDemandHTTPClient(),
                                        environment: ProcessInfo.processInfo.environment)
-        do {
-            let credentials = try await chain.credentials()
-            let output = try await make(chain, credentials, try await chain.region())
-            print(output)
-        } catch let error as CloudAuthError {
-            FileHandle.standardError.write(Data("credagent: \(error)\n".utf8))
-            throw ExitCode([.invalidInput, .configuration].contains(error.code) ? 2 : 1)
+        try await OneShot.emit(label: "aws token") {
+            try await make(chain, try await chain.credentials(), try await chain.region())
         }
     }
 }
@@ -44,8 +39,7 @@ struct TokenRDSCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...65535).contains(port) else {
-            FileHandle.standardError.write(Data("credagent: --port must be between 1 and 65535\n".utf8))
-            throw ExitCode(2)
+            throw OneShot.usageError("--port must be between 1 and 65535")
         }
         try await aws.run { [host, port, user, benchmarkIterations] _, credentials, region in
             if let iterations = benchmarkIterations, iterations > 0 {

@@ -5,17 +5,17 @@ import Testing
 /// VaultClient and the AWS IAM login against a stub Vault that records what it receives and
 /// answers with what a real Vault answers in failure cases (OpenBao covers the success paths).
 struct VaultWireTests {
-    static func reply(_ status: String, _ body: String) -> String {
-        HTTPClientTests.response(status: status, headers: ["Content-Type: application/json"], body: body)
+    /// A stub Vault that gives every request the same JSON answer.
+    static func vault(_ status: Int, _ body: String) throws -> LoopbackHTTPServer {
+        try HTTPClientTests.server(.init(status, body, headers: ["Content-Type: application/json"]))
     }
 
-    func client(_ server: ScriptedHTTPServer, namespace: String? = nil) -> VaultClient {
+    func client(_ server: LoopbackHTTPServer, namespace: String? = nil) -> VaultClient {
         VaultClient(endpoint: VaultEndpoint(address: server.url, namespace: namespace), http: CurlHTTPClient())
     }
 
     @Test func awsIAMLoginHasTheExactShapeVaultExpects() async throws {
-        let server = try ScriptedHTTPServer(.respond(Self.reply("200 OK",
-            #"{"auth":{"client_token":"hvs.x","accessor":"a","policies":["default"],"lease_duration":60,"renewable":true}}"#)))
+        let server = try Self.vault(200, #"{"auth":{"client_token":"hvs.x","accessor":"a","policies":["default"],"lease_duration":60,"renewable":true}}"#)
         let chain = AWSCredentialChain(settings: AWSSettings(region: "eu-west-1"), http: CurlHTTPClient(), environment: [
             "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         ])
@@ -24,10 +24,11 @@ struct VaultWireTests {
         let token = try await client(server, namespace: "team-a").login(mount: "aws", payload: try await login.payload(now: Date()))
         #expect(token.leaseDuration == 60)
 
-        let head = try #require(server.requests.first)
-        #expect(head.hasPrefix("POST /v1/auth/aws/login HTTP/1.1"))
-        #expect(head.contains("X-Vault-Namespace: team-a"))
-        let body = try #require(server.body(0))
+        let request = try #require(server.requests.first)
+        #expect(request.method == "POST")
+        #expect(request.path == "/v1/auth/aws/login")
+        #expect(request.headers["x-vault-namespace"] == "team-a")
+        let body = request.body
         let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String])
         #expect(Set(json.keys) == ["role", "iam_http_request_method", "iam_request_url", "iam_request_body", "iam_request_headers"])
         #expect(json["role"] == "gateway")
@@ -47,7 +48,7 @@ struct VaultWireTests {
     /// nonce that stays the same for every login of the agent (Vault binds it on first login).
     @Test func awsEC2LoginSendsThePKCS7DocumentAndAStableNonce() async throws {
         let document = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog\nICJkZXZwYXlQcm9kdWN0Q29kZXMiIDogbnVsbA==\n"
-        let imds = try AWSTestServer { request in
+        let imds = try LoopbackHTTPServer { request in
             switch (request.method, request.path) {
             case ("PUT", "/latest/api/token"): return .init(200, "imds-session")
             case ("GET", "/latest/dynamic/instance-identity/pkcs7") where request.headers["x-aws-ec2-metadata-token"] == "imds-session":
@@ -66,7 +67,7 @@ struct VaultWireTests {
     }
 
     @Test func serverErrorsAreUnavailableWithVaultsMessages() async throws {
-        let server = try ScriptedHTTPServer(.respond(Self.reply("503 Service Unavailable", #"{"errors":["Vault is sealed"]}"#)))
+        let server = try Self.vault(503, #"{"errors":["Vault is sealed"]}"#)
         let error = await #expect(throws: CloudAuthError.self) { try await client(server).lookupSelf(Secret("hvs.test-token")) }
         #expect(error?.code == .unavailable)
         #expect(error?.message == "Vault answered HTTP 503: Vault is sealed")
@@ -75,20 +76,19 @@ struct VaultWireTests {
 
     @Test func errorsNeverEchoTheToken() async throws {
         let token = Secret("hvs.CAESIsecretvalue")
-        let server = try ScriptedHTTPServer(.respond(Self.reply("400 Bad Request",
-            #"{"errors":["bad token hvs.CAESIsecretvalue"]}"#)))
+        let server = try Self.vault(400, #"{"errors":["bad token hvs.CAESIsecretvalue"]}"#)
         let error = await #expect(throws: CloudAuthError.self) { try await client(server).renewSelf(token) }
         #expect(error?.description.contains("hvs.CAESIsecretvalue") == false)
         #expect(error?.description.contains("<redacted>") == true)
     }
 
     @Test func malformedAnswersAreNamed() async throws {
-        let notJSON = try ScriptedHTTPServer(.respond(Self.reply("200 OK", "<html>proxy</html>")))
+        let notJSON = try Self.vault(200, "<html>proxy</html>")
         let error = await #expect(throws: CloudAuthError.self) { try await client(notJSON).login(mount: "jwt", payload: [:]) }
         #expect(error?.code == .malformedResponse)
         #expect(error?.message.contains("not a JSON object") == true)
 
-        let noToken = try ScriptedHTTPServer(.respond(Self.reply("200 OK", #"{"auth":{"lease_duration":5}}"#)))
+        let noToken = try Self.vault(200, #"{"auth":{"lease_duration":5}}"#)
         let missing = await #expect(throws: CloudAuthError.self) { try await client(noToken).login(mount: "jwt", payload: [:]) }
         #expect(missing?.message.contains("client_token") == true)
     }

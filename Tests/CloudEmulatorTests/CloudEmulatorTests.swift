@@ -27,7 +27,7 @@ import Testing
     }
 
     private func json(_ response: HTTPResponse) throws -> [String: any Sendable] {
-        try #require(JSONValue.object(response.body), "not JSON: \(response.bodyText)")
+        try #require(JSONFields.object(response.body), "not JSON: \(response.bodyText)")
     }
 
     private func imdsURL(_ emulator: CloudEmulator, resource: String = AzureResource.postgres) -> String {
@@ -85,7 +85,7 @@ import Testing
             #expect(statuses == [503, 503, 200])
 
             emulator.inject(.malformedJSON, at: .azureIMDSToken)
-            #expect(JSONValue.object(try await get(imdsURL(emulator), ["Metadata": "true"]).body) == nil)
+            #expect(JSONFields.object(try await get(imdsURL(emulator), ["Metadata": "true"]).body) == nil)
             emulator.clearFailures()
             #expect(try await get(imdsURL(emulator), ["Metadata": "true"]).status == 200)
             #expect(emulator.requestCount(.azureIMDSToken) == 5)
@@ -96,7 +96,7 @@ import Testing
         try await withEmulator { emulator in
             emulator.tokenLifetime = 4
             let body = try json(try await get(imdsURL(emulator), ["Metadata": "true"]))
-            let expiresIn = try #require(JSONValue.number(body["expires_in"]))
+            let expiresIn = try #require(JSONFields.number(body["expires_in"]))
             #expect((3...4).contains(expiresIn))
         }
     }

@@ -37,7 +37,9 @@ enum PostgresPeer {
             environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"],
             stdin: sql)
         guard result.status == 0 else {
-            throw CloudAuthError(.rejected, source: "psql", "creating role \(user) failed: \(result.stderr)")
+            // psql echoes the failing statement, password included: mask it.
+            let detail = result.stderr.replacingOccurrences(of: token.reveal(), with: "<redacted>")
+            throw CloudAuthError(.rejected, source: "psql", "creating role \(user) failed: \(detail)")
         }
     }
 }

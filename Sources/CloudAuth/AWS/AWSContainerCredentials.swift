@@ -38,7 +38,7 @@ struct AWSContainerCredentials: Sendable {
 
     func credentials() async throws -> AWSCredentials {
         var headers = HTTPHeaders()
-        if let token = try authorizationToken() { headers.add("Authorization", token.reveal()) }
+        if let token = try await authorizationToken() { headers.add("Authorization", token.reveal()) }
         let source = "container endpoint \(EndpointURL.stripQuery(url)) (\(urlSource))"
         let response: HTTPResponse
         do {
@@ -59,13 +59,13 @@ struct AWSContainerCredentials: Sendable {
 
     /// The `Authorization` value: the token file's content (re-read on every fetch, the platform
     /// rotates it) or `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
-    private func authorizationToken() throws -> Secret? {
+    private func authorizationToken() async throws -> Secret? {
         var token: String?
         var origin = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
         if let file = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], !file.isEmpty {
             origin = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (\(file))"
             do {
-                token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                token = try await LocalFile.readTrimmedText(file)
             } catch {
                 throw CloudAuthError(.io, source: origin, "the token file cannot be read",
                                      remedy: "check that the file exists and this user may read it")

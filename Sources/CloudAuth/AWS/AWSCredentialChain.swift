@@ -173,7 +173,7 @@ public final class AWSCredentialChain: Sendable {
         // Re-read on every fetch: the platform (EKS, GitHub Actions) rotates the file.
         let token: String
         do {
-            token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            token = try await LocalFile.readTrimmedText(tokenFile)
         } catch {
             throw CloudAuthError(.io, source: "AWS_WEB_IDENTITY_TOKEN_FILE (\(tokenFile))", "the token file cannot be read",
                                  remedy: "check that the projected token volume is mounted and readable")
@@ -189,7 +189,7 @@ public final class AWSCredentialChain: Sendable {
     private func profile() async throws -> Outcome {
         let explicit = settings.profile ?? value("AWS_PROFILE")
         let name = explicit ?? "default"
-        let config = try AWSSharedConfig(environment: environment)
+        let config = try await AWSSharedConfig.read(environment: environment)
         guard let keys = config.profiles[name] else {
             if explicit != nil {
                 throw CloudAuthError(.configuration, source: "profile \(name)", "the profile is not in \(config.files)",
@@ -266,7 +266,7 @@ public final class AWSCredentialChain: Sendable {
     public func region() async throws -> String {
         if let known = state.withLock({ $0.region }) { return known }
         var region: String
-        if let (configured, origin) = try configuredRegion() {
+        if let (configured, origin) = try await configuredRegion() {
             region = configured
             try Self.validateRegion(region, origin: origin)
         } else if AWSInstanceMetadata.isDisabled(environment) {
@@ -284,12 +284,12 @@ public final class AWSCredentialChain: Sendable {
     }
 
     /// The region from config, env or profile, and where it came from; nil when none sets it.
-    private func configuredRegion() throws -> (String, String)? {
+    private func configuredRegion() async throws -> (String, String)? {
         if let region = settings.region, !region.isEmpty { return (region, "aws.region (config or --region)") }
         if let region = value("AWS_REGION") { return (region, "AWS_REGION") }
         if let region = value("AWS_DEFAULT_REGION") { return (region, "AWS_DEFAULT_REGION") }
         let name = settings.profile ?? value("AWS_PROFILE") ?? "default"
-        if let region = try AWSSharedConfig(environment: environment).profiles[name]?["region"], !region.isEmpty {
+        if let region = try await AWSSharedConfig.read(environment: environment).profiles[name]?["region"], !region.isEmpty {
             return (region, "profile \(name) region")
         }
         return nil

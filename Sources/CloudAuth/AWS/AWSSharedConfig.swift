@@ -21,6 +21,11 @@ struct AWSSharedConfig: Sendable {
         }
     }
 
+    /// Reads both files off the cooperative pool.
+    static func read(environment: [String: String]) async throws -> AWSSharedConfig {
+        try await BlockingExecutor.shared.run { try AWSSharedConfig(environment: environment) }
+    }
+
     var files: String { "\(credentialsPath) and \(configPath)" }
 
     private static func expand(_ path: String, home: String) -> String {

@@ -23,7 +23,7 @@ public struct AzureInstanceMetadata: Sendable, Equatable {
 
     /// Parses an instance metadata document; `source` names the endpoint for errors.
     public init(parsing body: [UInt8], source: String) throws {
-        guard let object = JSONValue.object(body), let compute = object["compute"] as? [String: any Sendable] else {
+        guard let object = JSONFields.object(body), let compute = object["compute"] as? [String: any Sendable] else {
             throw CloudAuthError(.malformedResponse, source: source, "the answer is not an instance metadata document with a 'compute' object")
         }
         func field(_ name: String) throws -> String {

@@ -59,14 +59,14 @@ struct ManagedIdentityRequest: Sendable {
         }
         let object = try TokenEndpoint.jsonObject(response, source: source)
         let token = try TokenEndpoint.requiredString(object, "access_token", source: source)
-        let expiresOn = JSONValue.number(object["expires_on"])
-        let expiresIn = JSONValue.number(object["expires_in"])
+        let expiresOn = JSONFields.number(object["expires_on"])
+        let expiresIn = JSONFields.number(object["expires_in"])
         if object["expires_on"] != nil, expiresOn == nil {
             throw CloudAuthError(.malformedResponse, source: source, "'expires_on' is not a number of epoch seconds")
         }
-        let notBefore = JSONValue.number(object["not_before"]).map { Date(timeIntervalSince1970: $0) }
+        let notBefore = JSONFields.number(object["not_before"]).map { Date(timeIntervalSince1970: $0) }
         return try TokenEndpoint.accessToken(token, now: now, issuedAt: notBefore, expiresOn: expiresOn,
-                                             expiresIn: expiresIn, refreshIn: JSONValue.number(object["refresh_in"]),
+                                             expiresIn: expiresIn, refreshIn: JSONFields.number(object["refresh_in"]),
                                              source: source)
     }
 }

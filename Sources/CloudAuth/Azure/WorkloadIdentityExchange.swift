@@ -38,8 +38,8 @@ struct WorkloadIdentityExchange: Sendable {
         let object = try TokenEndpoint.jsonObject(response, source: source)
         return try TokenEndpoint.accessToken(
             try TokenEndpoint.requiredString(object, "access_token", source: source), now: now(),
-            expiresOn: JSONValue.number(object["expires_on"]), expiresIn: JSONValue.number(object["expires_in"]),
-            refreshIn: JSONValue.number(object["refresh_in"]), source: source)
+            expiresOn: JSONFields.number(object["expires_on"]), expiresIn: JSONFields.number(object["expires_in"]),
+            refreshIn: JSONFields.number(object["refresh_in"]), source: source)
     }
 
     /// A v1 resource URI as a v2 scope, as azure-identity converts it.
@@ -52,7 +52,7 @@ struct WorkloadIdentityExchange: Sendable {
         let source = "\(path) (env AZURE_FEDERATED_TOKEN_FILE)"
         let data: Data
         do {
-            data = try await BlockingExecutor.shared.run { try Data(contentsOf: URL(fileURLWithPath: path)) }
+            data = try await LocalFile.read(path)
         } catch {
             throw CloudAuthError(.io, source: source, "cannot read the federated token file",
                                  remedy: "check that the projected service account token volume is mounted")

@@ -18,7 +18,7 @@ public enum JWT {
 
         /// A numeric date claim (`exp`, `iat`, `nbf`), or nil when absent or not a number.
         public func date(_ name: String) -> Date? {
-            JSONValue.number(claims[name]).map { Date(timeIntervalSince1970: $0) }
+            JSONFields.number(claims[name]).map { Date(timeIntervalSince1970: $0) }
         }
 
         /// The `aud` claim as a list, whether the token holds one string or an array.

@@ -19,7 +19,7 @@ struct MetadataServer: Sendable {
         let object = try TokenEndpoint.jsonObject(response, source: source)
         return try TokenEndpoint.accessToken(
             try TokenEndpoint.requiredString(object, "access_token", source: source), now: now, expiresOn: nil,
-            expiresIn: JSONValue.number(object["expires_in"]), source: source)
+            expiresIn: JSONFields.number(object["expires_in"]), source: source)
     }
 
     func identityToken(account: String, audience: String, now: Date) async throws -> AccessToken {

@@ -20,7 +20,7 @@ public struct ServiceAccountKey: Sendable {
     /// path came from (a config key or an env var), for the error.
     static func read(path: String, origin: String) async throws -> [UInt8] {
         do {
-            return try await BlockingExecutor.shared.run { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+            return Array(try await LocalFile.read(path))
         } catch {
             throw CloudAuthError(.io, source: "\(path) (\(origin))", "cannot read the service account key file",
                                  remedy: "check that the file exists and this user may read it")
@@ -30,7 +30,7 @@ public struct ServiceAccountKey: Sendable {
     /// Parses key file contents; `source` names the file for errors. Errors name the missing or bad
     /// field, never the key.
     public init(json: [UInt8], source: String) throws {
-        guard let object = JSONValue.object(json) else {
+        guard let object = JSONFields.object(json) else {
             throw CloudAuthError(.invalidInput, source: source, "the service account key file is not a JSON object")
         }
         func field(_ name: String) throws -> String {
@@ -69,7 +69,7 @@ public struct ServiceAccountKey: Sendable {
         let source = tokenSource
         return try TokenEndpoint.accessToken(
             try TokenEndpoint.requiredString(object, "access_token", source: source), now: now, expiresOn: nil,
-            expiresIn: JSONValue.number(object["expires_in"]), source: source)
+            expiresIn: JSONFields.number(object["expires_in"]), source: source)
     }
 
     func identityToken(audience: String, http: any HTTPClient, now: Date) async throws -> AccessToken {

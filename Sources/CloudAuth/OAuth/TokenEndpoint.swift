@@ -1,8 +1,8 @@
 import Foundation
 
-/// Reading JSON values that token endpoints send, whose numbers may arrive as strings
+/// Reading fields of the JSON that token endpoints send, whose numbers may arrive as strings
 /// (Azure's `expires_on: "1506484173"`) or as numbers (Google's `expires_in: 3599`).
-public enum JSONValue {
+public enum JSONFields {
     /// A number from a JSON number or a numeric string; nil otherwise.
     public static func number(_ value: Any?) -> Double? {
         switch value {
@@ -86,7 +86,7 @@ enum TokenEndpoint {
     /// `: error: description` from an OAuth error body, or a short excerpt of any other body;
     /// anything shaped like a token is masked, in case an endpoint echoes what it was sent.
     static func describeError(_ response: HTTPResponse) -> String {
-        if let object = JSONValue.object(response.body) {
+        if let object = JSONFields.object(response.body) {
             let error = object["error"] as? String ?? (object["error"] as? [String: any Sendable])?["message"] as? String
             let description = object["error_description"] as? String
             switch (error, description) {
@@ -109,7 +109,7 @@ enum TokenEndpoint {
 
     /// The JSON object of a successful answer, or an error naming the source.
     static func jsonObject(_ response: HTTPResponse, source: String) throws -> [String: any Sendable] {
-        guard let object = JSONValue.object(response.body) else {
+        guard let object = JSONFields.object(response.body) else {
             throw CloudAuthError(.malformedResponse, source: source, "the answer is not a JSON object")
         }
         return object
@@ -123,6 +123,9 @@ enum TokenEndpoint {
         return value
     }
 
+    /// The longest token lifetime accepted from an endpoint.
+    static let maximumLifetime: TimeInterval = 7 * 86_400
+
     /// Builds the token from an answer's times, refusing one that has already expired.
     /// `expiresOn` is absolute (epoch seconds); `expiresIn` and `refreshIn` count from `now`.
     static func accessToken(_ token: String, now: Date, issuedAt: Date? = nil, expiresOn: Double?,
@@ -132,6 +135,12 @@ enum TokenEndpoint {
         else if let expiresIn { expiresAt = now.addingTimeInterval(expiresIn) }
         else {
             throw CloudAuthError(.malformedResponse, source: source, "the answer says neither 'expires_on' nor 'expires_in'")
+        }
+        // A day is the longest any cloud issues (Azure managed identity); far beyond that the
+        // answer is garbage, and a time that is not finite cannot be scheduled at all.
+        guard expiresAt.timeIntervalSince1970.isFinite, expiresAt.timeIntervalSince(now) <= maximumLifetime else {
+            throw CloudAuthError(.malformedResponse, source: source,
+                                 "the token's expiry is not a time within \(Int(maximumLifetime / 86_400)) days")
         }
         guard expiresAt > now else {
             throw CloudAuthError(.expired, source: source,

@@ -81,7 +81,7 @@ public struct VaultClient: Sendable {
         if let increment { payload["increment"] = "\(increment)s" }
         let body = try JSONSerialization.data(withJSONObject: payload)
         let json = try await call("POST", "auth/token/renew-self", token: token, body: Array(body))
-        return try parseAuth(json, path: "auth/token/renew-self", known: token)
+        return try parseAuth(json, path: "auth/token/renew-self")
     }
 
     /// Describes the token (`/v1/auth/token/lookup-self`).
@@ -151,15 +151,20 @@ public struct VaultClient: Sendable {
         return text.replacingOccurrences(of: token.reveal(), with: "<redacted>")
     }
 
-    private func parseAuth(_ json: [String: Any], path: String, known: Secret? = nil) throws -> VaultToken {
+    /// Vault's own ceiling for a lease (the system max TTL) is 32 days by default; ten years
+    /// is beyond any configuration and marks a broken answer.
+    private static let maximumLease = 10 * 365 * 86_400
+
+    private func parseAuth(_ json: [String: Any], path: String) throws -> VaultToken {
         guard let auth = json["auth"] as? [String: Any] else {
             throw CloudAuthError(.malformedResponse, source: source(path), "the answer has no 'auth' object")
         }
         guard let clientToken = auth["client_token"] as? String, !clientToken.isEmpty else {
             throw CloudAuthError(.malformedResponse, source: source(path), "the 'auth' object has no client_token")
         }
-        guard let lease = (auth["lease_duration"] as? NSNumber)?.intValue, lease >= 0 else {
-            throw CloudAuthError(.malformedResponse, source: source(path), "the 'auth' object has no lease_duration")
+        guard let lease = (auth["lease_duration"] as? NSNumber)?.intValue, (0...Self.maximumLease).contains(lease) else {
+            throw CloudAuthError(.malformedResponse, source: source(path),
+                                 "the 'auth' object has no lease_duration of 0 to \(Self.maximumLease) seconds")
         }
         return VaultToken(
             clientToken: Secret(clientToken),

@@ -135,8 +135,7 @@ public final class VaultLogin: Sendable {
                                      remedy: "run with an IRSA/projected service account token, or use method: aws_iam")
             }
             do {
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                return Secret(text.trimmingCharacters(in: .whitespacesAndNewlines))
+                return Secret(try await LocalFile.readTrimmedText(path))
             } catch {
                 throw CloudAuthError(.io, source: "AWS_WEB_IDENTITY_TOKEN_FILE \(path)", "the token file cannot be read")
             }

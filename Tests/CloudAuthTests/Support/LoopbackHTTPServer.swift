@@ -4,10 +4,10 @@ import Synchronization
 import Glibc
 #endif
 
-/// A minimal HTTP/1.1 responder on a random loopback port, for the container and instance
-/// metadata endpoints in the credential chain tests: one request per connection, answered by a
-/// closure, every request recorded.
-final class AWSTestServer: Sendable {
+/// A minimal HTTP/1.1 responder on a random loopback port for client tests (HTTP client, cloud
+/// metadata endpoints, a stub Vault): one request per connection, answered by a closure, every
+/// request recorded. A response may also stall, to provoke client timeouts.
+final class LoopbackHTTPServer: Sendable {
     struct Request: Sendable {
         var method: String
         var path: String
@@ -19,9 +19,15 @@ final class AWSTestServer: Sendable {
     struct Response: Sendable {
         var status: Int
         var body: String
-        init(_ status: Int, _ body: String = "") {
+        /// Extra header lines, e.g. `Location: /next`.
+        var headers: [String]
+        /// Never answer: hold the connection open until the client gives up.
+        var stall: Bool
+        init(_ status: Int, _ body: String = "", headers: [String] = [], stall: Bool = false) {
             self.status = status
             self.body = body
+            self.headers = headers
+            self.stall = stall
         }
     }
 
@@ -44,7 +50,7 @@ final class AWSTestServer: Sendable {
                 bind(fd, generic, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, generic, &length) == 0
             }
         }
-        guard fd >= 0, bound else { throw AWSTestSetupError("cannot listen on loopback") }
+        guard fd >= 0, bound else { throw TestSetupError("cannot listen on loopback") }
         listener = fd
         port = Int(UInt16(bigEndian: address.sin_port))
         let thread = Thread { [self] in
@@ -106,8 +112,14 @@ final class AWSTestServer: Sendable {
     }
 
     private static func write(_ response: Response, to fd: Int32) {
+        if response.stall {
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while recv(fd, &sink, sink.count, 0) > 0 {}
+            return
+        }
         let body = Array(response.body.utf8)
-        let head = "HTTP/1.1 \(response.status) X\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let head = (["HTTP/1.1 \(response.status) X", "Content-Length: \(body.count)", "Connection: close"] + response.headers)
+            .joined(separator: "\r\n") + "\r\n\r\n"
         let bytes = Array(head.utf8) + body
         var sent = 0
         while sent < bytes.count {
@@ -119,7 +131,7 @@ final class AWSTestServer: Sendable {
 }
 
 /// A plain error for test setup failures.
-struct AWSTestSetupError: Error, CustomStringConvertible {
+struct TestSetupError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
