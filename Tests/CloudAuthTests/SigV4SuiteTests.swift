@@ -38,7 +38,11 @@ struct SigV4SuiteTests {
         return ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
     }()
 
-    @Test("the vectors are present")
+    /// Skipped with the reason where the vectors are absent, except in CI, which always has them
+    /// beside the clone: there a missing suite fails instead of passing silently.
+    @Test("the vectors are present",
+          .enabled(if: vectorsPresent || ProcessInfo.processInfo.environment["CI"] != nil,
+                   "SigV4 vectors not found beside the project (../shared/vectors): the suite tests are skipped"))
     func vectorsAvailable() throws {
         try #require(Self.vectorsPresent, "SigV4 vectors not found at \(Self.suiteDirectory); the suite tests are skipped")
         #expect(Self.botocoreCases.count == 34)
