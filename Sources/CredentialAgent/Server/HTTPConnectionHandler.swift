@@ -62,8 +62,8 @@ struct ServerStopping: Sendable {}
 /// One connection of the socket API: reads requests, answers them from the store, and for long
 /// polls and forced refreshes completes the answer later on the same event loop.
 ///
-/// Responses are encoded here rather than by NIO's response encoder: a served credential is one
-/// prebuilt buffer (status line, headers and body) written as is. Requests that arrive while an
+/// Responses are encoded here rather than by NIO's response encoder: a served credential is two
+/// prebuilt buffers (status line and headers, body) written as they are. Requests that arrive while an
 /// answer is pending (pipelining behind a long poll) wait in order.
 final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -338,7 +338,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         if let head = answering, head.version == .http1_1, head.isKeepAlive, !stopping,
            let response = snapshot.servableResponse(at: now) {
             answering = nil
-            context.writeAndFlush(wrapOutboundOut(response), promise: nil)
+            context.write(wrapOutboundOut(response.head), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(response.body), promise: nil)
             shared.metrics.credentialServed()
             return drainQueue(context)
         }

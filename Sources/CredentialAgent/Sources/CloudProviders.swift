@@ -4,7 +4,8 @@ import Synchronization
 
 /// The identities of one agent, shared by all its credentials: one AWS credential chain (which
 /// caches its keys), one Azure identity and one GCP identity. Calls to each provider's endpoints
-/// go through a small concurrency limit, and identical concurrent token requests are merged.
+/// go through a small concurrency limit, and identical token requests made together are merged
+/// (see ``SharedTokens``).
 public final class CloudProviders: Sendable {
     public let aws: AWSCredentialChain
     public let azure: AzureIdentity
@@ -23,7 +24,7 @@ public final class CloudProviders: Sendable {
     public static let concurrencyPerProvider = 4
 
     private let limiters: [CredentialProvider: ConcurrencyLimiter]
-    private let tokens = SingleFlight<AccessToken>()
+    private let tokens = SharedTokens()
     private let gcpEmail = Mutex<String?>(nil)
 
     public init(settings: Settings, http: any HTTPClient, environment: [String: String]) {
@@ -49,16 +50,16 @@ public final class CloudProviders: Sendable {
         try await limiters[provider]!.run(body)
     }
 
-    /// An Azure token for `resource`; concurrent requests for the same resource share one.
+    /// An Azure token for `resource`, shared with requests for the same resource made together.
     func azureToken(resource: String) async throws -> AccessToken {
-        try await tokens.run(key: "azure \(resource)") { [azure, limiters] in
+        try await tokens.token(key: "azure \(resource)") { [azure, limiters] in
             try await limiters[.azure]!.run { try await azure.token(resource: resource) }
         }
     }
 
-    /// A GCP access token for `scopes`; concurrent requests for the same scopes share one.
+    /// A GCP access token for `scopes`, shared with requests for the same scopes made together.
     func gcpAccessToken(scopes: [String]) async throws -> AccessToken {
-        try await tokens.run(key: "gcp \(scopes.joined(separator: " "))") { [gcp, limiters] in
+        try await tokens.token(key: "gcp \(scopes.joined(separator: " "))") { [gcp, limiters] in
             try await limiters[.gcp]!.run { try await gcp.accessToken(scopes: scopes) }
         }
     }
