@@ -2,9 +2,10 @@ import CloudAuth
 import Foundation
 import Synchronization
 
-/// Local Azure and GCP identity endpoints over real HTTP, for development, tests and demos.
+/// Local AWS, Azure and GCP identity endpoints over real HTTP, for development, tests and demos.
 ///
-/// Two loopback listeners: the Azure one serves IMDS (tokens, instance metadata), the App Service
+/// Three loopback listeners: the AWS one serves EC2 IMDSv2 and the ECS/EKS container
+/// credentials endpoint (its keys sign tokens but nothing verifies them: moto plays STS); the Azure one serves IMDS (tokens, instance metadata), the App Service
 /// identity endpoint, Entra ID's token endpoint for workload identity and an OIDC issuer under
 /// `/azure/{tenant}/v2.0`; the GCP one serves the metadata server, Google's OAuth token endpoint
 /// for service-account keys and an OIDC issuer under `/gcp`. Tokens are RS256 JWTs (GCP access
@@ -36,6 +37,7 @@ public final class CloudEmulator: Sendable {
     public struct Configuration: Sendable {
         public var host = "127.0.0.1"
         /// 0: an ephemeral port.
+        public var awsPort = 0
         public var azurePort = 0
         public var gcpPort = 0
         /// Lifetime of issued tokens, in seconds; can be changed later with ``tokenLifetime``.
@@ -69,6 +71,13 @@ public final class CloudEmulator: Sendable {
         public var gcpInstanceName = "credagent-vm"
         public var gcpInstanceID = "4242424242424242424"
 
+        public var awsRegion = "us-east-1"
+        /// The instance profile's role, as IMDS lists it.
+        public var awsRoleName = "credagent-instance-role"
+        public var awsAccountID = "123456789012"
+        /// The `Authorization` value the container credentials endpoint requires.
+        public var awsContainerAuthorization = Secret(Encoding.hex(Digest.randomBytes(16)))
+
         public init() {
             let vm = "/subscriptions/\(subscriptionID)/resourceGroups/\(resourceGroup)/providers/Microsoft.Compute/virtualMachines/\(vmName)"
             systemIdentity = AzureManagedIdentity(clientID: "a1b2c3d4-e5f6-4789-8abc-def012345678",
@@ -92,6 +101,10 @@ public final class CloudEmulator: Sendable {
         case gcpMetadata
         /// Key file: `GOOGLE_APPLICATION_CREDENTIALS` (written by ``writeServiceAccountKey(to:)``).
         case gcpKeyFile(path: String)
+        /// EC2: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_REGION`.
+        case awsIMDS
+        /// ECS / EKS Pod Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI`, `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+        case awsContainer
     }
 
     public let configuration: Configuration
@@ -102,7 +115,12 @@ public final class CloudEmulator: Sendable {
     let serviceAccountKey: RSAKey
     let serviceAccountKeyID: String
     let state: Mutex<EmulatorState>
-    private let listeners = Mutex<(azure: EmulatorHTTPServer?, gcp: EmulatorHTTPServer?)>((nil, nil))
+    private let listeners = Mutex<[Cloud: EmulatorHTTPServer]>([:])
+
+    /// The clouds the emulator has a listener for.
+    enum Cloud: CaseIterable {
+        case aws, azure, gcp
+    }
 
     /// Generates the keys; ``start()`` opens the listeners.
     public init(configuration: Configuration = Configuration()) throws {
@@ -121,41 +139,57 @@ public final class CloudEmulator: Sendable {
         return emulator
     }
 
-    /// Opens both listeners.
+    /// Opens the three listeners.
     public func start() async throws {
-        let azure = try await EmulatorHTTPServer.start(host: configuration.host, port: configuration.azurePort) {
-            [weak self] request in self?.routeAzure(request) ?? .text(503, "emulator stopped")
-        }
-        let gcp: EmulatorHTTPServer
+        var opened: [Cloud: EmulatorHTTPServer] = [:]
         do {
-            gcp = try await EmulatorHTTPServer.start(host: configuration.host, port: configuration.gcpPort) {
-                [weak self] request in self?.routeGCP(request) ?? .text(503, "emulator stopped")
+            for cloud in Cloud.allCases {
+                let port = switch cloud {
+                case .aws: configuration.awsPort
+                case .azure: configuration.azurePort
+                case .gcp: configuration.gcpPort
+                }
+                opened[cloud] = try await EmulatorHTTPServer.start(host: configuration.host, port: port) {
+                    [weak self] request in self?.route(request, for: cloud) ?? .text(503, "emulator stopped")
+                }
             }
         } catch {
-            try? await azure.stop()
+            for server in opened.values { try? await server.stop() }
             throw error
         }
-        listeners.withLock { $0 = (azure, gcp) }
+        listeners.withLock { $0 = opened }
     }
 
-    /// Closes both listeners.
+    private func route(_ request: EmulatorRequest, for cloud: Cloud) -> EmulatorResponse {
+        switch cloud {
+        case .aws: routeAWS(request)
+        case .azure: routeAzure(request)
+        case .gcp: routeGCP(request)
+        }
+    }
+
+    /// Closes the listeners.
     public func stop() async throws {
-        let (azure, gcp) = listeners.withLock { current in
-            defer { current = (nil, nil) }
+        let servers = listeners.withLock { current in
+            defer { current = [:] }
             return current
         }
-        try await azure?.stop()
-        try await gcp?.stop()
+        for server in servers.values { try await server.stop() }
     }
 
     private var hostForURL: String {
         configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
     }
 
+    /// The AWS listener's port (0 before start).
+    public var awsPort: Int { listeners.withLock { $0[.aws]?.port ?? 0 } }
     /// The Azure listener's port (0 before start).
-    public var azurePort: Int { listeners.withLock { $0.azure?.port ?? 0 } }
+    public var azurePort: Int { listeners.withLock { $0[.azure]?.port ?? 0 } }
     /// The GCP listener's port (0 before start).
-    public var gcpPort: Int { listeners.withLock { $0.gcp?.port ?? 0 } }
+    public var gcpPort: Int { listeners.withLock { $0[.gcp]?.port ?? 0 } }
+
+    /// `http://host:port` of the AWS listener: IMDS's base URL.
+    public var awsBaseURL: String { "http://\(hostForURL):\(awsPort)" }
 
     /// `http://host:port` of the Azure listener: IMDS's base URL.
     public var azureBaseURL: String { "http://\(hostForURL):\(azurePort)" }
@@ -190,6 +224,12 @@ public final class CloudEmulator: Sendable {
             return ["GCE_METADATA_HOST": gcpMetadataHost]
         case let .gcpKeyFile(path):
             return ["GOOGLE_APPLICATION_CREDENTIALS": path]
+        case .awsIMDS:
+            return ["AWS_EC2_METADATA_SERVICE_ENDPOINT": awsBaseURL, "AWS_REGION": configuration.awsRegion]
+        case .awsContainer:
+            return ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "\(awsBaseURL)\(Self.containerCredentialsPath)",
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN": configuration.awsContainerAuthorization.reveal(),
+                    "AWS_REGION": configuration.awsRegion]
         }
     }
 

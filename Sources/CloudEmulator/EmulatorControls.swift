@@ -27,6 +27,12 @@ extension CloudEmulator {
         case gcpDiscovery = "gcp-discovery"
         /// IAM Credentials `/v1/projects/-/serviceAccounts/{email}:signJwt` (Vault's gcp iam login).
         case gcpSignJWT = "gcp-sign-jwt"
+        /// EC2 IMDSv2 session token `PUT /latest/api/token`.
+        case awsIMDSToken = "aws-imds-token"
+        /// EC2 IMDS role credentials `/latest/meta-data/iam/security-credentials/{role}`.
+        case awsIMDSCredentials = "aws-imds-credentials"
+        /// ECS / EKS Pod Identity container credentials endpoint.
+        case awsContainerCredentials = "aws-container-credentials"
 
         /// Whether the real endpoint is the GCP metadata server (answers carry `Metadata-Flavor: Google`).
         var isGCPMetadata: Bool { [.gcpMetadataToken, .gcpMetadataIdentity, .gcpMetadataEmail].contains(self) }

@@ -4,13 +4,14 @@ import CloudEmulator
 import Dispatch
 import Foundation
 
-/// `credagent emulate`: local Azure and GCP identity endpoints in the foreground, until SIGINT or
+/// `credagent emulate`: local AWS, Azure and GCP identity endpoints in the foreground, until SIGINT or
 /// SIGTERM. Prints the environment that points clients at them, as `export` lines for `eval`.
 struct EmulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emulate",
-        abstract: "Run local Azure and GCP identity endpoints (for development and tests).")
+        abstract: "Run local AWS, Azure and GCP identity endpoints (for development and tests).")
 
+    @Option(help: "AWS port (EC2 IMDSv2, container credentials); 0 picks a free one.") var aws = 0
     @Option(help: "Azure port (IMDS, App Service, Entra); 0 picks a free one.") var azure = 0
     @Option(help: "GCP port (metadata server, OAuth token endpoint); 0 picks a free one.") var gcp = 0
     @Option(help: "Lifetime of issued tokens in seconds.") var tokenLifetime = 3600
@@ -18,11 +19,12 @@ struct EmulateCommand: AsyncParsableCommand {
     @Option(help: "Write a workload identity federated token here.") var writeFederatedToken: String?
 
     func run() async throws {
-        guard (0...65535).contains(azure), (0...65535).contains(gcp) else {
-            throw OneShot.usageError("--azure and --gcp take a port from 0 to 65535")
+        guard [aws, azure, gcp].allSatisfy({ (0...65535).contains($0) }) else {
+            throw OneShot.usageError("--aws, --azure and --gcp take a port from 0 to 65535")
         }
         guard tokenLifetime > 0 else { throw OneShot.usageError("--token-lifetime must be positive") }
         var configuration = CloudEmulator.Configuration()
+        configuration.awsPort = aws
         configuration.azurePort = azure
         configuration.gcpPort = gcp
         configuration.tokenLifetime = TimeInterval(tokenLifetime)
@@ -30,7 +32,7 @@ struct EmulateCommand: AsyncParsableCommand {
         do {
             emulator = try await CloudEmulator.start(configuration)
         } catch {
-            FileHandle.standardError.write(Data("credagent: cannot listen on \(configuration.host) ports \(azure) and \(gcp): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("credagent: cannot listen on \(configuration.host) ports \(aws), \(azure) and \(gcp): \(error)\n".utf8))
             throw ExitCode(1)
         }
         do {
@@ -52,7 +54,10 @@ struct EmulateCommand: AsyncParsableCommand {
             variables.sorted { $0.key < $1.key }.map { "export \($0.key)=\($0.value)" }
         }
         func commented(_ variables: [String: String]) -> [String] { exports(variables).map { "#   " + $0 } }
-        var lines = ["# Azure VM (IMDS):"] + exports(emulator.environment(for: .azureIMDS))
+        var lines = ["# EC2 (IMDSv2):"] + exports(emulator.environment(for: .awsIMDS))
+        lines += ["# ECS / EKS Pod Identity (takes precedence over IMDS when set):"]
+            + commented(emulator.environment(for: .awsContainer))
+        lines += ["# Azure VM (IMDS):"] + exports(emulator.environment(for: .azureIMDS))
         lines += ["# GCE (metadata server):"] + exports(emulator.environment(for: .gcpMetadata))
         if let path = writeGcpKey {
             lines += ["# GCP service account key file (takes precedence over the metadata server):"]
