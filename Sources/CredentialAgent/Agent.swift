@@ -178,7 +178,6 @@ public final class Agent: Service, Sendable {
             refreshers[name]?.stop()
             refreshers.set(nil, for: name)
             store.remove(name)
-            metrics.remove(name)
             removed += 1
         }
         for refresher in replacements {

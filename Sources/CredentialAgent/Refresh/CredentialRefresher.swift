@@ -125,8 +125,7 @@ public final class CredentialRefresher: Sendable {
             return (inner.machine, Array(inner.waiters.values))
         }
         publish(machine)
-        metrics.refreshed(config.name, success: machine.lastError == nil, duration: elapsed)
-        metrics.update(config.name, machine, now: finished)
+        metrics.refreshed(duration: elapsed)
         if machine.lastError == nil {
             logger.debug("refreshed", metadata: [
                 "version": "\(machine.generation)",
@@ -155,7 +154,6 @@ public final class CredentialRefresher: Sendable {
             return (inner.loggedState, settled, inner.machine)
         }
         guard let change else { return }
-        metrics.update(config.name, change.machine, now: time)
         var metadata: Logger.Metadata = ["from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]
         if let error = change.machine.lastError { metadata["error"] = "\(error)" }
         if let retry = change.machine.retryAt { metadata["retry_at"] = "\(Timestamp.format(retry))" }

@@ -48,6 +48,9 @@ public struct RefreshStateMachine: Sendable {
     /// When the last attempt, successful or not, ended.
     public private(set) var lastAttemptAt: Date?
     public private(set) var lastSuccessAt: Date?
+    /// Refresh attempts that succeeded and failed, for metrics.
+    public private(set) var successes = 0
+    public private(set) var failures = 0
     /// How many credentials have been taken so far: the version the socket API reports.
     public private(set) var generation = 0
 
@@ -124,6 +127,7 @@ public struct RefreshStateMachine: Sendable {
         lastAttemptAt = now
         lastSuccessAt = now
         generation += 1
+        successes += 1
         return Transition(from: from, to: state(at: now))
     }
 
@@ -132,6 +136,7 @@ public struct RefreshStateMachine: Sendable {
         let from = state(at: now)
         fetching = false
         consecutiveFailures += 1
+        failures += 1
         lastError = reason
         lastAttemptAt = now
         retryAt = now.addingTimeInterval(backoff.delay(failures: consecutiveFailures, random: random))

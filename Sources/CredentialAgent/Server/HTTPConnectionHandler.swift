@@ -243,7 +243,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         case .ready:
             ready(context, route)
         case .metrics:
-            respond(context, .ok, body: ByteBuffer(bytes: shared.metrics.exposition()), contentType: "text/plain; version=0.0.4",
+            respond(context, .ok, body: ByteBuffer(bytes: shared.metrics.exposition(shared.store.snapshots(), now: shared.now())), contentType: "text/plain; version=0.0.4",
                     route: route.template)
         case .list:
             list(context, route)

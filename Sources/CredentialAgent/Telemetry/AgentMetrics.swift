@@ -12,15 +12,6 @@ public final class AgentMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
 
-    private struct PerCredential {
-        var expiry: CoreMetrics.Gauge
-        var lastSuccess: CoreMetrics.Gauge
-        var servingStale: CoreMetrics.Gauge
-        var refreshSuccess: CoreMetrics.Counter
-        var refreshFailure: CoreMetrics.Counter
-        var refreshDuration: CoreMetrics.Timer
-    }
-    private let credentials = NIOLockedValueBox([String: PerCredential]())
     private let requests = NIOLockedValueBox([RequestKey: CoreMetrics.Counter]())
     private struct RequestKey: Hashable {
         var route: String
@@ -28,6 +19,9 @@ public final class AgentMetrics: Sendable {
     }
 
     private let servedCounter: CoreMetrics.Counter
+    /// One histogram for all credentials: a histogram per credential costs more memory than the
+    /// credential itself at 10,000 credentials.
+    private let refreshDuration: CoreMetrics.Timer
     private let openConnections: Meter
     private let acceptedConnections: CoreMetrics.Counter
     private let deniedPeers: CoreMetrics.Counter
@@ -43,58 +37,19 @@ public final class AgentMetrics: Sendable {
         acceptedConnections = CoreMetrics.Counter(label: "credagent_connections_accepted_total", factory: factory)
         rejectedConnections = CoreMetrics.Counter(label: "credagent_connections_rejected_total", factory: factory)
         deniedPeers = CoreMetrics.Counter(label: "credagent_denied_peers_total", factory: factory)
+        refreshDuration = CoreMetrics.Timer(label: "credagent_refresh_duration_seconds", preferredDisplayUnit: .seconds,
+                                            factory: factory)
         servedCounter = CoreMetrics.Counter(label: "credagent_requests_total",
                                             dimensions: [("route", "/v1/credentials/{name}"), ("status", "200")], factory: factory)
         requests.withLockedValue { $0[RequestKey(route: "/v1/credentials/{name}", status: 200)] = servedCounter }
     }
 
-    private func perCredential(_ name: String) -> PerCredential {
-        credentials.withLockedValue { all in
-            if let existing = all[name] { return existing }
-            let labels = [("credential", name)]
-            let made = PerCredential(
-                expiry: CoreMetrics.Gauge(label: "credagent_expiry_timestamp_seconds", dimensions: labels, factory: factory),
-                lastSuccess: CoreMetrics.Gauge(label: "credagent_last_success_timestamp_seconds", dimensions: labels, factory: factory),
-                servingStale: CoreMetrics.Gauge(label: "credagent_serving_stale", dimensions: labels, factory: factory),
-                refreshSuccess: CoreMetrics.Counter(label: "credagent_refresh_total",
-                                                    dimensions: labels + [("result", "success")], factory: factory),
-                refreshFailure: CoreMetrics.Counter(label: "credagent_refresh_total",
-                                                    dimensions: labels + [("result", "failure")], factory: factory),
-                refreshDuration: CoreMetrics.Timer(label: "credagent_refresh_duration_seconds", dimensions: labels,
-                                                   preferredDisplayUnit: .seconds, factory: factory))
-            all[name] = made
-            return made
-        }
-    }
-
-    /// Records one refresh attempt of `name` and how long it took.
-    public func refreshed(_ name: String, success: Bool, duration: Duration) {
-        let metrics = perCredential(name)
-        (success ? metrics.refreshSuccess : metrics.refreshFailure).increment()
+    /// Records how long one refresh attempt took.
+    public func refreshed(duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        metrics.refreshDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        refreshDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
-    /// Sets the per-credential gauges from its bookkeeping at `now`.
-    public func update(_ name: String, _ machine: RefreshStateMachine, now: Date) {
-        let metrics = perCredential(name)
-        metrics.expiry.record(machine.held?.credential.expiresAt.timeIntervalSince1970 ?? 0)
-        metrics.lastSuccess.record(machine.lastSuccessAt?.timeIntervalSince1970 ?? 0)
-        metrics.servingStale.record(machine.state(at: now) == .stale ? 1 : 0)
-    }
-
-    /// Drops the series of a credential that was removed from the config.
-    public func remove(_ name: String) {
-        guard let metrics = credentials.withLockedValue({ $0.removeValue(forKey: name) }) else { return }
-        metrics.expiry.destroy()
-        metrics.lastSuccess.destroy()
-        metrics.servingStale.destroy()
-        metrics.refreshSuccess.destroy()
-        metrics.refreshFailure.destroy()
-        metrics.refreshDuration.destroy()
-    }
-
-    /// `GET /v1/credentials/{name}` answered 200: the hot path, counted without a lookup.
     /// Counts one answered request by route template (`/v1/credentials/{name}`) and status.
     public func request(route: String, status: Int) {
         requestCounter(route: route, status: status).increment()
@@ -124,6 +79,35 @@ public final class AgentMetrics: Sendable {
     public func connectionRejected() { rejectedConnections.increment() }
     public func peerDenied() { deniedPeers.increment() }
 
-    /// The Prometheus text exposition of every metric.
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    /// The Prometheus text exposition: the registry's metrics, then the per-credential series read
+    /// from `snapshots` at `now`.
+    ///
+    /// Per-credential series are rendered from the store instead of being registered: the
+    /// registry copies a metric family on every new label set, which at 10,000 credentials costs
+    /// seconds of CPU at startup, and the snapshots already hold every value.
+    public func exposition(_ snapshots: [CredentialSnapshot], now: Date) -> [UInt8] {
+        var out = registry.emitToBuffer()
+        func family(_ name: String, _ type: String, _ help: String, _ value: (CredentialSnapshot) -> [(String, String)]) {
+            out.append(contentsOf: "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n".utf8)
+            for snapshot in snapshots {
+                for (labels, number) in value(snapshot) {
+                    out.append(contentsOf: "\(name){credential=\"\(snapshot.name)\"\(labels)} \(number)\n".utf8)
+                }
+            }
+        }
+        family("credagent_refresh_total", "counter", "Refresh attempts by result.") { snapshot in
+            [(",result=\"success\"", String(snapshot.machine.successes)),
+             (",result=\"failure\"", String(snapshot.machine.failures))]
+        }
+        family("credagent_expiry_timestamp_seconds", "gauge", "When the served secret expires (0: none).") { snapshot in
+            [("", String(snapshot.machine.held.map { Int($0.credential.expiresAt.timeIntervalSince1970) } ?? 0))]
+        }
+        family("credagent_last_success_timestamp_seconds", "gauge", "When the last refresh succeeded (0: never).") { snapshot in
+            [("", String(snapshot.machine.lastSuccessAt.map { Int($0.timeIntervalSince1970) } ?? 0))]
+        }
+        family("credagent_serving_stale", "gauge", "1 while a secret is served whose refresh keeps failing.") { snapshot in
+            [("", snapshot.state(at: now) == .stale ? "1" : "0")]
+        }
+        return out
+    }
 }
