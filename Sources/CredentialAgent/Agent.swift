@@ -135,7 +135,7 @@ public final class Agent: Service, Sendable {
     /// Reads the config file again and applies it: unchanged credentials keep their secrets and
     /// versions, changed ones are replaced (versions keep counting), added ones start, removed
     /// ones stop. A config that is invalid, or whose sources cannot be made, is rejected whole.
-    public func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) {
+    func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) {
         let new: AgentConfig
         do {
             new = try AgentConfig.load(path: configPath)
