@@ -81,7 +81,12 @@ public final class CredentialRefresher: Sendable {
                 (inner.forceRequested || inner.machine.nextFetch(now: current) <= current, inner.machine.nextWake(now: current))
             }
             if due {
-                await refreshOnce()
+                // In a child task: a task keeps the memory of its deepest frames until it ends,
+                // and a refresh goes deep (HTTP, signing). The long-lived loop task stays shallow,
+                // which saves several KiB per credential.
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await self.refreshOnce() }
+                }
                 continue
             }
             noteStateChange(at: current)
