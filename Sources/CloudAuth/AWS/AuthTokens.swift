@@ -21,18 +21,30 @@ enum PresignedConnectToken {
     /// How long RDS, ElastiCache and MemoryDB accept such a token.
     static let lifetime = 900
 
-    /// `host[:port]/?query` for `host` and `port` as given; the signed `host` header is lower case
-    /// and leaves out port 443, as botocore signs it.
-    static func make(host: String, port: Int?, parameters: [(name: String, value: String)], service: String, region: String,
-                     credentials: AWSCredentials, at date: Date) -> SignedToken {
-        let url = EndpointURL(scheme: "https", host: host.lowercased(), port: port, path: "/", query: nil)
-        let signer = SigV4Signer(credentials: credentials, region: region, service: service)
-        var token = Array(host.utf8)
-        if let port { token.append(contentsOf: ":\(port)".utf8) }
+    /// `host[:port]/?Action=connect&userParameter=user[&extra]&X-Amz-...` for `host` and `port` as
+    /// given; the signed `host` header is lower case and leaves out port 443, as botocore signs it.
+    static func make(host: String, port: Int?, userParameter: StaticString, user: String,
+                     extra: (name: StaticString, value: StaticString)? = nil,
+                     service: String, region: String, credentials: AWSCredentials, at date: Date) -> SignedToken {
+        var parameters = SigV4Canonical.QueryParameters()
+        parameters.append(encodedName: "Action") { $0.append(contentsOf: "connect".utf8) }
+        parameters.append(encodedName: userParameter) { SigV4Canonical.appendEncoded(user, to: &$0) }
+        if let extra {
+            parameters.append(encodedName: extra.name) {
+                $0.append(contentsOf: UnsafeBufferPointer(start: extra.value.utf8Start, count: extra.value.utf8CodeUnitCount))
+            }
+        }
+        var token: [UInt8] = []
+        token.reserveCapacity(host.utf8.count + 8 + 2 * parameters.byteCount + 400
+                              + 3 * (credentials.sessionToken?.reveal().utf8.count ?? 0))
+        token.append(contentsOf: host.utf8)
+        if let port {
+            token.append(UInt8(ascii: ":"))
+            SigV4Canonical.appendDecimal(port, to: &token)
+        }
         token.append(contentsOf: "/?".utf8)
-        token.append(contentsOf: signer.presignedQuery(SigV4Request(method: "GET", url: url),
-                                                       parameters: SigV4Canonical.QueryParameters(parameters),
-                                                       expires: lifetime, at: date).query)
+        SigV4Signer(credentials: credentials, region: region, service: service)
+            .appendPresignedQuery(host: host, port: port, parameters: consume parameters, expires: lifetime, at: date, to: &token)
         let ownExpiry = date.addingTimeInterval(TimeInterval(lifetime))
         let expiresAt = credentials.expiration.map { min($0, ownExpiry) } ?? ownExpiry
         return SignedToken(token: Secret(String(decoding: token, as: UTF8.self)), issuedAt: date, expiresAt: expiresAt)
@@ -44,8 +56,8 @@ public enum RDSAuthToken {
     /// `host:port/?Action=connect&DBUser=...&X-Amz-...`, signed for service `rds-db`, valid 900 s.
     public static func make(host: String, port: Int, user: String, region: String,
                             credentials: AWSCredentials, at date: Date) -> SignedToken {
-        PresignedConnectToken.make(host: host, port: port, parameters: [("Action", "connect"), ("DBUser", user)],
-                                          service: "rds-db", region: region, credentials: credentials, at: date)
+        PresignedConnectToken.make(host: host, port: port, userParameter: "DBUser", user: user,
+                                   service: "rds-db", region: region, credentials: credentials, at: date)
     }
 }
 
@@ -62,9 +74,8 @@ public enum ElastiCacheAuthToken {
     /// `cacheName` is the replication group, serverless cache or MemoryDB cluster name.
     public static func make(cacheName: String, user: String, serverless: Bool = false, service: Service = .elasticache,
                             region: String, credentials: AWSCredentials, at date: Date) -> SignedToken {
-        var parameters = [("Action", "connect"), ("User", user)]
-        if serverless { parameters.append(("ResourceType", "ServerlessCache")) }
-        return PresignedConnectToken.make(host: cacheName, port: nil, parameters: parameters,
-                                          service: service.rawValue, region: region, credentials: credentials, at: date)
+        PresignedConnectToken.make(host: cacheName, port: nil, userParameter: "User", user: user,
+                                   extra: serverless ? ("ResourceType", "ServerlessCache") : nil,
+                                   service: service.rawValue, region: region, credentials: credentials, at: date)
     }
 }

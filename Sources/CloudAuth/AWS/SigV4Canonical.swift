@@ -1,9 +1,9 @@
+import Foundation
+
 /// The canonical forms that AWS Signature Version 4 hashes: URI path, query string, header block.
 ///
 /// Works on bytes, not Foundation types, because it runs for every token the agent issues.
 enum SigV4Canonical {
-    private static let hexUpper = Array("0123456789ABCDEF".utf8)
-
     /// Whether `byte` is an RFC 3986 unreserved character (A-Z a-z 0-9 - . _ ~), which SigV4
     /// never percent-encodes.
     @inline(__always)
@@ -19,33 +19,74 @@ enum SigV4Canonical {
     }
 
     /// Appends `text`'s UTF-8 to `out`, percent-encoding (upper-case hex) everything but
-    /// unreserved characters and, when `keepSlash`, `/`. Runs that need no encoding are copied
-    /// whole: this is the hot loop of token generation.
+    /// unreserved characters and, when `keepSlash`, `/`.
     static func appendEncoded<Text: StringProtocol>(_ text: Text, to out: inout [UInt8], keepSlash: Bool = false) {
-        let done: Void? = text.utf8.withContiguousStorageIfAvailable { bytes in
-            out.reserveCapacity(out.count + bytes.count)
-            var runStart = 0
-            for index in 0..<bytes.count {
-                let byte = bytes[index]
-                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) { continue }
-                if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
-                appendEscape(byte, to: &out)
-                runStart = index + 1
-            }
-            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
-        }
+        let done: Void? = text.utf8.withContiguousStorageIfAvailable { appendEncoded($0, to: &out, keepSlash: keepSlash) }
         if done == nil {
-            for byte in text.utf8 {
-                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) { out.append(byte) } else { appendEscape(byte, to: &out) }
+            Array(text.utf8).withUnsafeBufferPointer { appendEncoded($0, to: &out, keepSlash: keepSlash) }
+        }
+    }
+
+    /// Appends `bytes` percent-encoded as `appendEncoded(_:to:keepSlash:)` does. This and the
+    /// writers below fill room reserved at once (`OutputSpan`): appending to an array byte by byte
+    /// checks capacity and uniqueness for each byte, which was the bulk of a token's cost.
+    static func appendEncoded(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8], keepSlash: Bool = false) {
+        out.append(addingCapacity: 3 * bytes.count) { encoded in
+            for byte in bytes {
+                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) {
+                    encoded.append(byte)
+                } else {
+                    encoded.append(UInt8(ascii: "%"))
+                    encoded.append(hexDigit(byte >> 4, upperCase: true))
+                    encoded.append(hexDigit(byte & 0x0f, upperCase: true))
+                }
+            }
+        }
+    }
+
+    /// Appends `bytes` as lower-case hex, the form of SigV4's hashes and signatures.
+    static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(addingCapacity: 2 * bytes.count) { hex in
+            for byte in bytes {
+                hex.append(hexDigit(byte >> 4, upperCase: false))
+                hex.append(hexDigit(byte & 0x0f, upperCase: false))
             }
         }
     }
 
     @inline(__always)
-    private static func appendEscape(_ byte: UInt8, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "%"))
-        out.append(hexUpper[Int(byte >> 4)])
-        out.append(hexUpper[Int(byte & 0x0f)])
+    private static func hexDigit(_ nibble: UInt8, upperCase: Bool) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : (upperCase ? UInt8(ascii: "A") : UInt8(ascii: "a")) + nibble - 10
+    }
+
+    /// Appends the decimal digits of `value` (not negative).
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        precondition(value >= 0)
+        // Written from the end; an Int has at most 19 digits.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var rest = value
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        }
+    }
+
+    /// Appends `text` in lower case: ASCII letters byte by byte, anything else as Swift lower-cases it.
+    static func appendLowercased(_ text: String, to out: inout [UInt8]) {
+        let ascii: Bool? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            guard !bytes.contains(where: { $0 >= 0x80 }) else { return false }
+            out.append(addingCapacity: bytes.count) { lower in
+                for byte in bytes {
+                    lower.append((UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte)
+                }
+            }
+            return true
+        }
+        if ascii != true { out.append(contentsOf: text.lowercased().utf8) }
     }
 
     /// `text` percent-encoded the SigV4 way.
@@ -135,8 +176,9 @@ enum SigV4Canonical {
         return pairs
     }
 
-    /// Query parameters percent-encoded once into a single buffer (`name=value` back to back),
-    /// with their positions: the token path allocates two arrays, not two per parameter.
+    /// Query parameters percent-encoded once into a single buffer, `name=value` joined by `&` in
+    /// the order added, with their positions: the query is the buffer itself, and the canonical
+    /// (sorted) query copies runs of parameters that are already in order.
     struct QueryParameters {
         private var bytes: [UInt8] = []
         /// Start, position of `=`, end of each parameter in `bytes`.
@@ -153,20 +195,29 @@ enum SigV4Canonical {
             for pair in pairs { append(name: pair.name, value: pair.value) }
         }
 
+        /// Bytes of the query: names, values, `=` and `&`.
+        var byteCount: Int { bytes.count }
+
+        /// Makes room for `extra` more bytes of parameters at once.
+        mutating func reserveCapacity(extra: Int) {
+            bytes.reserveCapacity(bytes.count + extra)
+        }
+
         mutating func append(name: some StringProtocol, value: some StringProtocol) {
-            let start = bytes.count
-            appendEncoded(name, to: &bytes)
-            appendValue(start: start) { appendEncoded(value, to: &$0) }
+            appendParameter(name: { appendEncoded(name, to: &$0) }, value: { appendEncoded(value, to: &$0) })
         }
 
         /// A parameter whose name needs no encoding; `value` writes the encoded value.
         mutating func append(encodedName: StaticString, value: (inout [UInt8]) -> Void) {
-            let start = bytes.count
-            bytes.append(contentsOf: UnsafeBufferPointer(start: encodedName.utf8Start, count: encodedName.utf8CodeUnitCount))
-            appendValue(start: start, value)
+            appendParameter(name: {
+                $0.append(contentsOf: UnsafeBufferPointer(start: encodedName.utf8Start, count: encodedName.utf8CodeUnitCount))
+            }, value: value)
         }
 
-        private mutating func appendValue(start: Int, _ value: (inout [UInt8]) -> Void) {
+        private mutating func appendParameter(name: (inout [UInt8]) -> Void, value: (inout [UInt8]) -> Void) {
+            if !spans.isEmpty { bytes.append(UInt8(ascii: "&")) }
+            let start = bytes.count
+            name(&bytes)
             let equals = bytes.count
             bytes.append(UInt8(ascii: "="))
             value(&bytes)
@@ -175,7 +226,7 @@ enum SigV4Canonical {
 
         /// Appends `name=value&...` in the order the parameters were added.
         func appendQuery(to out: inout [UInt8]) {
-            appendQuery(order: spans.indices, to: &out)
+            out.append(contentsOf: bytes)
         }
 
         /// Appends the canonical query string: sorted by encoded name, then encoded value.
@@ -189,26 +240,24 @@ enum SigV4Canonical {
                     return UnsafeBufferPointer(rebasing: buffer[(a.equals + 1)..<a.end])
                         .lexicographicallyPrecedes(UnsafeBufferPointer(rebasing: buffer[(b.equals + 1)..<b.end]))
                 }
-                // Insertion sort: a request has a handful of parameters, often nearly in order.
-                var order = Array(spans.indices)
-                for next in order.indices.dropFirst() {
-                    var position = next
-                    while position > 0, precedes(order[position], order[position - 1]) {
-                        order.swapAt(position, position - 1)
-                        position -= 1
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: spans.count) { order in
+                    // Insertion sort: a request has a handful of parameters, often nearly in order.
+                    for index in order.indices {
+                        order[index] = index
+                        var position = index
+                        while position > 0, precedes(order[position], order[position - 1]) {
+                            order.swapAt(position, position - 1)
+                            position -= 1
+                        }
                     }
-                }
-                appendQuery(order: order, to: &out)
-            }
-        }
-
-        private func appendQuery<Order: Collection<Int>>(order: Order, to out: inout [UInt8]) {
-            bytes.withUnsafeBufferPointer { buffer in
-                var first = true
-                for index in order {
-                    if !first { out.append(UInt8(ascii: "&")) }
-                    first = false
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[spans[index].start..<spans[index].end]))
+                    // Parameters that follow each other in `bytes` too are copied together, with
+                    // the `&` between them.
+                    var runStart = 0
+                    for runEnd in order.indices where runEnd + 1 == order.count || order[runEnd + 1] != order[runEnd] + 1 {
+                        if runStart > 0 { out.append(UInt8(ascii: "&")) }
+                        out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[spans[order[runStart]].start..<spans[order[runEnd]].end]))
+                        runStart = runEnd + 1
+                    }
                 }
             }
         }
@@ -252,16 +301,21 @@ enum SigV4Canonical {
     }
 }
 
-/// The two time stamps SigV4 uses, formatted without Foundation formatters.
-struct AmzDate: Sendable, Equatable {
-    /// `yyyyMMdd'T'HHmmss'Z'`
-    let stamp: String
-    /// `yyyyMMdd`, the credential scope's date.
-    let day: String
+/// The two time stamps SigV4 uses, `yyyyMMdd'T'HHmmss'Z'` and the credential scope's `yyyyMMdd`,
+/// written once per signature without Foundation formatters.
+struct AmzDate: Sendable {
+    /// Whole days since 1970-01-01: the day of the credential scope.
+    let daysSince1970: Int64
+    /// `yyyyMMdd'T'HHmmss'Z'` in ASCII; the first 8 bytes are the day.
+    private let stampBytes: InlineArray<16, UInt8>
+
+    /// `date` to the second, rounded down.
+    init(_ date: Date) {
+        self.init(secondsSince1970: Int64(date.timeIntervalSince1970.rounded(.down)))
+    }
 
     /// Formats `secondsSince1970` (UTC) with the civil-from-days algorithm (Howard Hinnant's).
-    init(secondsSince1970: Int64) {
-        let seconds = secondsSince1970
+    init(secondsSince1970 seconds: Int64) {
         var days = seconds / 86_400
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 {
@@ -274,28 +328,46 @@ struct AmzDate: Sendable, Equatable {
         let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
         let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
         let mp = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
 
-        stamp = String(unsafeUninitializedCapacity: 16) { bytes in
-            func put(_ value: Int64, at offset: Int, width: Int) {
-                var rest = value
-                for position in stride(from: offset + width - 1, through: offset, by: -1) {
-                    bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
+        var bytes = InlineArray<16, UInt8>(repeating: UInt8(ascii: "0"))
+        func put(_ value: Int64, at offset: Int, width: Int) {
+            var rest = value
+            for position in (offset..<offset + width).reversed() {
+                bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
             }
-            put(year, at: 0, width: 4)
-            put(month, at: 4, width: 2)
-            put(day, at: 6, width: 2)
-            bytes[8] = UInt8(ascii: "T")
-            put(secondOfDay / 3600, at: 9, width: 2)
-            put(secondOfDay / 60 % 60, at: 11, width: 2)
-            put(secondOfDay % 60, at: 13, width: 2)
-            bytes[15] = UInt8(ascii: "Z")
-            return 16
         }
-        self.day = String(stamp.prefix(8))
+        put(year, at: 0, width: 4)
+        put(month, at: 4, width: 2)
+        put(day, at: 6, width: 2)
+        bytes[8] = UInt8(ascii: "T")
+        put(secondOfDay / 3600, at: 9, width: 2)
+        put(secondOfDay / 60 % 60, at: 11, width: 2)
+        put(secondOfDay % 60, at: 13, width: 2)
+        bytes[15] = UInt8(ascii: "Z")
+        stampBytes = bytes
+        daysSince1970 = days
+    }
+
+    /// Appends `yyyyMMdd'T'HHmmss'Z'`.
+    func appendStamp(to out: inout [UInt8]) {
+        stampBytes.span.withUnsafeBufferPointer { out.append(contentsOf: $0) }
+    }
+
+    /// Appends `yyyyMMdd`.
+    func appendDay(to out: inout [UInt8]) {
+        stampBytes.span.withUnsafeBufferPointer { out.append(contentsOf: $0.prefix(8)) }
+    }
+
+    var stamp: String { text(appendStamp) }
+    var day: String { text(appendDay) }
+
+    private func text(_ write: (inout [UInt8]) -> Void) -> String {
+        var bytes: [UInt8] = []
+        write(&bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -71,8 +71,9 @@ public struct SigV4Signer: Sendable {
     }
 
     static let algorithm = "AWS4-HMAC-SHA256"
-    private static let signaturePrefix = Array("X-Amz-Signature=".utf8)
-    private static let emptyBodyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    private static let signaturePrefix = Array("&X-Amz-Signature=".utf8)
+    private static let emptyBodyHash = Array("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".utf8)
+    private static let hostName = Array("host".utf8)
     /// Headers that proxies and clients change in flight; signing them would break the signature.
     private static let unsignedHeaders: Set<String> = ["authorization", "user-agent", "x-amzn-trace-id",
                                                         "expect", "transfer-encoding", "connection"]
@@ -86,25 +87,27 @@ public struct SigV4Signer: Sendable {
     }
 
     func signWithTrace(_ request: SigV4Request, at date: Date) -> (request: SigV4Request, trace: Trace) {
-        let time = AmzDate(secondsSince1970: Int64(date.timeIntervalSince1970.rounded(.down)))
+        let time = AmzDate(date)
+        let scope = SigV4Scope.cached(credentials: credentials, time: time, region: region, service: service)
         var signed = request
         signed.headers.replace("X-Amz-Date", time.stamp)
         let bodyHash = hashedBody(request.body)
-        if options.signContentSHA256 { signed.headers.replace("x-amz-content-sha256", bodyHash) }
+        if options.signContentSHA256 { signed.headers.replace("x-amz-content-sha256", String(decoding: bodyHash, as: UTF8.self)) }
         if let token = credentials.sessionToken, options.sessionToken == .signed {
             signed.headers.replace("X-Amz-Security-Token", token.reveal())
         }
         let headers = canonicalHeaders(of: signed)
         let query = SigV4Canonical.QueryParameters(SigV4Canonical.decodeQuery(request.url.query ?? ""))
-        let trace = compute(method: request.method, path: request.url.path, query: query,
-                            headers: headers, bodyHash: bodyHash, time: time, scope: scope(time))
+        let work = compute(method: request.method, path: request.url.path, query: query,
+                           headers: headers, bodyHash: bodyHash, time: time, scope: scope)
+        let signedNames = String(decoding: headers.signedNames, as: UTF8.self)
         signed.headers.replace("Authorization",
-                               "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope(time)), "
-                               + "SignedHeaders=\(headers.signedNames), Signature=\(String(decoding: trace.signature, as: UTF8.self))")
+                               "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope.scopeText), "
+                               + "SignedHeaders=\(signedNames), Signature=\(work.trace.signature)")
         if let token = credentials.sessionToken, options.sessionToken == .afterSigning {
             signed.headers.replace("X-Amz-Security-Token", token.reveal())
         }
-        return (signed, trace.strings)
+        return (signed, work.trace)
     }
 
     // MARK: Query presigning
@@ -125,66 +128,99 @@ public struct SigV4Signer: Sendable {
     }
 
     func presignWithTrace(_ request: SigV4Request, expires: Int, at date: Date) -> (url: PresignedURL, trace: Trace) {
-        let parameters = SigV4Canonical.QueryParameters(SigV4Canonical.decodeQuery(request.url.query ?? ""))
-        let (query, trace) = presignedQuery(request, parameters: parameters, expires: expires, at: date)
+        var query: [UInt8] = []
+        let work = appendPresignedQuery(method: request.method, path: request.url.path,
+                                        parameters: SigV4Canonical.QueryParameters(SigV4Canonical.decodeQuery(request.url.query ?? "")),
+                                        headers: canonicalHeaders(of: request), bodyHash: hashedBody(request.body),
+                                        expires: expires, time: AmzDate(date), to: &query)
         var url: [UInt8] = Array("\(request.url.scheme)://\(request.url.hostHeader)".utf8)
         SigV4Canonical.appendEncoded(request.url.path, to: &url, keepSlash: true)
         url.append(UInt8(ascii: "?"))
         url.append(contentsOf: query)
-        let queryText = String(decoding: query, as: UTF8.self)
-        return (PresignedURL(url: Secret(String(decoding: url, as: UTF8.self)), query: Secret(queryText)), trace.strings)
+        let presigned = PresignedURL(url: Secret(String(decoding: url, as: UTF8.self)),
+                                     query: Secret(String(decoding: query, as: UTF8.self)))
+        return (presigned, work.trace)
     }
 
-    /// The presigned query for `request` (whose own query is ignored) with `parameters` as its
-    /// own parameters, already encoded: the token makers' fast path.
-    func presignedQuery(_ request: SigV4Request, parameters: SigV4Canonical.QueryParameters, expires: Int,
-                        at date: Date) -> (query: [UInt8], trace: ByteTrace) {
-        let time = AmzDate(secondsSince1970: Int64(date.timeIntervalSince1970.rounded(.down)))
-        let headers = canonicalHeaders(of: request)
-        let scope = scope(time)
-        var all = parameters
+    /// The token makers' path: presigns `GET https://host[:port]/` with `parameters` (already
+    /// encoded) and appends the query to `out`. The signed `host` header is `host` in lower case,
+    /// without port 443, as botocore signs it.
+    func appendPresignedQuery(host: String, port: Int?, parameters: consuming SigV4Canonical.QueryParameters,
+                              expires: Int, at date: Date, to out: inout [UInt8]) {
+        _ = appendPresignedQuery(method: "GET", path: "/", parameters: consume parameters, headers: .host(host, port: port),
+                                 bodyHash: Self.emptyBodyHash, expires: expires, time: AmzDate(date), to: &out)
+    }
+
+    /// Appends the presigned query to `out`: `parameters` in their order, the `X-Amz-*`
+    /// parameters, `X-Amz-Signature` last.
+    private func appendPresignedQuery(method: String, path: String, parameters: consuming SigV4Canonical.QueryParameters,
+                                      headers: CanonicalHeaders, bodyHash: [UInt8], expires: Int, time: AmzDate,
+                                      to out: inout [UInt8]) -> SignatureWork {
+        let scope = SigV4Scope.cached(credentials: credentials, time: time, region: region, service: service)
+        var all = consume parameters
+        all.reserveCapacity(extra: 160 + scope.encodedCredential.count + (scope.encodedSessionToken?.count ?? 0))
         all.append(encodedName: "X-Amz-Algorithm") { $0.append(contentsOf: Self.algorithm.utf8) }
-        all.append(encodedName: "X-Amz-Credential") {
-            SigV4Canonical.appendEncoded(credentials.accessKeyID, to: &$0)
-            $0.append(contentsOf: "%2F".utf8)
-            SigV4Canonical.appendEncoded(scope, to: &$0)
+        all.append(encodedName: "X-Amz-Credential") { $0.append(contentsOf: scope.encodedCredential) }
+        all.append(encodedName: "X-Amz-Date") { time.appendStamp(to: &$0) }
+        all.append(encodedName: "X-Amz-Expires") { SigV4Canonical.appendDecimal(expires, to: &$0) }
+        all.append(encodedName: "X-Amz-SignedHeaders") { names in
+            headers.signedNames.withUnsafeBufferPointer { SigV4Canonical.appendEncoded($0, to: &names) }
         }
-        all.append(encodedName: "X-Amz-Date") { $0.append(contentsOf: time.stamp.utf8) }
-        all.append(encodedName: "X-Amz-Expires") { $0.append(contentsOf: String(expires).utf8) }
-        all.append(encodedName: "X-Amz-SignedHeaders") { SigV4Canonical.appendEncoded(headers.signedNames, to: &$0) }
-        let token = credentials.sessionToken?.reveal()
         func appendToken() {
-            if let token { all.append(encodedName: "X-Amz-Security-Token") { SigV4Canonical.appendEncoded(token, to: &$0) } }
+            if let token = scope.encodedSessionToken {
+                all.append(encodedName: "X-Amz-Security-Token") { $0.append(contentsOf: token) }
+            }
         }
         if options.sessionToken == .signed { appendToken() }
-        let trace = compute(method: request.method, path: request.url.path, query: all,
-                            headers: headers, bodyHash: hashedBody(request.body), time: time, scope: scope)
+        let work = compute(method: method, path: path, query: all, headers: headers, bodyHash: bodyHash,
+                           time: time, scope: scope)
         if options.sessionToken == .afterSigning { appendToken() }
 
-        var query: [UInt8] = []
-        query.reserveCapacity(512)
-        all.appendQuery(to: &query)
-        query.append(UInt8(ascii: "&"))
-        query.append(contentsOf: Self.signaturePrefix)
-        query.append(contentsOf: trace.signature)
-        return (query, trace)
+        out.reserveCapacity(out.count + all.byteCount + Self.signaturePrefix.count + 64)
+        all.appendQuery(to: &out)
+        out.append(contentsOf: Self.signaturePrefix)
+        work.appendSignature(to: &out)
+        return work
     }
 
     // MARK: Shared steps
 
-    private struct CanonicalHeaders {
-        /// Lower-case names, sorted, values folded.
-        var fields: [(name: String, value: String)]
-        var signedNames: String
+    private enum CanonicalHeaders {
+        /// `host` alone, from the host name and port: the token makers' case, written straight
+        /// into the canonical request.
+        case host(String, port: Int?)
+        /// `name:value\n` for each signed header (names lower case and sorted, values folded),
+        /// and the names joined by `;`.
+        case fields(block: [UInt8], signedNames: [UInt8])
+
+        var signedNames: [UInt8] {
+            switch self {
+            case .host: SigV4Signer.hostName
+            case let .fields(_, signedNames): signedNames
+            }
+        }
+
+        /// Appends the `name:value\n` lines. A bare host is lower-cased and loses port 443.
+        func appendBlock(to out: inout [UInt8]) {
+            switch self {
+            case let .host(host, port):
+                out.append(contentsOf: SigV4Signer.hostName)
+                out.append(UInt8(ascii: ":"))
+                SigV4Canonical.appendLowercased(host, to: &out)
+                if let port, port != 443 {
+                    out.append(UInt8(ascii: ":"))
+                    SigV4Canonical.appendDecimal(port, to: &out)
+                }
+                out.append(UInt8(ascii: "\n"))
+            case let .fields(block, _):
+                out.append(contentsOf: block)
+            }
+        }
     }
 
     /// The signed headers of `request`: all but the unsigned set, plus `host` from the URL when
     /// the request has none (without the scheme's default port, as the SDKs sign it).
     private func canonicalHeaders(of request: SigV4Request) -> CanonicalHeaders {
-        if request.headers.fields.isEmpty {
-            // The token makers' case: host alone.
-            return CanonicalHeaders(fields: [("host", request.url.hostHeader)], signedNames: "host")
-        }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(request.headers.fields.count + 1)
         var hasHost = false
@@ -195,104 +231,158 @@ public struct SigV4Signer: Sendable {
             fields.append(field)
         }
         if !hasHost { fields.append(("host", request.url.hostHeader)) }
-        let canonical = SigV4Canonical.headers(fields)
-        return CanonicalHeaders(fields: canonical, signedNames: canonical.map(\.name).joined(separator: ";"))
+        var block: [UInt8] = [], signedNames: [UInt8] = []
+        for field in SigV4Canonical.headers(fields) {
+            block.append(contentsOf: field.name.utf8)
+            block.append(UInt8(ascii: ":"))
+            block.append(contentsOf: field.value.utf8)
+            block.append(UInt8(ascii: "\n"))
+            if !signedNames.isEmpty { signedNames.append(UInt8(ascii: ";")) }
+            signedNames.append(contentsOf: field.name.utf8)
+        }
+        return .fields(block: block, signedNames: signedNames)
     }
 
-    private func hashedBody(_ body: [UInt8]) -> String {
-        body.isEmpty ? Self.emptyBodyHash : Encoding.hex(Digest.sha256(body))
+    /// The body's SHA-256 in lower-case hex.
+    private func hashedBody(_ body: [UInt8]) -> [UInt8] {
+        if body.isEmpty { return Self.emptyBodyHash }
+        var hex: [UInt8] = []
+        withUnsafeTemporaryAllocation(byteCount: Digest.sha256Length, alignment: 1) { digest in
+            body.withUnsafeBytes { Digest.sha256($0, into: digest) }
+            SigV4Canonical.appendHex(UnsafeRawBufferPointer(digest), to: &hex)
+        }
+        return hex
     }
 
-    private func scope(_ time: AmzDate) -> String {
-        "\(time.day)/\(region)/\(service)/aws4_request"
-    }
+    /// One signature's canonical request, string to sign and signature (lower-case hex), back to
+    /// back in one buffer.
+    private struct SignatureWork {
+        var bytes: [UInt8]
+        var canonicalRequest: Range<Int>
+        var stringToSign: Range<Int>
+        var signature: Range<Int>
 
-    /// The steps' results as bytes; `strings` converts them for tests.
-    struct ByteTrace {
-        var canonicalRequest: [UInt8]
-        var stringToSign: [UInt8]
-        /// Lower-case hex.
-        var signature: [UInt8]
+        func appendSignature(to out: inout [UInt8]) {
+            bytes.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[signature])) }
+        }
 
-        var strings: Trace {
-            Trace(canonicalRequest: String(decoding: canonicalRequest, as: UTF8.self),
-                  stringToSign: String(decoding: stringToSign, as: UTF8.self),
-                  signature: String(decoding: signature, as: UTF8.self))
+        var trace: Trace {
+            func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+            return Trace(canonicalRequest: text(canonicalRequest), stringToSign: text(stringToSign), signature: text(signature))
         }
     }
 
-    private func compute(method: String, path: String, query: SigV4Canonical.QueryParameters, headers: CanonicalHeaders,
-                         bodyHash: String, time: AmzDate, scope: String) -> ByteTrace {
-        var canonical: [UInt8] = []
-        canonical.reserveCapacity(1024)
+    private func compute(method: String, path: String, query: borrowing SigV4Canonical.QueryParameters,
+                         headers: CanonicalHeaders, bodyHash: [UInt8], time: AmzDate, scope: SigV4Scope) -> SignatureWork {
+        var work: [UInt8] = []
+        work.reserveCapacity(2 * query.byteCount + 3 * path.utf8.count + 512)
         if method.utf8.contains(where: { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }) {
-            canonical.append(contentsOf: method.uppercased().utf8)
+            work.append(contentsOf: method.uppercased().utf8)
         } else {
-            canonical.append(contentsOf: method.utf8)
+            work.append(contentsOf: method.utf8)
         }
-        canonical.append(UInt8(ascii: "\n"))
-        SigV4Canonical.appendURI(path, normalize: options.normalizePath, to: &canonical)
-        canonical.append(UInt8(ascii: "\n"))
-        query.appendCanonical(to: &canonical)
-        canonical.append(UInt8(ascii: "\n"))
-        for field in headers.fields {
-            canonical.append(contentsOf: field.name.utf8)
-            canonical.append(UInt8(ascii: ":"))
-            canonical.append(contentsOf: field.value.utf8)
-            canonical.append(UInt8(ascii: "\n"))
-        }
-        canonical.append(UInt8(ascii: "\n"))
-        canonical.append(contentsOf: headers.signedNames.utf8)
-        canonical.append(UInt8(ascii: "\n"))
-        canonical.append(contentsOf: bodyHash.utf8)
+        work.append(UInt8(ascii: "\n"))
+        SigV4Canonical.appendURI(path, normalize: options.normalizePath, to: &work)
+        work.append(UInt8(ascii: "\n"))
+        query.appendCanonical(to: &work)
+        work.append(UInt8(ascii: "\n"))
+        headers.appendBlock(to: &work)
+        work.append(UInt8(ascii: "\n"))
+        work.append(contentsOf: headers.signedNames)
+        work.append(UInt8(ascii: "\n"))
+        work.append(contentsOf: bodyHash)
+        let canonicalRequest = 0..<work.count
 
-        var stringToSign: [UInt8] = []
-        stringToSign.reserveCapacity(160)
-        stringToSign.append(contentsOf: Self.algorithm.utf8)
-        stringToSign.append(UInt8(ascii: "\n"))
-        stringToSign.append(contentsOf: time.stamp.utf8)
-        stringToSign.append(UInt8(ascii: "\n"))
-        stringToSign.append(contentsOf: scope.utf8)
-        stringToSign.append(UInt8(ascii: "\n"))
-        SigV4Crypto.appendSHA256Hex(of: canonical, to: &stringToSign)
-        let key = SigV4SigningKeys.shared.key(credentials: credentials, day: time.day, region: region, service: service)
-        var signature: [UInt8] = []
-        signature.reserveCapacity(64)
-        key.appendHex(of: stringToSign, to: &signature)
-        return ByteTrace(canonicalRequest: canonical, stringToSign: stringToSign, signature: signature)
+        work.append(contentsOf: Self.algorithm.utf8)
+        work.append(UInt8(ascii: "\n"))
+        time.appendStamp(to: &work)
+        work.append(UInt8(ascii: "\n"))
+        work.append(contentsOf: scope.scope)
+        work.append(UInt8(ascii: "\n"))
+        withUnsafeTemporaryAllocation(byteCount: Digest.sha256Length, alignment: 1) { digest in
+            work.withUnsafeBytes { Digest.sha256(UnsafeRawBufferPointer(rebasing: $0[canonicalRequest]), into: digest) }
+            SigV4Canonical.appendHex(UnsafeRawBufferPointer(digest), to: &work)
+        }
+        let stringToSign = canonicalRequest.upperBound..<work.count
+
+        withUnsafeTemporaryAllocation(byteCount: Digest.sha256Length, alignment: 1) { tag in
+            work.withUnsafeBytes { scope.signingKey.authenticate(UnsafeRawBufferPointer(rebasing: $0[stringToSign]), into: tag) }
+            SigV4Canonical.appendHex(UnsafeRawBufferPointer(tag), to: &work)
+        }
+        return SignatureWork(bytes: work, canonicalRequest: canonicalRequest, stringToSign: stringToSign,
+                             signature: stringToSign.upperBound..<work.count)
     }
 }
 
-/// Derived signing keys, cached per access key, day, region and service as the AWS SDKs do:
-/// deriving one costs four HMACs, more than the rest of a token.
-final class SigV4SigningKeys: Sendable {
-    static let shared = SigV4SigningKeys()
-    /// Past this many entries the cache starts over (keys rotate daily; a process signs for few).
-    private static let capacity = 32
+/// What every signature by one key pair for one day, region and service shares: the credential
+/// scope, the presigned `X-Amz-Credential` and `X-Amz-Security-Token` values and the signing key.
+/// Derived once and cached, as the AWS SDKs cache the signing key: deriving it costs four HMACs,
+/// more than the rest of a token.
+final class SigV4Scope: Sendable {
+    private let accessKeyID: String
+    private let secretAccessKey: Secret
+    private let sessionToken: Secret?
+    private let daysSince1970: Int64
+    private let region: String
+    private let service: String
 
-    private struct Entry: Hashable {
-        var accessKeyID: String
-        var secret: Secret
-        var day: String
-        var region: String
-        var service: String
-    }
-    private let keys = Mutex<[Entry: PreparedHMACKey]>([:])
-
+    /// `yyyyMMdd/region/service/aws4_request`
+    let scope: [UInt8]
+    /// `accessKeyID/scope`, percent-encoded.
+    let encodedCredential: [UInt8]
+    /// The session token percent-encoded, when the keys are temporary.
+    let encodedSessionToken: [UInt8]?
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
-    func key(credentials: AWSCredentials, day: String, region: String, service: String) -> PreparedHMACKey {
-        let entry = Entry(accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey,
-                          day: day, region: region, service: service)
-        if let key = keys.withLock({ $0[entry] }) { return key }
-        let secret = Array(("AWS4" + credentials.secretAccessKey.reveal()).utf8)
+    let signingKey: Digest.HMACKey
+
+    var scopeText: String { String(decoding: scope, as: UTF8.self) }
+
+    private init(credentials: AWSCredentials, time: AmzDate, region: String, service: String) {
+        accessKeyID = credentials.accessKeyID
+        secretAccessKey = credentials.secretAccessKey
+        sessionToken = credentials.sessionToken
+        daysSince1970 = time.daysSince1970
+        self.region = region
+        self.service = service
+
+        var day: [UInt8] = []
+        time.appendDay(to: &day)
+        scope = day + Array("/\(region)/\(service)/aws4_request".utf8)
+        var credential: [UInt8] = []
+        SigV4Canonical.appendEncoded(accessKeyID, to: &credential)
+        credential.append(contentsOf: "%2F".utf8)
+        scope.withUnsafeBufferPointer { SigV4Canonical.appendEncoded($0, to: &credential) }
+        encodedCredential = credential
+        encodedSessionToken = sessionToken.map { token in
+            var encoded: [UInt8] = []
+            SigV4Canonical.appendEncoded(token.reveal(), to: &encoded)
+            return encoded
+        }
+        let secret = Array(("AWS4" + secretAccessKey.reveal()).utf8)
         let dateKey = Digest.hmacSHA256(key: secret, message: day)
         let regionKey = Digest.hmacSHA256(key: dateKey, message: region)
         let serviceKey = Digest.hmacSHA256(key: regionKey, message: service)
-        let key = PreparedHMACKey(Digest.hmacSHA256(key: serviceKey, message: "aws4_request"))
-        keys.withLock { keys in
-            if keys.count >= Self.capacity { keys.removeAll() }
-            keys[entry] = key
+        signingKey = Digest.HMACKey(Digest.hmacSHA256(key: serviceKey, message: "aws4_request"))
+    }
+
+    private func matches(_ credentials: AWSCredentials, _ time: AmzDate, _ region: String, _ service: String) -> Bool {
+        daysSince1970 == time.daysSince1970 && accessKeyID == credentials.accessKeyID && region == self.region
+            && service == self.service && secretAccessKey == credentials.secretAccessKey
+            && sessionToken == credentials.sessionToken
+    }
+
+    /// Keys rotate daily and a process signs for few: a short list, newest first, searched in order.
+    private static let recent = Mutex<[SigV4Scope]>([])
+    private static let capacity = 32
+
+    /// The scope for these keys, day, region and service, from the cache or derived now.
+    static func cached(credentials: AWSCredentials, time: AmzDate, region: String, service: String) -> SigV4Scope {
+        if let found = recent.withLock({ $0.first { $0.matches(credentials, time, region, service) } }) { return found }
+        let scope = SigV4Scope(credentials: credentials, time: time, region: region, service: service)
+        recent.withLock { recent in
+            if recent.count >= capacity { recent.removeLast() }
+            recent.insert(scope, at: 0)
         }
-        return key
+        return scope
     }
 }
