@@ -274,6 +274,61 @@ private let rdsCredential = """
             ])
     }
 
+    @Test func backoffMustNotRetryInATightLoop() {
+        let tail = "credentials:\n" + rdsCredential
+        #expect(issues("refresh: {backoff: {initial: 0s}}\n" + tail) == [
+            "refresh.backoff.initial: 0s is less than 100ms; a failing endpoint would be retried in a tight loop",
+        ])
+        #expect(issues("refresh: {backoff: {initial: 50ms, max: 0s}}\n" + tail) == [
+            "refresh.backoff.initial: 50ms is less than 100ms; a failing endpoint would be retried in a tight loop",
+        ])
+        #expect(issues("refresh: {backoff: {max: 0s}}\n" + tail) == [
+            "refresh.backoff.max: 0s is less than backoff.initial (1s)",
+        ])
+        #expect(issues("refresh: {backoff: {initial: 2m}}\n" + tail) == [
+            "refresh.backoff.max: 1m is less than backoff.initial (2m)",
+        ])
+        #expect(issues("refresh: {backoff: {initial: 100ms, max: 100ms}}\n" + tail) == [])
+    }
+
+    @Test func vaultOverPlainHTTPOnlyToLoopback() throws {
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: vault, provider: aws, method: aws_iam, address: "http://vault.internal:8200", role: r}
+              - {name: b, kind: vault, provider: aws, method: aws_iam, address: "HTTP://10.0.0.8:8200/?x=secret", role: r}
+            """) == [
+                "credentials[0].address: 'http://vault.internal:8200/' would send the login and the token to vault.internal in clear; use https (plain http is allowed only to loopback hosts)",
+                "credentials[1].address: 'http://10.0.0.8:8200/' would send the login and the token to 10.0.0.8 in clear; use https (plain http is allowed only to loopback hosts)",
+            ])
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: vault, provider: aws, method: aws_iam, address: "http://127.0.0.1:8200", role: r}
+              - {name: b, kind: vault, provider: aws, method: aws_iam, address: "http://[::1]:8200", role: r}
+              - {name: c, kind: vault, provider: aws, method: aws_iam, address: "https://vault.internal:8200", role: r}
+            """) == [])
+    }
+
+    @Test func vaultTLSServerNameAndRevocation() throws {
+        let config = try parse("""
+            credentials:
+              - {name: a, kind: vault, provider: aws, method: aws_iam, address: "https://10.0.0.8:8200", role: r,
+                 tls_server_name: vault.internal, revoke_on_shutdown: true}
+              - {name: b, kind: vault, provider: aws, method: aws_iam, address: "https://vault.internal:8200", role: r}
+            """)
+        #expect(config.credentials[0].tlsServerName == "vault.internal")
+        #expect(config.credentials[0].revokeOnShutdown == true)
+        #expect(config.credentials[1].tlsServerName == nil)
+        #expect(config.credentials[1].revokeOnShutdown == false)
+        #expect(issues("""
+            credentials:
+              - {name: a, kind: vault, provider: aws, method: aws_iam, address: "https://v:8200", role: r, revoke_on_shutdown: yes}
+              - {name: b, kind: postgres, provider: aws, host: h, port: 5432, user: u, tls_server_name: h}
+            """) == [
+                "credentials[0].revoke_on_shutdown: 'yes' is not true or false",
+                "credentials[1].tls_server_name: is not a key of a postgres credential (allowed: name, kind, provider, host, port, user, database, sslmode, ca_file, resource)",
+            ])
+    }
+
     @Test func vaultFieldsAreChecked() throws {
         let config = try parse("""
             credentials:

@@ -79,6 +79,9 @@ public struct RefreshConfig: Sendable, Equatable {
         self.backoffMax = backoffMax
     }
 
+    /// The shortest `backoff.initial` accepted: less retries a failing endpoint in a tight loop.
+    public static let minimumBackoff: TimeInterval = 0.1
+
     public var policy: RefreshPolicy {
         RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter)
     }
@@ -134,6 +137,11 @@ public struct CredentialConfig: Sendable, Equatable {
     public var serverID: String?
     public var audience: String?
     public var namespace: String?
+    /// The name to verify Vault's certificate against (and send as SNI) when it differs from
+    /// the address's host.
+    public var tlsServerName: String?
+    /// Revoke the Vault token when the credential is removed or the agent stops.
+    public var revokeOnShutdown: Bool?
 
     public init(name: String, kind: CredentialKind, provider: CredentialProvider) {
         self.name = name

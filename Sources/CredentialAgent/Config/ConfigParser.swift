@@ -122,9 +122,17 @@ struct ConfigReader {
             else { issue("refresh.jitter", "\(value) is not between 0 and 0.5") }
         }
         if let backoffNode = map["backoff"], let backoff = mapping(backoffNode, "refresh.backoff", allowed: ["initial", "max"]) {
-            if let value = backoff["initial"].flatMap({ duration($0, "refresh.backoff.initial") }) { config.backoffInitial = value }
+            var initialValid = true
+            if let value = backoff["initial"].flatMap({ duration($0, "refresh.backoff.initial") }) {
+                if value >= RefreshConfig.minimumBackoff {
+                    config.backoffInitial = value
+                } else {
+                    initialValid = false
+                    issue("refresh.backoff.initial", "\(DurationText.format(value)) is less than \(DurationText.format(RefreshConfig.minimumBackoff)); a failing endpoint would be retried in a tight loop")
+                }
+            }
             if let value = backoff["max"].flatMap({ duration($0, "refresh.backoff.max") }) { config.backoffMax = value }
-            if config.backoffMax < config.backoffInitial {
+            if initialValid, config.backoffMax < config.backoffInitial {
                 issue("refresh.backoff.max", "\(DurationText.format(config.backoffMax)) is less than backoff.initial (\(DurationText.format(config.backoffInitial)))")
             }
         }
@@ -175,7 +183,8 @@ struct ConfigReader {
     static let kindKeys: [CredentialKind: [String]] = [
         .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
-        .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file"],
+        .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file", "tls_server_name",
+                 "revoke_on_shutdown"],
     ]
 
     mutating func credentials(_ node: Node) -> [CredentialConfig] {
@@ -267,7 +276,14 @@ struct ConfigReader {
     private mutating func vault(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
         credential.address = requiredString(map, "address", path)
         if let address = credential.address {
-            do { _ = try EndpointURL(parsing: address) } catch { issue("\(path).address", "'\(EndpointURL.stripQuery(address))' is not an http(s) URL") }
+            do {
+                let url = try EndpointURL(parsing: address)
+                if url.scheme == "http", !ConfigParser.isLoopback(url.host) {
+                    issue("\(path).address", "'\(url.redacted)' would send the login and the token to \(url.host) in clear; use https (plain http is allowed only to loopback hosts)")
+                }
+            } catch {
+                issue("\(path).address", "'\(EndpointURL.stripQuery(address))' is not an http(s) URL")
+            }
         }
         credential.role = requiredString(map, "role", path)
         if let method = requiredString(map, "method", path).flatMap({ choice($0, VaultAuthMethod.self, "\(path).method") }) {
@@ -287,6 +303,8 @@ struct ConfigReader {
             issue("\(path).mount", "'\(mount)' must be a path like 'aws' or 'auth-team/aws', without leading or trailing '/'")
         }
         credential.namespace = optionalString(map["namespace"], "\(path).namespace")
+        credential.tlsServerName = optionalString(map["tls_server_name"], "\(path).tls_server_name")
+        credential.revokeOnShutdown = map["revoke_on_shutdown"].flatMap { bool($0, "\(path).revoke_on_shutdown") } ?? false
     }
 
     private mutating func azureOnly(_ map: KeyedNodes, _ key: String, _ path: String, _ provider: CredentialProvider) -> String? {

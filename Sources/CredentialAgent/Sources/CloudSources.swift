@@ -122,10 +122,11 @@ public struct CredentialSourceFactory: Sendable {
         }
         let login = try VaultLogin(method: config.method!, role: config.role!, serverID: config.serverID,
                                    audience: config.audience, identity: identity, http: http, environment: environment)
-        let endpoint = VaultEndpoint(address: config.address!, namespace: config.namespace, tls: TLSOptions(caFile: config.caFile))
+        let endpoint = VaultEndpoint(address: config.address!, namespace: config.namespace,
+                                     tls: TLSOptions(caFile: config.caFile, serverName: config.tlsServerName))
         var logger = logger
         logger[metadataKey: "credential"] = "\(config.name)"
         return VaultCredentialSource(client: VaultClient(endpoint: endpoint, http: http), login: login,
-                                     mount: config.mount!, logger: logger)
+                                     mount: config.mount!, revokeOnShutdown: config.revokeOnShutdown ?? false, logger: logger)
     }
 }
