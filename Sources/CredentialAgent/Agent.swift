@@ -54,17 +54,13 @@ public final class Agent: Service, Sendable {
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
-        initialRefreshers = try config.credentials.map { [store, metrics] credential in
-            CredentialRefresher(config: credential, source: try factory.make(credential), refresh: config.refresh,
-                                store: store, metrics: metrics, logger: logger, now: now)
+        // Every source first: a credential that cannot be made leaves nothing registered.
+        let sources = try config.credentials.map { try factory.make($0) }
+        initialRefreshers = zip(config.credentials, sources).map { [store, metrics] credential, source in
+            CredentialRefresher(config: credential, source: source, refresh: config.refresh, store: store, metrics: metrics,
+                                logger: logger, now: now)
         }
         for refresher in initialRefreshers { refreshers.set(refresher, for: refresher.config.name) }
-    }
-
-    private func makeRefresher(_ credential: CredentialConfig, factory: CredentialSourceFactory, refresh: RefreshConfig,
-                               startingVersion: Int) throws -> CredentialRefresher {
-        CredentialRefresher(config: credential, source: try factory.make(credential), refresh: refresh, store: store,
-                            metrics: metrics, logger: logger, now: now, startingVersion: startingVersion)
     }
 
     /// Prepares the socket file and starts listening; ``run()`` does it when not done before.
@@ -132,9 +128,21 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    /// Reads the config file again and applies it: unchanged credentials keep their secrets and
-    /// versions, changed ones are replaced (versions keep counting), added ones start, removed
-    /// ones stop. A config that is invalid, or whose sources cannot be made, is rejected whole.
+    /// A credential of the new config that needs a new refresher.
+    private struct Replacement {
+        var credential: CredentialConfig
+        var source: any CredentialSource
+        /// The refresher it replaces when the credential's own settings are unchanged (only the
+        /// refresh or provider section changed): its secret stays served until the new one is in.
+        var sameCredential: CredentialRefresher?
+        var providerChanged: Bool
+    }
+
+    /// Reads the config file again and applies it: unchanged credentials keep their refreshers;
+    /// those whose refresh or provider settings changed get new ones that keep serving the held
+    /// secret while it is valid (a Vault credential also keeps its login and token); changed ones
+    /// are replaced (versions keep counting), added ones start, removed ones stop. A config that
+    /// is invalid, or whose sources cannot be made, is rejected whole before anything changes.
     func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) {
         let new: AgentConfig
         do {
@@ -155,22 +163,38 @@ public final class Agent: Service, Sendable {
             case .gcp: old.gcp != new.gcp
             }
         }
-        var replacements: [CredentialRefresher] = []
+        var replacements: [Replacement] = []
         var kept = 0
         do {
             for credential in new.credentials {
-                if let existing = refreshers[credential.name], existing.config == credential,
-                   old.refresh == new.refresh, !providerChanged(credential.provider) {
+                let existing = refreshers[credential.name]
+                let same = existing.flatMap { $0.config == credential ? $0 : nil }
+                let changedProvider = providerChanged(credential.provider)
+                if same != nil, old.refresh == new.refresh, !changedProvider {
                     kept += 1
                     continue
                 }
-                let version = store.snapshot(credential.name)?.version ?? 0
-                replacements.append(try makeRefresher(credential, factory: factory, refresh: new.refresh,
-                                                      startingVersion: version))
+                // Vault binds an aws_ec2 login to its nonce and the served token to its source:
+                // the same Vault credential keeps its source.
+                let source = try same.flatMap { $0.config.kind == .vault ? $0.source : nil } ?? factory.make(credential)
+                replacements.append(Replacement(credential: credential, source: source, sameCredential: same,
+                                                providerChanged: changedProvider))
             }
         } catch {
             logger.error("reload rejected; the running config stays", metadata: ["error": "\(error)"])
             return
+        }
+        let started = now()
+        let refreshersToStart = replacements.map { replacement in
+            let name = replacement.credential.name
+            let previous = store.snapshot(name)?.machine
+            let held = replacement.sameCredential == nil ? nil : previous?.carriedHeld(
+                policy: new.refresh.policy, refetch: replacement.providerChanged && replacement.credential.kind != .vault,
+                now: started, random: Double.random(in: 0..<1))
+            let refresher = CredentialRefresher(config: replacement.credential, source: replacement.source, refresh: new.refresh,
+                                                store: store, metrics: metrics, logger: logger, now: now,
+                                                startingVersion: previous?.generation ?? 0, carrying: held)
+            return (refresher, releasingOld: replacement.sameCredential == nil)
         }
         let newNames = Set(new.credentials.map(\.name))
         var removed = 0
@@ -180,8 +204,8 @@ public final class Agent: Service, Sendable {
             store.remove(name)
             removed += 1
         }
-        for refresher in replacements {
-            refreshers[refresher.config.name]?.stop()
+        for (refresher, releasingOld) in refreshersToStart {
+            refreshers[refresher.config.name]?.stop(releasingSource: releasingOld)
             refreshers.set(refresher, for: refresher.config.name)
             spawner.yield(refresher)
         }

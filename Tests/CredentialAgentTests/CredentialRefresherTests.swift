@@ -39,19 +39,33 @@ private func until(_ condition: () -> Bool) async {
     while !condition() { await Task.yield() }
 }
 
+/// A wall clock the test moves by hand.
+private final class ManualClock: Sendable {
+    private let current = Mutex(Date())
+    func now() -> Date { current.withLock { $0 } }
+    func advance(_ seconds: TimeInterval) { current.withLock { $0 += seconds } }
+}
+
 @Suite struct CredentialRefresherTests {
     @Test func concurrentForcedRefreshesShareOneFetch() async throws {
         var config = CredentialConfig(name: "orders-db", kind: .postgres, provider: .aws)
         config.host = "db.example.com"
         let source = GatedSource()
         let store = CredentialStore()
+        let clock = ManualClock()
         let refresher = CredentialRefresher(config: config, source: source, refresh: RefreshConfig(), store: store,
-                                            metrics: AgentMetrics(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                                            metrics: AgentMetrics(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                            now: { clock.now() })
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await refresher.run() }
             await until { source.waiting == 1 }
             source.release()
             await until { store.snapshot("orders-db")?.version == 1 }
+
+            // Just after a new secret, a forced refresh answers with it instead of asking upstream.
+            #expect(try await refresher.credential(force: true).get().version == 1)
+            #expect(source.started == 1)
+            clock.advance(RefreshStateMachine.clientRefreshInterval)
 
             let answers = NIOLockedValueBox<[Int]>([])
             try await withThrowingTaskGroup(of: Void.self) { clients in
@@ -76,7 +90,31 @@ private func until(_ condition: () -> Bool) async {
             let current = try await refresher.credential(minValid: 60).get()
             #expect(current.version == 2)
             #expect(source.started == 2)
+
+            // More than the 900 s token can give is capped at half its lifetime: no fetch.
+            clock.advance(RefreshStateMachine.clientRefreshInterval)
+            #expect(try await refresher.credential(minValid: 3600).get().version == 2)
+            #expect(source.started == 2)
             group.cancelAll()
         }
+    }
+
+    @Test func clientRefreshesAreCappedAndSpaced() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var machine = RefreshStateMachine(policy: RefreshConfig().policy, backoff: RefreshConfig().backoff)
+        #expect(!machine.answersClient(minValid: 0, force: false, at: start))
+        _ = machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
+                                                    expiresAt: start.addingTimeInterval(900)), now: start, random: 0)
+        // Within the spacing interval even a forced refresh is answered with the held secret.
+        #expect(machine.answersClient(minValid: 10_000, force: true, at: start.addingTimeInterval(4.9)))
+        let later = start.addingTimeInterval(5)
+        #expect(!machine.answersClient(minValid: 0, force: true, at: later))
+        // Half of the 900 s lifetime is the most min_valid asks for; 885 s is servable at most.
+        #expect(machine.answersClient(minValid: 10_000, force: false, at: later))
+        #expect(machine.answersClient(minValid: 450, force: false, at: start.addingTimeInterval(435)))
+        #expect(!machine.answersClient(minValid: 450, force: false, at: start.addingTimeInterval(436)))
+        #expect(!machine.answersClient(minValid: 100, force: false, at: start.addingTimeInterval(786)))
+        // Past the serving window nothing answers.
+        #expect(!machine.answersClient(minValid: 0, force: false, at: start.addingTimeInterval(885)))
     }
 }

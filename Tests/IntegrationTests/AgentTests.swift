@@ -291,6 +291,39 @@ private let emulatorOnlyConfig = """
         try await emulator.stop()
     }
 
+    @Test func reloadWithNewSettingsKeepsServingTheHeldSecret() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let agent = try await AgentProcess(label: "agent-reload-settings", config: emulatorOnlyConfig,
+                                           environment: cloudEnvironment(emulator))
+        try await waitUntil("ready", timeout: 10) { try await agent.request("GET", "/v1/ready").status == 200 }
+        let azure = try await agent.credential("az-pg")
+        let gcp = try await agent.credential("gcp-redis")
+
+        // A new refresh section for both, and an Azure endpoint where nobody listens: az-pg is
+        // fetched again at once, fails, and keeps its secret; gcp-redis is only rescheduled.
+        let reloaded = emulatorOnlyConfig
+            .replacingOccurrences(of: "refresh:\n", with: "azure: {imds_endpoint: \"http://127.0.0.1:9\"}\nrefresh:\n  jitter: 0.05\n")
+            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+        try reloaded.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        try await waitUntil("the config is reloaded", timeout: 5) { agent.log.contains("config reloaded") }
+        for _ in 0..<20 {
+            let azureNow = try await agent.credential("az-pg")
+            #expect(azureNow["password"] as? String == azure["password"] as? String)
+            #expect(azureNow["version"] as? Int == azure["version"] as? Int)
+            let gcpNow = try await agent.credential("gcp-redis")
+            #expect(gcpNow["password"] as? String == gcp["password"] as? String)
+            #expect(gcpNow["version"] as? Int == gcp["version"] as? Int)
+        }
+        try await waitUntil("az-pg is stale", timeout: 5) { try await agent.state("az-pg") == "stale" }
+        #expect(try await agent.state("gcp-redis") == "valid")
+        #expect(try await agent.request("GET", "/v1/ready").status == 200)
+        // The carried secret is not logged as newly obtained.
+        #expect(agent.log.components(separatedBy: "msg=\"credential obtained\" credential=gcp-redis").count == 2)
+        #expect(await agent.stop() == 0)
+        try await emulator.stop()
+    }
+
     @Test(.enabled(if: getuid() == 0, "needs root to run a client as nobody"))
     func anotherUserGets403ButMayList() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)

@@ -19,7 +19,7 @@ public struct RefreshFailure: Error, Sendable, CustomStringConvertible {
 public final class CredentialRefresher: Sendable {
     public let config: CredentialConfig
     public let descriptor: CredentialDescriptor
-    private let source: any CredentialSource
+    let source: any CredentialSource
     private let store: CredentialStore
     private let metrics: AgentMetrics
     private let logger: Logger
@@ -36,13 +36,14 @@ public final class CredentialRefresher: Sendable {
         var nextWaiterID = 0
         var stopped = false
         var stopRequested = false
+        var releaseSourceOnStop = true
     }
     private let inner: NIOLockedValueBox<Inner>
 
     public init(config: CredentialConfig, source: any CredentialSource, refresh: RefreshConfig, store: CredentialStore,
                 metrics: AgentMetrics, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, maxNap: TimeInterval = 60,
-                startingVersion: Int = 0) {
+                startingVersion: Int = 0, carrying held: RefreshStateMachine.Held? = nil) {
         self.config = config
         self.descriptor = CredentialDescriptor(config)
         self.source = source
@@ -54,17 +55,22 @@ public final class CredentialRefresher: Sendable {
         self.now = now
         self.random = random
         self.maxNap = maxNap
-        let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff, version: startingVersion)
-        self.inner = NIOLockedValueBox(Inner(machine: machine))
+        let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff, version: startingVersion, held: held)
+        // A carried secret is not news: log only changes from the state it is in.
+        self.inner = NIOLockedValueBox(Inner(machine: machine, loggedState: machine.settledState(at: now())))
         store.register(descriptor, machine, owner: ObjectIdentifier(self))
     }
 
     /// Makes the loop look at the clock now.
     public func wake() { signal.fire() }
 
-    /// Ends ``run()`` (the credential was removed or replaced by a reload).
-    public func stop() {
-        inner.withLockedValue { $0.stopRequested = true }
+    /// Ends ``run()`` (the credential was removed or replaced by a reload). With
+    /// `releasingSource` false the source is left as it is: its successor serves what it holds.
+    public func stop(releasingSource: Bool = true) {
+        inner.withLockedValue { inner in
+            inner.stopRequested = true
+            inner.releaseSourceOnStop = releasingSource
+        }
         signal.fire()
     }
 
@@ -93,13 +99,13 @@ public final class CredentialRefresher: Sendable {
             let nap = min(max(wakeAt.timeIntervalSince(current), 0.001), maxNap)
             await signal.wait(for: .milliseconds(Int64((nap * 1000).rounded(.up))))
         }
-        let waiters = inner.withLockedValue { inner in
+        let (waiters, release) = inner.withLockedValue { inner in
             inner.stopped = true
             defer { inner.waiters.removeAll() }
-            return Array(inner.waiters.values)
+            return (Array(inner.waiters.values), inner.releaseSourceOnStop)
         }
         for waiter in waiters { waiter.resume(returning: .failure(RefreshFailure(message: "the credential was removed"))) }
-        await source.shutdown()
+        if release { await source.shutdown() }
     }
 
     private func refreshOnce() async {
@@ -175,13 +181,13 @@ public final class CredentialRefresher: Sendable {
         }
     }
 
-    /// A credential that will be servable for at least `minValid` seconds: the current one when
-    /// it qualifies and `force` is false, else the result of a refresh shared with every other
-    /// caller waiting at the same time.
+    /// A credential that will be servable for at least `minValid` seconds (capped at half its
+    /// lifetime): the current one when it qualifies (see
+    /// ``RefreshStateMachine/answersClient(minValid:force:at:)``), else the result of a refresh
+    /// shared with every other caller waiting at the same time.
     public func credential(minValid: TimeInterval = 0, force: Bool = false) async -> Result<CredentialSnapshot, RefreshFailure> {
         let current = now()
-        if !force, let snapshot = store.snapshot(config.name), let held = snapshot.machine.servable(at: current),
-           held.servableUntil.timeIntervalSince(current) >= minValid {
+        if let snapshot = store.snapshot(config.name), snapshot.machine.answersClient(minValid: minValid, force: force, at: current) {
             return .success(snapshot)
         }
         // Waiters are always answered: by the refresh they joined, or by `run()` ending.

@@ -56,16 +56,47 @@ public struct RefreshStateMachine: Sendable {
 
     /// - Parameter version: the version to count on from; a credential replaced by a reload keeps
     ///   counting where its predecessor stopped, so that clients never see a version go back.
-    public init(policy: RefreshPolicy, backoff: Backoff, version: Int = 0) {
+    /// - Parameter held: a secret carried over from the machine this one replaces (the same
+    ///   credential under new refresh or provider settings); it is served while valid.
+    public init(policy: RefreshPolicy, backoff: Backoff, version: Int = 0, held: Held? = nil) {
         self.policy = policy
         self.backoff = backoff
         self.generation = version
+        self.held = held
+    }
+
+    /// The held secret as a machine under `policy` takes it over: refreshed at once when
+    /// `refetch` (the identity that obtained it changed), else at `policy`'s refresh point.
+    public func carriedHeld(policy: RefreshPolicy, refetch: Bool, now: Date, random: Double) -> Held? {
+        guard var held else { return nil }
+        let credential = held.credential
+        let point = policy.refreshPoint(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt,
+                                        refreshAfter: credential.refreshAfter, random: random)
+        held.refreshAt = refetch ? now : min(max(point, now), held.servableUntil)
+        return held
     }
 
     /// The held secret if it may still be handed out at `now`.
     public func servable(at now: Date) -> Held? {
         guard let held, now < held.servableUntil else { return nil }
         return held
+    }
+
+    /// A refresh asked for by a client (`POST .../refresh`, `min_valid`) is not started within
+    /// this many seconds of the last new secret: the held one answers, so that a client in a loop
+    /// cannot turn every request into a call upstream.
+    public static let clientRefreshInterval: TimeInterval = 5
+
+    /// Whether the held secret answers a client at `now` without a refresh: it must be servable,
+    /// and then it does when it was obtained less than ``clientRefreshInterval`` ago, or (unless
+    /// `force`) when it stays servable for `minValid` seconds. `minValid` is capped at half the
+    /// credential's lifetime, which a fresh credential always satisfies.
+    public func answersClient(minValid: TimeInterval, force: Bool, at now: Date) -> Bool {
+        guard let held = servable(at: now) else { return false }
+        if let lastSuccessAt, now.timeIntervalSince(lastSuccessAt) < Self.clientRefreshInterval { return true }
+        if force { return false }
+        let lifetime = held.credential.expiresAt.timeIntervalSince(held.credential.issuedAt)
+        return held.servableUntil.timeIntervalSince(now) >= min(minValid, lifetime / 2)
     }
 
     public func state(at now: Date) -> CredentialState {

@@ -323,9 +323,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             return startLongPoll(context, name: name, version: version, wait: wait, route: route)
         }
         if let minValid = query.minValid {
-            let now = shared.now()
-            let remaining = snapshot.machine.servable(at: now)?.servableUntil.timeIntervalSince(now) ?? -1
-            if remaining < minValid, let refresher = shared.refreshers[name] {
+            if !snapshot.machine.answersClient(minValid: minValid, force: false, at: shared.now()),
+               let refresher = shared.refreshers[name] {
                 return awaitRefresh(context, refresher, minValid: minValid, force: false, route: route)
             }
         }
