@@ -63,5 +63,71 @@ struct VaultAgentTests {
 
         #expect(await agent.stop() == 0)
         for token in [firstToken, relogin] { #expect(!agent.log.contains(token), "a Vault token reached the log") }
+        // revoke_on_shutdown is off by default: the token outlives the agent.
+        #expect(try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
+            .lookupSelf(Secret(relogin)).ttl > 0)
+    }
+
+    @Test func revokeOnShutdownRevokesTheTokenWhenTheAgentStops() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "60s", maxTTL: "120s")
+        let agent = try await AgentProcess(label: "vault-revoke", config: """
+            socket: {path: SOCKET}
+            credentials:
+              - name: vault
+                kind: vault
+                provider: gcp
+                method: jwt
+                address: \(admin.address)
+                mount: \(mount)
+                role: gateway
+                audience: vault/gateway
+                revoke_on_shutdown: true
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        try await waitUntil("the vault credential is valid", timeout: 20) { try await agent.state("vault") == "valid" }
+        let token = try #require(try await agent.credential("vault")["token"] as? String)
+        let client = VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
+        #expect(try await client.lookupSelf(Secret(token)).ttl > 0)
+
+        #expect(await agent.stop() == 0)
+        await #expect(throws: CloudAuthError.self) { try await client.lookupSelf(Secret(token)) }
+    }
+
+    /// `tls_server_name` is the name the certificate is checked against: OpenBao's dev certificate
+    /// names localhost, not the one given to the first credential.
+    @Test(.enabled(if: Peers.env("CREDAGENT_TEST_BAO_TLS_ADDR") != nil, "needs the TLS OpenBao"))
+    func tlsServerNameIsTheNameVerified() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let address = try #require(Peers.env("CREDAGENT_TEST_BAO_TLS_ADDR"))
+        let caFile = try #require(Peers.env("CREDAGENT_TEST_BAO_TLS_CA_FILE"))
+        func credential(_ name: String, serverName: String) -> String {
+            """
+              - {name: \(name), kind: vault, provider: gcp, method: jwt, address: "\(address)", role: gateway,
+                 audience: vault/gateway, mount: missing-mount, ca_file: "\(caFile)", tls_server_name: \(serverName)}
+            """
+        }
+        let agent = try await AgentProcess(label: "vault-sni", config: """
+            socket: {path: SOCKET}
+            credentials:
+            \(credential("wrong-name", serverName: "vault.wrong.invalid"))
+            \(credential("right-name", serverName: "localhost"))
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        func lastError(_ name: String) async throws -> String? {
+            let rows = try await agent.json("GET", "/v1/credentials").body["credentials"] as? [[String: Any]] ?? []
+            return rows.first { $0["name"] as? String == name }?["last_error"] as? String
+        }
+        try await waitUntil("both logins failed", timeout: 20) {
+            let wrong = try await lastError("wrong-name"), right = try await lastError("right-name")
+            return wrong != nil && right != nil
+        }
+        #expect(try await lastError("wrong-name")?.contains("TLS certificate is not trusted") == true)
+        // Past TLS, OpenBao itself refuses the login at a mount that does not exist.
+        let right = try #require(try await lastError("right-name"))
+        #expect(!right.contains("TLS"), "\(right)")
+        #expect(right.contains("missing-mount"), "\(right)")
     }
 }

@@ -105,7 +105,9 @@ public final class CredentialRefresher: Sendable {
             return (Array(inner.waiters.values), inner.releaseSourceOnStop)
         }
         for waiter in waiters { waiter.resume(returning: .failure(RefreshFailure(message: "the credential was removed"))) }
-        if release { await source.shutdown() }
+        // The agent stops its refreshers by cancelling them; the release (a revocation request)
+        // must still go out, so it runs in a task that does not inherit the cancellation.
+        if release { await Task { [source] in await source.shutdown() }.value }
     }
 
     private func refreshOnce() async {
