@@ -24,7 +24,7 @@ struct TestCommand: AsyncParsableCommand {
     var config: String?
     @Option(name: .customLong("ca-file"),
             help: ArgumentHelp("CA bundle to verify the servers' certificates with.",
-                               discussion: "The agent does not say which CA a server uses: give this for private CAs. With --config, it serves credentials without ca_file."))
+                               discussion: "Over the socket it takes the place of the ca_file the agent's answer names; with --config it serves credentials without ca_file. Without either, the system store verifies."))
     var caFile: String?
     @Flag(help: "Print JSON instead of a table.") var json = false
 
@@ -78,7 +78,7 @@ struct TestCommand: AsyncParsableCommand {
                 name: credential.name, kind: credential.kind, provider: credential.provider,
                 username: credential.username, secret: secret, host: connection.host, port: connection.port,
                 database: connection.database, sslmode: connection.sslmode, tls: connection.tls,
-                address: connection.address, namespace: connection.namespace, caFile: caFile
+                address: connection.address, namespace: connection.namespace, caFile: caFile ?? connection.caFile
             ).run()
         }
     }

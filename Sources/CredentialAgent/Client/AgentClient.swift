@@ -22,7 +22,7 @@ public struct AgentCredential: Sendable {
     public var connection: Connection
 
     /// Where the credential is used: postgres `host, port, database, sslmode`; redis
-    /// `host, port, tls`; vault `address, namespace`.
+    /// `host, port, tls`; vault `address, namespace`; any kind `ca_file` when configured.
     public struct Connection: Sendable, Decodable {
         public var host: String?
         public var port: Int?
@@ -31,6 +31,13 @@ public struct AgentCredential: Sendable {
         public var tls: Bool?
         public var address: String?
         public var namespace: String?
+        /// The CA bundle the agent's config names for verifying the server.
+        public var caFile: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case host, port, database, sslmode, tls, address, namespace
+            case caFile = "ca_file"
+        }
     }
 
     /// The secret of the credential: the password, or Vault's token.

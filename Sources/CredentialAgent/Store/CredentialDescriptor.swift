@@ -18,7 +18,7 @@ public struct CredentialDescriptor: Sendable, Equatable {
     }
 
     public init(_ config: CredentialConfig) {
-        let connection: [(String, JSONValue)]
+        var connection: [(String, JSONValue)]
         switch config.kind {
         case .postgres:
             connection = [("host", .optional(config.host)), ("port", config.port.map(JSONValue.int) ?? .null),
@@ -29,6 +29,8 @@ public struct CredentialDescriptor: Sendable, Equatable {
         case .vault:
             connection = [("address", .optional(config.address)), ("namespace", .optional(config.namespace))]
         }
+        // Lets clients (`credagent test` over the socket) verify the server as the agent is told to.
+        if let caFile = config.caFile { connection.append(("ca_file", .string(caFile))) }
         self.init(name: config.name, kind: config.kind, provider: config.provider, connection: connection)
     }
 
