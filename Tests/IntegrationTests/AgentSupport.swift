@@ -105,20 +105,8 @@ func waitUntil(_ what: String, timeout: Double, _ condition: () async throws -> 
 /// Sends `bytes` on a fresh connection to the Unix socket at `path` and returns everything the
 /// server sends back before closing (or `timeout` seconds).
 func rawExchange(_ path: String, _ bytes: [UInt8], timeout: Int = 5) throws -> String {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket() failed") }
+    let fd = try connectUnix(path)
     defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-        let name = Array(path.utf8)
-        buffer.copyBytes(from: name)
-        buffer[name.count] = 0
-    }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard connected == 0 else { throw TestFailure("connect(\(path)) failed: errno \(errno)") }
     var timeoutValue = timeval(tv_sec: timeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -130,6 +118,50 @@ func rawExchange(_ path: String, _ bytes: [UInt8], timeout: Int = 5) throws -> S
         received.append(contentsOf: buffer[0..<count])
     }
     return String(decoding: received, as: UTF8.self)
+}
+
+/// Sends `bytes` to the Unix socket at `path` one byte every `interval` seconds, as a slow or
+/// hostile client would, until the server answers or closes or `limit` seconds pass. Returns what
+/// the server sent and after how many seconds.
+func trickleExchange(_ path: String, _ bytes: [UInt8], interval: Double, limit: Double) throws -> (answer: String, seconds: Double) {
+    let fd = try connectUnix(path)
+    defer { close(fd) }
+    let start = Date()
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    var next = 0
+    while Date().timeIntervalSince(start) < limit {
+        if next < bytes.count {
+            _ = bytes[next...next].withUnsafeBytes { send(fd, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }
+            next += 1
+        }
+        usleep(useconds_t(interval * 1_000_000))
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if count > 0 { received.append(contentsOf: buffer[0..<count]) }
+        if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { break }
+    }
+    return (String(decoding: received, as: UTF8.self), Date().timeIntervalSince(start))
+}
+
+/// A connected stream socket to the Unix socket at `path`.
+private func connectUnix(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket() failed") }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+        let name = Array(path.utf8)
+        buffer.copyBytes(from: name)
+        buffer[name.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else {
+        close(fd)
+        throw TestFailure("connect(\(path)) failed: errno \(errno)")
+    }
+    return fd
 }
 
 /// An emulator for Azure and GCP identities, started in this process.

@@ -118,13 +118,17 @@ private let emulatorOnlyConfig = """
         #expect(raw.headers["Cache-Control"] == "no-store")
         #expect(raw.headers["Content-Type"] == "application/json")
 
-        // Forced refresh and min_valid make a new version.
+        // A forced refresh makes a new version once the secret is a few seconds old; within
+        // seconds of a new secret it answers with that. min_valid asks for at most half the lifetime.
+        try await Task.sleep(for: .seconds(RefreshStateMachine.clientRefreshInterval))
         let refreshed = try await agent.json("POST", "/v1/credentials/az-pg/refresh")
         #expect(refreshed.status == 200)
         #expect(refreshed.body["version"] as? Int == 2)
+        let again = try await agent.json("POST", "/v1/credentials/az-pg/refresh")
+        #expect(again.body["version"] as? Int == 2)
         let minValid = try await agent.json("GET", "/v1/credentials/gcp-sql?min_valid=100000")
         #expect(minValid.status == 200)
-        #expect(minValid.body["version"] as? Int == 2)
+        #expect(minValid.body["version"] as? Int == 1, "more than a fresh token can give is not a reason to refresh")
         let enough = try await agent.json("GET", "/v1/credentials/orders-db?min_valid=60")
         #expect(enough.body["version"] as? Int == 1)
 
@@ -320,6 +324,21 @@ private let emulatorOnlyConfig = """
         #expect(try await agent.request("GET", "/v1/ready").status == 200)
         // The carried secret is not logged as newly obtained.
         #expect(agent.log.components(separatedBy: "msg=\"credential obtained\" credential=gcp-redis").count == 2)
+        #expect(await agent.stop() == 0)
+        try await emulator.stop()
+    }
+
+    @Test func aTricklingRequestHeadIsCutOffAtTheRequestDeadline() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let agent = try await AgentProcess(label: "agent-trickle", config: emulatorOnlyConfig,
+                                           environment: cloudEnvironment(emulator))
+        // A byte every 0.5 s keeps the connection from ever being idle for the 60 s idle timeout.
+        let head = Array("GET /v1/health HTTP/1.1\r\nhost: localhost\r\nx-slow: \(String(repeating: "a", count: 100))\r\n\r\n".utf8)
+        let (answer, seconds) = try trickleExchange(agent.socketPath, head, interval: 0.5, limit: 20)
+        #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer)")
+        #expect(answer.contains("connection: close"))
+        #expect(seconds >= 9.5 && seconds < 13, "cut off after \(seconds) s")
+        #expect(try await agent.request("GET", "/v1/health").status == 200)
         #expect(await agent.stop() == 0)
         try await emulator.stop()
     }

@@ -13,7 +13,7 @@ public struct ServerLimits: Sendable, Equatable {
     public var maxBodyBytes = 4 * 1024
     /// A connection with no request for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(60)
-    /// A request whose body does not arrive within this is answered 408.
+    /// A request not complete (head and body) this long after its first byte is answered 408.
     public var requestTimeout: TimeAmount = .seconds(10)
     public var maxConnections = 1024
 
@@ -59,6 +59,21 @@ public final class ServerContext: Sendable {
 /// then close.
 struct ServerStopping: Sendable {}
 
+/// Sent by ``RequestBytesMarker`` before each read's bytes reach the HTTP decoder.
+struct RequestBytesArrived: Sendable {}
+
+/// Sits before the HTTP decoder and tells ``HTTPConnectionHandler`` that bytes arrived, which
+/// the decoder does not: a request head sent a byte at a time is otherwise invisible until complete,
+/// and its deadline has to run from its first byte.
+final class RequestBytesMarker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireUserInboundEventTriggered(RequestBytesArrived())
+        context.fireChannelRead(data)
+    }
+}
+
 /// One connection of the socket API: reads requests, answers them from the store, and for long
 /// polls and forced refreshes completes the answer later on the same event loop.
 ///
@@ -87,6 +102,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var request: PendingRequest?
     /// The request being answered (between its end and its response's end).
     private var answering: HTTPRequestHead?
+    /// When the first byte of the request being received arrived; nil between requests.
+    private var requestStarted: NIODeadline?
     private var requestDeadline: Scheduled<Void>?
     private var longPoll: (name: String, id: Int, timeout: Scheduled<Void>)?
     private var stopping = false
@@ -122,7 +139,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ServerStopping {
+        if event is RequestBytesArrived {
+            // Between requests, new bytes start the next one (while answering they queue up, and
+            // the queue is timed when it is drained).
+            if requestStarted == nil, request == nil, answering == nil, queued.isEmpty { requestStarted = .now() }
+        } else if event is ServerStopping {
             stopping = true
             if let longPoll, shared.store.cancelWait(longPoll.name, id: longPoll.id) {
                 longPoll.timeout.cancel()
@@ -132,21 +153,25 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                 context.close(promise: nil)
             }
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if answering == nil, request == nil { context.close(promise: nil) }
+            if answering == nil, request == nil, requestStarted == nil { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
-    /// A request whose head arrived but not its end by the end of a read gets a deadline; the
-    /// usual request (head and end in one read) never pays for a timer.
+    /// A request begun but not complete by the end of a read gets a deadline, counted from its
+    /// first byte; the usual request (complete in one read) never pays for a timer.
     func channelReadComplete(context: ChannelHandlerContext) {
-        if request != nil, requestDeadline == nil {
-            requestDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: shared.limits.requestTimeout) {
-                self.requestTimedOut(context)
-            }
-        }
+        armRequestDeadline(context)
         context.fireChannelReadComplete()
+    }
+
+    private func armRequestDeadline(_ context: ChannelHandlerContext) {
+        guard requestDeadline == nil, let started = requestStarted ?? (request != nil ? .now() : nil) else { return }
+        requestStarted = started
+        requestDeadline = context.eventLoop.assumeIsolated().scheduleTask(deadline: started + shared.limits.requestTimeout) {
+            self.requestTimedOut(context)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -178,11 +203,13 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         read(context, part)
     }
 
-    /// Handles requests that queued up behind an answer that has now been written.
+    /// Handles requests that queued up behind an answer that has now been written; one left
+    /// incomplete is timed from now.
     private func drainQueue(_ context: ChannelHandlerContext) {
         while answering == nil, !queued.isEmpty, context.channel.isActive {
             read(context, queued.removeFirst())
         }
+        if answering == nil, request != nil, context.channel.isActive { armRequestDeadline(context) }
     }
 
     private func read(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
@@ -204,6 +231,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         case .end:
             requestDeadline?.cancel()
             requestDeadline = nil
+            requestStarted = nil
             guard let pending = request else { return }
             request = nil
             answering = pending.head
@@ -217,8 +245,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func requestTimedOut(_ context: ChannelHandlerContext) {
-        guard request != nil else { return }
+        requestDeadline = nil
+        guard answering == nil, request != nil || requestStarted != nil else { return }
         request = nil
+        requestStarted = nil
         answering = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
         stopping = true
         respondError(context, .requestTimeout, "request_timeout", "the request did not arrive in time", route: "invalid")

@@ -59,6 +59,7 @@ public final class SocketServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: shared.limits.idleTimeout))
+                    try sync.addHandler(RequestBytesMarker())
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(HTTPConnectionHandler(shared: shared))
                 }
