@@ -59,12 +59,12 @@ enum SigV4Canonical {
         nibble < 10 ? UInt8(ascii: "0") + nibble : (upperCase ? UInt8(ascii: "A") : UInt8(ascii: "a")) + nibble - 10
     }
 
-    /// Appends the decimal digits of `value` (not negative).
+    /// Appends `value` in decimal.
     static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        precondition(value >= 0)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
         // Written from the end; an Int has at most 19 digits.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var rest = value
+            var rest = value.magnitude
             var start = digits.count
             repeat {
                 start -= 1

@@ -316,7 +316,7 @@ public struct SigV4Signer: Sendable {
 
 /// What every signature by one key pair for one day, region and service shares: the credential
 /// scope, the presigned `X-Amz-Credential` and `X-Amz-Security-Token` values and the signing key.
-/// Derived once and cached, as the AWS SDKs cache the signing key: deriving it costs four HMACs,
+/// Derived once and cached, as the AWS SDKs for Go and Java cache the signing key: it costs four HMACs,
 /// more than the rest of a token.
 final class SigV4Scope: Sendable {
     private let accessKeyID: String
