@@ -27,6 +27,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Lines still queued for stderr are written before the process exits.
+        defer { LogWriter.standardError.flush() }
         let format = AgentLogHandler.Format(rawValue: logFormat) ?? .logfmt
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let logger = Logger(label: "credagent") { AgentLogHandler(label: $0, format: format, level: level) }

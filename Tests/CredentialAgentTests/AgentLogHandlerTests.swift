@@ -42,3 +42,55 @@ private final class Lines: Sendable {
         #expect(!lines.all[0].contains("\n"))
     }
 }
+
+/// A pipe whose read end the test drains when it chooses.
+private struct Pipe {
+    let read: Int32, write: Int32
+    init() {
+        var ends: [Int32] = [0, 0]
+        _ = pipe(&ends)
+        (read, write) = (ends[0], ends[1])
+    }
+
+    /// Everything in the pipe until the write end is closed.
+    func drain() -> [UInt8] {
+        var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(read, $0.baseAddress, $0.count) }
+            if count <= 0 { return all }
+            all.append(contentsOf: buffer[0..<count])
+        }
+    }
+}
+
+@Suite struct LogWriterTests {
+    @Test func linesArriveInOrderWithNewlines() {
+        let pipe = Pipe()
+        defer { close(pipe.read) }
+        let writer = LogWriter(descriptor: pipe.write)
+        for number in 0..<100 { writer.enqueue("line \(number)") }
+        writer.flush()
+        close(pipe.write)
+        let text = String(decoding: pipe.drain(), as: UTF8.self)
+        #expect(text == (0..<100).map { "line \($0)\n" }.joined())
+        #expect(writer.dropped == 0)
+    }
+
+    /// Nobody reads the pipe: the writer thread blocks in write(2), the queue fills, and further
+    /// lines are dropped and counted while the callers carry on.
+    @Test func aStuckReaderCostsLinesNotCallers() async {
+        let pipe = Pipe()
+        defer { close(pipe.read) }
+        let writer = LogWriter(descriptor: pipe.write, capacity: 8)
+        let big = String(repeating: "x", count: 256 * 1024)
+        for _ in 0..<100 { writer.enqueue(big) }
+        #expect(writer.dropped >= 100 - 2 * 8, "at most one batch in write(2) and a full queue")
+        // Once the reader catches up, what was queued is written.
+        let reader = Task.detached { pipe.drain() }
+        writer.flush()
+        close(pipe.write)
+        let received = await reader.value
+        #expect(received.count == (100 - writer.dropped) * (big.utf8.count + 1))
+    }
+}

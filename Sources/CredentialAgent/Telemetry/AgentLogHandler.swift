@@ -1,8 +1,7 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 
-/// Writes one line per log event to stderr, as logfmt (`ts=... level=info msg="..." key=value`)
+/// Writes one line per log event to stderr (through ``LogWriter``), as logfmt (`ts=... level=info msg="..." key=value`)
 /// or as a JSON object. Metadata keys are dot-separated; values are whatever the caller put in,
 /// so callers never put secrets there (``CloudAuth/Secret`` prints `<redacted>` anyway).
 public struct AgentLogHandler: LogHandler {
@@ -18,9 +17,6 @@ public struct AgentLogHandler: LogHandler {
     private let format: Format
     private let output: @Sendable (String) -> Void
 
-    /// Serialises writes so that lines from different threads never interleave.
-    private static let lock = NIOLock()
-
     public init(label: String, format: Format, level: Logger.Level,
                 output: @escaping @Sendable (String) -> Void = AgentLogHandler.writeToStandardError) {
         self.label = label
@@ -29,17 +25,9 @@ public struct AgentLogHandler: LogHandler {
         self.output = output
     }
 
+    /// Queues the line for standard error's writer thread (see ``LogWriter``): never blocks.
     public static func writeToStandardError(_ line: String) {
-        lock.withLock {
-            var bytes = Array(line.utf8)
-            bytes.append(UInt8(ascii: "\n"))
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes[offset...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-                if written <= 0 { break }
-                offset += written
-            }
-        }
+        LogWriter.standardError.enqueue(line)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

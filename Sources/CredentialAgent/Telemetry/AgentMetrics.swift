@@ -105,6 +105,12 @@ public final class AgentMetrics: Sendable {
         family("credagent_last_success_timestamp_seconds", "gauge", "When the last refresh succeeded (0: never).") { snapshot in
             [("", String(snapshot.machine.lastSuccessAt.map { Int($0.timeIntervalSince1970) } ?? 0))]
         }
+        out.append(contentsOf: """
+            # HELP credagent_log_lines_dropped_total Log lines dropped because standard error was too slow.
+            # TYPE credagent_log_lines_dropped_total counter
+            credagent_log_lines_dropped_total \(LogWriter.standardError.dropped)
+
+            """.utf8)
         family("credagent_serving_stale", "gauge", "1 while a secret is served whose refresh keeps failing.") { snapshot in
             [("", snapshot.state(at: now) == .stale ? "1" : "0")]
         }
