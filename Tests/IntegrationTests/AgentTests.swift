@@ -416,6 +416,12 @@ private let emulatorOnlyConfig = """
         let agent = try await AgentProcess(label: "agent-stale", config: emulatorOnlyConfig,
                                            environment: cloudEnvironment(emulator), socketDirectory: directory)
         #expect(try await agent.request("GET", "/v1/health").status == 200)
+        // Bound in a private directory, given its mode, moved into place: the mode is exact
+        // whatever the umask, and nothing of the staging is left.
+        var socketInfo = stat()
+        #expect(lstat(socketPath, &socketInfo) == 0)
+        #expect(socketInfo.st_mode & 0o777 == 0o660)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["agent.sock"])
 
         // A second agent on the same live socket refuses to start.
         let configPath = agent.configPath

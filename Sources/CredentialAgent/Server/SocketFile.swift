@@ -67,13 +67,38 @@ enum SocketFile {
         return result == 0
     }
 
-    /// Sets the socket's mode exactly (bind created it through the umask) and returns its inode,
-    /// so that shutdown removes this socket and not a successor's.
-    static func finish(path: String, mode: UInt32) throws -> UInt64 {
-        guard chmod(path, mode_t(mode)) == 0 else { throw failure(path, "cannot set mode \(String(mode, radix: 8))") }
+    /// Where to bind before the socket takes its place at `path`: inside a new private (0700)
+    /// directory next to it, so that nobody can connect until the mode is set and the socket is
+    /// renamed into place (the process umask is left alone: other threads create files too).
+    /// Nil when that path would be too long for a Unix socket; then the socket is bound at `path`
+    /// and its mode set right after.
+    static func stagingPath(for path: String) throws -> String? {
+        let parent = (path as NSString).deletingLastPathComponent
+        let staged = parent + "/.credagent-XXXXXX/s"
+        guard staged.utf8.count <= 107 else { return nil }
+        var template = Array((parent + "/.credagent-XXXXXX").utf8CString)
+        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw failure(parent, "cannot create a private directory to bind in")
+        }
+        return String(cString: directory) + "/s"
+    }
+
+    /// Sets the mode of the socket bound at `bound` exactly, moves it to `path` (removing the
+    /// staging directory) and returns its inode, so that shutdown removes this socket and not a
+    /// successor's.
+    static func finish(bound: String, path: String, mode: UInt32) throws -> UInt64 {
+        defer { if bound != path { discardStaging(bound) } }
+        guard chmod(bound, mode_t(mode)) == 0 else { throw failure(path, "cannot set mode \(String(mode, radix: 8))") }
+        if bound != path, rename(bound, path) != 0 { throw failure(path, "cannot move the socket into place") }
         var info = stat()
         guard lstat(path, &info) == 0 else { throw failure(path, "cannot be examined after bind") }
         return UInt64(info.st_ino)
+    }
+
+    /// Removes a staging socket (if still there) and its private directory.
+    static func discardStaging(_ bound: String) {
+        unlink(bound)
+        rmdir((bound as NSString).deletingLastPathComponent)
     }
 
     /// Removes the socket file if it is still the one with `inode`.

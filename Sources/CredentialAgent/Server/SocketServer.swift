@@ -24,7 +24,8 @@ public final class RefresherDirectory: Sendable {
 
 /// The socket API's HTTP/1.1 server on a Unix socket (SwiftNIO).
 ///
-/// ``start()`` prepares the socket file (parent directory, stale socket, mode) and binds;
+/// ``start()`` prepares the socket file (parent directory, stale socket), binds in a private
+/// directory, sets the mode and moves the socket into place;
 /// ``stop(grace:)`` stops accepting, lets each connection finish the request it is answering,
 /// closes the rest after `grace`, and removes the socket file.
 public final class SocketServer: Sendable {
@@ -64,17 +65,21 @@ public final class SocketServer: Sendable {
                     try sync.addHandler(HTTPConnectionHandler(shared: shared))
                 }
             }
-        // Bind creates the file through the umask; keep it private until chmod sets the mode.
-        let previousMask = umask(0o177)
+        let bound = try SocketFile.stagingPath(for: path) ?? path
         let channel: any Channel
         do {
-            channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-            umask(previousMask)
+            channel = try await bootstrap.bind(unixDomainSocketPath: bound, cleanupExistingSocketFile: false).get()
         } catch {
-            umask(previousMask)
+            if bound != path { SocketFile.discardStaging(bound) }
             throw SocketFileError(path: path, message: "cannot listen: \(error)")
         }
-        let inode = try SocketFile.finish(path: path, mode: mode)
+        let inode: UInt64
+        do {
+            inode = try SocketFile.finish(bound: bound, path: path, mode: mode)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         running.withLockedValue {
             $0.channel = channel
             $0.inode = inode
