@@ -37,6 +37,15 @@ private final class Calls: Sendable {
 @Suite struct CredentialStoreTests {
     let owner = ObjectIdentifier(NSObject())
 
+    @Test func timestampsAreClampedInsteadOfOverflowing() {
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_795_860_000)) == "2026-11-28T10:00:00Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: .infinity)) == "9999-12-31T23:59:59Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1e300)) == "9999-12-31T23:59:59Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -.infinity)) == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: .nan)) == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.format(.distantFuture) == "4001-01-01T00:00:00Z")
+    }
+
     @Test func rotationWakesWaitersOnceWithTheNewVersion() throws {
         let store = CredentialStore()
         store.register(descriptor(), machine(versions: 1), owner: owner)

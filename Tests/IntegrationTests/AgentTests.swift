@@ -343,6 +343,22 @@ private let emulatorOnlyConfig = """
         try await emulator.stop()
     }
 
+    @Test func pipelinedRequestsWaitBehindALongPollInOrder() async throws {
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let agent = try await AgentProcess(label: "agent-pipeline", config: emulatorOnlyConfig,
+                                           environment: cloudEnvironment(emulator))
+        try await waitUntil("ready", timeout: 10) { try await agent.request("GET", "/v1/ready").status == 200 }
+        let version = try #require(try await agent.credential("az-pg")["version"] as? Int)
+        // 100 requests behind a one-second long poll, in one write: queued, then answered in order.
+        let requests = "GET /v1/credentials/az-pg?wait=1&version=\(version) HTTP/1.1\r\nhost: x\r\n\r\n"
+            + String(repeating: "GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n", count: 100)
+        let answers = try rawExchange(agent.socketPath, Array(requests.utf8), timeout: 4)
+        #expect(answers.hasPrefix("HTTP/1.1 304"))
+        #expect(answers.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 100)
+        #expect(await agent.stop() == 0)
+        try await emulator.stop()
+    }
+
     @Test(.enabled(if: getuid() == 0, "needs root to run a client as nobody"))
     func anotherUserGets403ButMayList() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)

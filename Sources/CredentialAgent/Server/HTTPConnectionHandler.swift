@@ -79,14 +79,20 @@ final class RequestBytesMarker: ChannelInboundHandler, RemovableChannelHandler {
 ///
 /// Responses are encoded here rather than by NIO's response encoder: a served credential is two
 /// prebuilt buffers (status line and headers, body) written as they are. Requests that arrive while an
-/// answer is pending (pipelining behind a long poll) wait in order.
-final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// answer is pending (pipelining behind a long poll) wait in order, and while they wait the
+/// connection is not read further (backpressure); a client that still gets more than
+/// ``maxQueuedBytes`` queued is disconnected.
+final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// Request parts received while an answer is pending; more than this closes the connection.
-    private static let maxQueuedParts = 64
-    private var queued: [HTTPServerRequestPart] = []
+    /// Bytes of requests received while an answer is pending; more than this closes the connection.
+    static let maxQueuedBytes = 64 * 1024
+    private var queued: [(part: HTTPServerRequestPart, bytes: Int)] = []
+    private var queuedBytes = 0
+    /// A read the channel asked for while requests were queued; passed on once they are handled.
+    private var readHeld = false
 
     private let shared: ServerContext
     private var peer: PeerIdentity?
@@ -196,8 +202,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         guard answering == nil, queued.isEmpty else {
-            queued.append(part)
-            if queued.count > Self.maxQueuedParts { context.close(promise: nil) }
+            let bytes = Self.size(of: part)
+            queued.append((part, bytes))
+            queuedBytes += bytes
+            if queuedBytes > Self.maxQueuedBytes { context.close(promise: nil) }
             return
         }
         read(context, part)
@@ -207,18 +215,39 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     /// incomplete is timed from now.
     private func drainQueue(_ context: ChannelHandlerContext) {
         while answering == nil, !queued.isEmpty, context.channel.isActive {
-            read(context, queued.removeFirst())
+            let next = queued.removeFirst()
+            queuedBytes -= next.bytes
+            read(context, next.part)
+        }
+        if readHeld, queued.isEmpty {
+            readHeld = false
+            context.read()
         }
         if answering == nil, request != nil, context.channel.isActive { armRequestDeadline(context) }
+    }
+
+    /// Stops reading while requests wait in the queue: the client gets no further ahead.
+    func read(context: ChannelHandlerContext) {
+        if queued.isEmpty { context.read() } else { readHeld = true }
+    }
+
+    /// About how many bytes `part` took on the wire.
+    private static func size(of part: HTTPServerRequestPart) -> Int {
+        switch part {
+        case let .head(head):
+            var size = head.uri.utf8.count + 16
+            for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
+            return size
+        case let .body(buffer): return buffer.readableBytes
+        case .end: return 0
+        }
     }
 
     private func read(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
         switch part {
         case let .head(head):
             var pending = PendingRequest(head: head)
-            var size = head.uri.utf8.count + 16
-            for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
-            if size > shared.limits.maxHeaderBytes {
+            if Self.size(of: part) > shared.limits.maxHeaderBytes {
                 pending.rejection = (.requestHeaderFieldsTooLarge, "header_too_large",
                                      "request headers exceed \(shared.limits.maxHeaderBytes) bytes")
             }

@@ -88,8 +88,15 @@ public enum JSONValue: Sendable, Equatable {
 /// RFC 3339 timestamps without Foundation's formatter classes (which are neither cheap nor
 /// documented as thread-safe on Linux).
 public enum Timestamp {
+    /// The latest instant written: 9999-12-31T23:59:59Z, four-digit years being the format.
+    static let latest: TimeInterval = 253_402_300_799
+
+    /// `date` to the second; dates before 1970 or after ``latest`` (and non-finite ones) are
+    /// clamped to those bounds rather than overflowing `time_t`.
     public static func format(_ date: Date) -> String {
-        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        let interval = date.timeIntervalSince1970
+        let clamped = interval.isNaN ? 0 : min(max(interval, 0), latest)
+        var seconds = time_t(clamped.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
