@@ -33,7 +33,6 @@ public struct RefreshStateMachine: Sendable {
     public struct Transition: Sendable, Equatable {
         public var from: CredentialState
         public var to: CredentialState
-        public var changed: Bool { from != to }
     }
 
     public let policy: RefreshPolicy

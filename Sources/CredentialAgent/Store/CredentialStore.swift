@@ -56,6 +56,7 @@ public struct CredentialSnapshot: Sendable {
 /// callbacks (the server hops back to its event loop), called once with the new snapshot, or
 /// with nil when the credential is removed.
 public final class CredentialStore: Sendable {
+    /// Called once with the new snapshot of a rotated credential, or with nil when it is removed.
     public typealias Waiter = @Sendable (CredentialSnapshot?) -> Void
 
     private struct Slot {
@@ -84,8 +85,6 @@ public final class CredentialStore: Sendable {
     public func snapshots() -> [CredentialSnapshot] {
         contents.withLockedValue { contents in contents.order.compactMap { contents.slots[$0]?.snapshot } }
     }
-
-    public var names: [String] { contents.withLockedValue { $0.order } }
 
     /// Adds the credential described by `descriptor`, or replaces the one of the same name (a
     /// reload changed it); from now on only `owner` may publish it. Long polls keep waiting.

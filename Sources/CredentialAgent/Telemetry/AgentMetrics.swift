@@ -70,13 +70,17 @@ public final class AgentMetrics: Sendable {
         return counter
     }
 
+    /// Counts an accepted connection, open until ``connectionClosed()``.
     public func connectionOpened() {
         acceptedConnections.increment()
         openConnections.increment(by: 1)
     }
 
+    /// One connection fewer open.
     public func connectionClosed() { openConnections.decrement(by: 1) }
+    /// Counts a connection refused over the connection limit.
     public func connectionRejected() { rejectedConnections.increment() }
+    /// Counts a secret request refused by `socket.allow`.
     public func peerDenied() { deniedPeers.increment() }
 
     /// The Prometheus text exposition: the registry's metrics, then the per-credential series read
