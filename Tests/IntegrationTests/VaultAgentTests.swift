@@ -16,15 +16,7 @@ struct VaultAgentTests {
         let agent = try await AgentProcess(label: "vault-agent", config: """
             socket: {path: SOCKET}
             refresh: {min_remaining: 300s, lifetime_fraction: 0.5, jitter: 0.05, backoff: {initial: 200ms, max: 1s}}
-            credentials:
-              - name: vault
-                kind: vault
-                provider: gcp
-                method: jwt
-                address: \(admin.address)
-                mount: \(mount)
-                role: gateway
-                audience: vault/gateway
+            \(admin.vaultCredentialsYAML(mount: mount))
             """, environment: cloudEnvironment(emulator))
         defer { Task { _ = await agent.stop() } }
         try await waitUntil("the vault credential is valid", timeout: 20) { try await agent.state("vault") == "valid" }
@@ -74,16 +66,7 @@ struct VaultAgentTests {
         let mount = try await admin.mountGCPJWT(emulator, ttl: "60s", maxTTL: "120s")
         let agent = try await AgentProcess(label: "vault-revoke", config: """
             socket: {path: SOCKET}
-            credentials:
-              - name: vault
-                kind: vault
-                provider: gcp
-                method: jwt
-                address: \(admin.address)
-                mount: \(mount)
-                role: gateway
-                audience: vault/gateway
-                revoke_on_shutdown: true
+            \(admin.vaultCredentialsYAML(mount: mount, extra: ["revoke_on_shutdown: true"]))
             """, environment: cloudEnvironment(emulator))
         defer { Task { _ = await agent.stop() } }
         try await waitUntil("the vault credential is valid", timeout: 20) { try await agent.state("vault") == "valid" }

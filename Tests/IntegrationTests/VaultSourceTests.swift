@@ -72,15 +72,7 @@ struct VaultSourceTests {
         let dir = try Peers.scratchDirectory("token-vault")
         let config = """
         socket: {path: \(dir)/agent.sock}
-        credentials:
-          - name: vault
-            kind: vault
-            provider: gcp
-            method: jwt
-            address: \(admin.address)
-            mount: \(mount)
-            role: gateway
-            audience: vault/gateway
+        \(admin.vaultCredentialsYAML(mount: mount))
         """
         try config.write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
         let result = try await runCredagent(["token", "vault", "--config", "\(dir)/agent.yaml", "vault"],

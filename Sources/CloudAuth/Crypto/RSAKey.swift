@@ -24,7 +24,7 @@ public final class RSAKey: @unchecked Sendable {
         ERR_clear_error()
         guard let key else {
             throw CloudAuthError(.crypto, source: source, "the private key is not a PEM-encoded RSA private key",
-                                 remedy: "expected a '-----BEGIN PRIVATE KEY-----' block")
+                                 remedy: "expected a PEM block of type PRIVATE KEY or RSA PRIVATE KEY")
         }
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
             EVP_PKEY_free(key)

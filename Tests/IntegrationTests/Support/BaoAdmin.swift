@@ -81,4 +81,13 @@ struct BaoAdmin {
         try await mountJWT(jwksURL: "\(emulator.gcpIssuer)/oauth2/v3/certs", issuer: emulator.gcpIssuer,
                            audience: audience, userClaim: "email", ttl: ttl, maxTTL: maxTTL)
     }
+
+    /// The `credentials:` section of an agent config holding one credential, `vault`, that logs
+    /// in at `mount` with the GCP identity (method jwt, audience `vault/gateway`); `extra` lines
+    /// (`key: value`) are added to the entry.
+    func vaultCredentialsYAML(mount: String, extra: [String] = []) -> String {
+        (["credentials:", "  - name: vault", "    kind: vault", "    provider: gcp", "    method: jwt",
+          "    address: \(address)", "    mount: \(mount)", "    role: gateway", "    audience: vault/gateway"]
+            + extra.map { "    " + $0 }).joined(separator: "\n")
+    }
 }
