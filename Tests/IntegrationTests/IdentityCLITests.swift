@@ -122,7 +122,7 @@ import Testing
         defer { if process.isRunning { process.terminate() } }
 
         // Read until the last line of the banner (the GCP issuer) arrives, for at most 20 s.
-        let banner = await Task.detached {
+        let banner = try await BlockingExecutor.shared.run {
             var text = ""
             let deadline = Date().addingTimeInterval(20)
             while !text.contains("#   gcp "), Date() < deadline {
@@ -131,7 +131,7 @@ import Testing
                 text += String(decoding: chunk, as: UTF8.self)
             }
             return text
-        }.value
+        }
         let imds = try #require(banner.split(separator: "\n").first { $0.hasPrefix("export IMDS_ENDPOINT=") })
             .dropFirst("export IMDS_ENDPOINT=".count)
         let identity = AzureIdentity(settings: AzureSettings(), http: CurlHTTPClient(), environment: ["IMDS_ENDPOINT": String(imds)])

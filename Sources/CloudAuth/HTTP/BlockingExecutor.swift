@@ -15,7 +15,7 @@ public final class BlockingExecutor: @unchecked Sendable {
     private let name: String
 
     /// The process-wide pool used by default.
-    public static let shared = BlockingExecutor(maxThreads: 64, name: "credagent.blocking")
+    public static let shared = BlockingExecutor(maxThreads: 256, name: "credagent.blocking")
 
     public init(maxThreads: Int, name: String) {
         self.maxThreads = max(1, maxThreads)

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 
 /// Where the real peers that `scripts/test` starts are listening, read from the environment.
@@ -53,10 +54,12 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
     try process.run()
     if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
     try input.fileHandleForWriting.close()
-    async let stdoutData = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-    async let stderrData = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
-    let (o, e) = await (stdoutData, stderrData)
-    process.waitUntilExit()
+    // Reading the pipes and waiting block: do it on the blocking pool, never on the cooperative
+    // threads that the tests running in parallel need.
+    async let stdoutData = BlockingExecutor.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
+    async let stderrData = BlockingExecutor.shared.run { err.fileHandleForReading.readDataToEndOfFile() }
+    let (o, e) = try await (stdoutData, stderrData)
+    try await BlockingExecutor.shared.run { process.waitUntilExit() }
     return ProcessResult(status: process.terminationStatus,
                          stdout: String(decoding: o, as: UTF8.self),
                          stderr: String(decoding: e, as: UTF8.self))
