@@ -415,9 +415,45 @@ private let rdsCredential = """
     static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("examples").path
 
-    @Test(arguments: ["aws.yaml", "azure.yaml", "gcp.yaml", "local.yaml"])
+    /// Every config in `examples/`.
+    static let files = ((try? FileManager.default.contentsOfDirectory(atPath: examples)) ?? [])
+        .filter { $0.hasSuffix(".yaml") }.sorted()
+
+    /// Stand-in values for the `${CREDAGENT_DEMO_*}` references an example holds, by the end of the
+    /// variable's name; the scripts that use the example set the real ones. A name with another
+    /// ending stays unset: its default applies, or the load fails naming it.
+    static let demoValues: [(suffix: String, value: String)] = [
+        ("_PORT", "5432"), ("_HOST", "127.0.0.1"), ("_DIR", "/tmp/credagent-demo"),
+        ("_FILE", "/tmp/credagent-demo/file.pem"), ("_URL", "http://127.0.0.1:8200"),
+    ]
+
+    @Test func examplesAreFound() {
+        #expect(Self.files.contains("aws.yaml"))
+        #expect(Self.files.count >= 4)
+    }
+
+    @Test(arguments: files)
     func shippedExamplesAreValid(file: String) throws {
-        let config = try AgentConfig.load(path: Self.examples + "/" + file)
+        let path = Self.examples + "/" + file
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var environment: [String: String] = [:]
+        for name in Self.demoVariables(in: text) {
+            environment[name] = Self.demoValues.first { name.hasSuffix($0.suffix) }?.value
+        }
+        let config = try AgentConfig.load(path: path, environment: environment)
         #expect(!config.credentials.isEmpty)
+    }
+
+    /// The `CREDAGENT_DEMO_*` names referenced as `${NAME}` or `${NAME:-default}` in `text`.
+    static func demoVariables(in text: String) -> Set<String> {
+        let prefix = "${CREDAGENT_DEMO_"
+        var names: Set<String> = []
+        var rest = Substring(text)
+        while let start = rest.range(of: prefix) {
+            let name = rest[rest.index(start.lowerBound, offsetBy: 2)...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            names.insert(String(name))
+            rest = rest[start.upperBound...]
+        }
+        return names
     }
 }

@@ -15,15 +15,17 @@ public struct AgentConfig: Sendable, Equatable {
     /// The path used when `--config` is not given.
     public static let defaultPath = "/etc/credagent/agent.yaml"
 
-    /// Reads and validates the file at `path`; every problem found is in the thrown ``ConfigError``.
-    public static func load(path: String) throws -> AgentConfig {
+    /// Reads and validates the file at `path`, expanding `${NAME}` references in its values from
+    /// `environment`; every problem found is in the thrown ``ConfigError``.
+    public static func load(path: String,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AgentConfig {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot be read: \(Self.reason(error))")])
         }
-        return try ConfigParser.parse(yaml: text, file: path)
+        return try ConfigParser.parse(yaml: text, file: path, environment: environment)
     }
 
     private static func reason(_ error: any Error) -> String {

@@ -7,9 +7,15 @@ import Yams
 ///
 /// The YAML is walked as a node tree rather than decoded with `Codable`: a decoder stops at the
 /// first error and cannot tell an unknown key from a missing one, and both are needed here.
+///
+/// Scalar values (never keys) may hold `${NAME}` and `${NAME:-default}` references to
+/// `environment` (see ``EnvironmentReferences``). They are expanded after the YAML is parsed, so a
+/// variable cannot add structure, and before the value is checked, so `port: ${PG_PORT}` must
+/// expand to a port.
 public enum ConfigParser {
     /// Parses `yaml`; `file` names its origin in errors. Throws ``ConfigError``.
-    public static func parse(yaml: String, file: String) throws -> AgentConfig {
+    public static func parse(yaml: String, file: String,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AgentConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -23,7 +29,7 @@ public enum ConfigParser {
         guard let root else {
             throw ConfigError(file: file, issues: [ConfigIssue(path: "", message: "is empty; it needs at least a credentials list")])
         }
-        var reader = ConfigReader()
+        var reader = ConfigReader(environment: environment)
         let config = reader.agentConfig(root)
         guard reader.issues.isEmpty, let config else { throw ConfigError(file: file, issues: reader.issues) }
         return config
@@ -59,10 +65,19 @@ public enum ConfigParser {
 
 /// Walks the node tree, collecting issues; each accessor returns nil when the value is unusable.
 struct ConfigReader {
+    /// What `${NAME}` references in values expand from.
+    let environment: [String: String]
     private(set) var issues: [ConfigIssue] = []
+    /// The text as written of every value read so far that held references, by key path: issues
+    /// at that path show it next to the path.
+    private var expandedFrom: [String: String] = [:]
+
+    init(environment: [String: String]) {
+        self.environment = environment
+    }
 
     mutating func issue(_ path: String, _ message: String) {
-        issues.append(ConfigIssue(path: path, message: message))
+        issues.append(ConfigIssue(path: path, message: message, expandedFrom: expandedFrom[path]))
     }
 
     // MARK: Sections
@@ -368,28 +383,71 @@ struct ConfigReader {
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
+    /// What a scalar value holds once its environment references are expanded.
+    enum ScalarValue {
+        /// YAML null, or references that expanded to nothing: as if the key were left out.
+        case null
+        case text(String)
+        /// Not a scalar, or a reference that cannot be expanded; already reported.
+        case unusable
+    }
+
+    /// The value at `path` with its references expanded.
+    mutating func scalar(_ node: Node, _ path: String) -> ScalarValue {
+        guard case let .scalar(scalar) = node else {
+            issue(path, "must be a single value, not a list or mapping")
+            return .unusable
+        }
+        if Self.isNull(node) { return .null }
+        guard scalar.string.contains("$") else { return .text(scalar.string) }
+        switch EnvironmentReferences.expand(scalar.string, environment: environment) {
+        case let .success(text):
+            expandedFrom[path] = scalar.string
+            return text.isEmpty ? .null : .text(text)
+        case let .failure(problems):
+            for message in problems.messages { issue(path, message) }
+            return .unusable
+        }
+    }
+
+    /// How a null value at `path` is described: references that expanded to nothing are "empty".
+    private func absence(_ path: String, otherwise: String) -> String {
+        expandedFrom[path] == nil ? otherwise : "is empty"
+    }
+
     /// A non-null scalar's text.
     mutating func string(_ node: Node, _ path: String) -> String? {
-        guard case let .scalar(scalar) = node, !Self.isNull(node) else {
-            issue(path, Self.isNull(node) ? "must not be null" : "must be a single value, not a list or mapping")
-            return nil
+        switch scalar(node, path) {
+        case let .text(text): return text
+        case .null: issue(path, absence(path, otherwise: "must not be null"))
+        case .unusable: break
         }
-        return scalar.string
+        return nil
     }
 
     mutating func optionalString(_ node: Node?, _ path: String) -> String? {
-        guard let node, !Self.isNull(node) else { return nil }
-        guard let text = string(node, path) else { return nil }
+        guard let node, case let .text(text) = scalar(node, path) else { return nil }
+        return nonEmpty(text, path)
+    }
+
+    /// `text`, or nil after reporting it when it is empty (`key: ""`).
+    private mutating func nonEmpty(_ text: String, _ path: String) -> String? {
         if text.isEmpty { issue(path, "is empty; leave the key out instead") }
         return text.isEmpty ? nil : text
     }
 
     mutating func requiredString(_ map: KeyedNodes, _ key: String, _ path: String) -> String? {
-        guard let node = map[key], !Self.isNull(node) else {
-            issue("\(path).\(key)", "is missing")
+        let keyPath = "\(path).\(key)"
+        guard let node = map[key] else {
+            issue(keyPath, "is missing")
             return nil
         }
-        return optionalString(node, "\(path).\(key)")
+        switch scalar(node, keyPath) {
+        case let .text(text): return nonEmpty(text, keyPath)
+        case .null: issue(keyPath, absence(keyPath, otherwise: "is missing"))
+        case .unusable: break
+        }
+        return nil
     }
 
     mutating func url(_ node: Node?, _ path: String) -> String? {
