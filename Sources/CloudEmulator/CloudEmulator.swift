@@ -4,13 +4,15 @@ import Synchronization
 
 /// Local AWS, Azure and GCP identity endpoints over real HTTP, for development, tests and demos.
 ///
-/// Three loopback listeners: the AWS one serves EC2 IMDSv2 and the ECS/EKS container
-/// credentials endpoint (its keys sign tokens but nothing verifies them: moto plays STS); the Azure one serves IMDS (tokens, instance metadata), the App Service
-/// identity endpoint, Entra ID's token endpoint for workload identity and an OIDC issuer under
-/// `/azure/{tenant}/v2.0`; the GCP one serves the metadata server, Google's OAuth token endpoint
-/// for service-account keys and an OIDC issuer under `/gcp`. Tokens are RS256 JWTs (GCP access
-/// tokens are opaque, as Google's are) from a key generated at start, with a lifetime that can be
-/// changed at runtime. Every endpoint counts its requests and can be told to misbehave.
+/// Three loopback listeners: the AWS one serves EC2 IMDSv2, the ECS/EKS container credentials
+/// endpoint and STS at `/` (verifying the SigV4 signatures of the keys it issued); the Azure one
+/// serves IMDS (tokens, instance metadata), the App Service identity endpoint, Entra ID's token
+/// endpoint for workload identity and an OIDC issuer under `/azure/{tenant}/v2.0`, plus the
+/// Kubernetes issuer of projected service-account tokens under `/kubernetes`; the GCP one serves the
+/// metadata server, Google's OAuth token endpoint for service-account keys and an OIDC issuer under
+/// `/gcp`. Tokens are RS256 JWTs (GCP access tokens are opaque, as Google's are) from a key made at
+/// start or loaded, with a lifetime that can be changed at runtime. Every listener also serves
+/// `/emulator/` (see `ControlRoutes.swift`): token verification, failure injection, request counts.
 ///
 /// ```swift
 /// let emulator = try await CloudEmulator.start()
@@ -77,6 +79,13 @@ public final class CloudEmulator: Sendable {
         public var awsAccountID = "123456789012"
         /// The `Authorization` value the container credentials endpoint requires.
         public var awsContainerAuthorization = Secret(Encoding.hex(Digest.randomBytes(16)))
+        /// The role a pod assumes with its web identity token (IRSA).
+        public var awsWebIdentityRoleName = "credagent-pod-role"
+
+        /// Where the emulator keeps its signing keys across restarts (created 0700, keys 0600) and
+        /// writes the files clients read: the GCP key file, the Azure federated token and the AWS web
+        /// identity token. Nil: keys live in memory only and no files are written.
+        public var stateDirectory: String?
 
         public init() {
             let vm = "/subscriptions/\(subscriptionID)/resourceGroups/\(resourceGroup)/providers/Microsoft.Compute/virtualMachines/\(vmName)"
@@ -105,6 +114,9 @@ public final class CloudEmulator: Sendable {
         case awsIMDS
         /// ECS / EKS Pod Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI`, `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
         case awsContainer
+        /// EKS IAM roles for service accounts: `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`,
+        /// `AWS_ROLE_SESSION_NAME`, `AWS_ENDPOINT_URL_STS` (the file is written by ``writeWebIdentityToken(to:)``).
+        case awsWebIdentity(tokenFile: String)
     }
 
     public let configuration: Configuration
@@ -122,11 +134,11 @@ public final class CloudEmulator: Sendable {
         case aws, azure, gcp
     }
 
-    /// Generates the keys; ``start()`` opens the listeners.
+    /// Generates the keys, or loads them from the state directory; ``start()`` opens the listeners.
     public init(configuration: Configuration = Configuration()) throws {
         self.configuration = configuration
-        signingKey = try RSAKey.generate()
-        serviceAccountKey = try RSAKey.generate()
+        signingKey = try Self.stateKey("signing-key.pem", in: configuration.stateDirectory)
+        serviceAccountKey = try Self.stateKey("gcp-service-account-key.pem", in: configuration.stateDirectory)
         signingKeyID = Encoding.hex(Digest.sha256(signingKey.publicComponents().modulus).prefix(10))
         serviceAccountKeyID = Encoding.hex(Digest.sha256(serviceAccountKey.publicComponents().modulus).prefix(20))
         state = Mutex(EmulatorState(tokenLifetime: max(1, configuration.tokenLifetime)))
@@ -158,10 +170,38 @@ public final class CloudEmulator: Sendable {
             throw error
         }
         listeners.withLock { $0 = opened }
+        if configuration.stateDirectory != nil { try writeClientFiles() }
+    }
+
+    /// The key `name` in `directory`, made and saved there the first time; a fresh key without a directory.
+    private static func stateKey(_ name: String, in directory: String?) throws -> RSAKey {
+        guard let directory else { return try RSAKey.generate() }
+        let path = directory + "/" + name
+        if FileManager.default.fileExists(atPath: path) {
+            return try RSAKey(pem: String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self), source: path)
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let key = try RSAKey.generate()
+        try writePrivate(key.pemPKCS8().reveal(), to: path)
+        return key
+    }
+
+    /// The client files in the state directory (nil without one).
+    public var serviceAccountKeyFile: String? { configuration.stateDirectory.map { $0 + "/gcp-service-account.json" } }
+    public var azureFederatedTokenFile: String? { configuration.stateDirectory.map { $0 + "/azure-federated-token" } }
+    public var awsWebIdentityTokenFile: String? { configuration.stateDirectory.map { $0 + "/aws-web-identity-token" } }
+
+    /// Writes (or rewrites, as the kubelet rotates projected tokens) the client files in the state directory.
+    public func writeClientFiles() throws {
+        if let path = serviceAccountKeyFile { try writeServiceAccountKey(to: path) }
+        if let path = azureFederatedTokenFile { try writeFederatedToken(to: path) }
+        if let path = awsWebIdentityTokenFile { try writeWebIdentityToken(to: path) }
     }
 
     private func route(_ request: EmulatorRequest, for cloud: Cloud) -> EmulatorResponse {
-        switch cloud {
+        if request.path.hasPrefix("/emulator/") { return routeControl(request) }
+        return switch cloud {
         case .aws: routeAWS(request)
         case .azure: routeAzure(request)
         case .gcp: routeGCP(request)
@@ -225,11 +265,16 @@ public final class CloudEmulator: Sendable {
         case let .gcpKeyFile(path):
             return ["GOOGLE_APPLICATION_CREDENTIALS": path]
         case .awsIMDS:
-            return ["AWS_EC2_METADATA_SERVICE_ENDPOINT": awsBaseURL, "AWS_REGION": configuration.awsRegion]
+            return ["AWS_EC2_METADATA_SERVICE_ENDPOINT": awsBaseURL, "AWS_ENDPOINT_URL_STS": awsBaseURL,
+                    "AWS_REGION": configuration.awsRegion, "AWS_DEFAULT_REGION": configuration.awsRegion]
         case .awsContainer:
             return ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "\(awsBaseURL)\(Self.containerCredentialsPath)",
                     "AWS_CONTAINER_AUTHORIZATION_TOKEN": configuration.awsContainerAuthorization.reveal(),
-                    "AWS_REGION": configuration.awsRegion]
+                    "AWS_ENDPOINT_URL_STS": awsBaseURL, "AWS_REGION": configuration.awsRegion, "AWS_DEFAULT_REGION": configuration.awsRegion]
+        case let .awsWebIdentity(tokenFile):
+            return ["AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile, "AWS_ROLE_ARN": roleARN(configuration.awsWebIdentityRoleName),
+                    "AWS_ROLE_SESSION_NAME": "credagent", "AWS_ENDPOINT_URL_STS": awsBaseURL,
+                    "AWS_REGION": configuration.awsRegion, "AWS_DEFAULT_REGION": configuration.awsRegion]
         }
     }
 
@@ -254,15 +299,35 @@ public final class CloudEmulator: Sendable {
 
     /// Writes ``serviceAccountKeyJSON()`` to `path`, readable by the owner only.
     public func writeServiceAccountKey(to path: String) throws {
-        try writePrivate(serviceAccountKeyJSON().reveal(), to: path)
+        try Self.writePrivate(serviceAccountKeyJSON().reveal(), to: path)
     }
 
     /// A Kubernetes service-account token as the kubelet projects it for workload identity
     /// (`aud: api://AzureADTokenExchange`), signed by the emulator and trusted by its Entra endpoint.
     public func federatedToken(subject: String? = nil, lifetime: TimeInterval = 3600) throws -> String {
+        try serviceAccountToken(audience: "api://AzureADTokenExchange", subject: subject, lifetime: lifetime)
+    }
+
+    /// Writes a fresh ``federatedToken(subject:lifetime:)`` to `path` (as the kubelet rotates it).
+    public func writeFederatedToken(to path: String, subject: String? = nil) throws {
+        try Self.writePrivate(try federatedToken(subject: subject), to: path)
+    }
+
+    /// A Kubernetes service-account token as EKS projects it for IAM roles for service accounts
+    /// (`aud: sts.amazonaws.com`), accepted by the emulator's `AssumeRoleWithWebIdentity`.
+    public func webIdentityToken(lifetime: TimeInterval = 3600) throws -> String {
+        try serviceAccountToken(audience: Self.webIdentityAudience, subject: nil, lifetime: lifetime)
+    }
+
+    /// Writes a fresh ``webIdentityToken(lifetime:)`` to `path`.
+    public func writeWebIdentityToken(to path: String) throws {
+        try Self.writePrivate(try webIdentityToken(), to: path)
+    }
+
+    private func serviceAccountToken(audience: String, subject: String?, lifetime: TimeInterval) throws -> String {
         let now = Int(Date().timeIntervalSince1970)
         return try JWT.sign(claims: [
-            "aud": ["api://AzureADTokenExchange"], "iss": kubernetesIssuer, "sub": subject ?? configuration.workloadSubject,
+            "aud": [audience], "iss": kubernetesIssuer, "sub": subject ?? configuration.workloadSubject,
             "iat": now, "nbf": now, "exp": now + Int(lifetime),
             "kubernetes.io": [
                 "namespace": "default",
@@ -271,12 +336,7 @@ public final class CloudEmulator: Sendable {
         ], key: signingKey, keyID: signingKeyID)
     }
 
-    /// Writes a fresh ``federatedToken(subject:lifetime:)`` to `path` (as the kubelet rotates it).
-    public func writeFederatedToken(to path: String, subject: String? = nil) throws {
-        try writePrivate(try federatedToken(subject: subject), to: path)
-    }
-
-    private func writePrivate(_ text: String, to path: String) throws {
+    private static func writePrivate(_ text: String, to path: String) throws {
         let temporary = path + ".tmp-\(UUID().uuidString.prefix(8))"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8),
                                              attributes: [.posixPermissions: 0o600]) else {

@@ -33,9 +33,14 @@ extension CloudEmulator {
         case awsIMDSCredentials = "aws-imds-credentials"
         /// ECS / EKS Pod Identity container credentials endpoint.
         case awsContainerCredentials = "aws-container-credentials"
+        /// STS at `/`: `GetCallerIdentity`, `AssumeRole`, `AssumeRoleWithWebIdentity`.
+        case awsSTS = "aws-sts"
 
         /// Whether the real endpoint is the GCP metadata server (answers carry `Metadata-Flavor: Google`).
         var isGCPMetadata: Bool { [.gcpMetadataToken, .gcpMetadataIdentity, .gcpMetadataEmail].contains(self) }
+
+        /// The cloud the endpoint belongs to: `aws`, `azure` or `gcp`, the prefix of its name.
+        public var cloud: String { String(rawValue.prefix { $0 != "-" }) }
     }
 
     /// A way for an endpoint to misbehave, switched on at runtime with ``inject(_:at:times:)``.
@@ -52,11 +57,17 @@ extension CloudEmulator {
         case expiredToken
         /// Serve this body verbatim (for documented sample responses).
         case body(status: Int, contentType: String, body: String)
+        /// Close the connection without answering, as an endpoint that has gone down.
+        case down
     }
 
-    /// Makes `endpoint` misbehave as `failure` for the next `times` requests (nil: until cleared).
-    public func inject(_ failure: Failure, at endpoint: Endpoint, times: Int? = nil) {
-        state.withLock { $0.failures[endpoint] = (failure, times) }
+    /// Makes `endpoint` misbehave as `failure`: after `after` more normal answers, for the next
+    /// `times` requests (nil: until cleared), each with probability `rate` (1: every one; 0.2: an
+    /// error rate of 20 %).
+    public func inject(_ failure: Failure, at endpoint: Endpoint, times: Int? = nil, after: Int = 0, rate: Double = 1) {
+        let armed = ArmedFailure(failure: failure, remaining: times, normalAnswersFirst: max(0, after),
+                                 rate: min(1, max(0, rate)))
+        state.withLock { $0.failures[endpoint] = armed }
     }
 
     /// Makes `endpoint` behave normally again.
@@ -86,27 +97,70 @@ extension CloudEmulator {
 
     /// Whether `token` is one this emulator issued (and has not forgotten: it keeps the last 10,000).
     public func wasIssued(_ token: String) -> Bool {
-        let digest = Encoding.hex(Digest.sha256(token))
-        return state.withLock { $0.issued.contains(digest) }
+        expiryOfIssued(token) != nil
     }
 
     /// Counts a request and takes the failure to apply to it, if any.
     func takeFailure(_ endpoint: Endpoint) -> Failure? {
         state.withLock { state in
             state.counts[endpoint, default: 0] += 1
-            guard let (failure, times) = state.failures[endpoint] else { return nil }
-            if let times {
-                state.failures[endpoint] = times <= 1 ? nil : (failure, times - 1)
+            guard var armed = state.failures[endpoint] else { return nil }
+            defer { state.failures[endpoint] = armed.remaining == 0 ? nil : armed }
+            if armed.normalAnswersFirst > 0 {
+                armed.normalAnswersFirst -= 1
+                return nil
             }
-            return failure
+            guard armed.rate >= 1 || Double.random(in: 0..<1) < armed.rate else { return nil }
+            armed.remaining = armed.remaining.map { $0 - 1 }
+            return armed.failure
         }
     }
 
-    func remember(_ token: String) {
+    /// Remembers `token` as issued, valid until `expiresAt` (seconds since 1970).
+    func remember(_ token: String, expiresAt: Int = .max) {
         let digest = Encoding.hex(Digest.sha256(token))
         state.withLock { state in
-            if state.issuedOrder.count >= 10_000 { state.issued.remove(state.issuedOrder.removeFirst()) }
-            if state.issued.insert(digest).inserted { state.issuedOrder.append(digest) }
+            state.issued.insert(digest, expiresAt)
+        }
+    }
+
+    /// When `token`, one this emulator issued, expires (seconds since 1970); nil when it did not issue it.
+    func expiryOfIssued(_ token: String) -> Int? {
+        let digest = Encoding.hex(Digest.sha256(token))
+        return state.withLock { $0.issued[digest] }
+    }
+}
+
+/// A failure switched on at an endpoint, with what is left of it.
+struct ArmedFailure: Sendable {
+    var failure: CloudEmulator.Failure
+    /// Requests still to fail; nil: until cleared.
+    var remaining: Int?
+    var normalAnswersFirst: Int
+    var rate: Double
+}
+
+/// A map that forgets its oldest entries beyond a bound (the emulator's memory of what it issued).
+struct BoundedMemory<Value: Sendable>: Sendable {
+    private var values: [String: Value] = [:]
+    private var order: [String] = []
+    private var start = 0
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    subscript(key: String) -> Value? { values[key] }
+
+    mutating func insert(_ key: String, _ value: Value) {
+        if values.updateValue(value, forKey: key) != nil { return }
+        order.append(key)
+        if order.count - start > limit {
+            values[order[start]] = nil
+            start += 1
+            if start > limit {
+                order.removeFirst(start)
+                start = 0
+            }
         }
     }
 }
@@ -114,8 +168,10 @@ extension CloudEmulator {
 /// What changes while the emulator runs.
 struct EmulatorState: Sendable {
     var tokenLifetime: TimeInterval
-    var failures: [CloudEmulator.Endpoint: (CloudEmulator.Failure, Int?)] = [:]
+    var failures: [CloudEmulator.Endpoint: ArmedFailure] = [:]
     var counts: [CloudEmulator.Endpoint: Int] = [:]
-    var issued: Set<String> = []
-    var issuedOrder: [String] = []
+    /// SHA-256 of each token issued, with its expiry; the last 10,000.
+    var issued = BoundedMemory<Int>(limit: 10_000)
+    /// AWS keys issued (IMDS, container endpoint, STS), by access key id; the last 10,000.
+    var awsKeys = BoundedMemory<CloudEmulator.IssuedAWSKey>(limit: 10_000)
 }

@@ -6,7 +6,10 @@ import NIOPosix
 /// One parsed request as the emulator's routes see it.
 struct EmulatorRequest: Sendable {
     var method: String
+    /// As sent: percent-encoded.
     var path: String
+    /// The query string as sent, without `?`.
+    var rawQuery: String?
     var query: [(name: String, value: String)]
     var headers: CloudAuth.HTTPHeaders
     var body: [UInt8]
@@ -15,7 +18,8 @@ struct EmulatorRequest: Sendable {
         self.method = method
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = String(parts[0])
-        query = parts.count > 1 ? FormEncoding.decode(String(parts[1])) : []
+        rawQuery = parts.count > 1 ? String(parts[1]) : nil
+        query = rawQuery.map(FormEncoding.decode) ?? []
         self.headers = headers
         self.body = body
     }
@@ -27,12 +31,16 @@ struct EmulatorRequest: Sendable {
     var form: [(name: String, value: String)] { FormEncoding.decode(String(decoding: body, as: UTF8.self)) }
 }
 
-/// One answer; `delay` holds it back (failure injection's stall).
+/// One answer; `delay` holds it back (failure injection's stall); `hangUp` closes the connection
+/// instead of answering (an endpoint that is down).
 struct EmulatorResponse: Sendable {
     var status: Int
     var headers: CloudAuth.HTTPHeaders
     var body: [UInt8]
     var delay: Double = 0
+    var hangUp = false
+
+    static let noAnswer = EmulatorResponse(status: 0, headers: [:], body: [], hangUp: true)
 
     static func json(_ status: Int, _ object: [String: any Sendable]) -> EmulatorResponse {
         let body = (try? JWT.jsonBytes(object)) ?? Array("{}".utf8)
@@ -117,6 +125,10 @@ private final class RequestHandler: ChannelInboundHandler {
 
     private func write(_ response: EmulatorResponse, keepAlive: Bool, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
+        if response.hangUp {
+            context.close(promise: nil)
+            return
+        }
         var headers = NIOHTTP1.HTTPHeaders()
         for (name, value) in response.headers { headers.add(name: name, value: value) }
         headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))

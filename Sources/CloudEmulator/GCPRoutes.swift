@@ -59,7 +59,7 @@ extension CloudEmulator {
     private func metadataToken(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
         let validity = validity(expired: expired)
         return .json(200, [
-            "access_token": issueOpaqueToken(),
+            "access_token": issueOpaqueToken(expiresAt: validity.expiresAt),
             "expires_in": validity.expiresAt - Int(Date().timeIntervalSince1970), "token_type": "Bearer",
         ])
     }
@@ -111,7 +111,7 @@ extension CloudEmulator {
             return grantError("Invalid OAuth scope or ID token audience provided.", "invalid_scope")
         }
         return .json(200, [
-            "access_token": issueOpaqueToken(),
+            "access_token": issueOpaqueToken(expiresAt: validity.expiresAt),
             "expires_in": validity.expiresAt - Int(now.timeIntervalSince1970), "token_type": "Bearer",
         ])
     }

@@ -24,14 +24,14 @@ extension CloudEmulator {
     func issueJWT(_ claims: [String: any Sendable]) -> String {
         // Signing with a key generated in-process cannot fail short of libcrypto breaking.
         let token = (try? JWT.sign(claims: claims, key: signingKey, keyID: signingKeyID)) ?? ""
-        remember(token)
+        remember(token, expiresAt: claims["exp"] as? Int ?? .max)
         return token
     }
 
-    /// An opaque Google-style access token, remembered.
-    func issueOpaqueToken() -> String {
+    /// An opaque Google-style access token, remembered with its expiry.
+    func issueOpaqueToken(expiresAt: Int) -> String {
         let token = "ya29.c." + Encoding.base64URL(Digest.randomBytes(96))
-        remember(token)
+        remember(token, expiresAt: expiresAt)
         return token
     }
 
@@ -110,6 +110,8 @@ extension CloudEmulator {
             response = normal(true)
         case let .body(status, contentType, body):
             response = EmulatorResponse(status: status, headers: ["Content-Type": contentType], body: Array(body.utf8))
+        case .down:
+            return .noAnswer
         }
         if endpoint.isGCPMetadata, response.headers["metadata-flavor"] == nil {
             response.headers.add("Metadata-Flavor", "Google")

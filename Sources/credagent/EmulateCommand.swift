@@ -1,6 +1,7 @@
 import ArgumentParser
 import CloudAuth
 import CloudEmulator
+import CredentialAgent
 import Dispatch
 import Foundation
 
@@ -9,44 +10,69 @@ import Foundation
 struct EmulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emulate",
-        abstract: "Run local AWS, Azure and GCP identity endpoints (for development and tests).")
+        abstract: "Run local AWS, Azure and GCP identity endpoints (for development, tests and demos).",
+        discussion: """
+            Each cloud gets one loopback port serving all of its endpoints: AWS the EC2 IMDSv2 paths, the \
+            container credentials path and STS at /; Azure IMDS, App Service and Entra ID; GCP the metadata \
+            server and the OAuth token endpoint. Every port also serves /emulator/verify (check a token the \
+            emulator's keys made), /emulator/faults (inject failures) and /emulator/requests. See docs/EMULATOR.md.
+            """)
 
-    @Option(help: "AWS port (EC2 IMDSv2, container credentials); 0 picks a free one.") var aws = 0
-    @Option(help: "Azure port (IMDS, App Service, Entra); 0 picks a free one.") var azure = 0
+    @Option(help: "AWS port (EC2 IMDSv2, container credentials, STS); 0 picks a free one.") var aws = 0
+    @Option(help: "Azure port (IMDS, App Service, Entra ID); 0 picks a free one.") var azure = 0
     @Option(help: "GCP port (metadata server, OAuth token endpoint); 0 picks a free one.") var gcp = 0
-    @Option(help: "Lifetime of issued tokens in seconds.") var tokenLifetime = 3600
-    @Option(help: "Write a service account key file for the emulated account here.") var writeGcpKey: String?
-    @Option(help: "Write a workload identity federated token here.") var writeFederatedToken: String?
+    @Option(help: "Lifetime of issued tokens and keys: 90s, 5m, 1h.") var tokenTTL = "1h"
+    @Option(help: "Keep the signing keys here across restarts and write the client files (key file, projected tokens) and an env file; default: a temporary directory removed on exit.")
+    var stateDir: String?
 
     func run() async throws {
         guard [aws, azure, gcp].allSatisfy({ (0...65535).contains($0) }) else {
             throw OneShot.usageError("--aws, --azure and --gcp take a port from 0 to 65535")
         }
-        guard tokenLifetime > 0 else { throw OneShot.usageError("--token-lifetime must be positive") }
+        guard let lifetime = DurationText.seconds(tokenTTL) ?? Double(tokenTTL), lifetime >= 1 else {
+            throw OneShot.usageError("--token-ttl \(tokenTTL) is not a duration of at least 1s (examples: 90s, 5m, 1h)")
+        }
+        let temporary = stateDir == nil
+        let directory = stateDir ?? NSTemporaryDirectory() + "credagent-emulator-" + UUID().uuidString.prefix(8)
         var configuration = CloudEmulator.Configuration()
         configuration.awsPort = aws
         configuration.azurePort = azure
         configuration.gcpPort = gcp
-        configuration.tokenLifetime = TimeInterval(tokenLifetime)
+        configuration.tokenLifetime = lifetime
+        configuration.stateDirectory = directory
         let emulator: CloudEmulator
         do {
-            emulator = try await CloudEmulator.start(configuration)
+            emulator = try CloudEmulator(configuration: configuration)
         } catch {
-            FileHandle.standardError.write(Data("credagent: cannot listen on \(configuration.host) ports \(aws), \(azure) and \(gcp): \(error)\n".utf8))
-            throw ExitCode(1)
+            throw OneShot.failure("cannot use the state directory \(directory): \(error)", exitCode: 2)
         }
         do {
-            if let path = writeGcpKey { try emulator.writeServiceAccountKey(to: path) }
-            if let path = writeFederatedToken { try emulator.writeFederatedToken(to: path) }
+            try await emulator.start()
         } catch {
-            try? await emulator.stop()
-            FileHandle.standardError.write(Data("credagent: \(error)\n".utf8))
-            throw ExitCode(2)
+            if temporary { try? FileManager.default.removeItem(atPath: directory) }
+            throw OneShot.failure("cannot listen on \(configuration.host) ports aws \(aws), azure \(azure), gcp \(gcp) "
+                                  + "(\(error)); choose other ports, or 0 for free ones", exitCode: 1)
+        }
+        let text = environmentText(emulator)
+        let envFile = directory + "/env"
+        guard FileManager.default.createFile(atPath: envFile, contents: Data((text + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            try await emulator.stop()
+            throw OneShot.failure("cannot write \(envFile)", exitCode: 1)
         }
         // Unbuffered, so that a parent reading the pipe sees the addresses at once.
-        FileHandle.standardOutput.write(Data((environmentText(emulator) + "\n").utf8))
+        FileHandle.standardOutput.write(Data((text + "\n# (also in \(envFile))\n").utf8))
+        // The kubelet rewrites projected tokens well before they expire; so does the emulator.
+        let rotation = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(600))
+                try? emulator.writeClientFiles()
+            }
+        }
         await Self.waitForTermination()
+        rotation.cancel()
         try await emulator.stop()
+        if temporary { try? FileManager.default.removeItem(atPath: directory) }
     }
 
     private func environmentText(_ emulator: CloudEmulator) -> String {
@@ -54,19 +80,23 @@ struct EmulateCommand: AsyncParsableCommand {
             variables.sorted { $0.key < $1.key }.map { "export \($0.key)=\($0.value)" }
         }
         func commented(_ variables: [String: String]) -> [String] { exports(variables).map { "#   " + $0 } }
-        var lines = ["# EC2 (IMDSv2):"] + exports(emulator.environment(for: .awsIMDS))
+        var lines = ["# EC2 (IMDSv2; STS on the same port):"] + exports(emulator.environment(for: .awsIMDS))
+        if let path = emulator.awsWebIdentityTokenFile {
+            lines += ["# EKS IAM roles for service accounts (takes precedence over the container endpoint and IMDS):"]
+                + commented(emulator.environment(for: .awsWebIdentity(tokenFile: path)))
+        }
         lines += ["# ECS / EKS Pod Identity (takes precedence over IMDS when set):"]
             + commented(emulator.environment(for: .awsContainer))
         lines += ["# Azure VM (IMDS):"] + exports(emulator.environment(for: .azureIMDS))
-        lines += ["# GCE (metadata server):"] + exports(emulator.environment(for: .gcpMetadata))
-        if let path = writeGcpKey {
-            lines += ["# GCP service account key file (takes precedence over the metadata server):"]
-                + exports(emulator.environment(for: .gcpKeyFile(path: path)))
-        }
         lines += ["# App Service (takes precedence over IMDS when set):"] + commented(emulator.environment(for: .azureAppService))
-        if let path = writeFederatedToken {
+        if let path = emulator.azureFederatedTokenFile {
             lines += ["# AKS workload identity (takes precedence over both):"]
                 + commented(emulator.environment(for: .azureWorkloadIdentity(tokenFile: path)))
+        }
+        lines += ["# GCE (metadata server):"] + exports(emulator.environment(for: .gcpMetadata))
+        if let path = emulator.serviceAccountKeyFile {
+            lines += ["# GCP service account key file (takes precedence over the metadata server):"]
+                + commented(emulator.environment(for: .gcpKeyFile(path: path)))
         }
         lines += [
             "# azure-identity (Python) reads the IMDS override from AZURE_POD_IDENTITY_AUTHORITY_HOST:",
@@ -74,6 +104,8 @@ struct EmulateCommand: AsyncParsableCommand {
             "# OIDC issuers (discovery at ISSUER/.well-known/openid-configuration):",
             "#   azure \(emulator.azureIssuer)",
             "#   gcp   \(emulator.gcpIssuer)",
+            "#   kubernetes \(emulator.kubernetesIssuer)",
+            "# Verify a token: curl -d '{\"token\": \"...\", \"host\": \"...\", \"user\": \"...\"}' \(emulator.awsBaseURL)/emulator/verify",
         ]
         return lines.joined(separator: "\n")
     }

@@ -7,8 +7,13 @@ import Foundation
 enum OneShot {
     /// Prints `message` to stderr and returns the exit code for a usage error.
     static func usageError(_ message: String) -> ExitCode {
+        failure(message, exitCode: 2)
+    }
+
+    /// Prints `message` to stderr and returns `exitCode`.
+    static func failure(_ message: String, exitCode: Int32) -> ExitCode {
         FileHandle.standardError.write(Data("credagent: \(message)\n".utf8))
-        return ExitCode(2)
+        return ExitCode(exitCode)
     }
 
     /// Runs `fetch` and prints its result. With `benchmarkIterations`, first runs it that many

@@ -9,6 +9,9 @@ botocore with the signing clock frozen at the case's time:
   common: "region", "access_key_id", "secret_access_key", "session_token" (optional),
           "time" (seconds since 1970, UTC)
 
+  {"kind": "sts-request", "action": A, "parameters": {...}, "endpoint": URL, ...common}: the
+  request botocore's SigV4Auth signs in its headers, as {"method", "path", "query", "headers", "body"}
+
 RDS uses botocore's own generate_db_auth_token. botocore has no ElastiCache/MemoryDB helper: the
 token is a presigned `connect` request, built like AWS's documented Python sample (ElastiCache
 user guide, "Authenticating with IAM").
@@ -17,10 +20,11 @@ import datetime
 import json
 import sys
 from unittest import mock
-from urllib.parse import ParseResult, urlencode, urlunparse
+from urllib.parse import ParseResult, urlencode, urlsplit, urlunparse
 
 import botocore.auth
 import botocore.session
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.model import ServiceId
 from botocore.signers import RequestSigner
@@ -57,11 +61,27 @@ def cache_token(session, case):
     return signed[len("https://"):]
 
 
+def signed_sts_request(case):
+    credentials = Credentials(case["access_key_id"], case["secret_access_key"], case.get("session_token"))
+    body = urlencode({"Action": case["action"], "Version": "2011-06-15", **case.get("parameters", {})})
+    request = AWSRequest(method="POST", url=case["endpoint"], data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    with frozen(case["time"]):
+        botocore.auth.SigV4Auth(credentials, "sts", case["region"]).add_auth(request)
+    parts = urlsplit(request.url)
+    # As sent: the HTTP layer adds the Host header that SigV4Auth signed from the URL.
+    headers = [[name, value] for name, value in request.headers.items()] + [["Host", parts.netloc]]
+    return {"method": request.method, "path": parts.path or "/", "query": parts.query, "headers": headers, "body": body}
+
+
 def main():
     session = botocore.session.get_session()
     out = []
     for case in json.load(sys.stdin):
-        out.append(rds_token(session, case) if case["kind"] == "rds" else cache_token(session, case))
+        if case["kind"] == "sts-request":
+            out.append(signed_sts_request(case))
+        else:
+            out.append(rds_token(session, case) if case["kind"] == "rds" else cache_token(session, case))
     json.dump(out, sys.stdout)
 
 
