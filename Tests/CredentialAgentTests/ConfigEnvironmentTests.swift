@@ -79,6 +79,25 @@ import Testing
         #expect(try parse(yaml + "    database: ${PG_DATABASE:-}\n", ["PG_DATABASE": "kong"]).credentials[0].database == "kong")
     }
 
+    @Test func emptyValuesCountAsLeftOut() throws {
+        let config = try parse("""
+            socket:
+              allow:
+                uids: [1000, "${EXTRA_UID:-}"]
+            credentials:
+              - name: cache
+                kind: redis
+                provider: azure
+                host: 127.0.0.1
+                user: kong
+                port: ${REDIS_PORT:-}
+                tls: ${REDIS_TLS}
+            """, ["REDIS_TLS": ""])
+        #expect(config.socket.allowUIDs == [1000])
+        #expect(config.credentials[0].port == 6379)
+        #expect(config.credentials[0].tls == true)
+    }
+
     @Test func emptyValuesOfRequiredKeysNameTheReference() {
         #expect(issues(postgres(host: "${PG_HOST}", port: "${PG_PORT:-}"), ["PG_HOST": ""]) == [
             "credentials[0].host (from ${PG_HOST}): is empty",

@@ -68,9 +68,11 @@ struct ConfigReader {
     /// What `${NAME}` references in values expand from.
     let environment: [String: String]
     private(set) var issues: [ConfigIssue] = []
-    /// The text as written of every value read so far that held references, by key path: issues
-    /// at that path show it next to the path.
+    /// The text as written of every value that held references, by key path: issues at that path
+    /// show it next to the path.
     private var expandedFrom: [String: String] = [:]
+    /// Key paths whose references could not be expanded (already reported).
+    private var unexpandable: Set<String> = []
 
     init(environment: [String: String]) {
         self.environment = environment
@@ -330,7 +332,7 @@ struct ConfigReader {
 
     private mutating func port(_ map: KeyedNodes, _ path: String, required: Bool, default fallback: Int) -> Int? {
         guard let node = map["port"] else {
-            if required { issue("\(path).port", "is missing; the port is part of the signed token") }
+            if required { missing("\(path).port", "is missing; the port is part of the signed token") }
             return fallback
         }
         guard let text = string(node, "\(path).port") else { return nil }
@@ -369,9 +371,36 @@ struct ConfigReader {
                 unknownKey(keyPath, allowed: allowed)
                 continue
             }
+            guard let value = expanded(value, keyPath) else { continue }
             result.entries.append((key, value))
         }
         return result
+    }
+
+    /// `value` with its environment references expanded (see ``EnvironmentReferences``): the node
+    /// itself when it holds none, a string scalar when it does, nil when they expand to nothing
+    /// (the key counts as left out) or cannot be expanded (reported).
+    ///
+    /// Values are expanded once, here and for list items, so that a variable's value is never
+    /// expanded again, and before they are interpreted, so that its text is checked like any other.
+    mutating func expanded(_ value: Node, _ path: String) -> Node? {
+        guard case let .scalar(scalar) = value, scalar.string.contains("$") else { return value }
+        switch EnvironmentReferences.expand(scalar.string, environment: environment) {
+        case let .success(text):
+            expandedFrom[path] = scalar.string
+            return text.isEmpty ? nil : .scalar(Node.Scalar(text, Tag(.str), .doubleQuoted, scalar.mark))
+        case let .failure(problems):
+            unexpandable.insert(path)
+            for message in problems.messages { issue(path, message) }
+            return nil
+        }
+    }
+
+    /// Reports the key at `path` as missing: "is empty" when its references expanded to nothing,
+    /// nothing more when they could not be expanded.
+    mutating func missing(_ path: String, _ message: String = "is missing") {
+        if unexpandable.contains(path) { return }
+        issue(path, expandedFrom[path] == nil ? message : "is empty")
     }
 
     mutating func unknownKey(_ path: String, allowed: [String]) {
@@ -383,71 +412,28 @@ struct ConfigReader {
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
-    /// What a scalar value holds once its environment references are expanded.
-    enum ScalarValue {
-        /// YAML null, or references that expanded to nothing: as if the key were left out.
-        case null
-        case text(String)
-        /// Not a scalar, or a reference that cannot be expanded; already reported.
-        case unusable
-    }
-
-    /// The value at `path` with its references expanded.
-    mutating func scalar(_ node: Node, _ path: String) -> ScalarValue {
-        guard case let .scalar(scalar) = node else {
-            issue(path, "must be a single value, not a list or mapping")
-            return .unusable
-        }
-        if Self.isNull(node) { return .null }
-        guard scalar.string.contains("$") else { return .text(scalar.string) }
-        switch EnvironmentReferences.expand(scalar.string, environment: environment) {
-        case let .success(text):
-            expandedFrom[path] = scalar.string
-            return text.isEmpty ? .null : .text(text)
-        case let .failure(problems):
-            for message in problems.messages { issue(path, message) }
-            return .unusable
-        }
-    }
-
-    /// How a null value at `path` is described: references that expanded to nothing are "empty".
-    private func absence(_ path: String, otherwise: String) -> String {
-        expandedFrom[path] == nil ? otherwise : "is empty"
-    }
-
     /// A non-null scalar's text.
     mutating func string(_ node: Node, _ path: String) -> String? {
-        switch scalar(node, path) {
-        case let .text(text): return text
-        case .null: issue(path, absence(path, otherwise: "must not be null"))
-        case .unusable: break
+        guard case let .scalar(scalar) = node, !Self.isNull(node) else {
+            issue(path, Self.isNull(node) ? "must not be null" : "must be a single value, not a list or mapping")
+            return nil
         }
-        return nil
+        return scalar.string
     }
 
     mutating func optionalString(_ node: Node?, _ path: String) -> String? {
-        guard let node, case let .text(text) = scalar(node, path) else { return nil }
-        return nonEmpty(text, path)
-    }
-
-    /// `text`, or nil after reporting it when it is empty (`key: ""`).
-    private mutating func nonEmpty(_ text: String, _ path: String) -> String? {
+        guard let node, !Self.isNull(node) else { return nil }
+        guard let text = string(node, path) else { return nil }
         if text.isEmpty { issue(path, "is empty; leave the key out instead") }
         return text.isEmpty ? nil : text
     }
 
     mutating func requiredString(_ map: KeyedNodes, _ key: String, _ path: String) -> String? {
-        let keyPath = "\(path).\(key)"
-        guard let node = map[key] else {
-            issue(keyPath, "is missing")
+        guard let node = map[key], !Self.isNull(node) else {
+            missing("\(path).\(key)")
             return nil
         }
-        switch scalar(node, keyPath) {
-        case let .text(text): return nonEmpty(text, keyPath)
-        case .null: issue(keyPath, absence(keyPath, otherwise: "is missing"))
-        case .unusable: break
-        }
-        return nil
+        return optionalString(node, "\(path).\(key)")
     }
 
     mutating func url(_ node: Node?, _ path: String) -> String? {
@@ -503,7 +489,7 @@ struct ConfigReader {
             return []
         }
         return sequence.enumerated().compactMap { index, item in
-            guard let text = string(item, "\(path)[\(index)]") else { return nil }
+            guard let item = expanded(item, "\(path)[\(index)]"), let text = string(item, "\(path)[\(index)]") else { return nil }
             guard let id = UInt32(text) else {
                 issue("\(path)[\(index)]", "'\(text)' is not a numeric id (0-4294967295)")
                 return nil
