@@ -419,12 +419,13 @@ private let rdsCredential = """
     static let files = ((try? FileManager.default.contentsOfDirectory(atPath: examples)) ?? [])
         .filter { $0.hasSuffix(".yaml") }.sorted()
 
-    /// Stand-in values for the `${CREDAGENT_DEMO_*}` references an example holds, by the end of the
-    /// variable's name; the scripts that use the example set the real ones. A name with another
-    /// ending stays unset: its default applies, or the load fails naming it.
-    static let demoValues: [(suffix: String, value: String)] = [
-        ("_PORT", "5432"), ("_HOST", "127.0.0.1"), ("_DIR", "/tmp/credagent-demo"),
-        ("_FILE", "/tmp/credagent-demo/file.pem"), ("_URL", "http://127.0.0.1:8200"),
+    /// Stand-in values for the `${CREDAGENT_DEMO_*}` references that start an example's value, by
+    /// the value's key; the scripts that use the example set the real ones. Any other reference
+    /// stays unset: its default applies, or the load fails naming it.
+    static let standIns: [String: String] = [
+        "port": "5432", "host": "127.0.0.1", "path": "/tmp/credagent-demo", "ca_file": "/tmp/credagent-demo/ca.pem",
+        "key_file": "/tmp/credagent-demo/key.json", "address": "http://127.0.0.1:8200",
+        "imds_endpoint": "http://127.0.0.1:5000", "sts_endpoint": "http://127.0.0.1:5000", "metadata_host": "127.0.0.1:8080",
     ]
 
     @Test func examplesAreFound() {
@@ -435,25 +436,39 @@ private let rdsCredential = """
     @Test(arguments: files)
     func shippedExamplesAreValid(file: String) throws {
         let path = Self.examples + "/" + file
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        var environment: [String: String] = [:]
-        for name in Self.demoVariables(in: text) {
-            environment[name] = Self.demoValues.first { name.hasSuffix($0.suffix) }?.value
-        }
+        let environment = Self.demoEnvironment(for: try String(contentsOfFile: path, encoding: .utf8))
         let config = try AgentConfig.load(path: path, environment: environment)
         #expect(!config.credentials.isEmpty)
     }
 
-    /// The `CREDAGENT_DEMO_*` names referenced as `${NAME}` or `${NAME:-default}` in `text`.
-    static func demoVariables(in text: String) -> Set<String> {
+    @Test func standInsAreChosenByKey() {
+        #expect(Self.demoEnvironment(for: """
+            socket: {path: "${CREDAGENT_DEMO_DIR}/agent.sock"}
+            credentials:
+              - port: ${CREDAGENT_DEMO_PG_PORT:-5432}
+                address: ${CREDAGENT_DEMO_BAO_ADDR}
+                role: ${CREDAGENT_DEMO_ROLE}
+            aws: {imds_endpoint: "${CREDAGENT_DEMO_MOTO}", sts_endpoint: "http://${CREDAGENT_DEMO_STS}"}
+            """) == ["CREDAGENT_DEMO_DIR": "/tmp/credagent-demo", "CREDAGENT_DEMO_PG_PORT": "5432",
+                     "CREDAGENT_DEMO_BAO_ADDR": "http://127.0.0.1:8200", "CREDAGENT_DEMO_MOTO": "http://127.0.0.1:5000"])
+    }
+
+    /// Stand-ins for the `CREDAGENT_DEMO_*` variables whose reference starts a value in `text`
+    /// (`key: ${...`, the value maybe quoted), each chosen by that key.
+    static func demoEnvironment(for text: String) -> [String: String] {
         let prefix = "${CREDAGENT_DEMO_"
-        var names: Set<String> = []
-        var rest = Substring(text)
-        while let start = rest.range(of: prefix) {
-            let name = rest[rest.index(start.lowerBound, offsetBy: 2)...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
-            names.insert(String(name))
-            rest = rest[start.upperBound...]
+        var environment: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            var rest = line[...]
+            while let reference = rest.range(of: prefix) {
+                let name = line[line.index(reference.lowerBound, offsetBy: 2)...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+                let before = line[..<reference.lowerBound]
+                let keyEnd = before.hasSuffix(": \"") ? before.dropLast(3) : before.hasSuffix(": ") ? before.dropLast(2) : nil
+                let key = keyEnd.map { String($0.reversed().prefix { $0.isLetter || $0 == "_" }.reversed()) }
+                if environment[String(name)] == nil, let value = key.flatMap({ standIns[$0] }) { environment[String(name)] = value }
+                rest = line[reference.upperBound...]
+            }
         }
-        return names
+        return environment
     }
 }
