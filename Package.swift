@@ -91,9 +91,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Child processes for the test targets (peers' clients, the oracle scripts, the binary).
+        .target(
+            name: "TestSupport",
+            dependencies: ["CloudAuth"],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CloudAuthTests",
-            dependencies: ["CloudAuth", "CloudEmulator"],
+            dependencies: ["CloudAuth", "CloudEmulator", "TestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -113,13 +120,13 @@ let package = Package(
         ),
         .testTarget(
             name: "CloudEmulatorTests",
-            dependencies: ["CloudEmulator", "CloudAuth"],
+            dependencies: ["CloudEmulator", "CloudAuth", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         // Runs the built `credagent` binary against the real peers that scripts/test starts.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator"],
+            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

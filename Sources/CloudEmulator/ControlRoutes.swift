@@ -36,8 +36,8 @@ extension CloudEmulator {
     public func verify(_ token: String, host: String? = nil, port: Int? = nil, user: String? = nil,
                        audience: String? = nil, now: Date = Date()) -> TokenVerdict {
         if token.contains("X-Amz-Signature=") { return verifyConnectToken(token, host: host, port: port, user: user, now: now) }
-        if token.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
-            return verifyJWT(token, audience: audience, now: now)
+        if let decoded = try? JWT.decode(token, source: "token") {
+            return verifyJWT(decoded, audience: audience, now: now)
         }
         guard let expiry = expiryOfIssued(token) else {
             return TokenVerdict(kind: "access-token", reason: "not a token this emulator issued")
@@ -87,12 +87,8 @@ extension CloudEmulator {
         return verdict
     }
 
-    private func verifyJWT(_ token: String, audience: String?, now: Date) -> TokenVerdict {
+    private func verifyJWT(_ decoded: JWT.Decoded, audience: String?, now: Date) -> TokenVerdict {
         var verdict = TokenVerdict(kind: "jwt")
-        guard let decoded = try? JWT.decode(token, source: "token") else {
-            verdict.reason = "not a JWT"
-            return verdict
-        }
         verdict.principal = decoded.string("sub")
         verdict.expiresAt = decoded.date("exp").map { Int($0.timeIntervalSince1970) }
         if !decoded.hasValidSignature(key: signingKey) {

@@ -1,16 +1,13 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import CloudAuth
 
 /// RDS, ElastiCache and MemoryDB tokens against botocore, byte for byte: the expectations are
 /// generated at test time by `scripts/oracle/aws_tokens.py` with the same keys and a frozen clock.
 struct AWSAuthTokenTests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-    static let oracleScript = packageRoot + "/scripts/oracle/aws_tokens.py"
-    static let botocoreAvailable: Bool = {
-        (try? runPython(["-c", "import botocore"]).status) == 0
-    }()
+    static let oracleScript = ChildProcess.packageRoot + "/scripts/oracle/aws_tokens.py"
+    static let botocoreAvailable = ChildProcess.pythonHas("botocore")
 
     static let keys = AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE",
                                      secretAccessKey: Secret("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
@@ -71,9 +68,9 @@ struct AWSAuthTokenTests {
     ]
 
     @Test("tokens are byte-identical to botocore's", .enabled(if: botocoreAvailable, "python3 with botocore is not installed"))
-    func matchesBotocore() throws {
+    func matchesBotocore() async throws {
         let input = try JSONSerialization.data(withJSONObject: Self.cases.map(\.oracleInput))
-        let result = try Self.runPython([Self.oracleScript], stdin: input)
+        let result = try await ChildProcess.python([Self.oracleScript], stdin: input)
         try #require(result.status == 0, "oracle failed: \(result.stderr)")
         let expected = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String])
         try #require(expected.count == Self.cases.count)
@@ -99,22 +96,5 @@ struct AWSAuthTokenTests {
         #expect("\(token)".contains("<redacted>"))
         #expect(!"\(token)".contains("X-Amz-Signature"))
         #expect(!"\(Self.temporaryKeys)".contains(Self.temporaryKeys.secretAccessKey.reveal()))
-    }
-
-    static func runPython(_ arguments: [String], stdin: Data = Data()) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        input.fileHandleForWriting.write(stdin)
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
 }

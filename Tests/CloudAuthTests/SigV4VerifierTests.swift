@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import CloudAuth
 
@@ -29,12 +30,12 @@ struct SigV4VerifierTests {
     }
 
     static func botocoreSTSRequest(_ keys: AWSCredentials, action: String = "GetCallerIdentity",
-                                   parameters: [String: String] = [:]) throws -> SignedRequest {
+                                   parameters: [String: String] = [:]) async throws -> SignedRequest {
         var input: [String: Any] = ["kind": "sts-request", "action": action, "parameters": parameters,
                                     "endpoint": "http://127.0.0.1:4566/", "region": "us-east-1", "time": signingTime,
                                     "access_key_id": keys.accessKeyID, "secret_access_key": keys.secretAccessKey.reveal()]
         if let token = keys.sessionToken { input["session_token"] = token.reveal() }
-        let result = try Oracle.runPython([Oracle.oracleScript], stdin: try JSONSerialization.data(withJSONObject: [input]))
+        let result = try await ChildProcess.python([Oracle.oracleScript], stdin: try JSONSerialization.data(withJSONObject: [input]))
         try #require(result.status == 0, "oracle failed: \(result.stderr)")
         let list = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
         let object = try #require(list.first)
@@ -58,9 +59,9 @@ struct SigV4VerifierTests {
 
     @Test("botocore's header signatures verify, for long-term and temporary keys",
           .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
-    func headerSignaturesFromBotocore() throws {
+    func headerSignaturesFromBotocore() async throws {
         for keys in [Oracle.keys, Oracle.temporaryKeys] {
-            let request = try Self.botocoreSTSRequest(keys, action: "AssumeRole",
+            let request = try await Self.botocoreSTSRequest(keys, action: "AssumeRole",
                                                       parameters: ["RoleArn": "arn:aws:iam::123456789012:role/a b", "RoleSessionName": "s"])
             let signature = try Self.check(request, with: Self.verifier(keys)).get()
             #expect(signature.accessKeyID == keys.accessKeyID)
@@ -71,9 +72,9 @@ struct SigV4VerifierTests {
 
     @Test("a changed body, header, secret or session token is refused",
           .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
-    func tamperedRequests() throws {
+    func tamperedRequests() async throws {
         let keys = Oracle.temporaryKeys
-        let request = try Self.botocoreSTSRequest(keys)
+        let request = try await Self.botocoreSTSRequest(keys)
         var body = request
         body.body = Array("Action=GetCallerIdentity&Version=2011-06-16".utf8)
         #expect(Self.code(Self.check(body, with: Self.verifier(keys))) == "SignatureDoesNotMatch")
@@ -98,8 +99,8 @@ struct SigV4VerifierTests {
 
     @Test("time: 15 minutes of skew either way, and never past the keys' expiry",
           .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
-    func clockSkewAndKeyExpiry() throws {
-        let request = try Self.botocoreSTSRequest(Oracle.keys)
+    func clockSkewAndKeyExpiry() async throws {
+        let request = try await Self.botocoreSTSRequest(Oracle.keys)
         let verifier = Self.verifier(Oracle.keys)
         #expect(Self.code(Self.check(request, with: verifier, at: Self.signingTime + 899)) == nil)
         let stale = Self.check(request, with: verifier, at: Self.signingTime + 901)
@@ -107,16 +108,16 @@ struct SigV4VerifierTests {
         if case let .failure(rejection) = stale { #expect(rejection.message.hasPrefix("Signature expired: 20251112T232640Z is now earlier than")) }
         #expect(Self.code(Self.check(request, with: verifier, at: Self.signingTime - 901)) == "SignatureDoesNotMatch")
 
-        let temporary = try Self.botocoreSTSRequest(Oracle.temporaryKeys)
+        let temporary = try await Self.botocoreSTSRequest(Oracle.temporaryKeys)
         let expiry = Int(try #require(Oracle.temporaryKeys.expiration).timeIntervalSince1970)
         #expect(Self.code(Self.check(temporary, with: Self.verifier(Oracle.temporaryKeys), at: expiry)) == "ExpiredToken")
     }
 
     @Test("botocore's RDS, ElastiCache and MemoryDB tokens verify while fresh, and not after 900 s",
           .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
-    func presignedTokensFromBotocore() throws {
+    func presignedTokensFromBotocore() async throws {
         let input = try JSONSerialization.data(withJSONObject: Oracle.cases.map(\.oracleInput))
-        let result = try Oracle.runPython([Oracle.oracleScript], stdin: input)
+        let result = try await ChildProcess.python([Oracle.oracleScript], stdin: input)
         try #require(result.status == 0, "oracle failed: \(result.stderr)")
         let tokens = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String])
         let verifier = Self.verifier(Oracle.keys, Oracle.temporaryKeys)

@@ -1,13 +1,12 @@
 import CloudAuth
 import Foundation
+import TestSupport
 import Testing
 
 /// `credagent token rds|elasticache|memorydb|vault-aws` run as a process: stdout holds the token
 /// and nothing else, the token is byte-identical to botocore's for the same signing second, exit
 /// codes follow the CLI contract, and secrets stay out of stderr.
 struct AWSCLITests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
     static let secret = "cli/secret+key=EXAMPLEKEY0123456789abcd"
 
     static func environment(_ extra: [String: String] = [:]) throws -> [String: String] {
@@ -19,7 +18,7 @@ struct AWSCLITests {
     }
 
     /// botocore's token for `testCase`, signed at the second the CLI's token says it was signed.
-    static func botocoreToken(_ testCase: [String: any Sendable], signedAt token: String) throws -> String {
+    static func botocoreToken(_ testCase: [String: any Sendable], signedAt token: String) async throws -> String {
         let stamp = try #require(token.split(separator: "&").first { $0.hasPrefix("X-Amz-Date=") }?.dropFirst("X-Amz-Date=".count))
         var components = DateComponents()
         components.timeZone = TimeZone(identifier: "UTC")
@@ -33,31 +32,13 @@ struct AWSCLITests {
         input["access_key_id"] = "AKIACLIEXAMPLE"
         input["secret_access_key"] = secret
         input["session_token"] = "cli-session/token+=="
-        let script = packageRoot + "/scripts/oracle/aws_tokens.py"
-        let result = try awaitProcess("/usr/bin/env", ["python3", script], stdin: try JSONSerialization.data(withJSONObject: [input]))
+        let script = ChildProcess.packageRoot + "/scripts/oracle/aws_tokens.py"
+        let result = try await ChildProcess.python([script], stdin: try JSONSerialization.data(withJSONObject: [input]))
         try #require(result.status == 0, "oracle failed: \(result.stderr)")
         return try #require((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String])?.first)
     }
 
-    static func awaitProcess(_ executable: String, _ arguments: [String], stdin: Data) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        input.fileHandleForWriting.write(stdin)
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-                             stderr: String(decoding: err, as: UTF8.self))
-    }
-
-    static let botocoreAvailable = (try? awaitProcess("/usr/bin/env", ["python3", "-c", "import botocore"], stdin: Data()).status) == 0
+    static let botocoreAvailable = ChildProcess.pythonHas("botocore")
 
     @Test("token rds / elasticache / memorydb print only the token, byte-identical to botocore's",
           .enabled(if: botocoreAvailable, "python3 with botocore is not installed"), arguments: [
@@ -75,7 +56,7 @@ struct AWSCLITests {
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count == 2 && lines[1].isEmpty, "stdout must be the token and a newline")
         let token = String(lines[0])
-        #expect(token == (try Self.botocoreToken(oracleCase, signedAt: token)))
+        #expect(token == (try await Self.botocoreToken(oracleCase, signedAt: token)))
     }
 
     @Test("token vault-aws prints login JSON that moto's STS accepts", .enabled(if: Peers.moto != nil, "CREDAGENT_TEST_MOTO is not set"))

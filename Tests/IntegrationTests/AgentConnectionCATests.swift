@@ -1,6 +1,7 @@
 import CloudAuth
 import CloudEmulator
 import Foundation
+import TestSupport
 import Testing
 
 /// The agent names each credential's `ca_file` in the `connection` object, so that

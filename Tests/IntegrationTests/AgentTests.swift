@@ -2,6 +2,7 @@ import CloudAuth
 import CloudEmulator
 import CredentialAgent
 import Foundation
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -372,9 +373,9 @@ private let emulatorOnlyConfig = """
         stat(agent.socketPath, &info)
         #expect(info.st_mode & 0o777 == 0o666)
         func asNobody(_ path: String) async throws -> ProcessResult {
-            try await runProcess("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/curl",
-                                                      "-s", "-w", "\n%{http_code}", "--unix-socket", agent.socketPath,
-                                                      "http://localhost\(path)"])
+            try await ChildProcess.run("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/curl",
+                                                            "-s", "-w", "\n%{http_code}", "--unix-socket", agent.socketPath,
+                                                            "http://localhost\(path)"], environment: [:])
         }
         let denied = try await asNobody("/v1/credentials/az-pg")
         #expect(denied.stdout.hasSuffix("\n403"))

@@ -1,6 +1,7 @@
 import CloudAuth
 import CloudEmulator
 import Foundation
+import TestSupport
 import Testing
 
 /// `credagent test` as a process: credentials from a running agent (identities from the cloud

@@ -1,5 +1,6 @@
 import CloudAuth
 import Foundation
+import TestSupport
 
 /// A token that looks like a cloud IAM token (query string, `&`, `=`, `%`, `/`), so that tests also
 /// prove it travels through libpq and the Redis protocol unmangled. Fresh per call.
@@ -30,12 +31,12 @@ enum PostgresPeer {
     static func createRole(_ user: String, password token: Secret) async throws {
         let literal = token.reveal().replacingOccurrences(of: "'", with: "''")
         let sql = "CREATE ROLE \"\(user)\" LOGIN PASSWORD '\(literal)';\n"
-        let result = try await runProcess(
+        let result = try await ChildProcess.run(
             (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
             ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port),
              "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres"],
             environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"],
-            stdin: sql)
+            stdin: Data(sql.utf8))
         guard result.status == 0 else {
             // psql echoes the failing statement, password included: mask it.
             let detail = result.stderr.replacingOccurrences(of: token.reveal(), with: "<redacted>")
@@ -59,12 +60,12 @@ enum RedisPeer {
         let passwordFile = Peers.env("CREDAGENT_TEST_REDIS_ADMIN_PASSWORD_FILE") ?? ""
         let adminPassword = try String(contentsOfFile: passwordFile, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let result = try await runProcess(
+        let result = try await ChildProcess.run(
             "/usr/bin/redis-cli",
             ["-h", "127.0.0.1", "-p", String(port), "--user", Peers.env("CREDAGENT_TEST_REDIS_ADMIN_USER") ?? "default",
              "--no-auth-warning"],
             environment: ["REDISCLI_AUTH": adminPassword],
-            stdin: "ACL SETUSER \(user) reset on >\(token.reveal()) ~* &* +@all\n")
+            stdin: Data("ACL SETUSER \(user) reset on >\(token.reveal()) ~* &* +@all\n".utf8))
         guard result.status == 0, result.stdout.contains("OK") else {
             throw CloudAuthError(.rejected, source: "redis-cli", "creating user \(user) failed: \(result.stdout) \(result.stderr)")
         }

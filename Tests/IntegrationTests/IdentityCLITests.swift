@@ -1,6 +1,7 @@
 import CloudAuth
 import CloudEmulator
 import Foundation
+import TestSupport
 import Testing
 
 /// `credagent token azure|gcp` and `credagent emulate` as processes, against the emulator.

@@ -2,6 +2,7 @@ import CloudAuth
 import CloudEmulator
 import CredentialAgent
 import Foundation
+import TestSupport
 import Logging
 import Testing
 

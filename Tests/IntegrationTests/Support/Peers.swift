@@ -1,5 +1,5 @@
-import CloudAuth
 import Foundation
+import TestSupport
 
 /// Where the real peers that `scripts/test` starts are listening, read from the environment.
 ///
@@ -28,44 +28,7 @@ enum Peers {
     }
 }
 
-/// What a finished child process printed and how it ended.
-struct ProcessResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// Runs `executable` with `arguments` and an environment of exactly `environment` (plus PATH and
-/// HOME), waits for it, and returns its output.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                stdin: String? = nil) async throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    var env = environment
-    let inherited = ProcessInfo.processInfo.environment
-    env["PATH"] = env["PATH"] ?? inherited["PATH"]
-    env["HOME"] = env["HOME"] ?? inherited["HOME"]
-    process.environment = env
-    let out = Pipe(), err = Pipe(), input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    // Reading the pipes and waiting block: do it on the blocking pool, never on the cooperative
-    // threads that the tests running in parallel need.
-    async let stdoutData = BlockingExecutor.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
-    async let stderrData = BlockingExecutor.shared.run { err.fileHandleForReading.readDataToEndOfFile() }
-    let (o, e) = try await (stdoutData, stderrData)
-    try await BlockingExecutor.shared.run { process.waitUntilExit() }
-    return ProcessResult(status: process.terminationStatus,
-                         stdout: String(decoding: o, as: UTF8.self),
-                         stderr: String(decoding: e, as: UTF8.self))
-}
-
 /// Runs the `credagent` binary under test.
 func runCredagent(_ arguments: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
-    try await runProcess(Peers.credagentBinary, arguments, environment: environment)
+    try await ChildProcess.run(Peers.credagentBinary, arguments, environment: environment)
 }
