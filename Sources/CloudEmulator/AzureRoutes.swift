@@ -1,8 +1,9 @@
 import CloudAuth
 import Foundation
 
-/// The Azure listener: IMDS, the App Service identity endpoint, Entra ID's token endpoint and the
-/// Azure issuer's discovery documents, with the wire formats Microsoft documents.
+/// The Azure listener: IMDS, the App Service identity endpoint, Entra ID's token endpoint, the
+/// Azure issuer's discovery documents, with the wire formats Microsoft documents, and the
+/// discovery documents of the Kubernetes issuer whose projected tokens workload identity exchanges.
 extension CloudEmulator {
     func routeAzure(_ request: EmulatorRequest) -> EmulatorResponse {
         let tenantPrefix = "/azure/\(configuration.tenantID)"
@@ -21,6 +22,14 @@ extension CloudEmulator {
                                   tokenEndpoint: "\(azureBaseURL)\(tenantPrefix)/oauth2/v2.0/token")
             }
         case ("GET", "\(tenantPrefix)/discovery/v2.0/keys"):
+            return respond(.azureDiscovery) { _ in jwks() }
+        case ("GET", "/kubernetes/.well-known/openid-configuration"):
+            // The cluster's service-account issuer, as AKS and EKS publish it for federation.
+            return respond(.azureDiscovery) { _ in
+                discoveryDocument(issuer: kubernetesIssuer, jwksURI: "\(kubernetesIssuer)/openid/v1/jwks",
+                                  tokenEndpoint: "\(kubernetesIssuer)/token")
+            }
+        case ("GET", "/kubernetes/openid/v1/jwks"):
             return respond(.azureDiscovery) { _ in jwks() }
         default:
             return .json(404, ["error": "not_found", "error_description": "No route for \(request.method) \(request.path) on the Azure emulator."])

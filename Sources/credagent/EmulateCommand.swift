@@ -64,8 +64,7 @@ struct EmulateCommand: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data((text + "\n# (also in \(envFile))\n").utf8))
         // The kubelet rewrites projected tokens well before they expire; so does the emulator.
         let rotation = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(600))
+            while (try? await Task.sleep(for: .seconds(600))) != nil {
                 try? emulator.writeClientFiles()
             }
         }

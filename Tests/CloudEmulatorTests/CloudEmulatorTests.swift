@@ -74,6 +74,12 @@ import Testing
             #expect(gcpDiscovery["issuer"] as? String == emulator.gcpIssuer)
             let gcpKeys = try json(try await get(try #require(gcpDiscovery["jwks_uri"] as? String)))
             #expect((gcpKeys["keys"] as? [any Sendable])?.count == 1)
+
+            let kubernetes = try json(try await get("\(emulator.kubernetesIssuer)/.well-known/openid-configuration"))
+            #expect(kubernetes["issuer"] as? String == emulator.kubernetesIssuer)
+            let kubernetesKeys = try json(try await get(try #require(kubernetes["jwks_uri"] as? String)))
+            #expect((kubernetesKeys["keys"] as? [[String: any Sendable]])?.first?["n"] as? String == Encoding.base64URL(modulus))
+            #expect(try JWT.decode(try emulator.webIdentityToken(), source: "test").hasValidSignature(key: emulator.signingKey))
         }
     }
 

@@ -113,9 +113,10 @@ import Testing
     }
 
     @Test func emulateServesUntilTerminated() async throws {
+        let stateDirectory = try Peers.scratchDirectory("emulator-state")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Peers.credagentBinary)
-        process.arguments = ["emulate", "--token-lifetime", "120"]
+        process.arguments = ["emulate", "--token-ttl", "2m", "--state-dir", stateDirectory]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -143,5 +144,30 @@ import Testing
         process.waitUntilExit()
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
+
+        // The state directory keeps the signing keys (so tokens issued before a restart still verify)
+        // and holds the files clients read, the env file among them.
+        let files = try FileManager.default.contentsOfDirectory(atPath: stateDirectory).sorted()
+        #expect(files == ["aws-web-identity-token", "azure-federated-token", "env", "gcp-service-account-key.pem",
+                          "gcp-service-account.json", "signing-key.pem"])
+        var configuration = CloudEmulator.Configuration()
+        configuration.stateDirectory = stateDirectory
+        let restarted = try await CloudEmulator.start(configuration)
+        defer { Task { try? await restarted.stop() } }
+        #expect(restarted.verify(token.token.reveal()).isValid)
+    }
+
+    @Test("emulate refuses a bad lifetime (exit 2) and a port in use (exit 1), saying which")
+    func emulateBadInput() async throws {
+        let lifetime = try await runCredagent(["emulate", "--token-ttl", "soon"])
+        #expect(lifetime.status == 2)
+        #expect(lifetime.stderr.contains("--token-ttl soon is not a duration"))
+
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        let busy = try await runCredagent(["emulate", "--aws", String(emulator.awsPort)])
+        #expect(busy.status == 1)
+        #expect(busy.stderr.contains("cannot listen on 127.0.0.1 ports aws \(emulator.awsPort)"))
+        #expect(busy.stderr.contains("choose other ports"))
     }
 }
