@@ -76,6 +76,22 @@ struct AWSSTSEmulatorTests {
         #expect(emulator.requestCount(.awsSTS) == 7)
     }
 
+    @Test("boto3 takes keys from the container credentials endpoint (ECS, EKS Pod Identity)", .enabled(if: boto3Available, "boto3 is not installed"))
+    func boto3WithContainerKeys() async throws {
+        let emulator = try await CloudEmulator.start()
+        defer { Task { try? await emulator.stop() } }
+        var environment = emulator.environment(for: .awsContainer)
+        environment["AWS_EC2_METADATA_DISABLED"] = "true"
+        let out = try await Self.boto3("""
+            session = boto3.session.Session()
+            out["method"] = session.get_credentials().method
+            out["arn"] = session.client("sts").get_caller_identity()["Arn"]
+            """, environment: environment)
+        #expect(out["method"] as? String == "container-role")
+        #expect(out["arn"] as? String == "arn:aws:sts::123456789012:assumed-role/credagent-instance-role/credagent-task")
+        #expect(emulator.requestCount(.awsContainerCredentials) == 1)
+    }
+
     @Test("boto3's web identity provider assumes the role with the projected token", .enabled(if: boto3Available, "boto3 is not installed"))
     func boto3WithWebIdentity() async throws {
         let emulator = try await Self.startWithStateDirectory()
