@@ -505,4 +505,22 @@ private let emulatorOnlyConfig = """
         #expect(ok.status == 0)
         #expect(try await runCredagent(["config", "check", directory + "/absent.yaml"]).status == 2)
     }
+
+    @Test("every shipped example passes `credagent config check`; the demo's needs its environment")
+    func examplesPassConfigCheck() async throws {
+        let examples = ChildProcess.packageRoot + "/examples"
+        let files = try FileManager.default.contentsOfDirectory(atPath: examples).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.contains("local-demo.yaml") && files.count >= 4)
+        let demo = ["CREDAGENT_DEMO_DIR": "/tmp/credagent-demo", "CREDAGENT_DEMO_PG_HOST": "localhost",
+                    "CREDAGENT_DEMO_PG_PORT": "5432", "CREDAGENT_DEMO_REDIS_HOST": "localhost",
+                    "CREDAGENT_DEMO_REDIS_PORT": "6380", "CREDAGENT_DEMO_CA_FILE": "/tmp/ca.pem",
+                    "CREDAGENT_DEMO_BAO_ADDR": "http://127.0.0.1:8200"]
+        for file in files {
+            let check = try await runCredagent(["config", "check", examples + "/" + file], environment: demo)
+            #expect(check.status == 0, "\(file): \(check.stderr)")
+        }
+        let unset = try await runCredagent(["config", "check", examples + "/local-demo.yaml"])
+        #expect(unset.status == 2)
+        #expect(unset.stderr.contains("socket.path: ${CREDAGENT_DEMO_DIR} is not set; set it, or give a default"))
+    }
 }
