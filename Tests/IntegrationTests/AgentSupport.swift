@@ -34,8 +34,12 @@ final class AgentProcess: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        try await waitUntil("the agent answers on \(socketPath)", timeout: 20) {
-            (try? await self.request("GET", "/v1/health"))?.status == 200
+        // A liveness wait, generous for a loaded machine; an agent that exits fails at once, with its log.
+        try await waitUntil("the agent answers on \(socketPath)", timeout: 60) {
+            guard self.process.isRunning else {
+                throw TestFailure("the agent exited (status \(self.process.terminationStatus)); its log:\n\(self.log.suffix(2000))")
+            }
+            return (try? await self.request("GET", "/v1/health"))?.status == 200
         }
     }
 
