@@ -124,7 +124,7 @@ public final class Agent: Service, Sendable {
     private func reloadOnHangup(_ spawner: AsyncStream<CredentialRefresher>.Continuation) async {
         for await _ in await UnixSignalsSequence(trapping: .sighup) {
             if Task.isCancelled { break }
-            reload(spawner)
+            await reload(spawner)
         }
     }
 
@@ -143,10 +143,12 @@ public final class Agent: Service, Sendable {
     /// secret while it is valid (a Vault credential also keeps its login and token); changed ones
     /// are replaced (versions keep counting), added ones start, removed ones stop. A config that
     /// is invalid, or whose sources cannot be made, is rejected whole before anything changes.
-    func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) {
+    /// The file is read off the cooperative pool: a hung volume must not stall the agent's tasks.
+    func reload(_ spawner: AsyncStream<CredentialRefresher>.Continuation) async {
         let new: AgentConfig
         do {
-            new = try AgentConfig.load(path: configPath)
+            let path = configPath
+            new = try await BlockingExecutor.shared.run { try AgentConfig.load(path: path) }
         } catch {
             logger.error("reload rejected; the running config stays", metadata: ["error": "\(error)"])
             return

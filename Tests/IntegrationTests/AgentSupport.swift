@@ -72,11 +72,18 @@ final class AgentProcess: @unchecked Sendable {
         return (response.status, object)
     }
 
-    /// The credential `name` as the agent serves it.
+    /// The credential `name` as the agent serves it; while it is still being fetched (503, as a
+    /// client of the API would see it), asks again, for up to 60 s.
     func credential(_ name: String) async throws -> [String: Any] {
-        let (status, body) = try await json("GET", "/v1/credentials/\(name)")
-        guard status == 200 else { throw TestFailure("GET \(name) answered \(status): \(body)") }
-        return body
+        var answer: (status: Int, body: [String: Any]) = (0, [:])
+        try await waitUntil("GET \(name) answers 200", timeout: 60) {
+            answer = try await self.json("GET", "/v1/credentials/\(name)")
+            guard answer.status == 200 || answer.status == 503 else {
+                throw TestFailure("GET \(name) answered \(answer.status): \(answer.body)")
+            }
+            return answer.status == 200
+        }
+        return answer.body
     }
 
     /// The `state` of `name` in the listing.
