@@ -9,18 +9,18 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
-/// How the `credagent` executable is linked on Linux: with lld, which lays the functions named in
-/// `link/credagent.order` (what the sidecar runs; `scripts/link-order` regenerates it) side by side,
-/// and packs relative relocations (glibc 2.36 or later). The kernel maps code 64 KB around each
-/// page touched, so packing the run path together is what keeps the idle RSS low; see
-/// docs/OPERATIONS.md, "Memory footprint".
+/// How the release `credagent` executable is linked on Linux: with lld, which lays the functions
+/// named in `link/credagent.order` (what the sidecar runs; `scripts/link-order` regenerates it)
+/// side by side, and packs relative relocations (the binary then needs glibc 2.36 or later). The
+/// kernel maps code 64 KB around each page touched, so packing the run path together is what keeps
+/// the idle RSS low; see docs/OPERATIONS.md, "Memory footprint". Debug builds link as usual.
 let sidecarLinkerSettings: [LinkerSetting] = [
     .unsafeFlags([
         "-use-ld=lld",
         "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/link/credagent.order",
         "-Xlinker", "--no-warn-symbol-ordering",
-    ], .when(platforms: [.linux])),
+    ], .when(platforms: [.linux], configuration: .release)),
 ]
 
 let package = Package(

@@ -32,7 +32,7 @@ extension CloudEmulator {
             return .text(404, "Not Found")
         }
         // IMDSv2: a GET without a valid session token is refused, never answered v1-style.
-        guard let token = request.headers["x-aws-ec2-metadata-token"], let expiry = expiryOfIssued(token),
+        guard let token = request.headers["x-aws-ec2-metadata-token"], let expiry = expiryOfIssued(token, as: .imdsSession),
               expiry > Int(Date().timeIntervalSince1970) else {
             return .text(401, "Unauthorized")
         }
@@ -71,7 +71,7 @@ extension CloudEmulator {
         guard let ttl = request.headers["x-aws-ec2-metadata-token-ttl-seconds"].flatMap(Int.init), (1...21_600).contains(ttl) else {
             return .text(400, "Bad Request")
         }
-        return .text(200, issueRandomSecret(expiresAt: Int(Date().timeIntervalSince1970) + ttl))
+        return .text(200, issueRandomSecret(.imdsSession, expiresAt: Int(Date().timeIntervalSince1970) + ttl))
     }
 
     /// Temporary keys in the JSON shape of IMDS and the container endpoint.
@@ -87,10 +87,10 @@ extension CloudEmulator {
         Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
     }
 
-    /// A random secret, remembered as issued.
-    func issueRandomSecret(expiresAt: Int) -> String {
+    /// A random secret, remembered as issued as `kind`.
+    func issueRandomSecret(_ kind: IssuedKind, expiresAt: Int) -> String {
         let secret = Encoding.base64(Digest.randomBytes(30))
-        remember(secret, expiresAt: expiresAt)
+        remember(secret, kind: kind, expiresAt: expiresAt)
         return secret
     }
 }

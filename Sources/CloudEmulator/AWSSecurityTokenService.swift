@@ -32,8 +32,8 @@ extension CloudEmulator {
         let roleID = "AROA" + Encoding.hex(Digest.sha256(role).prefix(9)).uppercased().prefix(17)
         let key = IssuedAWSKey(
             accessKeyID: "ASIA" + Encoding.hex(Digest.randomBytes(8)).uppercased(),
-            secretAccessKey: Secret(issueRandomSecret(expiresAt: validity.expiresAt)),
-            sessionToken: Secret(issueRandomSecret(expiresAt: validity.expiresAt)),
+            secretAccessKey: Secret(issueRandomSecret(.awsKey, expiresAt: validity.expiresAt)),
+            sessionToken: Secret(issueRandomSecret(.awsKey, expiresAt: validity.expiresAt)),
             expiresAt: validity.expiresAt,
             arn: "arn:aws:sts::\(configuration.awsAccountID):assumed-role/\(role)/\(session)",
             userID: "\(roleID):\(session)")
@@ -52,8 +52,10 @@ extension CloudEmulator {
     }
 
     func securityTokenService(_ request: EmulatorRequest, expired: Bool) -> EmulatorResponse {
-        var parameters = request.query
-        if request.method == "POST" { parameters += request.form }
+        // The body of a signed POST is covered by its hash; the query of a signed request is read
+        // back from the verifier, exactly as it was signed.
+        let form = request.method == "POST" ? request.form : []
+        var parameters = request.query + form
         func parameter(_ name: String) -> String? { parameters.first { $0.name == name }?.value }
         guard let action = parameter("Action") else {
             return stsError(400, "MissingAction", "Missing Action")
@@ -68,14 +70,16 @@ extension CloudEmulator {
         switch signatureVerifier.verify(method: request.method, path: request.path, query: request.rawQuery,
                                         headers: request.headers, body: request.body, now: Date()) {
         case let .failure(rejection):
-            return stsError(rejection.code == "ExpiredToken" || rejection.code == "IncompleteSignature" ? 400 : 403,
+            return stsError(["IncompleteSignature", "RequestExpired"].contains(rejection.code) ? 400 : 403,
                             rejection.code, rejection.message)
         case let .success(signature):
             guard signature.service == "sts", let key = state.withLock({ $0.awsKeys[signature.accessKeyID] }) else {
                 return stsError(403, "SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'.")
             }
             caller = key
+            parameters = signature.parameters + form
         }
+        guard parameter("Action") == action else { return stsError(400, "MissingAction", "Missing Action") }
         if action == "GetCallerIdentity" {
             return stsResult(action, [
                 ("Arn", caller.arn), ("UserId", caller.userID), ("Account", configuration.awsAccountID),

@@ -39,7 +39,7 @@ extension CloudEmulator {
         if let decoded = try? JWT.decode(token, source: "token") {
             return verifyJWT(decoded, audience: audience, now: now)
         }
-        guard let expiry = expiryOfIssued(token) else {
+        guard let expiry = expiryOfIssued(token, as: .opaqueAccessToken) else {
             return TokenVerdict(kind: "access-token", reason: "not a token this emulator issued")
         }
         return TokenVerdict(kind: "access-token", reason: expiry > Int(now.timeIntervalSince1970) ? nil : "expired",
@@ -57,8 +57,7 @@ extension CloudEmulator {
             signature = valid
         }
         let authority = String(token.prefix { $0 != "/" }).lowercased()
-        let parameters = FormEncoding.decode(String(token.drop { $0 != "?" }.dropFirst()))
-        func parameter(_ name: String) -> String? { parameters.first { $0.name == name }?.value }
+        func parameter(_ name: String) -> String? { signature.parameters.first { $0.name == name }?.value }
         let key = state.withLock { $0.awsKeys[signature.accessKeyID] }
         verdict.principal = key?.arn
         verdict.boundTo = authority
@@ -151,11 +150,18 @@ extension CloudEmulator {
             return bad("endpoint must be one of \(Endpoint.allCases.map(\.rawValue).joined(separator: ", ")), or aws, azure, gcp, all")
         }
         func number(_ key: String) -> Double? { (fields[key] as? NSNumber)?.doubleValue }
+        /// A whole number in `range`, or nil (absent, fractional, out of range).
+        func integer(_ key: String, in range: ClosedRange<Int>) -> Int? {
+            guard let value = number(key), value.isFinite, value.rounded() == value,
+                  value >= Double(range.lowerBound), value <= Double(range.upperBound) else { return nil }
+            return Int(value)
+        }
         let failure: Failure
         switch fields["fault"] as? String {
         case "status":
-            let status = Int(number("status") ?? 503)
-            guard (400...599).contains(status) else { return bad("status must be an error status (400-599)") }
+            guard let status = fields["status"] == nil ? 503 : integer("status", in: 400...599) else {
+                return bad("status must be an error status (400-599)")
+            }
             failure = .status(status, body: fields["body"] as? String ?? #"{"error":"injected by the emulator"}"#)
         case "latency":
             guard let seconds = number("seconds"), seconds > 0, seconds <= 600 else { return bad("latency needs seconds (0-600]") }
@@ -169,10 +175,11 @@ extension CloudEmulator {
         }
         let rate = number("rate") ?? 1
         guard rate > 0, rate <= 1 else { return bad("rate must be in (0, 1]") }
-        let times = number("times").map { Int($0) }
-        if let times, times < 1 { return bad("times must be at least 1 (leave it out for until cleared)") }
-        let after = Int(number("after") ?? 0)
-        guard after >= 0 else { return bad("after must be 0 or more requests") }
+        let times = integer("times", in: 1...1_000_000_000)
+        if fields["times"] != nil, times == nil { return bad("times must be a whole number of failures from 1 (leave it out for until cleared)") }
+        guard let after = fields["after"] == nil ? 0 : integer("after", in: 0...1_000_000_000) else {
+            return bad("after must be a whole number of requests, 0 or more")
+        }
         for endpoint in endpoints { inject(failure, at: endpoint, times: times, after: after, rate: rate) }
         return .json(200, ["injected": endpoints.map(\.rawValue)])
     }

@@ -43,7 +43,7 @@ extension CloudEmulator {
         public var cloud: String { String(rawValue.prefix { $0 != "-" }) }
     }
 
-    /// A way for an endpoint to misbehave, switched on at runtime with ``inject(_:at:times:)``.
+    /// A way for an endpoint to misbehave, switched on at runtime with ``inject(_:at:times:after:rate:)``.
     public enum Failure: Sendable, Equatable {
         /// Answer with this status and body (JSON, as the clouds' error bodies are).
         case status(Int, body: String)
@@ -61,9 +61,9 @@ extension CloudEmulator {
         case down
     }
 
-    /// Makes `endpoint` misbehave as `failure`: after `after` more normal answers, for the next
-    /// `times` requests (nil: until cleared), each with probability `rate` (1: every one; 0.2: an
-    /// error rate of 20 %).
+    /// Makes `endpoint` misbehave as `failure`: after `after` more normal answers, each request
+    /// fails with probability `rate` (1: every one; 0.2: an error rate of 20 %), until `times`
+    /// failures have been served (nil: until cleared).
     public func inject(_ failure: Failure, at endpoint: Endpoint, times: Int? = nil, after: Int = 0, rate: Double = 1) {
         let armed = ArmedFailure(failure: failure, remaining: times, normalAnswersFirst: max(0, after),
                                  rate: min(1, max(0, rate)))
@@ -85,6 +85,7 @@ extension CloudEmulator {
         state.withLock { $0.counts[endpoint, default: 0] }
     }
 
+    /// Sets every request count back to zero.
     public func resetCounts() {
         state.withLock { $0.counts = [:] }
     }
@@ -95,9 +96,11 @@ extension CloudEmulator {
         set { state.withLock { $0.tokenLifetime = max(1, newValue) } }
     }
 
-    /// Whether `token` is one this emulator issued (and has not forgotten: it keeps the last 10,000).
+    /// Whether `token` is one this emulator issued, of any kind (and has not forgotten: it keeps
+    /// the last 10,000).
     public func wasIssued(_ token: String) -> Bool {
-        expiryOfIssued(token) != nil
+        let digest = Encoding.hex(Digest.sha256(token))
+        return state.withLock { $0.issued[digest] } != nil
     }
 
     /// Counts a request and takes the failure to apply to it, if any.
@@ -116,19 +119,29 @@ extension CloudEmulator {
         }
     }
 
-    /// Remembers `token` as issued, valid until `expiresAt` (seconds since 1970).
-    func remember(_ token: String, expiresAt: Int = .max) {
+    /// Remembers `token` as issued, of `kind`, valid until `expiresAt` (seconds since 1970).
+    func remember(_ token: String, kind: IssuedKind, expiresAt: Int = .max) {
         let digest = Encoding.hex(Digest.sha256(token))
-        state.withLock { state in
-            state.issued.insert(digest, expiresAt)
-        }
+        state.withLock { $0.issued.insert(digest, IssuedSecret(kind: kind, expiresAt: expiresAt)) }
     }
 
-    /// When `token`, one this emulator issued, expires (seconds since 1970); nil when it did not issue it.
-    func expiryOfIssued(_ token: String) -> Int? {
+    /// When `token` expires (seconds since 1970), if this emulator issued it as `kind`; nil otherwise.
+    func expiryOfIssued(_ token: String, as kind: IssuedKind) -> Int? {
         let digest = Encoding.hex(Digest.sha256(token))
-        return state.withLock { $0.issued[digest] }
+        return state.withLock { $0.issued[digest] }.flatMap { $0.kind == kind ? $0.expiresAt : nil }
     }
+}
+
+/// What an issued secret was issued as: one kind is never accepted for another (an AWS secret
+/// key is not an IMDS session token, nor a GCP access token).
+enum IssuedKind: Sendable {
+    case imdsSession, awsKey, opaqueAccessToken, jwt
+}
+
+/// One remembered secret.
+struct IssuedSecret: Sendable {
+    var kind: IssuedKind
+    var expiresAt: Int
 }
 
 /// A failure switched on at an endpoint, with what is left of it.
@@ -170,8 +183,8 @@ struct EmulatorState: Sendable {
     var tokenLifetime: TimeInterval
     var failures: [CloudEmulator.Endpoint: ArmedFailure] = [:]
     var counts: [CloudEmulator.Endpoint: Int] = [:]
-    /// SHA-256 of each token issued, with its expiry; the last 10,000.
-    var issued = BoundedMemory<Int>(limit: 10_000)
+    /// SHA-256 of each secret issued, with its kind and expiry; the last 10,000.
+    var issued = BoundedMemory<IssuedSecret>(limit: 10_000)
     /// AWS keys issued (IMDS, container endpoint, STS), by access key id; the last 10,000.
     var awsKeys = BoundedMemory<CloudEmulator.IssuedAWSKey>(limit: 10_000)
 }

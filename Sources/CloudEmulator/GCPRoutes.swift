@@ -133,7 +133,7 @@ extension CloudEmulator {
             .json(status, ["error": ["code": status, "message": message, "status": state] as [String: any Sendable]])
         }
         let bearer = request.headers["authorization"].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        guard let bearer, wasIssued(bearer) else {
+        guard let bearer, let expiry = expiryOfIssued(bearer, as: .opaqueAccessToken), expiry > Int(Date().timeIntervalSince1970) else {
             return googleError(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token.")
         }
         guard let body = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],

@@ -24,14 +24,14 @@ extension CloudEmulator {
     func issueJWT(_ claims: [String: any Sendable]) -> String {
         // Signing with a key generated in-process cannot fail short of libcrypto breaking.
         let token = (try? JWT.sign(claims: claims, key: signingKey, keyID: signingKeyID)) ?? ""
-        remember(token, expiresAt: claims["exp"] as? Int ?? .max)
+        remember(token, kind: .jwt, expiresAt: claims["exp"] as? Int ?? .max)
         return token
     }
 
     /// An opaque Google-style access token, remembered with its expiry.
     func issueOpaqueToken(expiresAt: Int) -> String {
         let token = "ya29.c." + Encoding.base64URL(Digest.randomBytes(96))
-        remember(token, expiresAt: expiresAt)
+        remember(token, kind: .opaqueAccessToken, expiresAt: expiresAt)
         return token
     }
 

@@ -26,14 +26,27 @@ struct EmulateCommand: AsyncParsableCommand {
     var stateDir: String?
 
     func run() async throws {
+        // Caught from the start, so that a signal at any point still ends in the cleanup below.
+        let signals = TerminationSignals()
         guard [aws, azure, gcp].allSatisfy({ (0...65535).contains($0) }) else {
             throw OneShot.usageError("--aws, --azure and --gcp take a port from 0 to 65535")
         }
-        guard let lifetime = DurationText.seconds(tokenTTL) ?? Double(tokenTTL), lifetime >= 1 else {
-            throw OneShot.usageError("--token-ttl \(tokenTTL) is not a duration of at least 1s (examples: 90s, 5m, 1h)")
+        guard let lifetime = DurationText.seconds(tokenTTL) ?? Double(tokenTTL), (1...43_200).contains(lifetime) else {
+            throw OneShot.usageError("--token-ttl \(tokenTTL) is not a duration from 1s to 12h (examples: 90s, 5m, 1h)")
         }
-        let temporary = stateDir == nil
-        let directory = stateDir ?? NSTemporaryDirectory() + "credagent-emulator-" + UUID().uuidString.prefix(8)
+        let directory: String
+        if let stateDir {
+            directory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+        } else {
+            var template = Array((NSTemporaryDirectory() + "credagent-emulator-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else {
+                throw OneShot.failure("cannot create a temporary state directory (errno \(errno)); give one with --state-dir", exitCode: 1)
+            }
+            directory = String(cString: made)
+        }
+        // The temporary directory holds private keys: it goes on every way out.
+        defer { if stateDir == nil { try? FileManager.default.removeItem(atPath: directory) } }
+
         var configuration = CloudEmulator.Configuration()
         configuration.awsPort = aws
         configuration.azurePort = azure
@@ -49,7 +62,6 @@ struct EmulateCommand: AsyncParsableCommand {
         do {
             try await emulator.start()
         } catch {
-            if temporary { try? FileManager.default.removeItem(atPath: directory) }
             throw OneShot.failure("cannot listen on \(configuration.host) ports aws \(aws), azure \(azure), gcp \(gcp) "
                                   + "(\(error)); choose other ports, or 0 for free ones", exitCode: 1)
         }
@@ -57,7 +69,7 @@ struct EmulateCommand: AsyncParsableCommand {
         let envFile = directory + "/env"
         guard FileManager.default.createFile(atPath: envFile, contents: Data((text + "\n").utf8),
                                              attributes: [.posixPermissions: 0o600]) else {
-            try await emulator.stop()
+            try? await emulator.stop()
             throw OneShot.failure("cannot write \(envFile)", exitCode: 1)
         }
         // Unbuffered, so that a parent reading the pipe sees the addresses at once.
@@ -68,10 +80,9 @@ struct EmulateCommand: AsyncParsableCommand {
                 try? emulator.writeClientFiles()
             }
         }
-        await Self.waitForTermination()
+        await signals.wait()
         rotation.cancel()
         try await emulator.stop()
-        if temporary { try? FileManager.default.removeItem(atPath: directory) }
     }
 
     private func environmentText(_ emulator: CloudEmulator) -> String {
@@ -108,35 +119,36 @@ struct EmulateCommand: AsyncParsableCommand {
         ]
         return lines.joined(separator: "\n")
     }
-
-    /// Returns when the process receives SIGINT or SIGTERM.
-    private static func waitForTermination() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queue = DispatchQueue(label: "credagent.emulate.signals")
-            let resumed = SignalLatch(continuation)
-            for number in [SIGINT, SIGTERM] {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { resumed.fire() }
-                source.resume()
-                resumed.keep(source)
-            }
-        }
-    }
 }
 
-/// Resumes a continuation once, from whichever signal arrives first, and keeps the signal sources
-/// alive meanwhile. Touched only on its serial queue after setup.
-private final class SignalLatch: @unchecked Sendable {
-    private var continuation: CheckedContinuation<Void, Never>?
+/// SIGINT and SIGTERM, caught from the moment this exists (the default action would end the
+/// process without its cleanup): ``wait()`` returns once either has arrived. State is touched
+/// only on its serial queue.
+private final class TerminationSignals: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "credagent.emulate.signals")
     private var sources: [any DispatchSourceSignal] = []
+    private var arrived = false
+    private var waiter: CheckedContinuation<Void, Never>?
 
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+    init() {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [unowned self] in
+                arrived = true
+                waiter?.resume()
+                waiter = nil
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
 
-    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
-
-    func fire() {
-        continuation?.resume()
-        continuation = nil
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                if self.arrived { continuation.resume() } else { self.waiter = continuation }
+            }
+        }
     }
 }

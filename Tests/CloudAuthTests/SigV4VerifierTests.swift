@@ -136,6 +136,36 @@ struct SigV4VerifierTests {
         }
     }
 
+    @Test("a presigned token with a repeated parameter, a future date or a loose X-Amz-Expires is refused")
+    func presignedShapes() {
+        let keys = Oracle.temporaryKeys
+        let verifier = Self.verifier(keys)
+        let signedAt = Date(timeIntervalSince1970: TimeInterval(Self.signingTime))
+        let token = RDSAuthToken.make(host: "db.local", port: 5432, user: "kong", region: "us-east-1",
+                                      credentials: keys, at: signedAt).token.reveal()
+        #expect(Self.code(verifier.verifyToken(token, now: signedAt)) == nil)
+        let signature = String(token.split(separator: "&").last!)
+        #expect(Self.code(verifier.verifyToken(token + "&" + signature, now: signedAt)) == "IncompleteSignature")
+        #expect(Self.code(verifier.verifyToken(token, now: signedAt.addingTimeInterval(-901))) == "RequestExpired")
+        let loose = token.replacingOccurrences(of: "X-Amz-Expires=900", with: "X-Amz-Expires=+900")
+        #expect(Self.code(verifier.verifyToken(loose, now: signedAt)) == "IncompleteSignature")
+    }
+
+    @Test("SignedHeaders must be what a signer writes: sorted, lower case, with host and x-amz-date, nothing unsignable",
+          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+    func signedHeaderList() async throws {
+        let request = try await Self.botocoreSTSRequest(Oracle.keys)
+        let authorization = try #require(request.headers["authorization"])
+        for (from, to) in [("content-type;host;x-amz-date", "content-type;host;user-agent;x-amz-date"),
+                           ("content-type;host;x-amz-date", "host;content-type;x-amz-date"),
+                           ("content-type;host;x-amz-date", "content-type;host")] {
+            var changed = request
+            changed.headers.replace("Authorization", authorization.replacingOccurrences(of: from, with: to))
+            changed.headers.add("User-Agent", "test")
+            #expect(Self.code(Self.check(changed, with: Self.verifier(Oracle.keys))) == "SignatureDoesNotMatch", "\(to)")
+        }
+    }
+
     @Test("time stamps parse exactly, and only in the SigV4 form")
     func timeStamps() {
         #expect(SigV4Verifier.date("20150830T123600Z") == Date(timeIntervalSince1970: 1_440_938_160))

@@ -50,6 +50,12 @@ struct EmulatorControlTests {
                                          credentials: strangerKeys, at: Date()).token.reveal()
         #expect((try await Self.post(verify, ["token": stranger]).body["reason"] as? String)?.hasPrefix("InvalidClientTokenId") == true)
 
+        // `+` in a query is `+` to the signature and to the binding alike: no other user can be read from it.
+        let plus = RDSAuthToken.make(host: "orders.local", port: 5432, user: "a+b", region: "us-east-1", credentials: keys, at: Date())
+            .token.reveal().replacingOccurrences(of: "DBUser=a%2Bb", with: "DBUser=a+b")
+        #expect(emulator.verify(plus, user: "a+b").isValid)
+        #expect(emulator.verify(plus, user: "a b").reason == "bound to user 'a+b', not 'a b'")
+
         let cache = ElastiCacheAuthToken.make(cacheName: "sessions", user: "kong", region: "us-east-1", credentials: keys, at: Date())
         let cacheVerdict = emulator.verify(cache.token.reveal(), host: "sessions", user: "kong")
         #expect(cacheVerdict.isValid && cacheVerdict.kind == "elasticache" && cacheVerdict.boundTo == "sessions")
@@ -133,7 +139,10 @@ struct EmulatorControlTests {
         for (body, message) in [(["endpoint": "nowhere", "fault": "down"], "endpoint must be one of"),
                                 (["endpoint": "aws", "fault": "explode"], "fault must be status, latency"),
                                 (["endpoint": "aws", "fault": "status", "status": 200], "status must be an error status"),
-                                (["endpoint": "aws", "fault": "down", "rate": 2], "rate must be in (0, 1]")] as [([String: any Sendable], String)] {
+                                (["endpoint": "aws", "fault": "down", "rate": 2], "rate must be in (0, 1]"),
+                                (["endpoint": "aws", "fault": "down", "times": 1e300], "times must be a whole number"),
+                                (["endpoint": "aws", "fault": "down", "after": -1], "after must be a whole number"),
+                                (["endpoint": "aws", "fault": "status", "status": 1e300], "status must be an error status")] as [([String: any Sendable], String)] {
             let refused = try await Self.post(faults, body)
             #expect(refused.status == 400)
             #expect((refused.body["error"] as? String)?.hasPrefix(message) == true, "\(body)")

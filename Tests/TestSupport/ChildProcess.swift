@@ -17,10 +17,16 @@ public enum ChildProcess {
     /// cooperative threads that tests running in parallel need.
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                            stdin: Data = Data()) async throws -> ProcessResult {
-        let (process, out, err) = try launch(executable, arguments, environment: environment, stdin: stdin)
+        let (process, input, out, err) = try launch(executable, arguments, environment: environment)
+        // Fed while the output is read: a child that reads all its input before writing, or writes
+        // much before reading, cannot deadlock with the test. A child that exits early ends the feed.
+        async let fed: Void = BlockingExecutor.shared.run {
+            try? input.fileHandleForWriting.write(contentsOf: stdin)
+            try? input.fileHandleForWriting.close()
+        }
         async let stdoutData = BlockingExecutor.shared.run { out.fileHandleForReading.readDataToEndOfFile() }
         async let stderrData = BlockingExecutor.shared.run { err.fileHandleForReading.readDataToEndOfFile() }
-        let (o, e) = try await (stdoutData, stderrData)
+        let (_, o, e) = try await (fed, stdoutData, stderrData)
         try await BlockingExecutor.shared.run { process.waitUntilExit() }
         return ProcessResult(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
                              stderr: String(decoding: e, as: UTF8.self))
@@ -29,7 +35,8 @@ public enum ChildProcess {
     /// ``run(_:_:environment:stdin:)`` for the places that need an answer synchronously: test
     /// traits such as `.enabled(if:)`, evaluated before any test runs. Output must be small (pipe buffer).
     public static func runSynchronously(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
-        let (process, out, err) = try launch(executable, arguments, environment: nil, stdin: Data())
+        let (process, input, out, err) = try launch(executable, arguments, environment: nil)
+        try input.fileHandleForWriting.close()
         process.waitUntilExit()
         return ProcessResult(status: process.terminationStatus,
                              stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
@@ -51,8 +58,12 @@ public enum ChildProcess {
     public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().path
 
-    private static func launch(_ executable: String, _ arguments: [String], environment: [String: String]?,
-                               stdin: Data) throws -> (Process, Pipe, Pipe) {
+    /// A write to a child that has exited must fail with EPIPE, not end the test process.
+    private static let pipeSignalIgnored: Void = { signal(SIGPIPE, SIG_IGN) }()
+
+    private static func launch(_ executable: String, _ arguments: [String],
+                               environment: [String: String]?) throws -> (Process, input: Pipe, out: Pipe, err: Pipe) {
+        _ = pipeSignalIgnored
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -67,8 +78,6 @@ public enum ChildProcess {
         process.standardError = err
         process.standardInput = input
         try process.run()
-        input.fileHandleForWriting.write(stdin)
-        try input.fileHandleForWriting.close()
-        return (process, out, err)
+        return (process, input, out, err)
     }
 }

@@ -75,7 +75,7 @@ public struct SigV4Signer: Sendable {
     private static let emptyBodyHash = Array("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".utf8)
     private static let hostName = Array("host".utf8)
     /// Headers that proxies and clients change in flight; signing them would break the signature.
-    private static let unsignedHeaders: Set<String> = ["authorization", "user-agent", "x-amzn-trace-id",
+    static let unsignedHeaders: Set<String> = ["authorization", "user-agent", "x-amzn-trace-id",
                                                         "expect", "transfer-encoding", "connection"]
 
     // MARK: Header signing

@@ -30,6 +30,9 @@ public struct SigV4Verifier: Sendable {
         public var signedAt: Date
         /// Presigned requests only: `X-Amz-Date` plus `X-Amz-Expires`.
         public var expiresAt: Date?
+        /// The request's own query parameters (without the presigning ones) exactly as the
+        /// signature covers them: read parameters from here, never from another decoding.
+        public var parameters: [(name: String, value: String)]
     }
 
     /// Why a request was refused: AWS's error code and a message in AWS's words.
@@ -89,6 +92,11 @@ public struct SigV4Verifier: Sendable {
         let parameters = SigV4Canonical.decodeQuery(query ?? "")
         func parameter(_ name: String) -> String? { parameters.first { $0.name == name }?.value }
         let presigned = parameter("X-Amz-Algorithm") != nil
+        if presigned {
+            for name in Self.presignParameters where parameters.filter({ $0.name == name }).count > 1 {
+                throw Rejection(code: "IncompleteSignature", message: "\(name) appears more than once")
+            }
+        }
         let claimed: Claimed
         let sessionToken: String?
         var expires: Int?
@@ -98,7 +106,7 @@ public struct SigV4Verifier: Sendable {
             }
             guard let credential = parameter("X-Amz-Credential"), let stamp = parameter("X-Amz-Date"),
                   let names = parameter("X-Amz-SignedHeaders"), let signature = parameter("X-Amz-Signature"),
-                  let lifetime = parameter("X-Amz-Expires").flatMap(Int.init) else {
+                  let lifetime = parameter("X-Amz-Expires").flatMap(Self.decimal) else {
                 throw Rejection(code: "IncompleteSignature", message: "a presigned request needs X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature")
             }
             guard (1...604_800).contains(lifetime) else {
@@ -135,6 +143,9 @@ public struct SigV4Verifier: Sendable {
             if now > signedAt.addingTimeInterval(TimeInterval(expires)) {
                 throw Rejection(code: "RequestExpired", message: "Request has expired: signed \(claimed.stamp), valid \(expires) seconds")
             }
+            if signedAt > now.addingTimeInterval(maxClockSkew) {
+                throw Rejection(code: "RequestExpired", message: "Request is not yet valid: signed \(claimed.stamp), more than 15 min. ahead of \(AmzDate(now).stamp)")
+            }
         } else if abs(now.timeIntervalSince(signedAt)) > maxClockSkew {
             let earlier = now > signedAt
             throw Rejection(code: "SignatureDoesNotMatch", message: earlier
@@ -154,9 +165,9 @@ public struct SigV4Verifier: Sendable {
         let ownQuery = parameters.filter { !(presigned && Self.presignParameters.contains($0.name)) }
         var queryBytes: [UInt8] = []
         SigV4Canonical.QueryParameters(ownQuery).appendQuery(to: &queryBytes)
-        let decodedPath = String(decoding: SigV4Canonical.percentDecode(path.utf8), as: UTF8.self)
+        // The path as sent: the signer encodes it once more, as AWS canonicalises it for every service but S3.
         let request = SigV4Request(method: method,
-                                   url: EndpointURL(scheme: "https", host: "signed.invalid", port: nil, path: decodedPath,
+                                   url: EndpointURL(scheme: "https", host: "signed.invalid", port: nil, path: path,
                                                     query: String(decoding: queryBytes, as: UTF8.self)),
                                    headers: signedHeaders, body: body)
         let tokenSigned = presigned ? sessionToken != nil : claimed.signedHeaders.contains("x-amz-security-token")
@@ -173,7 +184,8 @@ public struct SigV4Verifier: Sendable {
             throw Rejection(code: "SignatureDoesNotMatch", message: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
         }
         return Signature(accessKeyID: claimed.accessKeyID, region: claimed.region, service: claimed.service,
-                         signedAt: signedAt, expiresAt: expires.map { signedAt.addingTimeInterval(TimeInterval($0)) })
+                         signedAt: signedAt, expiresAt: expires.map { signedAt.addingTimeInterval(TimeInterval($0)) },
+                         parameters: ownQuery)
     }
 
     /// `AWS4-HMAC-SHA256 Credential=AKID/day/region/service/aws4_request, SignedHeaders=a;b, Signature=hex`.
@@ -190,7 +202,11 @@ public struct SigV4Verifier: Sendable {
         guard let credential = fields["Credential"], let names = fields["SignedHeaders"], let signature = fields["Signature"] else {
             throw Rejection(code: "IncompleteSignature", message: "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters.")
         }
-        return try claim(credential: credential, signedHeaders: names, signature: signature, stamp: stamp)
+        let claimed = try claim(credential: credential, signedHeaders: names, signature: signature, stamp: stamp)
+        guard claimed.signedHeaders.contains("x-amz-date") else {
+            throw Rejection(code: "SignatureDoesNotMatch", message: "'X-Amz-Date' must be a signed header.")
+        }
+        return claimed
     }
 
     private static func claim(credential: String, signedHeaders: String, signature: String, stamp: String) throws -> Claimed {
@@ -198,12 +214,23 @@ public struct SigV4Verifier: Sendable {
         guard scope.count == 5, scope[4] == "aws4_request", !scope[0].isEmpty else {
             throw Rejection(code: "IncompleteSignature", message: "Credential must be AccessKeyId/yyyyMMdd/region/service/aws4_request")
         }
-        let names = signedHeaders.split(separator: ";").map { $0.lowercased() }
+        let names = signedHeaders.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
         guard names.contains("host") else {
             throw Rejection(code: "SignatureDoesNotMatch", message: "'Host' must be a signed header.")
         }
+        // Exactly what a signer writes: lower case, sorted, unique, none of the headers it never signs.
+        guard names == names.map({ $0.lowercased() }), names == Array(Set(names)).sorted(),
+              names.allSatisfy({ !$0.isEmpty && !SigV4Signer.unsignedHeaders.contains($0) }) else {
+            throw Rejection(code: "SignatureDoesNotMatch", message: "SignedHeaders must be lower-case header names, sorted, each once, none of them unsignable.")
+        }
         return Claimed(accessKeyID: scope[0], day: scope[1], region: scope[2], service: scope[3],
                        signedHeaders: names, signature: signature, stamp: stamp)
+    }
+
+    /// A plain decimal (digits only), as `X-Amz-Expires` must be.
+    private static func decimal(_ text: String) -> Int? {
+        guard !text.isEmpty, text.count <= 9, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return Int(text)
     }
 
     /// `yyyyMMdd'T'HHmmss'Z'` as a date.
