@@ -26,10 +26,13 @@ public struct ConnectivityCheck: Sendable {
     public var namespace: String?
     /// CA bundle for the server's certificate (all kinds).
     public var caFile: String?
+    /// vault: the name the certificate must carry when it is not the address's host.
+    public var tlsServerName: String?
 
     public init(name: String, kind: String, provider: String? = nil, username: String? = nil, secret: Secret,
                 host: String? = nil, port: Int? = nil, database: String? = nil, sslmode: String? = nil,
-                tls: Bool? = nil, address: String? = nil, namespace: String? = nil, caFile: String? = nil) {
+                tls: Bool? = nil, address: String? = nil, namespace: String? = nil, caFile: String? = nil,
+                tlsServerName: String? = nil) {
         self.name = name
         self.kind = kind
         self.provider = provider
@@ -43,6 +46,7 @@ public struct ConnectivityCheck: Sendable {
         self.address = address
         self.namespace = namespace
         self.caFile = caFile
+        self.tlsServerName = tlsServerName
     }
 
     /// Connects, authenticates and reports; never throws: every failure is in the report.
@@ -61,7 +65,8 @@ public struct ConnectivityCheck: Sendable {
             report = await RedisProbe(name: name, target: target).run()
         case "vault":
             guard let address else { return missing("address") }
-            let endpoint = VaultEndpoint(address: address, namespace: namespace, tls: TLSOptions(caFile: caFile))
+            let endpoint = VaultEndpoint(address: address, namespace: namespace,
+                                         tls: TLSOptions(caFile: caFile, serverName: tlsServerName))
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         default:
             return failed(ProbeFailure(.invalidInput, "kind '\(kind)' has no connectivity check",

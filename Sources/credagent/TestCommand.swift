@@ -78,7 +78,8 @@ struct TestCommand: AsyncParsableCommand {
                 name: credential.name, kind: credential.kind, provider: credential.provider,
                 username: credential.username, secret: secret, host: connection.host, port: connection.port,
                 database: connection.database, sslmode: connection.sslmode, tls: connection.tls,
-                address: connection.address, namespace: connection.namespace, caFile: caFile ?? connection.caFile
+                address: connection.address, namespace: connection.namespace, caFile: caFile ?? connection.caFile,
+                tlsServerName: connection.tlsServerName
             ).run()
         }
     }
@@ -120,7 +121,7 @@ struct TestCommand: AsyncParsableCommand {
                 username: issued.username ?? credential.user, secret: issued.secret, host: credential.host,
                 port: credential.port, database: credential.database, sslmode: credential.sslmode,
                 tls: credential.tls, address: credential.address, namespace: credential.namespace,
-                caFile: credential.caFile ?? caFile
+                caFile: credential.caFile ?? caFile, tlsServerName: credential.tlsServerName
             ).run()
             await source.shutdown()
             return report

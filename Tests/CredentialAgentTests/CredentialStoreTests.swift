@@ -115,6 +115,18 @@ private final class Calls: Sendable {
         #expect(store.snapshot("orders-db")?.body == body)
     }
 
+    @Test("a Vault credential's connection names its CA bundle and TLS server name, for clients to verify alike")
+    func vaultConnectionCarriesTLSSettings() {
+        var config = CredentialConfig(name: "vault", kind: .vault, provider: .gcp)
+        config.address = "https://10.0.0.5:8200"
+        config.caFile = "/etc/credagent/vault-ca.pem"
+        config.tlsServerName = "vault.internal"
+        #expect(JSONValue.object(CredentialDescriptor(config).connection) == JSONValue.object([
+            ("address", .string("https://10.0.0.5:8200")), ("namespace", .null),
+            ("ca_file", .string("/etc/credagent/vault-ca.pem")), ("tls_server_name", .string("vault.internal")),
+        ]))
+    }
+
     @Test func readsDoNotWaitForAnInFlightRefresh() throws {
         let store = CredentialStore()
         var refreshing = machine(versions: 1)

@@ -210,5 +210,13 @@ struct VaultProbeTests {
         let failed = await VaultProbe(name: "vault", endpoint: untrusted, token: bao.rootToken).run()
         #expect(failed.failure?.cause == .untrustedCertificate)
         expectNoSecret(failed, bao.rootToken)
+
+        // The check verifies the name the agent's config gives (`tls_server_name`), not the address's host.
+        func check(serverName: String) async -> ProbeReport {
+            await ConnectivityCheck(name: "vault", kind: "vault", secret: bao.rootToken, address: address,
+                                    caFile: Peers.env("CREDAGENT_TEST_BAO_TLS_CA_FILE"), tlsServerName: serverName).run()
+        }
+        #expect(await check(serverName: "localhost").ok)
+        #expect(await check(serverName: "vault.wrong.invalid").failure?.cause == .untrustedCertificate)
     }
 }

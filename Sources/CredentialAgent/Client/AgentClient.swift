@@ -33,10 +33,13 @@ public struct AgentCredential: Sendable {
         public var namespace: String?
         /// The CA bundle the agent's config names for verifying the server.
         public var caFile: String?
+        /// The name the server's certificate must carry, when it is not the address's host (Vault).
+        public var tlsServerName: String?
 
         private enum CodingKeys: String, CodingKey {
             case host, port, database, sslmode, tls, address, namespace
             case caFile = "ca_file"
+            case tlsServerName = "tls_server_name"
         }
     }
 

@@ -31,6 +31,7 @@ public struct CredentialDescriptor: Sendable, Equatable {
         }
         // Lets clients (`credagent test` over the socket) verify the server as the agent is told to.
         if let caFile = config.caFile { connection.append(("ca_file", .string(caFile))) }
+        if let serverName = config.tlsServerName { connection.append(("tls_server_name", .string(serverName))) }
         self.init(name: config.name, kind: config.kind, provider: config.provider, connection: connection)
     }
 
