@@ -80,14 +80,9 @@ extension CloudEmulator {
         state.withLock { $0.failures = [:] }
     }
 
-    /// How many requests `endpoint` has received since start (or ``resetCounts()``).
+    /// How many requests `endpoint` has received since start.
     public func requestCount(_ endpoint: Endpoint) -> Int {
         state.withLock { $0.counts[endpoint, default: 0] }
-    }
-
-    /// Sets every request count back to zero.
-    public func resetCounts() {
-        state.withLock { $0.counts = [:] }
     }
 
     /// The lifetime of tokens issued from now on.
