@@ -59,17 +59,20 @@ public final class ServerContext: Sendable {
 /// then close.
 struct ServerStopping: Sendable {}
 
-/// Sent by ``RequestBytesMarker`` before each read's bytes reach the HTTP decoder.
-struct RequestBytesArrived: Sendable {}
-
-/// Sits before the HTTP decoder and tells ``HTTPConnectionHandler`` that bytes arrived, which
-/// the decoder does not: a request head sent a byte at a time is otherwise invisible until complete,
-/// and its deadline has to run from its first byte.
+/// Sits before the HTTP decoder and tells the connection's ``HTTPConnectionHandler`` that bytes
+/// arrived, which the decoder does not: a request head sent a byte at a time is otherwise invisible
+/// until complete, and its deadline has to run from its first byte. Both handlers live on the
+/// channel's event loop, so the marker calls the handler directly.
 final class RequestBytesMarker: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    private let connection: HTTPConnectionHandler
+
+    init(connection: HTTPConnectionHandler) {
+        self.connection = connection
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.fireUserInboundEventTriggered(RequestBytesArrived())
+        connection.requestBytesArrived()
         context.fireChannelRead(data)
     }
 }
@@ -77,8 +80,8 @@ final class RequestBytesMarker: ChannelInboundHandler, RemovableChannelHandler {
 /// One connection of the socket API: reads requests, answers them from the store, and for long
 /// polls and forced refreshes completes the answer later on the same event loop.
 ///
-/// Responses are encoded here rather than by NIO's response encoder: a served credential is two
-/// prebuilt buffers (status line and headers, body) written as they are. Requests that arrive while an
+/// Responses are encoded here rather than by NIO's response encoder: a served credential is one
+/// prebuilt buffer (status line, headers and body) written as it is. Requests that arrive while an
 /// answer is pending (pipelining behind a long poll) wait in order, and while they wait the
 /// connection is not read further (backpressure); a client that still gets more than
 /// ``maxQueuedBytes`` queued is disconnected.
@@ -144,12 +147,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         context.fireChannelInactive()
     }
 
+    /// Between requests, new bytes start the next one (while answering they queue up, and the
+    /// queue is timed when it is drained).
+    func requestBytesArrived() {
+        if requestStarted == nil, request == nil, answering == nil, queued.isEmpty { requestStarted = .now() }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is RequestBytesArrived {
-            // Between requests, new bytes start the next one (while answering they queue up, and
-            // the queue is timed when it is drained).
-            if requestStarted == nil, request == nil, answering == nil, queued.isEmpty { requestStarted = .now() }
-        } else if event is ServerStopping {
+        if event is ServerStopping {
             stopping = true
             if let longPoll, shared.store.cancelWait(longPoll.name, id: longPoll.id) {
                 longPoll.timeout.cancel()
@@ -394,10 +399,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func serve(_ context: ChannelHandlerContext, _ snapshot: CredentialSnapshot, route: Route) {
         let now = shared.now()
         if let head = answering, head.version == .http1_1, head.isKeepAlive, !stopping,
-           let response = snapshot.servableResponse(at: now) {
+           let response = snapshot.servableKeepAliveResponse(at: now) {
             answering = nil
-            context.write(wrapOutboundOut(response.head), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(response.body), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(response), promise: nil)
             shared.metrics.credentialServed()
             return drainQueue(context)
         }

@@ -55,9 +55,9 @@ public enum Route: Sendable, Equatable {
     public static func parse(method: String, uri: String) -> Result<Route, Failure> {
         // The hot path, `GET /v1/credentials/{name}` without a query, without splitting.
         if method == "GET", uri.hasPrefix(credentialPrefix) {
-            let name = uri.dropFirst(credentialPrefix.utf8.count)
-            if !name.utf8.contains(UInt8(ascii: "/")), !name.utf8.contains(UInt8(ascii: "?")) {
-                let name = String(name)
+            let name = uri.utf8.dropFirst(credentialPrefix.utf8.count)
+            if !name.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) {
+                let name = String(Substring(name))
                 return ConfigParser.isValidName(name) ? .success(.credential(name: name, query: CredentialQuery())) : .failure(.notFound)
             }
         }

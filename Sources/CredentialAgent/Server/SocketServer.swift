@@ -59,10 +59,11 @@ public final class SocketServer: Sendable {
                 guard let self, self.admit(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    let connection = HTTPConnectionHandler(shared: shared)
                     try sync.addHandler(IdleStateHandler(readTimeout: shared.limits.idleTimeout))
-                    try sync.addHandler(RequestBytesMarker())
+                    try sync.addHandler(RequestBytesMarker(connection: connection))
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(HTTPConnectionHandler(shared: shared))
+                    try sync.addHandler(connection)
                 }
             }
         let bound = try SocketFile.stagingPath(for: path) ?? path

@@ -10,9 +10,9 @@ public struct CredentialSnapshot: Sendable {
     /// The JSON answer for the held secret (nil while none has been obtained). Encoded once per
     /// version so that serving it costs no encoding.
     public let body: ByteBuffer?
-    /// The HTTP/1.1 200 status line and headers for keep-alive clients, so that the hot path
-    /// writes two shared buffers and encodes nothing.
-    public let responseHead: ByteBuffer?
+    /// The whole HTTP/1.1 200 response (status line, headers and ``body``) for keep-alive
+    /// clients, so that the hot path writes one shared buffer and encodes nothing.
+    public let keepAliveResponse: ByteBuffer?
 
     public var name: String { descriptor.name }
     /// Increases by one with every new secret; 0 before the first.
@@ -25,27 +25,28 @@ public struct CredentialSnapshot: Sendable {
         machine.servable(at: now) != nil ? body : nil
     }
 
-    /// The keep-alive response head and body if the credential may be handed out at `now`.
-    public func servableResponse(at now: Date) -> (head: ByteBuffer, body: ByteBuffer)? {
-        guard machine.servable(at: now) != nil, let responseHead, let body else { return nil }
-        return (responseHead, body)
+    /// The keep-alive response if the credential may be handed out at `now`.
+    public func servableKeepAliveResponse(at now: Date) -> ByteBuffer? {
+        machine.servable(at: now) != nil ? keepAliveResponse : nil
     }
 
     fileprivate init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?,
-                     responseHead: ByteBuffer?) {
+                     keepAliveResponse: ByteBuffer?) {
         self.descriptor = descriptor
         self.machine = machine
         self.body = body
-        self.responseHead = responseHead
+        self.keepAliveResponse = keepAliveResponse
     }
 
     init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?) {
         self.descriptor = descriptor
         self.machine = machine
         self.body = body
-        self.responseHead = body.map { body in
-            ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(body.readableBytes)\r\n"
-                + "cache-control: no-store\r\n\r\n")
+        self.keepAliveResponse = body.map { body in
+            var response = ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + "content-length: \(body.readableBytes)\r\ncache-control: no-store\r\n\r\n")
+            response.writeImmutableBuffer(body)
+            return response
         }
     }
 }
@@ -127,7 +128,8 @@ public final class CredentialStore: Sendable {
             let body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
             return CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
         }
-        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: previous.body, responseHead: previous.responseHead)
+        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: previous.body,
+                                  keepAliveResponse: previous.keepAliveResponse)
     }
 
     /// Removes `name`; its waiters are called with nil.
