@@ -39,8 +39,7 @@ public final class Agent: Service, Sendable {
     /// credential's source cannot be made; nothing is started until ``run()``.
     public init(config: AgentConfig, configPath: String, logger: Logger,
                 environment: [String: String] = ProcessInfo.processInfo.environment,
-                http: any HTTPClient = CurlHTTPClient(), limits: ServerLimits = ServerLimits(),
-                eventLoopThreads: Int = 1, now: @escaping @Sendable () -> Date = Date.init) throws {
+                http: any HTTPClient = CurlHTTPClient(), eventLoopThreads: Int = 1, now: @escaping @Sendable () -> Date = Date.init) throws {
         self.configPath = configPath
         self.logger = logger
         self.environment = environment
@@ -50,7 +49,7 @@ public final class Agent: Service, Sendable {
         current = NIOLockedValueBox(Current(config: config, providers: providers))
         context = ServerContext(store: store, refreshers: refreshers, metrics: metrics,
                                 policy: PeerPolicy(allowUIDs: config.socket.allowUIDs, allowGIDs: config.socket.allowGIDs),
-                                limits: limits, logger: logger, now: now)
+                                limits: ServerLimits(socket: config.socket), logger: logger, now: now)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
@@ -212,8 +211,11 @@ public final class Agent: Service, Sendable {
             spawner.yield(refresher)
         }
         context.policy = PeerPolicy(allowUIDs: new.socket.allowUIDs, allowGIDs: new.socket.allowGIDs)
-        if new.socket.path != old.socket.path || new.socket.mode != old.socket.mode {
-            logger.warning("socket.path and socket.mode take effect only at restart")
+        var socketAsBefore = new.socket
+        socketAsBefore.allowUIDs = old.socket.allowUIDs
+        socketAsBefore.allowGIDs = old.socket.allowGIDs
+        if socketAsBefore != old.socket {
+            logger.warning("socket settings other than socket.allow take effect only at restart")
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
         logger.info("config reloaded", metadata: [

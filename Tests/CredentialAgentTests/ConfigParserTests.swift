@@ -244,6 +244,22 @@ private let rdsCredential = """
             """) == ["credentials[0].sslmode: 'sometimes' is not one of disable, allow, prefer, require, verify-ca, verify-full"])
     }
 
+    @Test func connectionLimitsAreBounded() throws {
+        let config = try parse("socket: {max_connections: 64, idle_timeout: 5m, request_timeout: 2s}\ncredentials:\n" + rdsCredential)
+        #expect(config.socket.maxConnections == 64)
+        #expect(config.socket.idleTimeout == 300)
+        #expect(config.socket.requestTimeout == 2)
+        #expect(issues("socket: {max_connections: 0, idle_timeout: 500ms, request_timeout: 2h}\ncredentials:\n" + rdsCredential) == [
+            "socket.max_connections: 0 is not a number of connections (1-65536)",
+            "socket.idle_timeout: 500ms is not between 1s and 24h",
+            "socket.request_timeout: 2h is not between 1s and 1h",
+        ])
+        #expect(issues("socket: {max_connections: many, idle_timeout: soon}\ncredentials:\n" + rdsCredential) == [
+            "socket.max_connections: many is not a number of connections (1-65536)",
+            "socket.idle_timeout: 'soon' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h",
+        ])
+    }
+
     @Test func socketModeIsAnOctalString() throws {
         #expect(try parse("socket: {mode: \"0600\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o600)
         #expect(try parse("socket: {mode: \"666\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o666)

@@ -154,6 +154,55 @@ func trickleExchange(_ path: String, _ bytes: [UInt8], interval: Double, limit: 
     return (String(decoding: received, as: UTF8.self), Date().timeIntervalSince(start))
 }
 
+/// One kept-open client connection to the agent's socket, for tests of connection limits.
+final class SocketConnection {
+    private let fd: Int32
+
+    init(_ path: String) throws {
+        fd = try connectUnix(path)
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `GET path` and returns the response's status, or nil when the server closed the
+    /// connection instead of answering (or sent nothing within `timeout` seconds).
+    func get(_ path: String, timeout: Double = 5) -> Int? {
+        let request = Array("GET \(path) HTTP/1.1\r\nhost: localhost\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { return nil }
+            if count > 0 { received.append(contentsOf: buffer[0..<count]) }
+            let text = String(decoding: received, as: UTF8.self)
+            if let headEnd = text.range(of: "\r\n\r\n"),
+               let length = text[..<headEnd.lowerBound].split(separator: "\r\n")
+                   .first(where: { $0.lowercased().hasPrefix("content-length:") })
+                   .flatMap({ Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }),
+               received.count >= text[..<headEnd.upperBound].utf8.count + length {
+                return Int(text.dropFirst("HTTP/1.1 ".count).prefix(3))
+            }
+            if count < 0 { usleep(10_000) }
+        }
+        return nil
+    }
+
+    /// Whether the server closes the connection, sending nothing, within `timeout` seconds.
+    func closedByServer(within timeout: Double) -> Bool {
+        var byte: UInt8 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let count = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+            if count == 0 { return true }
+            if count > 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { return count < 0 }
+            usleep(20_000)
+        }
+        return false
+    }
+}
+
 /// A connected stream socket to the Unix socket at `path`.
 private func connectUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

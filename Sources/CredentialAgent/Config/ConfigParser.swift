@@ -105,7 +105,8 @@ struct ConfigReader {
 
     mutating func socket(_ node: Node) -> SocketConfig {
         var config = SocketConfig()
-        guard let map = mapping(node, "socket", allowed: ["path", "mode", "allow"]) else { return config }
+        guard let map = mapping(node, "socket", allowed: ["path", "mode", "allow", "max_connections", "idle_timeout",
+                                                          "request_timeout"]) else { return config }
         if let path = map["path"].flatMap({ string($0, "socket.path") }) {
             if path.hasPrefix("/") { config.path = path } else { issue("socket.path", "'\(path)' is not an absolute path") }
             if path.utf8.count > 107 { issue("socket.path", "is \(path.utf8.count) bytes long; a Unix socket path may have at most 107") }
@@ -121,7 +122,27 @@ struct ConfigReader {
             config.allowUIDs = allow["uids"].map { ids($0, "socket.allow.uids") } ?? []
             config.allowGIDs = allow["gids"].map { ids($0, "socket.allow.gids") } ?? []
         }
+        if let text = map["max_connections"].flatMap({ string($0, "socket.max_connections") }) {
+            if let value = Int(text), (1...65536).contains(value) { config.maxConnections = value }
+            else { issue("socket.max_connections", "\(text) is not a number of connections (1-65536)") }
+        }
+        if let value = map["idle_timeout"].flatMap({ bounded(duration($0, "socket.idle_timeout"), "socket.idle_timeout", 1...86_400) }) {
+            config.idleTimeout = value
+        }
+        if let value = map["request_timeout"].flatMap({ bounded(duration($0, "socket.request_timeout"), "socket.request_timeout", 1...3600) }) {
+            config.requestTimeout = value
+        }
         return config
+    }
+
+    /// `value` if within `range` (seconds), else an issue naming the range.
+    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> TimeInterval? {
+        guard let value else { return nil }
+        guard range.contains(value) else {
+            issue(path, "\(DurationText.format(value)) is not between \(DurationText.format(range.lowerBound)) and \(DurationText.format(range.upperBound))")
+            return nil
+        }
+        return value
     }
 
     mutating func refresh(_ node: Node) -> RefreshConfig {

@@ -12,12 +12,17 @@ public struct ServerLimits: Sendable, Equatable {
     /// Request bodies (no route takes one); more is answered 413.
     public var maxBodyBytes = 4 * 1024
     /// A connection with no request for this long is closed.
-    public var idleTimeout: TimeAmount = .seconds(60)
+    public var idleTimeout: TimeAmount
     /// A request not complete (head and body) this long after its first byte is answered 408.
-    public var requestTimeout: TimeAmount = .seconds(10)
-    public var maxConnections = 1024
+    public var requestTimeout: TimeAmount
+    public var maxConnections: Int
 
-    public init() {}
+    /// The limits the `socket:` section sets, with the fixed header and body caps.
+    public init(socket: SocketConfig = SocketConfig()) {
+        idleTimeout = .nanoseconds(Int64(socket.idleTimeout * 1e9))
+        requestTimeout = .nanoseconds(Int64(socket.requestTimeout * 1e9))
+        maxConnections = socket.maxConnections
+    }
 }
 
 /// What every connection shares: the store, the refreshers, who may read secrets, telemetry.
