@@ -110,7 +110,11 @@ private final class Calls: Sendable {
             "issued_at":"2027-01-15T08:00:00Z","expires_at":"2027-01-15T08:15:00Z","refresh_at":"2027-01-15T08:09:54Z",\
             "connection":{"host":"db.example.com","port":5432,"database":"kong","sslmode":"verify-full"}}
             """)
+        let response = try #require(snapshot.servableKeepAliveResponse(at: t0))
+        #expect(String(buffer: response) == "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + "content-length: \(body.readableBytes)\r\ncache-control: no-store\r\n\r\n" + String(buffer: body))
         #expect(snapshot.servableBody(at: t0.addingTimeInterval(885)) == nil)
+        #expect(snapshot.servableKeepAliveResponse(at: t0.addingTimeInterval(885)) == nil)
         store.publish(descriptor(), snapshot.machine, owner: owner)
         #expect(store.snapshot("orders-db")?.body == body)
     }

@@ -38,16 +38,22 @@ public struct CredentialSnapshot: Sendable {
         self.keepAliveResponse = keepAliveResponse
     }
 
+    /// `body` is copied once behind the response head; ``body`` is then a view into that buffer.
     init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?) {
         self.descriptor = descriptor
         self.machine = machine
-        self.body = body
-        self.keepAliveResponse = body.map { body in
-            var response = ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                + "content-length: \(body.readableBytes)\r\ncache-control: no-store\r\n\r\n")
-            response.writeImmutableBuffer(body)
-            return response
+        guard let body else {
+            self.body = nil
+            self.keepAliveResponse = nil
+            return
         }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + "content-length: \(body.readableBytes)\r\ncache-control: no-store\r\n\r\n"
+        var response = ByteBufferAllocator().buffer(capacity: head.utf8.count + body.readableBytes)
+        let headLength = response.writeString(head)
+        response.writeImmutableBuffer(body)
+        self.keepAliveResponse = response
+        self.body = response.getSlice(at: response.readerIndex + headLength, length: body.readableBytes)
     }
 }
 
