@@ -2,7 +2,7 @@ import CredentialAgent
 import Synchronization
 import Testing
 
-@Suite struct ConcurrencyLimiterTests {
+@Suite(.timeLimit(.minutes(1))) struct ConcurrencyLimiterTests {
     /// Operations in flight now and at most, as the limited bodies see them.
     final class Gauge: Sendable {
         private let counts = Mutex((now: 0, most: 0))
@@ -20,7 +20,7 @@ import Testing
                     try await limiter.run {
                         gauge.enter()
                         defer { gauge.leave() }
-                        try await Task.sleep(for: .milliseconds(2))
+                        try await Task.sleep(for: .milliseconds(10))
                         return index
                     }
                 }

@@ -254,6 +254,9 @@ private let rdsCredential = """
             "socket.idle_timeout: 500ms is not between 1s and 24h",
             "socket.request_timeout: 2h is not between 1s and 1h",
         ])
+        #expect(issues("socket: {idle_timeout: 99999999999999999999s}\ncredentials:\n" + rdsCredential) == [
+            "socket.idle_timeout: 1e+20s is not between 1s and 24h",
+        ])
         #expect(issues("socket: {max_connections: many, idle_timeout: soon}\ncredentials:\n" + rdsCredential) == [
             "socket.max_connections: many is not a number of connections (1-65536)",
             "socket.idle_timeout: 'soon' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h",

@@ -21,6 +21,8 @@ public enum DurationText {
 
     /// The shortest exact text for `seconds`, for messages and docs (`90s`, `5m`, `500ms`).
     public static func format(_ seconds: TimeInterval) -> String {
+        // Beyond whole numbers of milliseconds in an Int: as the number is (a config may say anything).
+        guard seconds.magnitude < 1e12 else { return "\(seconds)s" }
         if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 { return "\(Int(seconds / 3600))h" }
         if seconds >= 60, seconds.truncatingRemainder(dividingBy: 60) == 0 { return "\(Int(seconds / 60))m" }
         if seconds.rounded() == seconds { return "\(Int(seconds))s" }

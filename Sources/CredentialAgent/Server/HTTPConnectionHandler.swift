@@ -11,7 +11,8 @@ public struct ServerLimits: Sendable, Equatable {
     public var maxHeaderBytes = 8 * 1024
     /// Request bodies (no route takes one); more is answered 413.
     public var maxBodyBytes = 4 * 1024
-    /// A connection with no request for this long is closed.
+    /// A connection that sent no bytes for this long is closed, unless it waits for an answer or
+    /// is in the middle of sending a request.
     public var idleTimeout: TimeAmount
     /// A request not complete (head and body) this long after its first byte is answered 408.
     public var requestTimeout: TimeAmount
