@@ -7,8 +7,6 @@ import Testing
 /// generated at test time by `scripts/oracle/aws_tokens.py` with the same keys and a frozen clock.
 struct AWSAuthTokenTests {
     static let oracleScript = ChildProcess.packageRoot + "/scripts/oracle/aws_tokens.py"
-    static let botocoreAvailable = ChildProcess.pythonHas("botocore")
-
     static let keys = AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE",
                                      secretAccessKey: Secret("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
                                      source: "test")
@@ -67,7 +65,7 @@ struct AWSAuthTokenTests {
         Case(kind: .cache(name: "serverless-memdb", serverless: true, service: .memorydb), user: "a=b&c", region: "cn-north-1", temporary: false, time: 1_767_225_600),
     ]
 
-    @Test("tokens are byte-identical to botocore's", .enabled(if: botocoreAvailable, "python3 with botocore is not installed"))
+    @Test("tokens are byte-identical to botocore's", .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func matchesBotocore() async throws {
         let input = try JSONSerialization.data(withJSONObject: Self.cases.map(\.oracleInput))
         let result = try await ChildProcess.python([Self.oracleScript], stdin: input)

@@ -58,7 +58,7 @@ struct SigV4VerifierTests {
     }
 
     @Test("botocore's header signatures verify, for long-term and temporary keys",
-          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func headerSignaturesFromBotocore() async throws {
         for keys in [Oracle.keys, Oracle.temporaryKeys] {
             let request = try await Self.botocoreSTSRequest(keys, action: "AssumeRole",
@@ -71,7 +71,7 @@ struct SigV4VerifierTests {
     }
 
     @Test("a changed body, header, secret or session token is refused",
-          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func tamperedRequests() async throws {
         let keys = Oracle.temporaryKeys
         let request = try await Self.botocoreSTSRequest(keys)
@@ -98,7 +98,7 @@ struct SigV4VerifierTests {
     }
 
     @Test("time: 15 minutes of skew either way, and never past the keys' expiry",
-          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func clockSkewAndKeyExpiry() async throws {
         let request = try await Self.botocoreSTSRequest(Oracle.keys)
         let verifier = Self.verifier(Oracle.keys)
@@ -114,7 +114,7 @@ struct SigV4VerifierTests {
     }
 
     @Test("botocore's RDS, ElastiCache and MemoryDB tokens verify while fresh, and not after 900 s",
-          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func presignedTokensFromBotocore() async throws {
         let input = try JSONSerialization.data(withJSONObject: Oracle.cases.map(\.oracleInput))
         let result = try await ChildProcess.python([Oracle.oracleScript], stdin: input)
@@ -152,7 +152,7 @@ struct SigV4VerifierTests {
     }
 
     @Test("SignedHeaders must be what a signer writes: sorted, lower case, with host and x-amz-date, nothing unsignable",
-          .enabled(if: Oracle.botocoreAvailable, "python3 with botocore is not installed"))
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") })
     func signedHeaderList() async throws {
         let request = try await Self.botocoreSTSRequest(Oracle.keys)
         let authorization = try #require(request.headers["authorization"])

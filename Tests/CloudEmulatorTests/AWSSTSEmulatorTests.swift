@@ -7,8 +7,6 @@ import Testing
 /// The emulator's STS with real clients: boto3 (its own credential chain, signer and XML parser)
 /// and credagent's chain, and with requests signed wrong in every way AWS refuses.
 struct AWSSTSEmulatorTests {
-    static let boto3Available = ChildProcess.pythonHas("boto3")
-
     static func startWithStateDirectory() async throws -> CloudEmulator {
         var configuration = CloudEmulator.Configuration()
         configuration.stateDirectory = NSTemporaryDirectory() + "credagent-emulator-test-" + UUID().uuidString.prefix(8)
@@ -38,7 +36,7 @@ struct AWSSTSEmulatorTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     }
 
-    @Test("boto3 takes keys from the IMDSv2 endpoint and calls STS with them", .enabled(if: boto3Available, "boto3 is not installed"))
+    @Test("boto3 takes keys from the IMDSv2 endpoint and calls STS with them", .enabled("boto3 is not installed") { await ChildProcess.pythonHas("boto3") })
     func boto3WithInstanceKeys() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
@@ -76,7 +74,7 @@ struct AWSSTSEmulatorTests {
         #expect(emulator.requestCount(.awsSTS) == 7)
     }
 
-    @Test("boto3 takes keys from the container credentials endpoint (ECS, EKS Pod Identity)", .enabled(if: boto3Available, "boto3 is not installed"))
+    @Test("boto3 takes keys from the container credentials endpoint (ECS, EKS Pod Identity)", .enabled("boto3 is not installed") { await ChildProcess.pythonHas("boto3") })
     func boto3WithContainerKeys() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
@@ -92,7 +90,7 @@ struct AWSSTSEmulatorTests {
         #expect(emulator.requestCount(.awsContainerCredentials) == 1)
     }
 
-    @Test("boto3's web identity provider assumes the role with the projected token", .enabled(if: boto3Available, "boto3 is not installed"))
+    @Test("boto3's web identity provider assumes the role with the projected token", .enabled("boto3 is not installed") { await ChildProcess.pythonHas("boto3") })
     func boto3WithWebIdentity() async throws {
         let emulator = try await Self.startWithStateDirectory()
         defer { Task { try? await emulator.stop() } }

@@ -38,10 +38,8 @@ struct AWSCLITests {
         return try #require((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String])?.first)
     }
 
-    static let botocoreAvailable = ChildProcess.pythonHas("botocore")
-
     @Test("token rds / elasticache / memorydb print only the token, byte-identical to botocore's",
-          .enabled(if: botocoreAvailable, "python3 with botocore is not installed"), arguments: [
+          .enabled("python3 with botocore is not installed") { await ChildProcess.pythonHas("botocore") }, arguments: [
         (["token", "rds", "--host", "orders.abc.us-east-1.rds.amazonaws.com", "--port", "5432", "--user", "kong"],
          ["kind": "rds", "host": "orders.abc.us-east-1.rds.amazonaws.com", "port": 5432, "user": "kong", "region": "us-west-2"] as [String: any Sendable]),
         (["token", "elasticache", "--cache-name", "sessions", "--user", "kong user", "--serverless", "--region", "eu-west-1"],
