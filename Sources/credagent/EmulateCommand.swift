@@ -2,8 +2,10 @@ import ArgumentParser
 import CloudAuth
 import CloudEmulator
 import CredentialAgent
-import Dispatch
 import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// `credagent emulate`: local AWS, Azure and GCP identity endpoints in the foreground, until SIGINT or
 /// SIGTERM. Prints the environment that points clients at them, as `export` lines for `eval`.
@@ -26,17 +28,42 @@ struct EmulateCommand: AsyncParsableCommand {
     var stateDir: String?
 
     func run() async throws {
-        // Caught from the start, so that a signal at any point still ends in the cleanup below.
-        let signals = TerminationSignals()
         guard [aws, azure, gcp].allSatisfy({ (0...65535).contains($0) }) else {
             throw OneShot.usageError("--aws, --azure and --gcp take a port from 0 to 65535")
         }
         guard let lifetime = DurationText.seconds(tokenTTL) ?? Double(tokenTTL), (1...43_200).contains(lifetime) else {
             throw OneShot.usageError("--token-ttl \(tokenTTL) is not a duration from 1s to 12h (examples: 90s, 5m, 1h)")
         }
+        var configuration = CloudEmulator.Configuration()
+        configuration.awsPort = aws
+        configuration.azurePort = azure
+        configuration.gcpPort = gcp
+        configuration.tokenLifetime = lifetime
+        // The group traps SIGINT and SIGTERM before the service makes anything, so that a signal at
+        // any point still ends in the service's cleanup.
+        let service = EmulatorService(configuration: configuration, stateDirectory: stateDir)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            logger: Logger(label: "credagent.emulate", factory: { _ in SwiftLogNoOpLogHandler() })))
+        try await group.run()
+    }
+}
+
+/// The emulator for the length of a service group's run: makes the state directory (a temporary
+/// one, removed on every way out, unless `--state-dir` names one), listens, prints the environment
+/// that points clients at it, rewrites the projected token files as the kubelet would, and stops on
+/// graceful shutdown.
+private struct EmulatorService: Service {
+    var configuration: CloudEmulator.Configuration
+    var stateDirectory: String?
+
+    /// How often the client files (projected tokens) are written anew; well within their lifetime.
+    static let clientFileRotation: Duration = .seconds(600)
+
+    func run() async throws {
         let directory: String
-        if let stateDir {
-            directory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+        if let stateDirectory {
+            directory = URL(fileURLWithPath: stateDirectory).standardizedFileURL.path
         } else {
             var template = Array((NSTemporaryDirectory() + "credagent-emulator-XXXXXX").utf8CString)
             guard let made = mkdtemp(&template) else {
@@ -45,13 +72,9 @@ struct EmulateCommand: AsyncParsableCommand {
             directory = String(cString: made)
         }
         // The temporary directory holds private keys: it goes on every way out.
-        defer { if stateDir == nil { try? FileManager.default.removeItem(atPath: directory) } }
+        defer { if stateDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
 
-        var configuration = CloudEmulator.Configuration()
-        configuration.awsPort = aws
-        configuration.azurePort = azure
-        configuration.gcpPort = gcp
-        configuration.tokenLifetime = lifetime
+        var configuration = configuration
         configuration.stateDirectory = directory
         let emulator: CloudEmulator
         do {
@@ -62,8 +85,9 @@ struct EmulateCommand: AsyncParsableCommand {
         do {
             try await emulator.start()
         } catch {
-            throw OneShot.failure("cannot listen on \(configuration.host) ports aws \(aws), azure \(azure), gcp \(gcp) "
-                                  + "(\(error)); choose other ports, or 0 for free ones", exitCode: 1)
+            throw OneShot.failure("cannot listen on \(configuration.host) ports aws \(configuration.awsPort), azure "
+                                  + "\(configuration.azurePort), gcp \(configuration.gcpPort) (\(error)); choose other ports, "
+                                  + "or 0 for free ones", exitCode: 1)
         }
         let text = environmentText(emulator)
         let envFile = directory + "/env"
@@ -75,13 +99,9 @@ struct EmulateCommand: AsyncParsableCommand {
         // Unbuffered, so that a parent reading the pipe sees the addresses at once.
         FileHandle.standardOutput.write(Data((text + "\n# (also in \(envFile))\n").utf8))
         // The kubelet rewrites projected tokens well before they expire; so does the emulator.
-        let rotation = Task {
-            while (try? await Task.sleep(for: .seconds(600))) != nil {
-                try? emulator.writeClientFiles()
-            }
+        while (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: Self.clientFileRotation) })) != nil {
+            try? emulator.writeClientFiles()
         }
-        await signals.wait()
-        rotation.cancel()
         try await emulator.stop()
     }
 
@@ -118,37 +138,5 @@ struct EmulateCommand: AsyncParsableCommand {
             "# Verify a token: curl -d '{\"token\": \"...\", \"host\": \"...\", \"user\": \"...\"}' \(emulator.awsBaseURL)/emulator/verify",
         ]
         return lines.joined(separator: "\n")
-    }
-}
-
-/// SIGINT and SIGTERM, caught from the moment this exists (the default action would end the
-/// process without its cleanup): ``wait()`` returns once either has arrived. State is touched
-/// only on its serial queue.
-private final class TerminationSignals: @unchecked Sendable {
-    private let queue = DispatchQueue(label: "credagent.emulate.signals")
-    private var sources: [any DispatchSourceSignal] = []
-    private var arrived = false
-    private var waiter: CheckedContinuation<Void, Never>?
-
-    init() {
-        for number in [SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [unowned self] in
-                arrived = true
-                waiter?.resume()
-                waiter = nil
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async {
-                if self.arrived { continuation.resume() } else { self.waiter = continuation }
-            }
-        }
     }
 }
