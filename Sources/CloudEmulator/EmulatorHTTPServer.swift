@@ -3,16 +3,16 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One parsed request as the emulator's routes see it.
-struct EmulatorRequest: Sendable {
-    var method: String
+/// One parsed request as the emulator's routes (and tests' stub endpoints) see it.
+public struct EmulatorRequest: Sendable {
+    public var method: String
     /// As sent: percent-encoded.
-    var path: String
+    public var path: String
     /// The query string as sent, without `?`.
-    var rawQuery: String?
-    var query: [(name: String, value: String)]
-    var headers: CloudAuth.HTTPHeaders
-    var body: [UInt8]
+    public var rawQuery: String?
+    public var query: [(name: String, value: String)]
+    public var headers: CloudAuth.HTTPHeaders
+    public var body: [UInt8]
 
     init(method: String, uri: String, headers: CloudAuth.HTTPHeaders, body: [UInt8]) {
         self.method = method
@@ -25,7 +25,7 @@ struct EmulatorRequest: Sendable {
     }
 
     /// The first query parameter `name`.
-    func parameter(_ name: String) -> String? { query.first { $0.name == name }?.value }
+    public func parameter(_ name: String) -> String? { query.first { $0.name == name }?.value }
 
     /// The body as `application/x-www-form-urlencoded` fields.
     var form: [(name: String, value: String)] { FormEncoding.decode(String(decoding: body, as: UTF8.self)) }
@@ -33,12 +33,21 @@ struct EmulatorRequest: Sendable {
 
 /// One answer; `delay` holds it back (failure injection's stall); `hangUp` closes the connection
 /// instead of answering (an endpoint that is down).
-struct EmulatorResponse: Sendable {
-    var status: Int
-    var headers: CloudAuth.HTTPHeaders
-    var body: [UInt8]
-    var delay: Double = 0
-    var hangUp = false
+public struct EmulatorResponse: Sendable {
+    public var status: Int
+    public var headers: CloudAuth.HTTPHeaders
+    public var body: [UInt8]
+    /// Seconds to hold the answer back.
+    public var delay: Double = 0
+    public var hangUp = false
+
+    public init(status: Int, headers: CloudAuth.HTTPHeaders = [:], body: [UInt8] = [], delay: Double = 0, hangUp: Bool = false) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.delay = delay
+        self.hangUp = hangUp
+    }
 
     static let noAnswer = EmulatorResponse(status: 0, headers: [:], body: [], hangUp: true)
 
@@ -47,15 +56,16 @@ struct EmulatorResponse: Sendable {
         return EmulatorResponse(status: status, headers: ["Content-Type": "application/json; charset=utf-8"], body: body)
     }
 
-    static func text(_ status: Int, _ text: String, contentType: String = "application/text") -> EmulatorResponse {
+    public static func text(_ status: Int, _ text: String, contentType: String = "application/text") -> EmulatorResponse {
         EmulatorResponse(status: status, headers: ["Content-Type": contentType], body: Array(text.utf8))
     }
 }
 
-/// A loopback HTTP/1.1 listener that hands every complete request to `route`.
-final class EmulatorHTTPServer: Sendable {
+/// A loopback HTTP/1.1 listener that hands every complete request to `route`: each cloud of the
+/// emulator, and the stub endpoints of client tests.
+public final class EmulatorHTTPServer: Sendable {
     let channel: any Channel
-    let port: Int
+    public let port: Int
 
     static let maxBodyBytes = 1 << 20
 
@@ -64,7 +74,7 @@ final class EmulatorHTTPServer: Sendable {
         self.port = port
     }
 
-    static func start(host: String, port: Int,
+    public static func start(host: String = "127.0.0.1", port: Int = 0,
                       route: @escaping @Sendable (EmulatorRequest) -> EmulatorResponse) async throws -> EmulatorHTTPServer {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -79,8 +89,14 @@ final class EmulatorHTTPServer: Sendable {
         return EmulatorHTTPServer(channel: channel, port: channel.localAddress?.port ?? port)
     }
 
-    func stop() async throws {
+    /// Closes the listener and waits until it is closed.
+    public func stop() async throws {
         try await channel.close()
+    }
+
+    /// Closes the listener without waiting (for a test's `defer`).
+    public func close() {
+        channel.close(promise: nil)
     }
 }
 

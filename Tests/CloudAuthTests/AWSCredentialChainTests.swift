@@ -161,7 +161,7 @@ struct AWSCredentialChainTests {
     func containerEndpoint() async throws {
         var env = try Self.bareEnvironment()
         let clock = Clock(Self.start)
-        let server = try LoopbackHTTPServer { request in
+        let server = try await LoopbackHTTPServer { request in
             request.path == "/creds" ? .init(200, AWSCredentialChainTests.credentialJSON(expiresIn: 900, from: clock.now))
                                      : .init(404)
         }
@@ -193,7 +193,7 @@ struct AWSCredentialChainTests {
     @Test("concurrent callers share one fetch")
     func singleFlight() async throws {
         var env = try Self.bareEnvironment()
-        let server = try LoopbackHTTPServer { _ in
+        let server = try await LoopbackHTTPServer { _ in
             Thread.sleep(forTimeInterval: 0.2)  // the server is slow, so that the callers overlap
             return .init(200, AWSCredentialChainTests.credentialJSON(expiresIn: 3600))
         }
@@ -225,7 +225,7 @@ struct AWSCredentialChainTests {
     ])
     func containerBadAnswers(_ status: Int, _ body: String, _ expected: String) async throws {
         var env = try Self.bareEnvironment()
-        let server = try LoopbackHTTPServer { _ in .init(status, body) }
+        let server = try await LoopbackHTTPServer { _ in .init(status, body) }
         defer { server.stop() }
         env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.url + "/creds"
         let error = try #require(await Self.failure { try await Self.chain(env).credentials() })
@@ -236,7 +236,7 @@ struct AWSCredentialChainTests {
     @Test("credentials that have already expired are refused")
     func expiredCredentials() async throws {
         var env = try Self.bareEnvironment()
-        let server = try LoopbackHTTPServer { _ in .init(200, AWSCredentialChainTests.credentialJSON(expiresIn: -60)) }
+        let server = try await LoopbackHTTPServer { _ in .init(200, AWSCredentialChainTests.credentialJSON(expiresIn: -60)) }
         defer { server.stop() }
         env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = server.url + "/creds"
         let error = try #require(await Self.failure { try await Self.chain(env).credentials() })
@@ -250,7 +250,7 @@ struct AWSCredentialChainTests {
     func instanceMetadata() async throws {
         var env = try Self.bareEnvironment()
         env.removeValue(forKey: "AWS_EC2_METADATA_DISABLED")
-        let server = try LoopbackHTTPServer { request in
+        let server = try await LoopbackHTTPServer { request in
             switch (request.method, request.path) {
             case ("PUT", "/latest/api/token"):
                 return request.headers["x-aws-ec2-metadata-token-ttl-seconds"] == "21600" ? .init(200, "imds-session") : .init(400)
@@ -285,7 +285,7 @@ struct AWSCredentialChainTests {
     func noIMDSv1Fallback() async throws {
         var env = try Self.bareEnvironment()
         env.removeValue(forKey: "AWS_EC2_METADATA_DISABLED")
-        let server = try LoopbackHTTPServer { request in
+        let server = try await LoopbackHTTPServer { request in
             request.method == "PUT" ? .init(403) : .init(200, "v1-role")
         }
         defer { server.stop() }

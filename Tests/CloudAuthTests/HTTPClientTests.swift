@@ -7,12 +7,12 @@ struct HTTPClientTests {
     let client = CurlHTTPClient()
 
     /// A server that gives every request the same answer.
-    static func server(_ response: LoopbackHTTPServer.Response) throws -> LoopbackHTTPServer {
-        try LoopbackHTTPServer { _ in response }
+    static func server(_ response: LoopbackHTTPServer.Response) async throws -> LoopbackHTTPServer {
+        try await LoopbackHTTPServer { _ in response }
     }
 
     @Test func getsStatusHeadersAndBody() async throws {
-        let server = try Self.server(.init(200, "{\"ok\":true}", headers: ["X-Answer: 42"]))
+        let server = try await Self.server(.init(200, "{\"ok\":true}", headers: ["X-Answer": "42"]))
         let response = try await client.execute(HTTPRequest(url: server.url + "/path?q=1", headers: ["Metadata": "true"]))
         #expect(response.status == 200)
         #expect(response.headers["x-answer"] == "42")
@@ -25,7 +25,7 @@ struct HTTPClientTests {
     }
 
     @Test func postsTheBody() async throws {
-        let server = try Self.server(.init(200))
+        let server = try await Self.server(.init(200))
         _ = try await client.execute(HTTPRequest(method: "POST", url: server.url, body: Array("a=1&b=2".utf8)))
         let request = try #require(server.requests.first)
         #expect(request.method == "POST")
@@ -33,7 +33,7 @@ struct HTTPClientTests {
     }
 
     @Test func totalTimeoutIsEnforcedAndNamed() async throws {
-        let server = try Self.server(.init(200, stall: true))
+        let server = try await Self.server(.init(200, stall: true))
         // The server never answers, so only the 0.5 s limit can end the transfer, and curl then
         // reports a timeout. (No wall-clock bound here: with every test running in parallel on a
         // small machine, when this task resumes says little about when curl gave up.)
@@ -56,7 +56,7 @@ struct HTTPClientTests {
 
     @Test func responseSizeIsCapped() async throws {
         let big = String(repeating: "x", count: 10_000)
-        let server = try Self.server(.init(200, big))
+        let server = try await Self.server(.init(200, big))
         let error = await #expect(throws: CloudAuthError.self) {
             try await client.execute(HTTPRequest(url: server.url, maxResponseBytes: 1000))
         }
@@ -65,21 +65,21 @@ struct HTTPClientTests {
     }
 
     @Test func redirectToAnotherHostIsRefused() async throws {
-        let server = try Self.server(.init(302, headers: ["Location: http://evil.example/steal"]))
+        let server = try await Self.server(.init(302, headers: ["Location": "http://evil.example/steal"]))
         let error = await #expect(throws: CloudAuthError.self) { try await client.execute(HTTPRequest(url: server.url)) }
         #expect(error?.code == .rejected)
         #expect(error?.description.contains("another host") == true)
     }
 
     @Test func redirectOnTheSameOriginIsFollowed() async throws {
-        let server = try LoopbackHTTPServer { request in
-            request.path == "/final" ? .init(200, "final") : .init(307, headers: ["Location: /final"])
+        let server = try await LoopbackHTTPServer { request in
+            request.path == "/final" ? .init(200, "final") : .init(307, headers: ["Location": "/final"])
         }
         let response = try await client.execute(HTTPRequest(url: server.url + "/start"))
         #expect(response.bodyText == "final")
         #expect(server.requests.map(\.path) == ["/start", "/final"])
 
-        let loop = try Self.server(.init(307, headers: ["Location: /again"]))
+        let loop = try await Self.server(.init(307, headers: ["Location": "/again"]))
         let error = await #expect(throws: CloudAuthError.self) { try await client.execute(HTTPRequest(url: loop.url)) }
         #expect(error?.description.contains("too many redirects") == true)
         #expect(loop.requests.count == 4)

@@ -6,8 +6,8 @@ import Testing
 /// answers with what a real Vault answers in failure cases (OpenBao covers the success paths).
 struct VaultWireTests {
     /// A stub Vault that gives every request the same JSON answer.
-    static func vault(_ status: Int, _ body: String) throws -> LoopbackHTTPServer {
-        try HTTPClientTests.server(.init(status, body, headers: ["Content-Type: application/json"]))
+    static func vault(_ status: Int, _ body: String) async throws -> LoopbackHTTPServer {
+        try await HTTPClientTests.server(.init(status, body, headers: ["Content-Type": "application/json"]))
     }
 
     func client(_ server: LoopbackHTTPServer, namespace: String? = nil) -> VaultClient {
@@ -15,7 +15,7 @@ struct VaultWireTests {
     }
 
     @Test func awsIAMLoginHasTheExactShapeVaultExpects() async throws {
-        let server = try Self.vault(200, #"{"auth":{"client_token":"hvs.x","accessor":"a","policies":["default"],"lease_duration":60,"renewable":true}}"#)
+        let server = try await Self.vault(200, #"{"auth":{"client_token":"hvs.x","accessor":"a","policies":["default"],"lease_duration":60,"renewable":true}}"#)
         let chain = AWSCredentialChain(settings: AWSSettings(region: "eu-west-1"), http: CurlHTTPClient(), environment: [
             "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         ])
@@ -48,7 +48,7 @@ struct VaultWireTests {
     /// nonce that stays the same for every login of the agent (Vault binds it on first login).
     @Test func awsEC2LoginSendsThePKCS7DocumentAndAStableNonce() async throws {
         let document = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog\nICJkZXZwYXlQcm9kdWN0Q29kZXMiIDogbnVsbA==\n"
-        let imds = try LoopbackHTTPServer { request in
+        let imds = try await LoopbackHTTPServer { request in
             switch (request.method, request.path) {
             case ("PUT", "/latest/api/token"): return .init(200, "imds-session")
             case ("GET", "/latest/dynamic/instance-identity/pkcs7") where request.headers["x-aws-ec2-metadata-token"] == "imds-session":
@@ -67,7 +67,7 @@ struct VaultWireTests {
     }
 
     @Test func serverErrorsAreUnavailableWithVaultsMessages() async throws {
-        let server = try Self.vault(503, #"{"errors":["Vault is sealed"]}"#)
+        let server = try await Self.vault(503, #"{"errors":["Vault is sealed"]}"#)
         let error = await #expect(throws: CloudAuthError.self) { try await client(server).lookupSelf(Secret("hvs.test-token")) }
         #expect(error?.code == .unavailable)
         #expect(error?.message == "Vault answered HTTP 503: Vault is sealed")
@@ -76,19 +76,19 @@ struct VaultWireTests {
 
     @Test func errorsNeverEchoTheToken() async throws {
         let token = Secret("hvs.CAESIsecretvalue")
-        let server = try Self.vault(400, #"{"errors":["bad token hvs.CAESIsecretvalue"]}"#)
+        let server = try await Self.vault(400, #"{"errors":["bad token hvs.CAESIsecretvalue"]}"#)
         let error = await #expect(throws: CloudAuthError.self) { try await client(server).renewSelf(token) }
         #expect(error?.description.contains("hvs.CAESIsecretvalue") == false)
         #expect(error?.description.contains("<redacted>") == true)
     }
 
     @Test func malformedAnswersAreNamed() async throws {
-        let notJSON = try Self.vault(200, "<html>proxy</html>")
+        let notJSON = try await Self.vault(200, "<html>proxy</html>")
         let error = await #expect(throws: CloudAuthError.self) { try await client(notJSON).login(mount: "jwt", payload: [:]) }
         #expect(error?.code == .malformedResponse)
         #expect(error?.message.contains("not a JSON object") == true)
 
-        let noToken = try Self.vault(200, #"{"auth":{"lease_duration":5}}"#)
+        let noToken = try await Self.vault(200, #"{"auth":{"lease_duration":5}}"#)
         let missing = await #expect(throws: CloudAuthError.self) { try await client(noToken).login(mount: "jwt", payload: [:]) }
         #expect(missing?.message.contains("client_token") == true)
     }
