@@ -108,6 +108,15 @@ let package = Package(
             linkerSettings: sidecarLinkerSettings
         ),
 
+        // Fuzzing harnesses for everything that parses outside input (scripts/fuzz). Built with
+        // libFuzzer there; built plainly, it replays the committed corpora (a regression test).
+        .executableTarget(
+            name: "credagent-fuzz",
+            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity"],
+            path: "Fuzz/Sources",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        ),
+
         // Child processes for the test targets (peers' clients, the oracle scripts, the binary).
         .target(
             name: "TestSupport",

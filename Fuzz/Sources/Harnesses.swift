@@ -1,0 +1,178 @@
+import CloudAuth
+@testable import Connectivity
+import CredentialAgent
+import Dispatch
+import Foundation
+
+/// One fuzzing harness: hands bytes of outside input to one parser of credagent. Bad input is
+/// expected and may be refused with an error; a crash, a trap or a hang is a defect.
+struct Harness: Sendable {
+    var name: String
+    var run: @Sendable ([UInt8]) -> Void
+}
+
+/// Every harness, by the name of its corpus directory under `Fuzz/corpus/`.
+enum Harnesses {
+    static let all: [Harness] = [
+        Harness(name: "agent-request", run: agentRequest),
+        Harness(name: "config", run: config),
+        Harness(name: "aws-responses", run: awsResponses),
+        Harness(name: "azure-responses", run: azureResponses),
+        Harness(name: "gcp-responses", run: gcpResponses),
+        Harness(name: "vault-responses", run: vaultResponses),
+        Harness(name: "jwt", run: jwt),
+        Harness(name: "sigv4-verifier", run: sigV4Verifier),
+        Harness(name: "resp", run: resp),
+    ]
+
+    static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
+
+    // MARK: The agent's socket API
+
+    /// A request line, `METHOD URI`, as the server hands it to the router.
+    static func agentRequest(_ bytes: [UInt8]) {
+        let line = String(decoding: bytes, as: UTF8.self)
+        let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        _ = Route.parse(method: String(parts[0]), uri: parts.count > 1 ? String(parts[1]) : "/")
+    }
+
+    // MARK: Configuration
+
+    /// The config file, YAML with `${NAME}` references.
+    static func config(_ bytes: [UInt8]) {
+        _ = try? ConfigParser.parse(yaml: String(decoding: bytes, as: UTF8.self), file: "agent.yaml",
+                                    environment: ["REGION": "eu-west-1", "EMPTY": "", "HOST": "db.example"])
+    }
+
+    // MARK: Cloud responses
+
+    /// The first byte picks the answer's status and the scenario; the rest is every response body.
+    private static func split(_ bytes: [UInt8]) -> (selector: UInt8, client: ReplayingHTTPClient) {
+        let selector = bytes.first ?? 0
+        let statuses = [200, 200, 200, 400, 401, 403, 404, 500]
+        let client = ReplayingHTTPClient(status: statuses[Int(selector) % statuses.count], body: Array(bytes.dropFirst()))
+        return (selector, client)
+    }
+
+    /// IMDSv2 (token, role list, keys), the container credentials endpoint, and STS AssumeRole's XML.
+    static func awsResponses(_ bytes: [UInt8]) {
+        let (selector, client) = split(bytes)
+        var settings = AWSSettings()
+        settings.region = "us-east-1"
+        var environment: [String: String] = [:]
+        switch (selector / 8) % 3 {
+        case 0: break
+        case 1: environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "http://127.0.0.1:8080/credentials"
+        default:
+            environment["AWS_ACCESS_KEY_ID"] = "AKIDEXAMPLE"
+            environment["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+            settings.assumeRoleARN = "arn:aws:iam::123456789012:role/kong"
+            settings.stsEndpoint = "http://127.0.0.1:8080"
+        }
+        let chain = AWSCredentialChain(settings: settings, http: client, environment: environment)
+        blocking { _ = try? await chain.credentials() }
+    }
+
+    /// Azure IMDS and App Service token answers, and Entra ID's error bodies.
+    static func azureResponses(_ bytes: [UInt8]) {
+        let (selector, client) = split(bytes)
+        var environment: [String: String] = [:]
+        if (selector / 8) % 2 == 1 {
+            environment["IDENTITY_ENDPOINT"] = "http://127.0.0.1:8081/msi/token"
+            environment["IDENTITY_HEADER"] = "header"
+        }
+        let identity = AzureIdentity(settings: AzureSettings(), http: client, environment: environment,
+                                     retry: AzureRetryPolicy(maxAttempts: 1))
+        blocking { _ = try? await identity.token(resource: "https://ossrdbms-aad.database.windows.net") }
+    }
+
+    /// The metadata server's access and identity tokens and email, and service-account key files.
+    static func gcpResponses(_ bytes: [UInt8]) {
+        let (selector, client) = split(bytes)
+        let identity = GCPIdentity(settings: GCPSettings(metadataHost: "127.0.0.1:8082"), http: client, environment: [:])
+        switch (selector / 8) % 4 {
+        case 0: blocking { _ = try? await identity.accessToken() }
+        case 1: blocking { _ = try? await identity.identityToken(audience: "https://vault.example") }
+        case 2: blocking { _ = try? await identity.email() }
+        default: _ = try? ServiceAccountKey(json: Array(bytes.dropFirst()), source: "fuzz")
+        }
+    }
+
+    /// Vault's login, renew and lookup answers and its error bodies.
+    static func vaultResponses(_ bytes: [UInt8]) {
+        let (selector, client) = split(bytes)
+        let vault = VaultClient(endpoint: VaultEndpoint(address: "http://127.0.0.1:8200"), http: client)
+        switch (selector / 8) % 3 {
+        case 0: blocking { _ = try? await vault.login(mount: "jwt", payload: ["role": "kong", "jwt": "x.y.z"]) }
+        case 1: blocking { _ = try? await vault.renewSelf(Secret("s.token")) }
+        default: blocking { _ = try? await vault.lookupSelf(Secret("s.token")) }
+        }
+    }
+
+    // MARK: Tokens and signatures
+
+    static func jwt(_ bytes: [UInt8]) {
+        _ = try? JWT.decode(String(decoding: bytes, as: UTF8.self), source: "fuzz")
+    }
+
+    /// A presigned token (RDS, ElastiCache) or, after a newline, a header-signed request:
+    /// `METHOD PATH?QUERY` then header lines, an empty line and the body.
+    static func sigV4Verifier(_ bytes: [UInt8]) {
+        let verifier = SigV4Verifier { _ in
+            SigV4Verifier.IssuedKey(secretAccessKey: Secret("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"))
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let now = Date(timeIntervalSince1970: 1_767_225_600)
+        guard text.contains("\n") else {
+            _ = verifier.verifyToken(text, now: now)
+            return
+        }
+        let sections = text.components(separatedBy: "\n\n")
+        var lines = sections[0].split(separator: "\n", omittingEmptySubsequences: false)
+        let requestLine = lines.removeFirst().split(separator: " ", maxSplits: 1)
+        let target = requestLine.count > 1 ? requestLine[1].split(separator: "?", maxSplits: 1) : ["/"]
+        var headers = HTTPHeaders()
+        for line in lines {
+            let field = line.split(separator: ":", maxSplits: 1)
+            guard let name = field.first else { continue }
+            headers.add(String(name), field.count > 1 ? String(field[1]) : "")
+        }
+        _ = verifier.verify(method: requestLine.first.map(String.init) ?? "GET", path: String(target.first ?? "/"),
+                            query: target.count > 1 ? String(target[1]) : nil, headers: headers,
+                            body: Array(sections.dropFirst().joined(separator: "\n\n").utf8), now: now)
+    }
+
+    // MARK: Redis
+
+    /// A server's replies, fed in two pieces to the incremental reader.
+    static func resp(_ bytes: [UInt8]) {
+        let reader = RedisReplyReader()
+        let middle = bytes.count / 2
+        for piece in [bytes[..<middle], bytes[middle...]] {
+            let fed: Bool = piece.withUnsafeBytes { (try? reader.feed($0)) != nil }
+            guard fed else { return }
+            while let reply = try? reader.next() { _ = reply }
+        }
+    }
+
+    /// Runs `operation` to its end from the fuzzer's own (non-cooperative) thread.
+    private static func blocking(_ operation: @escaping @Sendable () async -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            await operation()
+            done.signal()
+        }
+        done.wait()
+    }
+}
+
+/// An HTTP client that answers every request with the same status and body: the fuzzer's bytes
+/// reach each cloud's response parsing exactly as a server's answer would.
+struct ReplayingHTTPClient: HTTPClient {
+    var status: Int
+    var body: [UInt8]
+
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
+    }
+}
