@@ -17,6 +17,7 @@ local fmt = string.format
 local find = string.find
 local sub = string.sub
 local concat = table.concat
+local floor = math.floor
 local pcall = pcall
 local tonumber = tonumber
 
@@ -52,7 +53,7 @@ end
 local AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC = 1, 1, 0x80000
 local SOL_SOCKET, SO_PEERCRED, SO_RCVTIMEO, SO_SNDTIMEO = 1, 17, 20, 21
 local MSG_NOSIGNAL = 0x4000
-local EINTR = 4
+local EINTR, EAGAIN = 4, 11
 
 -- Phases where a cosocket may be used (Nginx lets Lua yield there).
 local COSOCKET_PHASES = {
@@ -216,10 +217,24 @@ local function blocking_exchange(path, request, timeout, server_uid)
     return nil, message
   end
 
+  -- Every blocking call waits at most until the deadline.
+  local deadline = clock() + timeout / 1000
   local limit = ffi.new("struct credagent_timeval")
-  limit.tv_sec, limit.tv_usec = math.floor(timeout / 1000), (timeout % 1000) * 1000
-  C.credagent_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, limit, ffi.sizeof(limit))
-  C.credagent_setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, limit, ffi.sizeof(limit))
+  local function wait_at_most_until_deadline()
+    local remaining = deadline - clock()
+    -- (A zero timeval would mean no limit at all.)
+    if remaining < 0.001 then
+      return false
+    end
+    limit.tv_sec, limit.tv_usec = floor(remaining), floor((remaining % 1) * 1e6)
+    C.credagent_setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, limit, ffi.sizeof(limit))
+    C.credagent_setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, limit, ffi.sizeof(limit))
+    return true
+  end
+  local function timed_out()
+    return fail(fmt("credagent: the agent on %s did not answer within %d ms", path, timeout))
+  end
+  wait_at_most_until_deadline()
 
   local address = ffi.new("struct credagent_sockaddr_un")
   address.sun_family = AF_UNIX
@@ -237,9 +252,11 @@ local function blocking_exchange(path, request, timeout, server_uid)
     return fail(err)
   end
 
-  local deadline = clock() + timeout / 1000
   local sent = 0
   while sent < #request do
+    if not wait_at_most_until_deadline() then
+      return timed_out()
+    end
     local count = C.credagent_send(fd, ffi.cast("const char *", request) + sent, #request - sent, MSG_NOSIGNAL)
     local code = ffi.errno()
     if count < 0 and code ~= EINTR then
@@ -252,16 +269,18 @@ local function blocking_exchange(path, request, timeout, server_uid)
   local buffer = ffi.new("char[?]", 65536)
   local head_end, status, headers, total
   while not total or #received < total do
-    if clock() > deadline then
-      return fail(fmt("credagent: the agent on %s did not answer within %d ms", path, timeout))
+    if not wait_at_most_until_deadline() then
+      return timed_out()
     end
     local count = C.credagent_recv(fd, buffer, 65536, 0)
     local code = ffi.errno()
     if count == 0 then
       return fail(fmt("credagent: the agent on %s closed the connection before answering", path))
     elseif count < 0 then
-      if code ~= EINTR then
-        return fail(fmt("credagent: the agent on %s did not answer within %d ms (%s)", path, timeout, errno_text(code)))
+      if code == EAGAIN then
+        return timed_out()
+      elseif code ~= EINTR then
+        return fail(fmt("credagent: no answer from the agent on %s (%s)", path, errno_text(code)))
       end
     else
       chunks[#chunks + 1] = ffi.string(buffer, count)
