@@ -137,8 +137,8 @@ local pool_options = setmetatable({}, { __index = function(options, path)
 end })
 
 
--- One exchange on a cosocket: status, headers, body and whether the connection came from the
--- pool; or nil, an error and that flag.
+-- One exchange on a cosocket: status, headers, body; or nil, an error and whether trying again
+-- on a new connection may help (a kept-alive connection failed other than by a timeout).
 local function cosocket_exchange(path, request, timeout, server_uid)
   local sock = tcp()
   sock:settimeouts(timeout, timeout, timeout)
@@ -183,7 +183,7 @@ local function cosocket_exchange(path, request, timeout, server_uid)
   if not body then
     sock:close()
     if err == "timeout" then
-      return nil, fmt("credagent: the agent on %s did not answer within %d ms", path, timeout), reused
+      return nil, fmt("credagent: the agent on %s did not answer within %d ms", path, timeout), false
     end
     return nil, fmt("credagent: no answer from the agent on %s (%s)", path, err), reused
   end
@@ -308,25 +308,22 @@ local function blocking_exchange(path, request, timeout, server_uid)
 end
 
 
---- Whether the current phase lets this vault use a cosocket.
-function _M.cosocket_available()
-  return COSOCKET_PHASES[get_phase()] == true
-end
-
-
 --- Sends `request` to the agent listening on `path` and returns the response's status, headers
 --- and body, or nil and an error. `timeout` in milliseconds bounds each step (cosocket) or the
 --- whole exchange (blocking).
 function _M.exchange(path, request, timeout, server_uid)
-  if not _M.cosocket_available() then
+  if not COSOCKET_PHASES[get_phase()] then
     return blocking_exchange(path, request, timeout, server_uid)
   end
-  local status, headers_or_err, body_or_reused = cosocket_exchange(path, request, timeout, server_uid)
-  if not status and body_or_reused then
+  local status, headers_or_err, body_or_retry = cosocket_exchange(path, request, timeout, server_uid)
+  if not status and body_or_retry then
     -- A kept-alive connection the agent had closed meanwhile: once more, on a new one.
-    status, headers_or_err, body_or_reused = cosocket_exchange(path, request, timeout, server_uid)
+    status, headers_or_err, body_or_retry = cosocket_exchange(path, request, timeout, server_uid)
   end
-  return status, headers_or_err, body_or_reused
+  if not status then
+    return nil, headers_or_err
+  end
+  return status, headers_or_err, body_or_retry
 end
 
 
