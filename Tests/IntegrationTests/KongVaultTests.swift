@@ -8,8 +8,8 @@ import Glibc
 #endif
 
 /// The Kong vault (integrations/kong) inside real Nginx with the Lua module, against the real
-/// agent: `get` called as Kong's PDK calls it, in the content phase (cosocket) and in the init and
-/// init_worker phases (blocking read), through the harness in integrations/kong/spec.
+/// agent: `get` called as Kong's PDK calls it, in the content phase (cosocket) and in the init,
+/// init_worker and log phases (blocking read), through the harness in integrations/kong/spec.
 @Suite(.serialized, .enabled(if: VaultHarness.available, "needs nginx with the Lua module (scripts/bootstrap installs it)"))
 struct KongVaultTests {
     /// The references of docs/KONG.md: an Azure Postgres token and a GCP Redis token from the emulator.
@@ -67,13 +67,21 @@ struct KongVaultTests {
         let redis = try await nginx.get("sessions", ["socket": agent.socketPath])
         #expect(redis.credential?["password"] as? String == (try await agent.credential("sessions"))["password"] as? String)
 
-        // Before any worker ran (init, the master) and in each worker's init_worker: no cosockets there.
-        let early = try await nginx.phaseResults()
-        for phase in ["init", "init_worker"] {
+        // Before any worker ran (init, the master), in each worker's init_worker, and after a
+        // response (log): no cosockets there.
+        try await nginx.getInLogPhase("orders-db", ["socket": agent.socketPath])
+        var early: [String: [String: VaultAnswer]] = [:]
+        try await waitUntil("the log phase has called the vault", timeout: 5) {
+            early = try await nginx.phaseResults()
+            return early["log"]?["orders-db"] != nil
+        }
+        for phase in ["init", "init_worker", "log"] {
             let orders = try #require(early[phase]?["orders-db"], "\(phase) made no call")
             #expect(orders.phase == phase)
             #expect(orders.credential?["password"] as? String == served["password"] as? String, "\(phase): \(orders.err ?? "")")
             #expect(orders.ttl == 60)
+        }
+        for phase in ["init", "init_worker"] {
             #expect(early[phase]?["sessions"]?.credential?["kind"] as? String == "redis")
         }
 
@@ -385,7 +393,7 @@ final class VaultHarness: @unchecked Sendable {
             guard self.process.isRunning else {
                 throw TestFailure("nginx exited (status \(self.process.terminationStatus)); its log:\n\(self.errorLog.suffix(2000))")
             }
-            return (try? await self.request("/init"))?.status == 200
+            return (try? await self.request("/phases"))?.status == 200
         }
     }
 
@@ -394,16 +402,24 @@ final class VaultHarness: @unchecked Sendable {
 
     /// `get(conf, resource, version)` in the content phase; `options` are the vault's fields (and `version`).
     func get(_ resource: String, _ options: [String: String]) async throws -> VaultAnswer {
+        VaultAnswer(try decodeObject(try await request("/get?" + Self.query(resource, options))))
+    }
+
+    private static func query(_ resource: String, _ options: [String: String]) -> String {
         var query = URLComponents()
         query.queryItems = [URLQueryItem(name: "resource", value: resource)]
             + options.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-        let response = try await request("/get?" + (query.percentEncodedQuery ?? ""))
-        return VaultAnswer(try decodeObject(response))
+        return query.percentEncodedQuery ?? ""
     }
 
-    /// What the calls in the init and init_worker phases returned: phase -> resource -> answer.
+    /// `get` in the log phase: nothing to answer there, so ``phaseResults()`` reports it.
+    func getInLogPhase(_ resource: String, _ options: [String: String]) async throws {
+        _ = try await request("/get-in-log?" + Self.query(resource, options))
+    }
+
+    /// What the calls in the init, init_worker and log phases returned: phase -> resource -> answer.
     func phaseResults() async throws -> [String: [String: VaultAnswer]] {
-        let object = try decodeObject(try await request("/init"))
+        let object = try decodeObject(try await request("/phases"))
         return object.compactMapValues { ($0 as? [String: Any])?.compactMapValues { ($0 as? [String: Any]).map(VaultAnswer.init) } }
     }
 

@@ -8,25 +8,29 @@ local vault = require "kong.vaults.credagent"
 
 local _M = {}
 
--- What the calls made in the init and init_worker phases returned, by phase and resource.
+-- What the calls made outside the content phase returned, by phase and resource.
 local phase_results = {}
 
 local function outcome(value, err, ttl)
   return { value = value, err = err, ttl = ttl, phase = ngx.get_phase() }
 end
 
-
---- Calls the vault for each of the comma-separated `resources` with the socket `socket`.
-function _M.call_in_init(socket, resources)
-  local results = {}
-  for resource in string.gmatch(resources, "[^,]+") do
-    results[resource] = outcome(vault.get({ socket = socket }, resource))
-  end
-  phase_results[ngx.get_phase()] = results
+local function record(resource, value, err, ttl)
+  local phase = ngx.get_phase()
+  phase_results[phase] = phase_results[phase] or {}
+  phase_results[phase][resource] = outcome(value, err, ttl)
 end
 
 
-function _M.init_results()
+--- Calls the vault for each of the comma-separated `resources` with the socket `socket`.
+function _M.call_in_init(socket, resources)
+  for resource in string.gmatch(resources, "[^,]+") do
+    record(resource, vault.get({ socket = socket }, resource))
+  end
+end
+
+
+function _M.phase_results()
   ngx.say(cjson.encode(phase_results))
 end
 
@@ -47,6 +51,13 @@ end
 function _M.get_from_query()
   local conf, resource, version = call_from_query()
   ngx.say(cjson.encode(outcome(vault.get(conf, resource, version))))
+end
+
+
+--- The call of `get_from_query` in the log phase; what it returned is kept for `phase_results`.
+function _M.get_from_query_in_log()
+  local conf, resource, version = call_from_query()
+  record(resource, vault.get(conf, resource, version))
 end
 
 
