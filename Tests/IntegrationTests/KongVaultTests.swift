@@ -91,6 +91,43 @@ struct KongVaultTests {
         try await emulator.stop()
     }
 
+    @Test func theTtlEndsAtTheRefreshNeverPastTheServingWindowAndIsAtLeastOneSecond() async throws {
+        // The rule alone, on given times (no agent): (issued, expires, refresh, now - issued, cap) -> ttl.
+        let cases: [(issued: String?, expires: String?, refresh: String?, elapsed: Double, cap: Int, ttl: Int)] = [
+            // A 900 s RDS token: until its refresh...
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z", "2026-11-22T10:09:10Z", 10, 100_000, 540),
+            // ... at most the cap ...
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z", "2026-11-22T10:09:10Z", 10, 60, 60),
+            // ... never past 15 s before its expiry, even with a later refresh ...
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z", "2026-11-22T10:14:55Z", 10, 100_000, 875),
+            // ... and 1 s once the refresh is overdue or the window has passed.
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z", "2026-11-22T10:09:10Z", 600, 100_000, 1),
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z", nil, 1000, 100_000, 1),
+            // A 20 s token is served until a quarter of its lifetime remains.
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:00:20Z", nil, 1, 100_000, 14),
+            // Fractions of a second; a leap day.
+            ("2026-11-22T10:00:00Z", "2026-11-22T10:15:00.500Z", nil, 0.25, 100_000, 885),
+            ("2028-02-29T23:59:50Z", "2028-03-01T00:14:50Z", nil, 0, 100_000, 885),
+            // No times (a token without expiry): the cap.
+            (nil, nil, nil, 0, 60, 60),
+        ]
+        let nginx = try await VaultHarness(label: "kong-ttl", agentSocket: "/nonexistent/agent.sock", initResources: [])
+        let format = ISO8601DateFormatter()
+        for rule in cases {
+            let issued = format.date(from: rule.issued ?? "2026-11-22T10:00:00Z")!.timeIntervalSince1970
+            var query = ["now": String(issued + rule.elapsed), "cap": String(rule.cap)]
+            query["issued_at"] = rule.issued
+            query["expires_at"] = rule.expires
+            query["refresh_at"] = rule.refresh
+            let answer = try await nginx.ttlRule(query)
+            #expect(answer.ttl == rule.ttl, "\(rule): \(answer.err ?? "")")
+        }
+        let unreadable = try await nginx.ttlRule(["expires_at": "tomorrow", "now": "0", "cap": "60"])
+        #expect(unreadable.ttl == nil)
+        #expect(unreadable.err == "an expires_at this vault cannot read")
+        await nginx.stop()
+    }
+
     @Test func aRotationIsSeenOnceTheTtlHasPassed() async throws {
         // A 20 s token is refreshed 8-10 s after issue and served until 15 s after issue.
         let emulator = try await startEmulator(tokenLifetime: 20)
@@ -402,19 +439,23 @@ final class VaultHarness: @unchecked Sendable {
 
     /// `get(conf, resource, version)` in the content phase; `options` are the vault's fields (and `version`).
     func get(_ resource: String, _ options: [String: String]) async throws -> VaultAnswer {
-        VaultAnswer(try decodeObject(try await request("/get?" + Self.query(resource, options))))
+        VaultAnswer(try decodeObject(try await request("/get?" + Self.query(options.merging(["resource": resource]) { $1 }))))
     }
 
-    private static func query(_ resource: String, _ options: [String: String]) -> String {
-        var query = URLComponents()
-        query.queryItems = [URLQueryItem(name: "resource", value: resource)]
-            + options.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-        return query.percentEncodedQuery ?? ""
+    private static func query(_ fields: [String: String]) -> String {
+        var components = URLComponents()
+        components.queryItems = fields.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+        return components.percentEncodedQuery ?? ""
+    }
+
+    /// The vault's ttl rule on the times in `query` (issued_at, expires_at, refresh_at, now, cap).
+    func ttlRule(_ times: [String: String]) async throws -> VaultAnswer {
+        VaultAnswer(try decodeObject(try await request("/ttl?" + Self.query(times))))
     }
 
     /// `get` in the log phase: nothing to answer there, so ``phaseResults()`` reports it.
     func getInLogPhase(_ resource: String, _ options: [String: String]) async throws {
-        _ = try await request("/get-in-log?" + Self.query(resource, options))
+        _ = try await request("/get-in-log?" + Self.query(options.merging(["resource": resource]) { $1 }))
     }
 
     /// What the calls in the init, init_worker and log phases returned: phase -> resource -> answer.

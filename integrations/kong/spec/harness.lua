@@ -5,6 +5,7 @@
 local cjson = require "cjson.safe"
 local ffi = require "ffi"
 local vault = require "kong.vaults.credagent"
+local answer = require "kong.vaults.credagent.answer"
 
 local _M = {}
 
@@ -58,6 +59,16 @@ end
 function _M.get_from_query_in_log()
   local conf, resource, version = call_from_query()
   record(resource, vault.get(conf, resource, version))
+end
+
+
+--- The vault's ttl rule on the times in the query (?issued_at=&expires_at=&refresh_at=&now=&cap=):
+--- the pure function, without an agent.
+function _M.ttl_rule()
+  local args = ngx.req.get_uri_args()
+  local ttl, err = answer.ttl({ issued_at = args.issued_at, expires_at = args.expires_at, refresh_at = args.refresh_at },
+                              tonumber(args.now), tonumber(args.cap))
+  ngx.say(cjson.encode({ ttl = ttl, err = err }))
 end
 
 
