@@ -39,10 +39,9 @@ local declarations = {
   [[int credagent_close(int fd) __asm__("close");]],
   [[unsigned int credagent_geteuid(void) __asm__("geteuid");]],
   [[char *credagent_strerror(int code) __asm__("strerror");]],
-  -- The fd of a cosocket on OpenResty builds whose lua-resty-core has no sock:getfd(): with a
-  -- negative fd this returns the socket's fd and changes nothing.
+  -- The fd of an HTTP cosocket on OpenResty builds whose lua-resty-core has no sock:getfd():
+  -- with a negative fd this returns the socket's fd and changes nothing.
   [[int credagent_http_socket_fd(void *u, int fd, unsigned char *err, size_t *errlen) __asm__("ngx_http_lua_ffi_socket_tcp_hack_fd");]],
-  [[int credagent_stream_socket_fd(void *u, int fd, unsigned char *err, size_t *errlen) __asm__("ngx_stream_lua_ffi_socket_tcp_hack_fd");]],
 }
 for _, declaration in ipairs(declarations) do
   -- A second copy of this module (package.loaded cleared) finds them declared already.
@@ -116,10 +115,10 @@ local function cosocket_fd(sock)
     return sock:getfd()
   end
   local ok, read_fd = pcall(function()
-    return subsystem == "stream" and C.credagent_stream_socket_fd or C.credagent_http_socket_fd
+    return C.credagent_http_socket_fd
   end)
-  if not ok then
-    return nil, "this OpenResty offers no way to read a cosocket's fd"
+  if not ok or subsystem ~= "http" then
+    return nil, "this OpenResty offers no way to read a cosocket's fd (sock:getfd() needs lua-resty-core 0.1.32)"
   end
   local errlen = ffi.new("size_t[1]", 128)
   local fd = read_fd(sock[1], -1, ffi.new("unsigned char[128]"), errlen)
