@@ -94,6 +94,27 @@ import Glibc
             let checked = try await runCredagent(["config", "check", "\(directory)/agent-\(index).yaml"])
             #expect(checked.status == 0, "\(kustomization): \(checked.stderr)")
         }
+
+        // The sidecar's exec probes are commands of this binary: with no agent they report it
+        // unreachable (3), not a usage error (2).
+        let probes = try await ChildProcess.python(["-c", """
+            import json, sys, yaml
+            for document in yaml.safe_load_all(open(sys.argv[1])):
+                if document and document.get("kind") == "Deployment":
+                    for container in document["spec"]["template"]["spec"].get("initContainers", []):
+                        if container["name"] == "credagent":
+                            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                                print(json.dumps(container[probe]["exec"]["command"]))
+            """, manifest])
+        let commands = try probes.stdout.split(separator: "\n").map {
+            try JSONDecoder().decode([String].self, from: Data($0.utf8))
+        }
+        #expect(commands.count == 3)
+        for command in commands {
+            #expect(command.first == "credagent")
+            let probed = try await runCredagent(Array(command.dropFirst()) + ["--socket", directory + "/absent.sock"])
+            #expect(probed.status == 3, "\(command): \(probed.stderr)")
+        }
     }
 }
 
