@@ -44,17 +44,12 @@ public struct SystemdNotifier: Service {
     /// Notifies for `store`: ready when every credential in it is servable at `now()`.
     public init(settings: Settings, store: CredentialStore, logger: Logger,
                 now: @escaping @Sendable () -> Date = Date.init) {
-        self.init(settings: settings, logger: logger) {
+        self.settings = settings
+        self.logger = logger
+        isReady = {
             let at = now()
             return store.snapshots().allSatisfy { $0.machine.servable(at: at) != nil }
         }
-    }
-
-    /// Notifies, ready once `isReady` holds.
-    public init(settings: Settings, logger: Logger, isReady: @escaping @Sendable () -> Bool) {
-        self.settings = settings
-        self.isReady = isReady
-        self.logger = logger
     }
 
     public func run() async throws {
