@@ -19,6 +19,9 @@ struct WaitCommand: AsyncParsableCommand {
 
     @OptionGroup var socket: SocketOptions
 
+    /// The longest `--timeout` taken (a week).
+    static let longestTimeout: TimeInterval = 7 * 24 * 3600
+
     /// How often the agent is asked again.
     static let pollInterval: Duration = .milliseconds(200)
 
@@ -28,6 +31,9 @@ struct WaitCommand: AsyncParsableCommand {
         }
         guard let seconds = DurationText.seconds(timeout), seconds > 0 else {
             throw ValidationError("--timeout '\(timeout)' is not a duration such as 500ms, 60s or 5m")
+        }
+        guard seconds <= Self.longestTimeout else {
+            throw ValidationError("--timeout '\(timeout)' is longer than \(DurationText.format(Self.longestTimeout)); wait at most that")
         }
     }
 

@@ -9,7 +9,7 @@ import Glibc
 
 /// The deployment files under deploy/: the systemd unit and its notify protocol, and the
 /// Kubernetes manifests, checked with the tools that read them.
-@Suite struct DeploymentTests {
+@Suite(.serialized) struct DeploymentTests {
     static let deploy = ChildProcess.packageRoot + "/deploy"
     static let kustomizations = ["base", "overlays/eks", "overlays/aks", "overlays/gke"]
     /// The Kubernetes release the manifests are validated against (native sidecars are GA there).

@@ -62,6 +62,9 @@ private let probeConfig = """
         #expect(unknown.stderr.contains("no credential named nosuch (it holds: az-pg, gcp-redis)"))
         #expect(try await credagent(["wait", "Not_A_Name"]).status == 2)
         #expect(try await credagent(["wait", "--timeout", "soon"]).stderr.contains("--timeout 'soon' is not a duration"))
+        let tooLong = try await credagent(["wait", "--timeout", "1000000000000h"])
+        #expect(tooLong.status == 2)
+        #expect(tooLong.stderr.contains("is longer than 168h"))
 
         // A wait that is under way ends as soon as the identity recovers.
         async let waited = credagent(["wait", "az-pg", "gcp-redis", "--timeout", "60s"])
