@@ -54,6 +54,8 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
+        // The version and commit scripts/build embeds (see Sources/CBuildInfo/build_info.c).
+        .target(name: "CBuildInfo"),
 
         .target(
             name: "CloudAuth",
@@ -98,7 +100,7 @@ let package = Package(
         .executableTarget(
             name: "credagent",
             dependencies: [
-                "CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator",
+                "CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator", "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

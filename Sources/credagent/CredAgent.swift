@@ -8,6 +8,7 @@ struct CredAgent: AsyncParsableCommand {
         commandName: "credagent",
         abstract: "Short-lived cloud credentials for gateways, served over a Unix socket.",
         discussion: "Exit codes: 0 ok, 1 check or fetch failed, 2 usage or configuration error, 3 agent unreachable.",
+        version: BuildInfo.current.line,
         subcommands: [
             TokenCommand.self,
             RunCommand.self,
@@ -16,6 +17,9 @@ struct CredAgent: AsyncParsableCommand {
             ConfigCommand.self,
             EmulateCommand.self,
             TestCommand.self,
+            HealthCommand.self,
+            WaitCommand.self,
+            VersionCommand.self,
         ]
     )
 

@@ -41,8 +41,13 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw AgentExit.usage
         }
+        var services: [any Service] = [agent]
+        // Under systemd (Type=notify) the notifier runs after the agent, so it is told to stop first.
+        if let settings = SystemdNotifier.Settings(environment: ProcessInfo.processInfo.environment) {
+            services.append(SystemdNotifier(settings: settings, store: agent.store, logger: logger))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -103,7 +103,7 @@ public struct AgentClientError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Talks to a running agent over its Unix socket (the socket API of docs/API.md). Used by
-/// `credagent get`, `list` and `test`.
+/// `credagent get`, `list`, `test`, `health` and `wait`.
 public struct AgentClient: Sendable {
     public let socketPath: String
     private let http: any HTTPClient
@@ -142,6 +142,16 @@ public struct AgentClient: Sendable {
     public func list() async throws -> [CredentialSummary] {
         struct Listing: Decodable { var credentials: [CredentialSummary] }
         return try decode(Listing.self, from: try await send("GET", "/v1/credentials")).credentials
+    }
+
+    /// Succeeds while the agent serves (`GET /v1/health`).
+    public func health() async throws {
+        _ = try await send("GET", "/v1/health")
+    }
+
+    /// Succeeds when every credential is servable (`GET /v1/ready`); otherwise throws with status 503.
+    public func ready() async throws {
+        _ = try await send("GET", "/v1/ready")
     }
 
     private func send(_ method: String, _ path: String) async throws -> [UInt8] {
