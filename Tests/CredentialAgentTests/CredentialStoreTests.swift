@@ -35,7 +35,10 @@ private final class Calls: Sendable {
 }
 
 @Suite struct CredentialStoreTests {
-    let owner = ObjectIdentifier(NSObject())
+    /// Stands for the refresher that owns the entry; kept alive, so that no other object can take
+    /// its address and with it its identity.
+    private let ownerObject = NSObject()
+    var owner: ObjectIdentifier { ObjectIdentifier(ownerObject) }
 
     @Test func timestampsAreClampedInsteadOfOverflowing() {
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1_795_860_000)) == "2026-11-28T10:00:00Z")
@@ -96,8 +99,10 @@ private final class Calls: Sendable {
     @Test func onlyTheOwnerPublishes() {
         let store = CredentialStore()
         store.register(descriptor(), machine(versions: 1), owner: owner)
-        store.publish(descriptor(), machine(versions: 5), owner: ObjectIdentifier(NSObject()))
+        let intruder = NSObject()
+        store.publish(descriptor(), machine(versions: 5), owner: ObjectIdentifier(intruder))
         #expect(store.snapshot("orders-db")?.version == 1)
+        withExtendedLifetime(intruder) {}
     }
 
     @Test func bodyIsTheDesignedJSONAndEncodedOncePerVersion() throws {
