@@ -29,6 +29,7 @@ let package = Package(
     products: [
         .executable(name: "credagent", targets: ["credagent"]),
         .library(name: "CloudAuth", targets: ["CloudAuth"]),
+        .library(name: "CredentialModel", targets: ["CredentialModel"]),
         .library(name: "CredentialAgent", targets: ["CredentialAgent"]),
         .library(name: "Connectivity", targets: ["Connectivity"]),
         .library(name: "CloudEmulator", targets: ["CloudEmulator"]),
@@ -61,10 +62,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A credential's config entry, its served JSON and names: shared by the agent, its client,
+        // the connectivity checks and the CLI.
+        .target(
+            name: "CredentialModel",
+            dependencies: ["CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CredentialAgent",
             dependencies: [
-                "CloudAuth",
+                "CloudAuth", "CredentialModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -80,7 +88,7 @@ let package = Package(
         ),
         .target(
             name: "Connectivity",
-            dependencies: ["CloudAuth", "CLibPQ", "CHiredis", "COpenSSL"],
+            dependencies: ["CloudAuth", "CredentialModel", "CLibPQ", "CHiredis", "COpenSSL"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -96,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "credagent",
             dependencies: [
-                "CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator",
+                "CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -122,15 +130,20 @@ let package = Package(
         .testTarget(
             name: "CredentialAgentTests",
             dependencies: [
-                "CredentialAgent", "CloudAuth", "CloudEmulator",
+                "CredentialAgent", "CredentialModel", "CloudAuth", "CloudEmulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CredentialModelTests",
+            dependencies: ["CredentialModel", "CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConnectivityTests",
-            dependencies: ["Connectivity", "CloudAuth"],
+            dependencies: ["Connectivity", "CredentialModel", "CloudAuth"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -141,7 +154,7 @@ let package = Package(
         // Runs the built `credagent` binary against the real peers that scripts/test starts.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
+            dependencies: ["CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

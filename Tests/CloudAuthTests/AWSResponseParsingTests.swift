@@ -25,13 +25,13 @@ struct AWSResponseParsingTests {
         ("2026-11-22T06:00:00+01:00", 1_795_323_600.0),
     ])
     func timestamps(_ text: String, _ seconds: Double) throws {
-        let date = try #require(AWSResponseParsing.timestamp(text))
+        let date = try #require(Timestamp.parse(text))
         #expect(abs(date.timeIntervalSince1970 - seconds) < 0.001)
     }
 
     @Test("not timestamps", arguments: ["tomorrow", "2026-11-22", ""])
     func badTimestamps(_ text: String) {
-        #expect(AWSResponseParsing.timestamp(text) == nil)
+        #expect(Timestamp.parse(text) == nil)
     }
 
     @Test("amz dates from seconds since 1970, across leap days and centuries", arguments: [

@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Testing
 @testable import CredentialAgent
@@ -93,7 +94,7 @@ private let rdsCredential = """
         #expect(config.aws.stsEndpoint == "http://127.0.0.1:5000")
         #expect(config.azure.clientID == "abc")
         #expect(config.gcp.metadataHost == "127.0.0.1:8080")
-        #expect(config.credentials.map(\.name) == ["orders-db", "sessions", "vault", "az-pg", "gcp-sql"])
+        #expect(config.credentials.map(\.name.rawValue) == ["orders-db", "sessions", "vault", "az-pg", "gcp-sql"])
         let redis = config.credentials[1]
         #expect(redis.cacheName == "sessions-cache")
         #expect(redis.serverless == true)
@@ -178,7 +179,7 @@ private let rdsCredential = """
 
     @Test(arguments: ["a", "0", "orders-db", "a.b_c-d", String(repeating: "z", count: 63)])
     func validNamesAreAccepted(name: String) {
-        #expect(ConfigParser.isValidName(name))
+        #expect(CredentialName.isValid(name))
     }
 
     @Test func duplicateNamesPointAtTheFirstUse() {

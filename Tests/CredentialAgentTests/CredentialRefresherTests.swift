@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -48,8 +49,8 @@ private final class ManualClock: Sendable {
 
 @Suite struct CredentialRefresherTests {
     @Test func concurrentForcedRefreshesShareOneFetch() async throws {
-        var config = CredentialConfig(name: "orders-db", kind: .postgres, provider: .aws)
-        config.host = "db.example.com"
+        let config = CredentialConfig(name: CredentialName("orders-db")!, target: .postgres(.init(
+            connection: CredentialConnection.Postgres(host: "db.example.com"), login: .aws(user: "kong"))))
         let source = GatedSource()
         let store = CredentialStore()
         let clock = ManualClock()

@@ -125,7 +125,7 @@ public final class AWSCredentialChain: Sendable {
     private func checkNotExpired(_ credentials: AWSCredentials) throws {
         if let expiration = credentials.expiration, expiration <= now() {
             throw CloudAuthError(.expired, source: credentials.source,
-                                 "the credentials expired at \(ISO8601DateFormatter().string(from: expiration))",
+                                 "the credentials expired at \(Timestamp.format(expiration))",
                                  remedy: "check the clock, or the process that writes these credentials")
         }
     }
@@ -152,7 +152,7 @@ public final class AWSCredentialChain: Sendable {
         case let (.some(accessKey), .some(secret)):
             var expiration: Date?
             if let text = value("AWS_CREDENTIAL_EXPIRATION") {
-                guard let date = AWSResponseParsing.timestamp(text) else {
+                guard let date = Timestamp.parse(text) else {
                     throw CloudAuthError(.invalidInput, source: "AWS_CREDENTIAL_EXPIRATION", "'\(text)' is not an ISO 8601 time")
                 }
                 expiration = date

@@ -67,7 +67,7 @@ struct AWSSTS: Sendable {
             throw CloudAuthError(.malformedResponse, source: source,
                                  "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
         }
-        guard let expiration = AWSResponseParsing.timestamp(expirationText) else {
+        guard let expiration = Timestamp.parse(expirationText) else {
             throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(expirationText)' is not an ISO 8601 time")
         }
         return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),

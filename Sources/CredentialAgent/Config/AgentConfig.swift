@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 
 /// The agent's whole configuration, as read from the YAML file (see docs/CONFIG.md).
@@ -98,66 +99,4 @@ public struct RefreshConfig: Sendable, Equatable {
         RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter)
     }
     public var backoff: Backoff { Backoff(initial: backoffInitial, max: backoffMax) }
-}
-
-/// What a credential is for.
-public enum CredentialKind: String, Sendable, CaseIterable {
-    case postgres, redis, vault
-}
-
-/// Whose identity obtains a credential.
-public enum CredentialProvider: String, Sendable, CaseIterable {
-    case aws, azure, gcp
-}
-
-/// AWS Redis-compatible engines whose IAM tokens differ only in the signed service name.
-public enum RedisEngine: String, Sendable, CaseIterable {
-    case elasticache, memorydb
-}
-
-/// One entry of `credentials:`. Fields that do not apply to its kind and provider are nil
-/// (the parser refuses them).
-public struct CredentialConfig: Sendable, Equatable {
-    public var name: String
-    public var kind: CredentialKind
-    public var provider: CredentialProvider
-
-    // postgres and redis
-    public var host: String?
-    public var port: Int?
-    public var user: String?
-    /// CA bundle for verifying the server (postgres, redis, vault).
-    public var caFile: String?
-    /// Azure: the token audience instead of the service's standard resource.
-    public var resource: String?
-
-    // postgres
-    public var database: String?
-    public var sslmode: String?
-
-    // redis
-    public var cacheName: String?
-    public var serverless: Bool?
-    public var tls: Bool?
-    public var engine: RedisEngine?
-
-    // vault
-    public var method: VaultAuthMethod?
-    public var address: String?
-    public var mount: String?
-    public var role: String?
-    public var serverID: String?
-    public var audience: String?
-    public var namespace: String?
-    /// The name to verify Vault's certificate against (and send as SNI) when it differs from
-    /// the address's host.
-    public var tlsServerName: String?
-    /// Revoke the Vault token when the credential is removed or the agent stops.
-    public var revokeOnShutdown: Bool?
-
-    public init(name: String, kind: CredentialKind, provider: CredentialProvider) {
-        self.name = name
-        self.kind = kind
-        self.provider = provider
-    }
 }

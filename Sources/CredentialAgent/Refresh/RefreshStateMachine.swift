@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 
 /// Where a credential stands (DESIGN section 4).
@@ -141,7 +142,7 @@ public struct RefreshStateMachine: Sendable {
     public mutating func fetchSucceeded(_ credential: IssuedCredential, now: Date, random: Double) -> Transition {
         let servableUntil = RefreshPolicy.servableUntil(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt)
         guard servableUntil > now else {
-            let expires = ISO8601DateFormatter().string(from: credential.expiresAt)
+            let expires = Timestamp.format(credential.expiresAt)
             return fetchFailed("the issued credential expires at \(expires), too soon to be served", now: now, random: random)
         }
         let from = state(at: now)

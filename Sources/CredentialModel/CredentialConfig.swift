@@ -1,0 +1,214 @@
+import CloudAuth
+
+/// One entry of the config's `credentials:` list: its name and what it is for, with every field
+/// its kind and provider need and none they do not.
+///
+/// Only the config parser builds these from a file; a value is valid by construction, so nothing
+/// that uses it checks it again. To add a field: add it to the target (or, when clients see it,
+/// to its ``CredentialConnection``), read it in the config parser, use it where it is needed.
+/// Blocks that apply to every kind (a local proxy, files rewritten on rotation) belong here next
+/// to ``target``, with kind-specific settings in an enum shaped like ``CredentialTarget``.
+public struct CredentialConfig: Sendable, Equatable {
+    public var name: CredentialName
+    /// What the credential is for and whose identity obtains it.
+    public var target: CredentialTarget
+
+    public init(name: CredentialName, target: CredentialTarget) {
+        self.name = name
+        self.target = target
+    }
+
+    public var kind: CredentialKind { target.kind }
+    public var provider: CredentialProvider { target.provider }
+    /// Where clients use the credential: the `connection` object of its JSON.
+    public var connection: CredentialConnection { target.connection }
+}
+
+/// What a credential is for.
+public enum CredentialKind: String, Sendable, CaseIterable, Codable {
+    case postgres, redis, vault
+}
+
+/// Whose identity obtains a credential.
+public enum CredentialProvider: String, Sendable, CaseIterable, Codable {
+    case aws, azure, gcp
+}
+
+/// The server a credential opens, with how the agent obtains it there. Each case holds exactly
+/// the fields its kind has.
+public enum CredentialTarget: Sendable, Equatable {
+    case postgres(Postgres)
+    case redis(Redis)
+    case vault(Vault)
+
+    public var kind: CredentialKind {
+        switch self {
+        case .postgres: .postgres
+        case .redis: .redis
+        case .vault: .vault
+        }
+    }
+
+    public var provider: CredentialProvider {
+        switch self {
+        case let .postgres(target): target.login.provider
+        case let .redis(target): target.login.provider
+        case let .vault(target): target.provider
+        }
+    }
+
+    /// The configured database or cache user; nil for Vault and where the provider derives it.
+    public var user: String? {
+        switch self {
+        case let .postgres(target): target.login.user
+        case let .redis(target): target.login.user
+        case .vault: nil
+        }
+    }
+
+    public var connection: CredentialConnection {
+        switch self {
+        case let .postgres(target): .postgres(target.connection)
+        case let .redis(target): .redis(target.connection)
+        case let .vault(target): .vault(target.connection)
+        }
+    }
+
+    /// A PostgreSQL database: RDS/Aurora, Azure Database for PostgreSQL or Cloud SQL.
+    public struct Postgres: Sendable, Equatable {
+        public var connection: CredentialConnection.Postgres
+        public var login: Login
+
+        public init(connection: CredentialConnection.Postgres, login: Login) {
+            self.connection = connection
+            self.login = login
+        }
+
+        /// The database user and how its password (an IAM token) is obtained.
+        public enum Login: Sendable, Equatable {
+            /// An RDS IAM auth token for `user`, signed for the connection's host and port.
+            case aws(user: String)
+            /// An Entra token for the Entra principal `user`.
+            case azure(AzureLogin)
+            /// A Google access token; without `user`, the service account's IAM database user.
+            case gcp(user: String?)
+
+            public var provider: CredentialProvider {
+                switch self {
+                case .aws: .aws
+                case .azure: .azure
+                case .gcp: .gcp
+                }
+            }
+
+            /// The configured user (nil: Cloud SQL derives it from the service account).
+            public var user: String? {
+                switch self {
+                case let .aws(user): user
+                case let .azure(login): login.user
+                case let .gcp(user): user
+                }
+            }
+        }
+    }
+
+    /// A Redis cache: ElastiCache/MemoryDB, Azure Cache for Redis or Memorystore.
+    public struct Redis: Sendable, Equatable {
+        public var connection: CredentialConnection.Redis
+        public var login: Login
+
+        public init(connection: CredentialConnection.Redis, login: Login) {
+            self.connection = connection
+            self.login = login
+        }
+
+        /// The cache user and how its password (an IAM token) is obtained.
+        public enum Login: Sendable, Equatable {
+            /// An ElastiCache/MemoryDB IAM auth token.
+            case aws(ElastiCacheLogin)
+            /// An Entra token for the Entra principal `user`.
+            case azure(AzureLogin)
+            /// A Google access token; `user` is sent with AUTH when set.
+            case gcp(user: String?)
+
+            public var provider: CredentialProvider {
+                switch self {
+                case .aws: .aws
+                case .azure: .azure
+                case .gcp: .gcp
+                }
+            }
+
+            /// The user to send with AUTH, when there is one.
+            public var user: String? {
+                switch self {
+                case let .aws(login): login.user
+                case let .azure(login): login.user
+                case let .gcp(user): user
+                }
+            }
+        }
+    }
+
+    /// A Vault (or OpenBao) token obtained by logging in with the provider's identity.
+    public struct Vault: Sendable, Equatable {
+        public var connection: CredentialConnection.Vault
+        /// The identity the login presents; `method` must accept it.
+        public var provider: CredentialProvider
+        public var method: VaultAuthMethod
+        public var role: String
+        /// The auth mount path, e.g. `aws` or `auth-team/aws`, without leading or trailing `/`.
+        public var mount: String
+        /// aws_iam: the `X-Vault-AWS-IAM-Server-ID` header value.
+        public var serverID: String?
+        /// jwt (and gcp/azure): the audience or resource the role expects.
+        public var audience: String?
+        /// Revoke the token when the credential is removed or the agent stops.
+        public var revokeOnShutdown: Bool
+
+        public init(connection: CredentialConnection.Vault, provider: CredentialProvider, method: VaultAuthMethod,
+                    role: String, mount: String, serverID: String? = nil, audience: String? = nil,
+                    revokeOnShutdown: Bool = false) {
+            self.connection = connection
+            self.provider = provider
+            self.method = method
+            self.role = role
+            self.mount = mount
+            self.serverID = serverID
+            self.audience = audience
+            self.revokeOnShutdown = revokeOnShutdown
+        }
+    }
+}
+
+/// An Entra principal and the token audience it logs in with.
+public struct AzureLogin: Sendable, Equatable {
+    public var user: String
+    /// The token audience; nil is the service's standard resource.
+    public var resource: String?
+
+    public init(user: String, resource: String? = nil) {
+        self.user = user
+        self.resource = resource
+    }
+}
+
+/// An ElastiCache or MemoryDB user whose IAM token is signed for the cache.
+public struct ElastiCacheLogin: Sendable, Equatable {
+    public var cacheName: String
+    public var user: String
+    public var serverless: Bool
+    public var engine: RedisEngine
+
+    public init(cacheName: String, user: String, serverless: Bool = false, engine: RedisEngine = .elasticache) {
+        self.cacheName = cacheName
+        self.user = user
+        self.serverless = serverless
+        self.engine = engine
+    }
+}
+
+/// AWS Redis-compatible engines whose IAM tokens differ only in the signed service name.
+public enum RedisEngine: String, Sendable, CaseIterable {
+    case elasticache, memorydb
+}
