@@ -85,31 +85,7 @@ public enum CredentialTarget: Sendable, Equatable {
         }
 
         /// The database user and how its password (an IAM token) is obtained.
-        public enum Login: Sendable, Equatable {
-            /// An RDS IAM auth token for `user`, signed for the connection's host and port.
-            case aws(user: String)
-            /// An Entra token for the Entra principal `user`.
-            case azure(AzureLogin)
-            /// A Google access token; without `user`, the service account's IAM database user.
-            case gcp(user: String?)
-
-            public var provider: CredentialProvider {
-                switch self {
-                case .aws: .aws
-                case .azure: .azure
-                case .gcp: .gcp
-                }
-            }
-
-            /// The configured user (nil: Cloud SQL derives it from the service account).
-            public var user: String? {
-                switch self {
-                case let .aws(user): user
-                case let .azure(login): login.user
-                case let .gcp(user): user
-                }
-            }
-        }
+        public typealias Login = TokenLogin<RDSLogin>
     }
 
     /// A Redis cache: ElastiCache/MemoryDB, Azure Cache for Redis or Memorystore.
@@ -123,31 +99,7 @@ public enum CredentialTarget: Sendable, Equatable {
         }
 
         /// The cache user and how its password (an IAM token) is obtained.
-        public enum Login: Sendable, Equatable {
-            /// An ElastiCache/MemoryDB IAM auth token.
-            case aws(ElastiCacheLogin)
-            /// An Entra token for the Entra principal `user`.
-            case azure(AzureLogin)
-            /// A Google access token; `user` is sent with AUTH when set.
-            case gcp(user: String?)
-
-            public var provider: CredentialProvider {
-                switch self {
-                case .aws: .aws
-                case .azure: .azure
-                case .gcp: .gcp
-                }
-            }
-
-            /// The user to send with AUTH, when there is one.
-            public var user: String? {
-                switch self {
-                case let .aws(login): login.user
-                case let .azure(login): login.user
-                case let .gcp(user): user
-                }
-            }
-        }
+        public typealias Login = TokenLogin<ElastiCacheLogin>
     }
 
     /// A Vault (or OpenBao) token obtained by logging in with the provider's identity.
@@ -181,6 +133,49 @@ public enum CredentialTarget: Sendable, Equatable {
     }
 }
 
+/// How a database or cache password (an IAM token) is obtained with each provider's identity;
+/// `AWS` is what the AWS token is signed for.
+public enum TokenLogin<AWS: AWSTokenLogin>: Sendable, Equatable {
+    /// An AWS IAM auth token, signed locally with the agent's keys.
+    case aws(AWS)
+    /// An Entra token for the Entra principal `user`.
+    case azure(AzureLogin)
+    /// A Google access token; `user` when the server needs a name (Cloud SQL derives it from the
+    /// service account when nil).
+    case gcp(user: String?)
+
+    public var provider: CredentialProvider {
+        switch self {
+        case .aws: .aws
+        case .azure: .azure
+        case .gcp: .gcp
+        }
+    }
+
+    /// The configured user, when there is one.
+    public var user: String? {
+        switch self {
+        case let .aws(login): login.user
+        case let .azure(login): login.user
+        case let .gcp(user): user
+        }
+    }
+}
+
+/// What an AWS IAM auth token is signed for; it always names a user.
+public protocol AWSTokenLogin: Sendable, Equatable {
+    var user: String { get }
+}
+
+/// An RDS/Aurora database user whose IAM token is signed for the connection's host and port.
+public struct RDSLogin: AWSTokenLogin {
+    public var user: String
+
+    public init(user: String) {
+        self.user = user
+    }
+}
+
 /// An Entra principal and the token audience it logs in with.
 public struct AzureLogin: Sendable, Equatable {
     public var user: String
@@ -194,7 +189,7 @@ public struct AzureLogin: Sendable, Equatable {
 }
 
 /// An ElastiCache or MemoryDB user whose IAM token is signed for the cache.
-public struct ElastiCacheLogin: Sendable, Equatable {
+public struct ElastiCacheLogin: AWSTokenLogin {
     public var cacheName: String
     public var user: String
     public var serverless: Bool

@@ -50,7 +50,7 @@ private final class ManualClock: Sendable {
 @Suite struct CredentialRefresherTests {
     @Test func concurrentForcedRefreshesShareOneFetch() async throws {
         let config = CredentialConfig(name: CredentialName("orders-db")!, target: .postgres(.init(
-            connection: CredentialConnection.Postgres(host: "db.example.com"), login: .aws(user: "kong"))))
+            connection: CredentialConnection.Postgres(host: "db.example.com"), login: .aws(RDSLogin(user: "kong")))))
         let source = GatedSource()
         let store = CredentialStore()
         let clock = ManualClock()

@@ -10,7 +10,7 @@ private let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
 private func descriptor(_ name: String = "orders-db") -> CredentialConfig {
     let connection = CredentialConnection.Postgres(host: "db.example.com", port: 5432, database: "kong", sslmode: .verifyFull)
-    return CredentialConfig(name: CredentialName(name)!, target: .postgres(.init(connection: connection, login: .aws(user: "kong"))))
+    return CredentialConfig(name: CredentialName(name)!, target: .postgres(.init(connection: connection, login: .aws(RDSLogin(user: "kong")))))
 }
 
 private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachine {

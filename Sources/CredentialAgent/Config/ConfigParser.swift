@@ -281,7 +281,7 @@ struct ConfigReader {
         switch provider {
         case .aws:
             guard let user else { return nil }
-            login = .aws(user: user)
+            login = .aws(RDSLogin(user: user))
         case .azure:
             guard let user else { return nil }
             login = .azure(AzureLogin(user: user, resource: resource))

@@ -96,8 +96,8 @@ public struct CredentialSourceFactory: Sendable {
         switch config.target {
         case let .postgres(target):
             switch target.login {
-            case let .aws(user):
-                return AWSPostgresSource(host: target.connection.host, port: target.connection.port, user: user,
+            case let .aws(login):
+                return AWSPostgresSource(host: target.connection.host, port: target.connection.port, user: login.user,
                                          providers: providers)
             case let .azure(login):
                 return AzureTokenSource(resource: login.resource ?? AzureResource.postgres, user: login.user, providers: providers)
