@@ -20,9 +20,10 @@ public final class AWSCredentialChain: Sendable {
     private let now: @Sendable () -> Date
     private let state = Mutex(State())
 
+    private let fetches = SingleFlight<AWSCredentials>()
+
     private struct State {
         var cached: AWSCredentials?
-        var fetch: Task<AWSCredentials, any Error>?
         var region: String?
     }
 
@@ -41,33 +42,10 @@ public final class AWSCredentialChain: Sendable {
 
     /// Current credentials, from the cache while more than five minutes of them remain.
     public func credentials() async throws -> AWSCredentials {
-        enum Next {
-            case cached(AWSCredentials)
-            case wait(Task<AWSCredentials, any Error>)
-        }
-        let next: Next = state.withLock { state in
-            if let cached = state.cached, isFresh(cached) { return .cached(cached) }
-            if let running = state.fetch { return .wait(running) }
-            let started = Task { try await self.resolve() }
-            state.fetch = started
-            return .wait(started)
-        }
-        let fetch: Task<AWSCredentials, any Error>
-        switch next {
-        case .cached(let credentials): return credentials
-        case .wait(let running): fetch = running
-        }
-        do {
-            let credentials = try await fetch.value
-            state.withLock { state in
-                if state.fetch == fetch { state.fetch = nil }
-                state.cached = credentials
-            }
-            return credentials
-        } catch {
-            state.withLock { state in if state.fetch == fetch { state.fetch = nil } }
-            throw error
-        }
+        if let cached = state.withLock({ $0.cached }), isFresh(cached) { return cached }
+        let credentials = try await fetches.run(key: "credentials") { try await self.resolve() }
+        state.withLock { $0.cached = credentials }
+        return credentials
     }
 
     private func isFresh(_ credentials: AWSCredentials) -> Bool {
