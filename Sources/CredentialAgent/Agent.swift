@@ -108,8 +108,7 @@ public final class Agent: Service, Sendable {
             try? await Task.sleep(for: Self.clockCheckInterval)
             let wall = now(), monotonic = clock.now
             let elapsed = monotonic - lastMonotonic
-            let monotonicSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let drift = wall.timeIntervalSince(lastWall) - monotonicSeconds
+            let drift = wall.timeIntervalSince(lastWall) - elapsed / .seconds(1)
             if abs(drift) > 2 {
                 logger.info("wall clock jumped; rechecking every credential", metadata: ["jump_seconds": "\(Int(drift))"])
                 for refresher in refreshers.all { refresher.wake() }

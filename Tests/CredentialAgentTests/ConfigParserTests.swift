@@ -248,8 +248,8 @@ private let rdsCredential = """
     @Test func connectionLimitsAreBounded() throws {
         let config = try parse("socket: {max_connections: 64, idle_timeout: 5m, request_timeout: 2s}\ncredentials:\n" + rdsCredential)
         #expect(config.socket.maxConnections == 64)
-        #expect(config.socket.idleTimeout == 300)
-        #expect(config.socket.requestTimeout == 2)
+        #expect(config.socket.idleTimeout == .seconds(300))
+        #expect(config.socket.requestTimeout == .seconds(2))
         #expect(issues("socket: {max_connections: 0, idle_timeout: 500ms, request_timeout: 2h}\ncredentials:\n" + rdsCredential) == [
             "socket.max_connections: 0 is not a number of connections (1-65536)",
             "socket.idle_timeout: 500ms is not between 1s and 24h",

@@ -52,16 +52,16 @@ public struct SocketConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]
     /// Connections open at once; more are closed as they arrive.
     public var maxConnections: Int
-    /// Seconds a connection may sit without a request before it is closed.
-    public var idleTimeout: TimeInterval
-    /// Seconds from a request's first byte to its end before it is answered 408.
-    public var requestTimeout: TimeInterval
+    /// How long a connection may sit without a request before it is closed.
+    public var idleTimeout: Duration
+    /// How long from a request's first byte to its end before it is answered 408.
+    public var requestTimeout: Duration
 
     public static let defaultPath = "/run/credagent/agent.sock"
 
     public init(path: String = SocketConfig.defaultPath, mode: UInt32 = 0o660,
                 allowUIDs: [UInt32] = [], allowGIDs: [UInt32] = [],
-                maxConnections: Int = 1024, idleTimeout: TimeInterval = 60, requestTimeout: TimeInterval = 10) {
+                maxConnections: Int = 1024, idleTimeout: Duration = .seconds(60), requestTimeout: Duration = .seconds(10)) {
         self.path = path
         self.mode = mode
         self.allowUIDs = allowUIDs

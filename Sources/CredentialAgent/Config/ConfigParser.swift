@@ -121,14 +121,14 @@ struct ConfigReader {
         return config
     }
 
-    /// `value` if within `range` (seconds), else an issue naming the range.
-    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> TimeInterval? {
+    /// `value` (seconds as written) as a duration if within `range`, else an issue naming the range.
+    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> Duration? {
         guard let value else { return nil }
         guard range.contains(value) else {
             issue(path, "\(DurationText.format(value)) is not between \(DurationText.format(range.lowerBound)) and \(DurationText.format(range.upperBound))")
             return nil
         }
-        return value
+        return .seconds(value)
     }
 
     mutating func refresh(_ node: Node) -> RefreshConfig {

@@ -97,7 +97,7 @@ public final class CredentialRefresher: Sendable {
             }
             noteStateChange(at: current)
             let nap = min(max(wakeAt.timeIntervalSince(current), 0.001), maxNap)
-            await signal.wait(for: .milliseconds(Int64((nap * 1000).rounded(.up))))
+            await signal.wait(for: .seconds(nap))
         }
         let (waiters, release) = inner.withLockedValue { inner in
             inner.stopped = true

@@ -41,8 +41,8 @@ final class WakeSignal: Sendable {
                     return state.waitID
                 }
                 guard let waitID else { return continuation.resume() }
-                let (seconds, attoseconds) = duration.components
-                let nanoseconds = max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+                // Capped at about 31 years, so that the conversion to Int cannot overflow.
+                let nanoseconds = Int(max(0, min(duration / .nanoseconds(1), 1e18)))
                 DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
                     self.timerExpired(waitID)
                 }

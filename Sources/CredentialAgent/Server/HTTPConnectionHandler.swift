@@ -21,8 +21,8 @@ public struct ServerLimits: Sendable, Equatable {
 
     /// The limits the `socket:` section sets, with the fixed header and body caps.
     public init(socket: SocketConfig = SocketConfig()) {
-        idleTimeout = .nanoseconds(Int64(socket.idleTimeout * 1e9))
-        requestTimeout = .nanoseconds(Int64(socket.requestTimeout * 1e9))
+        idleTimeout = TimeAmount(socket.idleTimeout)
+        requestTimeout = TimeAmount(socket.requestTimeout)
         maxConnections = socket.maxConnections
     }
 }
