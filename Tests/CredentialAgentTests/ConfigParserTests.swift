@@ -177,6 +177,14 @@ private let rdsCredential = """
         #expect(found.first?.hasPrefix("credentials[0].name:") == true)
     }
 
+    @Test func theClientRefreshSpacingIsConfigurableUpToFiveMinutes() throws {
+        #expect(try parse("credentials:\n" + rdsCredential).refresh.clientMinInterval == 5)
+        #expect(try parse("refresh: {client_min_interval: 500ms}\ncredentials:\n" + rdsCredential).refresh.clientMinInterval == 0.5)
+        #expect(issues("refresh: {client_min_interval: 10m}\ncredentials:\n" + rdsCredential) == [
+            "refresh.client_min_interval: 10m is more than 5m; clients would be answered with a secret that old",
+        ])
+    }
+
     @Test(arguments: ["a", "0", "orders-db", "a.b_c-d", String(repeating: "z", count: 63)])
     func validNamesAreAccepted(name: String) {
         #expect(CredentialName.isValid(name))

@@ -82,21 +82,27 @@ public struct RefreshConfig: Sendable, Equatable {
     public var jitter: Double
     public var backoffInitial: TimeInterval
     public var backoffMax: TimeInterval
+    /// Seconds after a new secret during which a client's refresh is answered with it.
+    public var clientMinInterval: TimeInterval
 
     public init(minRemaining: TimeInterval = 300, lifetimeFraction: Double = 0.66, jitter: Double = 0.1,
-                backoffInitial: TimeInterval = 1, backoffMax: TimeInterval = 60) {
+                backoffInitial: TimeInterval = 1, backoffMax: TimeInterval = 60, clientMinInterval: TimeInterval = 5) {
         self.minRemaining = minRemaining
         self.lifetimeFraction = lifetimeFraction
         self.jitter = jitter
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
+        self.clientMinInterval = clientMinInterval
     }
 
     /// The shortest `backoff.initial` accepted: less retries a failing endpoint in a tight loop.
     public static let minimumBackoff: TimeInterval = 0.1
+    /// The longest `client_min_interval` accepted.
+    public static let maximumClientMinInterval: TimeInterval = 300
 
     public var policy: RefreshPolicy {
-        RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter)
+        RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter,
+                      clientMinInterval: clientMinInterval)
     }
     public var backoff: Backoff { Backoff(initial: backoffInitial, max: backoffMax) }
 }

@@ -133,7 +133,8 @@ struct ConfigReader {
 
     mutating func refresh(_ node: Node) -> RefreshConfig {
         var config = RefreshConfig()
-        guard let map = mapping(node, "refresh", allowed: ["min_remaining", "lifetime_fraction", "jitter", "backoff"]) else {
+        guard let map = mapping(node, "refresh", allowed: ["min_remaining", "lifetime_fraction", "jitter", "backoff",
+                                                           "client_min_interval"]) else {
             return config
         }
         if let value = map["min_remaining"].flatMap({ duration($0, "refresh.min_remaining") }) { config.minRemaining = value }
@@ -159,6 +160,10 @@ struct ConfigReader {
             if initialValid, config.backoffMax < config.backoffInitial {
                 issue("refresh.backoff.max", "\(DurationText.format(config.backoffMax)) is less than backoff.initial (\(DurationText.format(config.backoffInitial)))")
             }
+        }
+        if let value = map["client_min_interval"].flatMap({ duration($0, "refresh.client_min_interval") }) {
+            if value <= RefreshConfig.maximumClientMinInterval { config.clientMinInterval = value }
+            else { issue("refresh.client_min_interval", "\(DurationText.format(value)) is more than \(DurationText.format(RefreshConfig.maximumClientMinInterval)); clients would be answered with a secret that old") }
         }
         return config
     }

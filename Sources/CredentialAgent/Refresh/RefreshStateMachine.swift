@@ -82,18 +82,14 @@ public struct RefreshStateMachine: Sendable {
         return held
     }
 
-    /// A refresh asked for by a client (`POST .../refresh`, `min_valid`) is not started within
-    /// this many seconds of the last new secret: the held one answers, so that a client in a loop
-    /// cannot turn every request into a call upstream.
-    public static let clientRefreshInterval: TimeInterval = 5
-
     /// Whether the held secret answers a client at `now` without a refresh: it must be servable,
-    /// and then it does when it was obtained less than ``clientRefreshInterval`` ago, or (unless
-    /// `force`) when it stays servable for `minValid` seconds. `minValid` is capped at half the
+    /// and then it does when it was obtained less than the policy's
+    /// ``RefreshPolicy/clientMinInterval`` ago, or (unless `force`) when it stays servable for
+    /// `minValid` seconds. `minValid` is capped at half the
     /// credential's lifetime, which a fresh credential always satisfies.
     public func answersClient(minValid: TimeInterval, force: Bool, at now: Date) -> Bool {
         guard let held = servable(at: now) else { return false }
-        if let lastSuccessAt, now.timeIntervalSince(lastSuccessAt) < Self.clientRefreshInterval { return true }
+        if let lastSuccessAt, now.timeIntervalSince(lastSuccessAt) < policy.clientMinInterval { return true }
         if force { return false }
         let lifetime = held.credential.expiresAt.timeIntervalSince(held.credential.issuedAt)
         return held.servableUntil.timeIntervalSince(now) >= min(minValid, lifetime / 2)
