@@ -28,6 +28,9 @@ final class WakeSignal: Sendable {
         continuation?.resume()
     }
 
+    /// Whether a task is in ``wait(for:)`` now.
+    var isWaiting: Bool { state.withLockedValue { $0.continuation != nil } }
+
     func wait(for duration: Duration) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
