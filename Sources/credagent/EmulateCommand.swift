@@ -74,14 +74,16 @@ struct EmulateCommand: AsyncParsableCommand {
         }
         // Unbuffered, so that a parent reading the pipe sees the addresses at once.
         FileHandle.standardOutput.write(Data((text + "\n# (also in \(envFile))\n").utf8))
-        // The kubelet rewrites projected tokens well before they expire; so does the emulator.
-        let rotation = Task {
-            while (try? await Task.sleep(for: .seconds(600))) != nil {
-                try? emulator.writeClientFiles()
+        await withDiscardingTaskGroup { group in
+            // The kubelet rewrites projected tokens well before they expire; so does the emulator.
+            group.addTask {
+                while (try? await Task.sleep(for: .seconds(600))) != nil {
+                    try? emulator.writeClientFiles()
+                }
             }
+            await signals.wait()
+            group.cancelAll()
         }
-        await signals.wait()
-        rotation.cancel()
         try await emulator.stop()
     }
 
