@@ -41,13 +41,7 @@ public enum CredentialTarget: Sendable, Equatable {
     case redis(Redis)
     case vault(Vault)
 
-    public var kind: CredentialKind {
-        switch self {
-        case .postgres: .postgres
-        case .redis: .redis
-        case .vault: .vault
-        }
-    }
+    public var kind: CredentialKind { connection.kind }
 
     public var provider: CredentialProvider {
         switch self {

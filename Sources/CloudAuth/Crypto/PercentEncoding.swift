@@ -3,8 +3,6 @@
 /// hex, which is also what AWS Signature Version 4 signs. Works on bytes: SigV4 runs it for every
 /// token the agent issues.
 public enum PercentEncoding {
-    private static let upperHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
-
     /// Whether `byte` is an RFC 3986 unreserved character, never encoded.
     @inline(__always)
     public static func isUnreserved(_ byte: UInt8) -> Bool {
@@ -44,11 +42,16 @@ public enum PercentEncoding {
                     encoded.append(byte)
                 } else {
                     encoded.append(UInt8(ascii: "%"))
-                    encoded.append(upperHexDigits[Int(byte >> 4)])
-                    encoded.append(upperHexDigits[Int(byte & 0x0f)])
+                    encoded.append(upperHexDigit(byte >> 4))
+                    encoded.append(upperHexDigit(byte & 0x0f))
                 }
             }
         }
+    }
+
+    @inline(__always)
+    private static func upperHexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
     }
 
     /// Decodes `%XX` escapes (hex of either case); a `%` not followed by two hex digits stays as
