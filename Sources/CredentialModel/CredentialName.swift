@@ -12,6 +12,9 @@ public struct CredentialName: Hashable, Comparable, Sendable, CustomStringConver
     }
 
     /// Whether `text` is a valid name, checked on its UTF-8 bytes (no `String` is built).
+    /// Inlinable: the server checks every request's name, and a generic call across modules would
+    /// not be specialised.
+    @inlinable
     public static func isValid(_ text: some StringProtocol) -> Bool {
         let utf8 = text.utf8
         guard let first = utf8.first, utf8.count <= 63 else { return false }

@@ -23,34 +23,6 @@ import Testing
     }
 }
 
-@Suite struct TimestampTests {
-    @Test("RFC 3339 times with and without fractions and offsets", arguments: [
-        ("2026-11-22T05:00:00Z", 1_795_323_600.0),
-        ("2026-11-22t05:00:00z", 1_795_323_600.0),
-        ("2026-11-22T05:00:00.5Z", 1_795_323_600.5),
-        ("2026-11-22T06:30:00+01:30", 1_795_323_600.0),
-        ("2026-11-22T03:00:00-02:00", 1_795_323_600.0),
-    ])
-    func parses(_ text: String, _ seconds: Double) throws {
-        let date = try #require(Timestamp.parse(text))
-        #expect(abs(date.timeIntervalSince1970 - seconds) < 0.001)
-    }
-
-    @Test("not RFC 3339 times", arguments: [
-        "2026-11-22", "2026-11-22T05:00:00", "2026-13-01T00:00:00Z", "2026-11-22T24:00:00Z", "2026-11-22T05:00:00.Z",
-        "2026-11-22T05:00:00Z trailing", "2026-11-22T05:00:00+0100",
-    ])
-    func refuses(_ text: String) {
-        #expect(Timestamp.parse(text) == nil)
-    }
-
-    @Test func whatIsWrittenReadsBack() throws {
-        let date = Date(timeIntervalSince1970: 1_795_323_600)
-        #expect(Timestamp.parse(Timestamp.format(date)) == date)
-        #expect(Timestamp.formatMilliseconds(Date(timeIntervalSince1970: 1_795_323_600.042)) == "2026-11-22T05:00:00.042Z")
-    }
-}
-
 @Suite struct ServedCredentialTests {
     private let times = (issued: Date(timeIntervalSince1970: 1_795_860_000), expires: Date(timeIntervalSince1970: 1_795_860_900),
                          refresh: Date(timeIntervalSince1970: 1_795_860_594))
