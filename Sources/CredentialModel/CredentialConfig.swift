@@ -69,32 +69,10 @@ public enum CredentialTarget: Sendable, Equatable {
     }
 
     /// A PostgreSQL database: RDS/Aurora, Azure Database for PostgreSQL or Cloud SQL.
-    public struct Postgres: Sendable, Equatable {
-        public var connection: CredentialConnection.Postgres
-        public var login: Login
-
-        public init(connection: CredentialConnection.Postgres, login: Login) {
-            self.connection = connection
-            self.login = login
-        }
-
-        /// The database user and how its password (an IAM token) is obtained.
-        public typealias Login = TokenLogin<RDSLogin>
-    }
+    public typealias Postgres = TokenTarget<CredentialConnection.Postgres, RDSLogin>
 
     /// A Redis cache: ElastiCache/MemoryDB, Azure Cache for Redis or Memorystore.
-    public struct Redis: Sendable, Equatable {
-        public var connection: CredentialConnection.Redis
-        public var login: Login
-
-        public init(connection: CredentialConnection.Redis, login: Login) {
-            self.connection = connection
-            self.login = login
-        }
-
-        /// The cache user and how its password (an IAM token) is obtained.
-        public typealias Login = TokenLogin<ElastiCacheLogin>
-    }
+    public typealias Redis = TokenTarget<CredentialConnection.Redis, ElastiCacheLogin>
 
     /// A Vault (or OpenBao) token obtained by logging in with the provider's identity.
     public struct Vault: Sendable, Equatable {
@@ -124,6 +102,18 @@ public enum CredentialTarget: Sendable, Equatable {
             self.audience = audience
             self.revokeOnShutdown = revokeOnShutdown
         }
+    }
+}
+
+/// A database or cache whose password is an IAM token: where it is (the `connection` clients
+/// see) and the user the token is obtained for.
+public struct TokenTarget<Connection: Sendable & Equatable, AWS: AWSTokenLogin>: Sendable, Equatable {
+    public var connection: Connection
+    public var login: TokenLogin<AWS>
+
+    public init(connection: Connection, login: TokenLogin<AWS>) {
+        self.connection = connection
+        self.login = login
     }
 }
 

@@ -282,7 +282,7 @@ struct ConfigReader {
             issue("\(path).sslmode", "'\(modeText)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
         }
         guard let host, let port, let mode else { return nil }
-        let login: CredentialTarget.Postgres.Login
+        let login: TokenLogin<RDSLogin>
         switch provider {
         case .aws:
             guard let user else { return nil }
@@ -307,7 +307,7 @@ struct ConfigReader {
         if !tls, let host, !HostAddress.isLoopback(host) {
             issue("\(path).tls", "false would send the token to \(host) in clear; plain connections are allowed only to loopback hosts")
         }
-        let login: CredentialTarget.Redis.Login?
+        let login: TokenLogin<ElastiCacheLogin>?
         switch provider {
         case .aws:
             let cacheName = requiredString(map, "cache_name", path)
