@@ -72,7 +72,10 @@ public struct SocketConfig: Sendable, Equatable {
     }
 }
 
-/// The `refresh:` section: when credentials are renewed and how failures are retried (DESIGN 5).
+/// The `refresh:` section: when credentials are renewed and how failures are retried.
+///
+/// Its durations are seconds (`TimeInterval`), unlike the socket's timers: they are offsets from
+/// wall-clock times (a credential's issue and expiry), and `Date` arithmetic is in seconds.
 public struct RefreshConfig: Sendable, Equatable {
     /// Refresh when less than this many seconds are left.
     public var minRemaining: TimeInterval
