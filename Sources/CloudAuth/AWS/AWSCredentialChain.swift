@@ -43,9 +43,12 @@ public final class AWSCredentialChain: Sendable {
     /// Current credentials, from the cache while more than five minutes of them remain.
     public func credentials() async throws -> AWSCredentials {
         if let cached = state.withLock({ $0.cached }), isFresh(cached) { return cached }
-        let credentials = try await fetches.run(key: "credentials") { try await self.resolve() }
-        state.withLock { $0.cached = credentials }
-        return credentials
+        // Cached within the shared fetch, so that a caller arriving as it ends finds the new keys.
+        return try await fetches.run(key: "credentials") {
+            let credentials = try await self.resolve()
+            self.state.withLock { $0.cached = credentials }
+            return credentials
+        }
     }
 
     private func isFresh(_ credentials: AWSCredentials) -> Bool {
