@@ -16,8 +16,11 @@ final class SharedTokens: Sendable {
         if let cached = recent.withLock({ $0[key] }), cached.obtained.duration(to: now) < Self.reuseWindow {
             return cached.token
         }
-        let token = try await flight.run(key: key, fetch)
-        recent.withLock { $0[key] = (token, ContinuousClock.now) }
-        return token
+        // Kept within the shared fetch, so that a request arriving as it ends finds the token.
+        return try await flight.run(key: key) { [self] in
+            let token = try await fetch()
+            recent.withLock { $0[key] = (token, ContinuousClock.now) }
+            return token
+        }
     }
 }
