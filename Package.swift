@@ -29,6 +29,7 @@ let package = Package(
     products: [
         .executable(name: "credagent", targets: ["credagent"]),
         .library(name: "CloudAuth", targets: ["CloudAuth"]),
+        .library(name: "CredentialModel", targets: ["CredentialModel"]),
         .library(name: "CredentialAgent", targets: ["CredentialAgent"]),
         .library(name: "Connectivity", targets: ["Connectivity"]),
         .library(name: "CloudEmulator", targets: ["CloudEmulator"]),
@@ -65,10 +66,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A credential's config entry, its served JSON and names: shared by the agent, its client,
+        // the connectivity checks and the CLI.
+        .target(
+            name: "CredentialModel",
+            dependencies: ["CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CredentialAgent",
             dependencies: [
-                "CloudAuth",
+                "CloudAuth", "CredentialModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -84,7 +92,7 @@ let package = Package(
         ),
         .target(
             name: "Connectivity",
-            dependencies: ["CloudAuth", "CLibPQ", "CHiredis", "COpenSSL"],
+            dependencies: ["CloudAuth", "CredentialModel", "CLibPQ", "CHiredis", "COpenSSL"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -100,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "credagent",
             dependencies: [
-                "CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator", "CBuildInfo",
+                "CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator", "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -138,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "CredentialAgentTests",
             dependencies: [
-                "CredentialAgent", "CloudAuth", "CloudEmulator",
+                "CredentialAgent", "CredentialModel", "CloudAuth", "CloudEmulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -146,8 +154,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CredentialModelTests",
+            dependencies: ["CredentialModel", "CloudAuth"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConnectivityTests",
-            dependencies: ["Connectivity", "CloudAuth"],
+            dependencies: ["Connectivity", "CredentialModel", "CloudAuth"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -158,7 +171,7 @@ let package = Package(
         // Runs the built `credagent` binary against the real peers that scripts/test starts.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
+            dependencies: ["CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

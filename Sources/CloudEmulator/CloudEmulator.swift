@@ -16,8 +16,9 @@ import Synchronization
 ///
 /// ```swift
 /// let emulator = try await CloudEmulator.start()
-/// defer { Task { try await emulator.stop() } }
 /// let env = emulator.environment(for: .azureIMDS)   // IMDS_ENDPOINT=http://127.0.0.1:PORT
+/// ... // what needs the endpoints
+/// try await emulator.stop()
 /// ```
 public final class CloudEmulator: Sendable {
     /// A managed identity the Azure side knows.

@@ -10,7 +10,7 @@ extension CloudEmulator {
         if request.method == "GET", request.path.hasPrefix(Self.metadataPrefix) {
             let rest = request.path.dropFirst(Self.metadataPrefix.count).split(separator: "/", omittingEmptySubsequences: false)
             if rest.count == 2 {
-                let account = String(rest[0]).removingPercentEncoding ?? String(rest[0])
+                let account = PercentEncoding.decode(rest[0])
                 let refusal = metadataRefusal(request, account: account)
                 switch rest[1] {
                 case "token":

@@ -1,91 +1,97 @@
 import CloudAuth
+import CredentialModel
+import Foundation
 
-/// One credential to check, described by the fields of the agent's credential JSON (or of its
-/// config entry): picks the probe for the kind and runs it.
+/// One credential to check: its secret and the `connection` it is for (as the agent serves it,
+/// or as its config entry describes it). Picks the probe for the kind and runs it.
 ///
 /// This is what `credagent test` runs for each credential, whether the secret came from a running
 /// agent or was obtained directly.
 public struct ConnectivityCheck: Sendable {
     public var name: String
-    /// `postgres`, `redis` or `vault`.
-    public var kind: String
-    public var provider: String?
+    public var provider: CredentialProvider?
     /// The user to present (postgres and redis).
     public var username: String?
     /// The password or token.
     public var secret: Secret
-    public var host: String?
-    public var port: Int?
-    /// postgres: the database and libpq sslmode.
-    public var database: String?
-    public var sslmode: String?
-    /// redis: whether to use TLS.
-    public var tls: Bool?
-    /// vault: the server address and namespace.
-    public var address: String?
-    public var namespace: String?
-    /// CA bundle for the server's certificate (all kinds).
-    public var caFile: String?
-    /// vault: the name the certificate must carry when it is not the address's host.
-    public var tlsServerName: String?
+    public var connection: CredentialConnection
 
-    public init(name: String, kind: String, provider: String? = nil, username: String? = nil, secret: Secret,
-                host: String? = nil, port: Int? = nil, database: String? = nil, sslmode: String? = nil,
-                tls: Bool? = nil, address: String? = nil, namespace: String? = nil, caFile: String? = nil,
-                tlsServerName: String? = nil) {
+    public init(name: String, provider: CredentialProvider? = nil, username: String? = nil, secret: Secret,
+                connection: CredentialConnection) {
         self.name = name
-        self.kind = kind
         self.provider = provider
         self.username = username
         self.secret = secret
-        self.host = host
-        self.port = port
-        self.database = database
-        self.sslmode = sslmode
-        self.tls = tls
-        self.address = address
-        self.namespace = namespace
-        self.caFile = caFile
-        self.tlsServerName = tlsServerName
+        self.connection = connection
+    }
+
+    /// The check of a credential as the agent served it.
+    public init(_ credential: ServedCredential) {
+        self.init(name: credential.name.rawValue, provider: credential.provider, username: credential.username,
+                  secret: credential.secret, connection: credential.connection)
+    }
+
+    /// Checks the agent's answer for `name` (its credential JSON); `caFile`, when given, takes the
+    /// place of the CA bundle the answer names. An answer this client cannot read is reported as
+    /// invalid input, an unknown kind saying which kinds there are.
+    public static func run(answer: [UInt8], name: String, caFile: String? = nil) async -> ProbeReport {
+        let credential: ServedCredential
+        do {
+            credential = try JSONDecoder().decode(ServedCredential.self, from: Data(answer))
+        } catch {
+            struct Kind: Decodable { var kind: String? }
+            let kind = (try? JSONDecoder().decode(Kind.self, from: Data(answer)))?.kind
+            if let kind, CredentialKind(rawValue: kind) == nil {
+                return ProbeReport(name: name, kind: kind, endpoint: "-", failure: ProbeFailure(
+                    .invalidInput, "kind '\(kind)' has no connectivity check",
+                    hint: "kinds are \(CredentialKind.allCases.map(\.rawValue).joined(separator: ", ").replacingLastComma)"))
+            }
+            return ProbeReport(name: name, kind: kind ?? "-", endpoint: "-", failure: ProbeFailure(
+                .invalidInput, "the agent's answer is not a credential this client understands",
+                hint: "is the agent a newer version than this credagent?"))
+        }
+        var check = ConnectivityCheck(credential)
+        if let caFile { check.connection.caFile = caFile }
+        return await check.run()
     }
 
     /// Connects, authenticates and reports; never throws: every failure is in the report.
     public func run() async -> ProbeReport {
         var report: ProbeReport
-        switch kind {
-        case "postgres":
-            guard let host, let database, let username else { return missing("host, database and username") }
-            let target = PostgresTarget(host: host, port: port ?? 5432, database: database, user: username,
-                                        password: secret, sslmode: sslmode ?? "verify-full", caFile: caFile)
+        switch connection {
+        case let .postgres(connection):
+            guard let database = connection.database, let username else {
+                let lacking = [connection.database == nil ? "a database" : nil, username == nil ? "a username" : nil]
+                return missing(lacking.compactMap { $0 }.joined(separator: " and "))
+            }
+            let target = PostgresTarget(host: connection.host, port: connection.port, database: database, user: username,
+                                        password: secret, sslmode: connection.sslmode.rawValue, caFile: connection.caFile)
             report = await PostgresProbe(name: name, target: target).run()
-        case "redis":
-            guard let host else { return missing("host") }
-            let target = RedisTarget(host: host, port: port ?? 6379, user: username, password: secret,
-                                     tls: tls ?? true, caFile: caFile)
+        case let .redis(connection):
+            guard let host = connection.host else { return missing("a host") }
+            let target = RedisTarget(host: host, port: connection.port, user: username, password: secret,
+                                     tls: connection.tls, caFile: connection.caFile)
             report = await RedisProbe(name: name, target: target).run()
-        case "vault":
-            guard let address else { return missing("address") }
-            let endpoint = VaultEndpoint(address: address, namespace: namespace,
-                                         tls: TLSOptions(caFile: caFile, serverName: tlsServerName))
+        case let .vault(connection):
+            let endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
+                                         tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
-        default:
-            return failed(ProbeFailure(.invalidInput, "kind '\(kind)' has no connectivity check",
-                                       hint: "kinds are postgres, redis and vault"))
         }
-        report.provider = provider
+        report.provider = provider?.rawValue
         return report
     }
 
-    private func failed(_ failure: ProbeFailure) -> ProbeReport {
-        ProbeReport(name: name, kind: kind, provider: provider, endpoint: endpoint, failure: failure)
-    }
-
-    private var endpoint: String {
-        if kind == "vault" { return address ?? "-" }
-        return host.map { "\($0):\(port.map(String.init) ?? "-")" } ?? "-"
-    }
-
     private func missing(_ fields: String) -> ProbeReport {
-        failed(ProbeFailure(.invalidInput, "the credential lacks \(fields) for a \(kind) check"))
+        let kind = connection.kind.rawValue
+        return ProbeReport(name: name, kind: kind, provider: provider?.rawValue, endpoint: connection.endpoint,
+                           failure: ProbeFailure(.invalidInput, "the credential lacks \(fields) for a \(kind) check"))
+    }
+}
+
+private extension String {
+    /// `a, b, c` as `a, b and c`.
+    var replacingLastComma: String {
+        guard let range = range(of: ", ", options: .backwards) else { return self }
+        return replacingCharacters(in: range, with: " and ")
     }
 }

@@ -28,18 +28,14 @@ struct StepTimer {
 
     mutating func time<T, Failure: Error>(_ name: String, _ body: () throws(Failure) -> T) throws(Failure) -> T {
         let start = clock.now
-        defer { steps.append(ProbeStep(name, seconds: Self.seconds(clock.now - start))) }
+        defer { steps.append(ProbeStep(name, seconds: (clock.now - start) / .seconds(1))) }
         return try body()
     }
 
     mutating func time<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
         let start = clock.now
-        defer { steps.append(ProbeStep(name, seconds: Self.seconds(clock.now - start))) }
+        defer { steps.append(ProbeStep(name, seconds: (clock.now - start) / .seconds(1))) }
         return try await body()
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
 

@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -59,7 +60,7 @@ public final class Agent: Service, Sendable {
             CredentialRefresher(config: credential, source: source, refresh: config.refresh, store: store, metrics: metrics,
                                 logger: logger, now: now)
         }
-        for refresher in initialRefreshers { refreshers.set(refresher, for: refresher.config.name) }
+        for refresher in initialRefreshers { refreshers.set(refresher, for: refresher.config.name.rawValue) }
     }
 
     /// Prepares the socket file and starts listening; ``run()`` does it when not done before.
@@ -107,8 +108,7 @@ public final class Agent: Service, Sendable {
             try? await Task.sleep(for: Self.clockCheckInterval)
             let wall = now(), monotonic = clock.now
             let elapsed = monotonic - lastMonotonic
-            let monotonicSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let drift = wall.timeIntervalSince(lastWall) - monotonicSeconds
+            let drift = wall.timeIntervalSince(lastWall) - elapsed / .seconds(1)
             if abs(drift) > 2 {
                 logger.info("wall clock jumped; rechecking every credential", metadata: ["jump_seconds": "\(Int(drift))"])
                 for refresher in refreshers.all { refresher.wake() }
@@ -168,7 +168,7 @@ public final class Agent: Service, Sendable {
         var kept = 0
         do {
             for credential in new.credentials {
-                let existing = refreshers[credential.name]
+                let existing = refreshers[credential.name.rawValue]
                 let same = existing.flatMap { $0.config == credential ? $0 : nil }
                 let changedProvider = providerChanged(credential.provider)
                 if same != nil, old.refresh == new.refresh, !changedProvider {
@@ -187,7 +187,7 @@ public final class Agent: Service, Sendable {
         }
         let started = now()
         let refreshersToStart = replacements.map { replacement in
-            let name = replacement.credential.name
+            let name = replacement.credential.name.rawValue
             let previous = store.snapshot(name)?.machine
             let held = replacement.sameCredential == nil ? nil : previous?.carriedHeld(
                 policy: new.refresh.policy, refetch: replacement.providerChanged && replacement.credential.kind != .vault,
@@ -197,17 +197,17 @@ public final class Agent: Service, Sendable {
                                                 startingVersion: previous?.generation ?? 0, carrying: held)
             return (refresher, releasingOld: replacement.sameCredential == nil)
         }
-        let newNames = Set(new.credentials.map(\.name))
+        let newNames = Set(new.credentials.map(\.name.rawValue))
         var removed = 0
-        for name in old.credentials.map(\.name) where !newNames.contains(name) {
+        for name in old.credentials.map(\.name.rawValue) where !newNames.contains(name) {
             refreshers[name]?.stop()
             refreshers.set(nil, for: name)
             store.remove(name)
             removed += 1
         }
         for (refresher, releasingOld) in refreshersToStart {
-            refreshers[refresher.config.name]?.stop(releasingSource: releasingOld)
-            refreshers.set(refresher, for: refresher.config.name)
+            refreshers[refresher.config.name.rawValue]?.stop(releasingSource: releasingOld)
+            refreshers.set(refresher, for: refresher.config.name.rawValue)
             spawner.yield(refresher)
         }
         context.policy = PeerPolicy(allowUIDs: new.socket.allowUIDs, allowGIDs: new.socket.allowGIDs)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CloudAuth
 import CredentialAgent
+import CredentialModel
 import Foundation
 
 /// `credagent get NAME`: one credential from a running agent.
@@ -30,7 +31,7 @@ struct GetCommand: AsyncParsableCommand {
         let client = socket.client
         do {
             let body = try await client.credentialJSON(name: name, minValid: minValid)
-            let credential = try JSONDecoder().decode(AgentCredential.self, from: Data(body))
+            let credential = try JSONDecoder().decode(ServedCredential.self, from: Data(body))
             if let field {
                 guard let value = try Self.field(field, of: body) else {
                     throw ValidationError("the credential has no field '\(field)'")
@@ -42,8 +43,10 @@ struct GetCommand: AsyncParsableCommand {
             case .json: print(String(decoding: body, as: UTF8.self))
             case .env: print(Self.environment(credential))
             case .pgpass:
-                guard credential.kind == "postgres" else { throw ValidationError("--format pgpass is for postgres credentials") }
-                print(Self.pgpass(credential))
+                guard case let .postgres(connection) = credential.connection else {
+                    throw ValidationError("--format pgpass is for postgres credentials")
+                }
+                print(Self.pgpass(credential, connection))
             }
         } catch let error as ValidationError {
             throw error
@@ -82,30 +85,34 @@ struct GetCommand: AsyncParsableCommand {
         }
     }
 
-    static func environment(_ credential: AgentCredential) -> String {
+    static func environment(_ credential: ServedCredential) -> String {
         var lines: [(String, String)] = []
         if let username = credential.username { lines.append(("CREDAGENT_USERNAME", username)) }
-        if let password = credential.password { lines.append(("CREDAGENT_PASSWORD", password.reveal())) }
-        if let token = credential.token { lines.append(("CREDAGENT_TOKEN", token.reveal())) }
-        let connection = credential.connection
-        if let host = connection.host { lines.append(("CREDAGENT_HOST", host)) }
-        if let port = connection.port { lines.append(("CREDAGENT_PORT", String(port))) }
-        if let database = connection.database { lines.append(("CREDAGENT_DATABASE", database)) }
-        if let sslmode = connection.sslmode { lines.append(("CREDAGENT_SSLMODE", sslmode)) }
-        if let tls = connection.tls { lines.append(("CREDAGENT_TLS", tls ? "true" : "false")) }
-        if let address = connection.address { lines.append(("CREDAGENT_ADDRESS", address)) }
-        if let namespace = connection.namespace { lines.append(("CREDAGENT_NAMESPACE", namespace)) }
-        lines.append(("CREDAGENT_EXPIRES_AT", credential.expiresAt))
+        lines.append((credential.kind == .vault ? "CREDAGENT_TOKEN" : "CREDAGENT_PASSWORD", credential.secret.reveal()))
+        switch credential.connection {
+        case let .postgres(connection):
+            lines.append(("CREDAGENT_HOST", connection.host))
+            lines.append(("CREDAGENT_PORT", String(connection.port)))
+            if let database = connection.database { lines.append(("CREDAGENT_DATABASE", database)) }
+            lines.append(("CREDAGENT_SSLMODE", connection.sslmode.rawValue))
+        case let .redis(connection):
+            if let host = connection.host { lines.append(("CREDAGENT_HOST", host)) }
+            lines.append(("CREDAGENT_PORT", String(connection.port)))
+            lines.append(("CREDAGENT_TLS", connection.tls ? "true" : "false"))
+        case let .vault(connection):
+            lines.append(("CREDAGENT_ADDRESS", connection.address))
+            if let namespace = connection.namespace { lines.append(("CREDAGENT_NAMESPACE", namespace)) }
+        }
+        lines.append(("CREDAGENT_EXPIRES_AT", Timestamp.format(credential.expiresAt)))
         return lines.map { "\($0.0)='\($0.1.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: "\n")
     }
 
     /// `host:port:database:username:password`, with `:` and `\` escaped as libpq expects.
-    static func pgpass(_ credential: AgentCredential) -> String {
+    static func pgpass(_ credential: ServedCredential, _ connection: CredentialConnection.Postgres) -> String {
         func escape(_ text: String) -> String {
             text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
         }
-        let connection = credential.connection
-        return [connection.host ?? "*", connection.port.map(String.init) ?? "*", connection.database ?? "*",
-                credential.username ?? "*", credential.password?.reveal() ?? ""].map(escape).joined(separator: ":")
+        return [connection.host, String(connection.port), connection.database ?? "*", credential.username ?? "*",
+                credential.secret.reveal()].map(escape).joined(separator: ":")
     }
 }

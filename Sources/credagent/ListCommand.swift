@@ -1,4 +1,5 @@
 import ArgumentParser
+import CloudAuth
 import CredentialAgent
 import Foundation
 
@@ -21,9 +22,8 @@ struct ListCommand: AsyncParsableCommand {
 
     static func table(_ rows: [CredentialSummary], now: Date) -> String {
         let header = ["NAME", "KIND", "PROVIDER", "STATE", "VERSION", "EXPIRES IN", "LAST ERROR"]
-        let parser = ISO8601DateFormatter()
         let lines = rows.map { row -> [String] in
-            let expiresIn = row.expiresAt.flatMap(parser.date(from:)).map { Self.duration($0.timeIntervalSince(now)) } ?? "-"
+            let expiresIn = row.expiresAt.flatMap(Timestamp.parse).map { Self.duration($0.timeIntervalSince(now)) } ?? "-"
             return [row.name, row.kind, row.provider, row.state, String(row.version), expiresIn,
                     row.lastError.map { String($0.prefix(80)) } ?? ""]
         }

@@ -24,7 +24,7 @@ enum OneShot {
             if let iterations = benchmarkIterations, iterations > 0 {
                 let clock = ContinuousClock()
                 let elapsed = try await clock.measure { for _ in 0..<iterations { _ = try await fetch() } }
-                let microseconds = Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12
+                let microseconds = elapsed / .microseconds(1)
                 FileHandle.standardError.write(Data(String(format: "%@: %d fetches, %.1f us/fetch\n",
                                                            label, iterations, microseconds / Double(iterations)).utf8))
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CloudAuth
 import Connectivity
 import CredentialAgent
+import CredentialModel
 import Foundation
 
 /// `credagent test NAME|--all`: fetch credentials (from the running agent, or directly with
@@ -60,27 +61,16 @@ struct TestCommand: AsyncParsableCommand {
         }
         let caFile = self.caFile
         return try await Self.concurrently(credentials) { entry in
-            let credential: AgentCredential
+            let answer: [UInt8]
             do {
-                credential = try await client.credential(name: entry.name)
+                answer = try await client.credentialJSON(name: entry.name)
             } catch let error as AgentClientError where !error.unreachable && error.code != "invalid_name" {
                 return ProbeReport(name: entry.name, kind: entry.kind, provider: entry.provider, endpoint: "-",
                                    failure: ProbeFailure(.credentialUnavailable, error.message))
             } catch {
                 throw AgentExit.report(error)
             }
-            guard let secret = credential.secret else {
-                return ProbeReport(name: entry.name, kind: credential.kind, provider: credential.provider, endpoint: "-",
-                                   failure: ProbeFailure(.credentialUnavailable, "the agent's answer holds no password or token"))
-            }
-            let connection = credential.connection
-            return await ConnectivityCheck(
-                name: credential.name, kind: credential.kind, provider: credential.provider,
-                username: credential.username, secret: secret, host: connection.host, port: connection.port,
-                database: connection.database, sslmode: connection.sslmode, tls: connection.tls,
-                address: connection.address, namespace: connection.namespace, caFile: caFile ?? connection.caFile,
-                tlsServerName: connection.tlsServerName
-            ).run()
+            return await ConnectivityCheck.run(answer: answer, name: entry.name, caFile: caFile)
         }
     }
 
@@ -94,9 +84,9 @@ struct TestCommand: AsyncParsableCommand {
         }
         var selected = agentConfig.credentials
         if let name {
-            selected = selected.filter { $0.name == name }
+            selected = selected.filter { $0.name.rawValue == name }
             guard !selected.isEmpty else {
-                let names = agentConfig.credentials.map(\.name).joined(separator: ", ")
+                let names = agentConfig.credentials.map(\.name.rawValue).joined(separator: ", ")
                 throw OneShot.usageError("\(path) has no credential named '\(name)' (it has: \(names.isEmpty ? "none" : names))")
             }
         }
@@ -112,16 +102,15 @@ struct TestCommand: AsyncParsableCommand {
                 source = try factory.make(credential)
                 issued = try await source.fetch(now: Date())
             } catch {
-                return ProbeReport(name: credential.name, kind: credential.kind.rawValue,
+                return ProbeReport(name: credential.name.rawValue, kind: credential.kind.rawValue,
                                    provider: credential.provider.rawValue, endpoint: "-",
                                    failure: ProbeFailure(.credentialUnavailable, "obtaining the credential failed: \(error)"))
             }
+            var connection = credential.connection
+            connection.caFile = connection.caFile ?? caFile
             let report = await ConnectivityCheck(
-                name: credential.name, kind: credential.kind.rawValue, provider: credential.provider.rawValue,
-                username: issued.username ?? credential.user, secret: issued.secret, host: credential.host,
-                port: credential.port, database: credential.database, sslmode: credential.sslmode,
-                tls: credential.tls, address: credential.address, namespace: credential.namespace,
-                caFile: credential.caFile ?? caFile, tlsServerName: credential.tlsServerName
+                name: credential.name.rawValue, provider: credential.provider,
+                username: issued.username ?? credential.target.user, secret: issued.secret, connection: connection
             ).run()
             await source.shutdown()
             return report

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CloudAuth
 import CredentialAgent
+import CredentialModel
 import Foundation
 import Logging
 
@@ -21,8 +22,8 @@ struct TokenVaultCommand: AsyncParsableCommand {
         } catch {
             throw OneShot.usageError("\(error)")
         }
-        guard let credential = agentConfig.credentials.first(where: { $0.name == name }) else {
-            let names = agentConfig.credentials.filter { $0.kind == .vault }.map(\.name)
+        guard let credential = agentConfig.credentials.first(where: { $0.name.rawValue == name }) else {
+            let names = agentConfig.credentials.filter { $0.kind == .vault }.map(\.name.rawValue)
             throw OneShot.usageError("\(config) has no credential named '\(name)' (vault credentials: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
         }
         guard credential.kind == .vault else {

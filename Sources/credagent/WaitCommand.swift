@@ -1,5 +1,6 @@
 import ArgumentParser
 import CredentialAgent
+import CredentialModel
 import Foundation
 
 /// `credagent wait [NAME...] [--timeout 60s]`: blocks until the named credentials (default: all)
@@ -26,7 +27,7 @@ struct WaitCommand: AsyncParsableCommand {
     static let pollInterval: Duration = .milliseconds(200)
 
     func validate() throws {
-        for name in names where !ConfigParser.isValidName(name) {
+        for name in names where !CredentialName.isValid(name) {
             throw ValidationError("'\(name)' is not a credential name ([a-z0-9][a-z0-9._-]{0,62})")
         }
         guard let seconds = DurationText.seconds(timeout), seconds > 0 else {

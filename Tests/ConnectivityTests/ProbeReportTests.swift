@@ -1,5 +1,6 @@
 import CloudAuth
 import Connectivity
+import CredentialModel
 import Foundation
 import Testing
 
@@ -45,8 +46,8 @@ import Testing
 
 @Suite struct ConnectivityCheckTests {
     @Test func aCredentialWithoutItsConnectionFieldsIsInvalidInput() async {
-        let report = await ConnectivityCheck(name: "orders-db", kind: "postgres", provider: "aws", username: "kong",
-                                             secret: Secret("token"), host: "db", port: 5432).run()
+        let report = await ConnectivityCheck(name: "orders-db", provider: .aws, username: "kong", secret: Secret("token"),
+                                             connection: .postgres(.init(host: "db", port: 5432))).run()
         #expect(report.failure?.cause == .invalidInput)
         #expect(report.failure?.message.contains("database") == true)
         #expect(report.provider == "aws")
@@ -54,14 +55,19 @@ import Testing
     }
 
     @Test func anUnknownKindHasNoCheck() async {
-        let report = await ConnectivityCheck(name: "x", kind: "mysql", secret: Secret("token")).run()
+        let answer = """
+            {"name":"x","kind":"mysql","provider":"aws","version":1,"username":"u","password":"token",
+             "issued_at":"2026-11-22T10:00:00Z","expires_at":"2026-11-22T10:15:00Z","refresh_at":"2026-11-22T10:09:54Z",
+             "connection":{"host":"db","port":3306}}
+            """
+        let report = await ConnectivityCheck.run(answer: Array(answer.utf8), name: "x")
         #expect(report.failure?.cause == .invalidInput)
         #expect(report.failure?.hint?.contains("postgres, redis and vault") == true)
     }
 
     @Test func theProviderIsCarriedIntoTheProbesReport() async throws {
-        let report = await ConnectivityCheck(name: "cache", kind: "redis", provider: "gcp", secret: Secret("token"),
-                                             host: "127.0.0.1", port: try closedPort(), tls: false).run()
+        let report = await ConnectivityCheck(name: "cache", provider: .gcp, secret: Secret("token"),
+                                             connection: .redis(.init(host: "127.0.0.1", port: try closedPort(), tls: false))).run()
         #expect(report.kind == "redis")
         #expect(report.provider == "gcp")
         #expect(report.failure?.cause == .unreachable)

@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Testing
 @testable import CredentialAgent
@@ -93,7 +94,7 @@ private let rdsCredential = """
         #expect(config.aws.stsEndpoint == "http://127.0.0.1:5000")
         #expect(config.azure.clientID == "abc")
         #expect(config.gcp.metadataHost == "127.0.0.1:8080")
-        #expect(config.credentials.map(\.name) == ["orders-db", "sessions", "vault", "az-pg", "gcp-sql"])
+        #expect(config.credentials.map(\.name.rawValue) == ["orders-db", "sessions", "vault", "az-pg", "gcp-sql"])
         let redis = config.credentials[1]
         #expect(redis.cacheName == "sessions-cache")
         #expect(redis.serverless == true)
@@ -176,9 +177,17 @@ private let rdsCredential = """
         #expect(found.first?.hasPrefix("credentials[0].name:") == true)
     }
 
+    @Test func theClientRefreshSpacingIsConfigurableUpToFiveMinutes() throws {
+        #expect(try parse("credentials:\n" + rdsCredential).refresh.clientMinInterval == 5)
+        #expect(try parse("refresh: {client_min_interval: 500ms}\ncredentials:\n" + rdsCredential).refresh.clientMinInterval == 0.5)
+        #expect(issues("refresh: {client_min_interval: 10m}\ncredentials:\n" + rdsCredential) == [
+            "refresh.client_min_interval: 10m is more than 5m; clients would be answered with a secret that old",
+        ])
+    }
+
     @Test(arguments: ["a", "0", "orders-db", "a.b_c-d", String(repeating: "z", count: 63)])
     func validNamesAreAccepted(name: String) {
-        #expect(ConfigParser.isValidName(name))
+        #expect(CredentialName.isValid(name))
     }
 
     @Test func duplicateNamesPointAtTheFirstUse() {
@@ -247,8 +256,8 @@ private let rdsCredential = """
     @Test func connectionLimitsAreBounded() throws {
         let config = try parse("socket: {max_connections: 64, idle_timeout: 5m, request_timeout: 2s}\ncredentials:\n" + rdsCredential)
         #expect(config.socket.maxConnections == 64)
-        #expect(config.socket.idleTimeout == 300)
-        #expect(config.socket.requestTimeout == 2)
+        #expect(config.socket.idleTimeout == .seconds(300))
+        #expect(config.socket.requestTimeout == .seconds(2))
         #expect(issues("socket: {max_connections: 0, idle_timeout: 500ms, request_timeout: 2h}\ncredentials:\n" + rdsCredential) == [
             "socket.max_connections: 0 is not a number of connections (1-65536)",
             "socket.idle_timeout: 500ms is not between 1s and 24h",

@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -48,8 +49,8 @@ private final class ManualClock: Sendable {
 
 @Suite struct CredentialRefresherTests {
     @Test func concurrentForcedRefreshesShareOneFetch() async throws {
-        var config = CredentialConfig(name: "orders-db", kind: .postgres, provider: .aws)
-        config.host = "db.example.com"
+        let config = CredentialConfig(name: CredentialName("orders-db")!, target: .postgres(.init(
+            connection: CredentialConnection.Postgres(host: "db.example.com"), login: .aws(RDSLogin(user: "kong")))))
         let source = GatedSource()
         let store = CredentialStore()
         let clock = ManualClock()
@@ -65,7 +66,7 @@ private final class ManualClock: Sendable {
             // Just after a new secret, a forced refresh answers with it instead of asking upstream.
             #expect(try await refresher.credential(force: true).get().version == 1)
             #expect(source.started == 1)
-            clock.advance(RefreshStateMachine.clientRefreshInterval)
+            clock.advance(RefreshConfig().clientMinInterval)
 
             let answers = NIOLockedValueBox<[Int]>([])
             try await withThrowingTaskGroup(of: Void.self) { clients in
@@ -92,7 +93,7 @@ private final class ManualClock: Sendable {
             #expect(source.started == 2)
 
             // More than the 900 s token can give is capped at half its lifetime: no fetch.
-            clock.advance(RefreshStateMachine.clientRefreshInterval)
+            clock.advance(RefreshConfig().clientMinInterval)
             #expect(try await refresher.credential(minValid: 3600).get().version == 2)
             #expect(source.started == 2)
             group.cancelAll()
@@ -116,5 +117,15 @@ private final class ManualClock: Sendable {
         #expect(!machine.answersClient(minValid: 100, force: false, at: start.addingTimeInterval(786)))
         // Past the serving window nothing answers.
         #expect(!machine.answersClient(minValid: 0, force: false, at: start.addingTimeInterval(885)))
+    }
+
+    @Test func theClientSpacingIsTheConfiguredOne() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let refresh = RefreshConfig(clientMinInterval: 0.5)
+        var machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff)
+        _ = machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
+                                                    expiresAt: start.addingTimeInterval(900)), now: start, random: 0)
+        #expect(machine.answersClient(minValid: 0, force: true, at: start.addingTimeInterval(0.4)))
+        #expect(!machine.answersClient(minValid: 0, force: true, at: start.addingTimeInterval(0.5)))
     }
 }

@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -7,13 +8,9 @@ import Testing
 
 private let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
-private func descriptor(_ name: String = "orders-db") -> CredentialDescriptor {
-    var config = CredentialConfig(name: name, kind: .postgres, provider: .aws)
-    config.host = "db.example.com"
-    config.port = 5432
-    config.database = "kong"
-    config.sslmode = "verify-full"
-    return CredentialDescriptor(config)
+private func descriptor(_ name: String = "orders-db") -> CredentialConfig {
+    let connection = CredentialConnection.Postgres(host: "db.example.com", port: 5432, database: "kong", sslmode: .verifyFull)
+    return CredentialConfig(name: CredentialName(name)!, target: .postgres(.init(connection: connection, login: .aws(RDSLogin(user: "kong")))))
 }
 
 private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachine {
@@ -126,11 +123,11 @@ private final class Calls: Sendable {
 
     @Test("a Vault credential's connection names its CA bundle and TLS server name, for clients to verify alike")
     func vaultConnectionCarriesTLSSettings() {
-        var config = CredentialConfig(name: "vault", kind: .vault, provider: .gcp)
-        config.address = "https://10.0.0.5:8200"
-        config.caFile = "/etc/credagent/vault-ca.pem"
-        config.tlsServerName = "vault.internal"
-        #expect(JSONValue.object(CredentialDescriptor(config).connection) == JSONValue.object([
+        let connection = CredentialConnection.Vault(address: "https://10.0.0.5:8200", caFile: "/etc/credagent/vault-ca.pem",
+                                                    tlsServerName: "vault.internal")
+        let config = CredentialConfig(name: CredentialName("vault")!, target: .vault(.init(
+            connection: connection, provider: .gcp, method: .gcpIAM, role: "r", mount: "gcp")))
+        #expect(config.connection.json == JSONValue.object([
             ("address", .string("https://10.0.0.5:8200")), ("namespace", .null),
             ("ca_file", .string("/etc/credagent/vault-ca.pem")), ("tls_server_name", .string("vault.internal")),
         ]))

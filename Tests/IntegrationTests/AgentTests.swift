@@ -15,6 +15,7 @@ private let everyProviderConfig = """
       path: SOCKET
     refresh:
       backoff: {initial: 200ms, max: 1s}
+      client_min_interval: 1s
     credentials:
       - name: orders-db
         kind: postgres
@@ -121,7 +122,7 @@ private let emulatorOnlyConfig = """
 
         // A forced refresh makes a new version once the secret is a few seconds old; within
         // seconds of a new secret it answers with that. min_valid asks for at most half the lifetime.
-        try await Task.sleep(for: .seconds(RefreshStateMachine.clientRefreshInterval))
+        try await Task.sleep(for: .seconds(1))
         let refreshed = try await agent.json("POST", "/v1/credentials/az-pg/refresh")
         #expect(refreshed.status == 200)
         #expect(refreshed.body["version"] as? Int == 2)

@@ -1,5 +1,6 @@
 import CloudAuth
 import Connectivity
+import CredentialModel
 import Foundation
 import Testing
 
@@ -213,8 +214,8 @@ struct VaultProbeTests {
 
         // The check verifies the name the agent's config gives (`tls_server_name`), not the address's host.
         func check(serverName: String) async -> ProbeReport {
-            await ConnectivityCheck(name: "vault", kind: "vault", secret: bao.rootToken, address: address,
-                                    caFile: Peers.env("CREDAGENT_TEST_BAO_TLS_CA_FILE"), tlsServerName: serverName).run()
+            await ConnectivityCheck(name: "vault", secret: bao.rootToken, connection: .vault(.init(
+                address: address, caFile: Peers.env("CREDAGENT_TEST_BAO_TLS_CA_FILE"), tlsServerName: serverName))).run()
         }
         #expect(await check(serverName: "localhost").ok)
         #expect(await check(serverName: "vault.wrong.invalid").failure?.cause == .untrustedCertificate)

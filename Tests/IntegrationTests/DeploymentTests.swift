@@ -14,8 +14,12 @@ import Glibc
     static let kustomizations = ["base", "overlays/eks", "overlays/aks", "overlays/gke"]
     /// The Kubernetes release the manifests are validated against (native sidecars are GA there).
     static let kubernetesVersion = "1.33.0"
-    static let kubectlAvailable = (try? ChildProcess.runSynchronously("/usr/bin/env", ["kubectl", "version", "--client"]).status) == 0
-    static let validatorAvailable = ChildProcess.pythonHas("kubernetes_validate", "yaml")
+    /// Whether kubectl and the schema validator are installed.
+    static func toolsAvailable() async -> Bool {
+        let kubectl = try? await ChildProcess.run("/usr/bin/env", ["kubectl", "version", "--client"])
+        guard kubectl?.status == 0 else { return false }
+        return await ChildProcess.pythonHas("kubernetes_validate", "yaml")
+    }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "needs systemd-analyze (scripts/bootstrap installs systemd)"))
     func theSystemdUnitVerifiesWithoutAWarning() async throws {
@@ -64,7 +68,7 @@ import Glibc
         try await emulator.stop()
     }
 
-    @Test(.enabled(if: kubectlAvailable && validatorAvailable, "needs kubectl and kubernetes-validate (scripts/bootstrap installs them)"),
+    @Test(.enabled("needs kubectl and kubernetes-validate (scripts/bootstrap installs them)") { await toolsAvailable() },
           arguments: kustomizations)
     func theKubernetesManifestsRenderAndValidate(_ kustomization: String) async throws {
         let rendered = try await ChildProcess.run("/usr/bin/env", ["kubectl", "kustomize", Self.deploy + "/kubernetes/" + kustomization])

@@ -1,6 +1,7 @@
 import CloudAuth
 import CloudEmulator
 import CredentialAgent
+import CredentialModel
 import Foundation
 import TestSupport
 import Logging

@@ -6,7 +6,7 @@ struct AWSContainerCredentials: Sendable {
     static let ecsHost = "http://169.254.170.2"
     /// Plain-http hosts the SDKs accept for `AWS_CONTAINER_CREDENTIALS_FULL_URI` (https is always
     /// fine): loopback, the ECS agent, and the EKS Pod Identity agent's IPv4 and IPv6 addresses.
-    static let allowedHTTPHosts: Set<String> = ["localhost", "169.254.170.2", "169.254.170.23", "fd00:ec2::23", "::1"]
+    static let containerAgentHosts: Set<String> = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"]
 
     let url: String
     /// The env var that gave `url`, for messages.
@@ -22,7 +22,7 @@ struct AWSContainerCredentials: Sendable {
         } else if let full = environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"], !full.isEmpty {
             let parsed = try EndpointURL(parsing: full)
             let bare = parsed.host.trimmingCharacters(in: ["[", "]"])
-            guard parsed.scheme == "https" || bare.hasPrefix("127.") || Self.allowedHTTPHosts.contains(bare) else {
+            guard parsed.scheme == "https" || HostAddress.isLoopback(parsed.host) || Self.containerAgentHosts.contains(bare) else {
                 throw CloudAuthError(.invalidInput, source: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                                      "plain http to '\(parsed.host)' is not allowed",
                                      remedy: "use https, a loopback address, 169.254.170.2, 169.254.170.23 or fd00:ec2::23")

@@ -20,9 +20,10 @@ public final class AWSCredentialChain: Sendable {
     private let now: @Sendable () -> Date
     private let state = Mutex(State())
 
+    private let fetches = SingleFlight<AWSCredentials>()
+
     private struct State {
         var cached: AWSCredentials?
-        var fetch: Task<AWSCredentials, any Error>?
         var region: String?
     }
 
@@ -41,32 +42,12 @@ public final class AWSCredentialChain: Sendable {
 
     /// Current credentials, from the cache while more than five minutes of them remain.
     public func credentials() async throws -> AWSCredentials {
-        enum Next {
-            case cached(AWSCredentials)
-            case wait(Task<AWSCredentials, any Error>)
-        }
-        let next: Next = state.withLock { state in
-            if let cached = state.cached, isFresh(cached) { return .cached(cached) }
-            if let running = state.fetch { return .wait(running) }
-            let started = Task { try await self.resolve() }
-            state.fetch = started
-            return .wait(started)
-        }
-        let fetch: Task<AWSCredentials, any Error>
-        switch next {
-        case .cached(let credentials): return credentials
-        case .wait(let running): fetch = running
-        }
-        do {
-            let credentials = try await fetch.value
-            state.withLock { state in
-                if state.fetch == fetch { state.fetch = nil }
-                state.cached = credentials
-            }
+        if let cached = state.withLock({ $0.cached }), isFresh(cached) { return cached }
+        // Cached within the shared fetch, so that a caller arriving as it ends finds the new keys.
+        return try await fetches.run(key: "credentials") {
+            let credentials = try await self.resolve()
+            self.state.withLock { $0.cached = credentials }
             return credentials
-        } catch {
-            state.withLock { state in if state.fetch == fetch { state.fetch = nil } }
-            throw error
         }
     }
 
@@ -125,7 +106,7 @@ public final class AWSCredentialChain: Sendable {
     private func checkNotExpired(_ credentials: AWSCredentials) throws {
         if let expiration = credentials.expiration, expiration <= now() {
             throw CloudAuthError(.expired, source: credentials.source,
-                                 "the credentials expired at \(ISO8601DateFormatter().string(from: expiration))",
+                                 "the credentials expired at \(Timestamp.format(expiration))",
                                  remedy: "check the clock, or the process that writes these credentials")
         }
     }
@@ -152,7 +133,7 @@ public final class AWSCredentialChain: Sendable {
         case let (.some(accessKey), .some(secret)):
             var expiration: Date?
             if let text = value("AWS_CREDENTIAL_EXPIRATION") {
-                guard let date = AWSResponseParsing.timestamp(text) else {
+                guard let date = Timestamp.parse(text) else {
                     throw CloudAuthError(.invalidInput, source: "AWS_CREDENTIAL_EXPIRATION", "'\(text)' is not an ISO 8601 time")
                 }
                 expiration = date

@@ -24,7 +24,7 @@ public struct AWSCredentials: Sendable, CustomStringConvertible {
     /// The access key ID is not secret (it appears in every signed request); the rest is redacted.
     public var description: String {
         "AWSCredentials(\(accessKeyID), from \(source)"
-            + (expiration.map { ", expires \(ISO8601DateFormatter().string(from: $0))" } ?? "") + ")"
+            + (expiration.map { ", expires \(Timestamp.format($0))" } ?? "") + ")"
     }
 }
 

@@ -20,7 +20,7 @@ enum AWSResponseParsing {
         }
         var expiration: Date?
         if let text = object["Expiration"] as? String {
-            guard let date = timestamp(text) else {
+            guard let date = Timestamp.parse(text) else {
                 throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(text)' is not an ISO 8601 time")
             }
             expiration = date
@@ -28,22 +28,6 @@ enum AWSResponseParsing {
         let token = (object["Token"] as? String).flatMap { $0.isEmpty ? nil : Secret($0) }
         return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: token,
                               expiration: expiration, source: label)
-    }
-
-    /// ISO 8601 / RFC 3339 with or without fractional seconds (`2026-11-22T10:00:00Z`,
-    /// `2026-11-22T10:00:00.123456+00:00`).
-    static func timestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        // Fractions longer than milliseconds (Python's isoformat writes microseconds).
-        if let dot = text.firstIndex(of: "."),
-           let zone = text[dot...].firstIndex(where: { $0 == "Z" || $0 == "+" || $0 == "-" }) {
-            return timestamp(String(text[..<dot] + text[zone...]))
-        }
-        return nil
     }
 
     /// The text of the first `<name>` element in `xml`, entities decoded; nil when absent.

@@ -39,7 +39,7 @@ struct AWSSTS: Sendable {
         if url.path.isEmpty { url.path = "/" }
         url.query = nil
         let source = "STS \(action) \(url.redacted)"
-        let body = Array(parameters.map { SigV4Canonical.encode($0.0) + "=" + SigV4Canonical.encode($0.1) }
+        let body = Array(parameters.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }
             .joined(separator: "&").utf8)
         var request = SigV4Request(method: "POST", url: url,
                                    headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"],
@@ -67,7 +67,7 @@ struct AWSSTS: Sendable {
             throw CloudAuthError(.malformedResponse, source: source,
                                  "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
         }
-        guard let expiration = AWSResponseParsing.timestamp(expirationText) else {
+        guard let expiration = Timestamp.parse(expirationText) else {
             throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(expirationText)' is not an ISO 8601 time")
         }
         return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),

@@ -28,7 +28,7 @@ enum PresignedConnectToken {
                      service: String, region: String, credentials: AWSCredentials, at date: Date) -> SignedToken {
         var parameters = SigV4Canonical.QueryParameters()
         parameters.append(encodedName: "Action") { $0.append(contentsOf: "connect".utf8) }
-        parameters.append(encodedName: userParameter) { SigV4Canonical.appendEncoded(user, to: &$0) }
+        parameters.append(encodedName: userParameter) { PercentEncoding.append(user, to: &$0) }
         if let extra {
             parameters.append(encodedName: extra.name) {
                 $0.append(contentsOf: UnsafeBufferPointer(start: extra.value.utf8Start, count: extra.value.utf8CodeUnitCount))

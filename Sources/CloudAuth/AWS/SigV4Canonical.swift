@@ -4,59 +4,19 @@ import Foundation
 ///
 /// Works on bytes, not Foundation types, because it runs for every token the agent issues.
 enum SigV4Canonical {
-    /// Whether `byte` is an RFC 3986 unreserved character (A-Z a-z 0-9 - . _ ~), which SigV4
-    /// never percent-encodes.
-    @inline(__always)
-    static func isUnreserved(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "_"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
-    }
-
-    /// Appends `text`'s UTF-8 to `out`, percent-encoding (upper-case hex) everything but
-    /// unreserved characters and, when `keepSlash`, `/`.
-    static func appendEncoded<Text: StringProtocol>(_ text: Text, to out: inout [UInt8], keepSlash: Bool = false) {
-        let done: Void? = text.utf8.withContiguousStorageIfAvailable { appendEncoded($0, to: &out, keepSlash: keepSlash) }
-        if done == nil {
-            Array(text.utf8).withUnsafeBufferPointer { appendEncoded($0, to: &out, keepSlash: keepSlash) }
-        }
-    }
-
-    /// Appends `bytes` percent-encoded as `appendEncoded(_:to:keepSlash:)` does. This and the
-    /// writers below fill room reserved at once (`OutputSpan`): appending to an array byte by byte
-    /// checks capacity and uniqueness for each byte, which was the bulk of a token's cost.
-    static func appendEncoded(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8], keepSlash: Bool = false) {
-        out.append(addingCapacity: 3 * bytes.count) { encoded in
-            for byte in bytes {
-                if isUnreserved(byte) || (keepSlash && byte == UInt8(ascii: "/")) {
-                    encoded.append(byte)
-                } else {
-                    encoded.append(UInt8(ascii: "%"))
-                    encoded.append(hexDigit(byte >> 4, upperCase: true))
-                    encoded.append(hexDigit(byte & 0x0f, upperCase: true))
-                }
-            }
-        }
-    }
-
     /// Appends `bytes` as lower-case hex, the form of SigV4's hashes and signatures.
     static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         out.append(addingCapacity: 2 * bytes.count) { hex in
             for byte in bytes {
-                hex.append(hexDigit(byte >> 4, upperCase: false))
-                hex.append(hexDigit(byte & 0x0f, upperCase: false))
+                hex.append(hexDigit(byte >> 4))
+                hex.append(hexDigit(byte & 0x0f))
             }
         }
     }
 
     @inline(__always)
-    private static func hexDigit(_ nibble: UInt8, upperCase: Bool) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : (upperCase ? UInt8(ascii: "A") : UInt8(ascii: "a")) + nibble - 10
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 
     /// Appends `value` in decimal.
@@ -89,47 +49,6 @@ enum SigV4Canonical {
         if ascii != true { out.append(contentsOf: text.lowercased().utf8) }
     }
 
-    /// `text` percent-encoded the SigV4 way.
-    static func encode(_ text: String) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count + 8)
-        appendEncoded(text, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is. `+` stays `+`.
-    static func percentDecode<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "%") {
-                let first = bytes.index(after: index)
-                if first != bytes.endIndex {
-                    let second = bytes.index(after: first)
-                    if second != bytes.endIndex, let high = hexValue(bytes[first]), let low = hexValue(bytes[second]) {
-                        out.append(high << 4 | low)
-                        index = bytes.index(after: second)
-                        continue
-                    }
-                }
-            }
-            out.append(byte)
-            index = bytes.index(after: index)
-        }
-        return out
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
     /// Appends the canonical URI: the path as given (unencoded bytes), optionally with dot segments
     /// removed and repeated slashes collapsed, then each byte but unreserved characters and `/`
     /// percent-encoded. A path that already holds `%XX` is encoded again, as the SDKs do for every
@@ -140,7 +59,7 @@ enum SigV4Canonical {
             return
         }
         if !normalize {
-            appendEncoded(path, to: &out, keepSlash: true)
+            PercentEncoding.append(path, to: &out, keepingSlash: true)
             return
         }
         // RFC 3986 section 5.2.4 plus the collapse of empty segments that AWS asks for.
@@ -156,7 +75,7 @@ enum SigV4Canonical {
         out.append(UInt8(ascii: "/"))
         for (index, segment) in segments.enumerated() {
             if index > 0 { out.append(UInt8(ascii: "/")) }
-            appendEncoded(segment, to: &out)
+            PercentEncoding.append(segment, to: &out)
         }
         if path.utf8.last == UInt8(ascii: "/"), !segments.isEmpty { out.append(UInt8(ascii: "/")) }
     }
@@ -167,10 +86,10 @@ enum SigV4Canonical {
         var pairs: [(name: String, value: String)] = []
         for piece in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             if let equals = piece.firstIndex(of: UInt8(ascii: "=")) {
-                pairs.append((String(decoding: percentDecode(piece[..<equals]), as: UTF8.self),
-                              String(decoding: percentDecode(piece[piece.index(after: equals)...]), as: UTF8.self)))
+                pairs.append((String(decoding: PercentEncoding.decode(piece[..<equals]), as: UTF8.self),
+                              String(decoding: PercentEncoding.decode(piece[piece.index(after: equals)...]), as: UTF8.self)))
             } else {
-                pairs.append((String(decoding: percentDecode(piece), as: UTF8.self), ""))
+                pairs.append((String(decoding: PercentEncoding.decode(piece), as: UTF8.self), ""))
             }
         }
         return pairs
@@ -204,7 +123,7 @@ enum SigV4Canonical {
         }
 
         mutating func append(name: some StringProtocol, value: some StringProtocol) {
-            appendParameter(name: { appendEncoded(name, to: &$0) }, value: { appendEncoded(value, to: &$0) })
+            appendParameter(name: { PercentEncoding.append(name, to: &$0) }, value: { PercentEncoding.append(value, to: &$0) })
         }
 
         /// A parameter whose name needs no encoding; `value` writes the encoded value.

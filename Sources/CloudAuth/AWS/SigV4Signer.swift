@@ -134,7 +134,7 @@ public struct SigV4Signer: Sendable {
                                         headers: canonicalHeaders(of: request), bodyHash: hashedBody(request.body),
                                         expires: expires, time: AmzDate(date), to: &query)
         var url: [UInt8] = Array("\(request.url.scheme)://\(request.url.hostHeader)".utf8)
-        SigV4Canonical.appendEncoded(request.url.path, to: &url, keepSlash: true)
+        PercentEncoding.append(request.url.path, to: &url, keepingSlash: true)
         url.append(UInt8(ascii: "?"))
         url.append(contentsOf: query)
         let presigned = PresignedURL(url: Secret(String(decoding: url, as: UTF8.self)),
@@ -164,7 +164,7 @@ public struct SigV4Signer: Sendable {
         all.append(encodedName: "X-Amz-Date") { time.appendStamp(to: &$0) }
         all.append(encodedName: "X-Amz-Expires") { SigV4Canonical.appendDecimal(expires, to: &$0) }
         all.append(encodedName: "X-Amz-SignedHeaders") { names in
-            headers.signedNames.withUnsafeBufferPointer { SigV4Canonical.appendEncoded($0, to: &names) }
+            headers.signedNames.withUnsafeBufferPointer { PercentEncoding.append($0, to: &names) }
         }
         func appendToken() {
             if let token = scope.encodedSessionToken {
@@ -349,13 +349,13 @@ final class SigV4Scope: Sendable {
         time.appendDay(to: &day)
         scope = day + Array("/\(region)/\(service)/aws4_request".utf8)
         var credential: [UInt8] = []
-        SigV4Canonical.appendEncoded(accessKeyID, to: &credential)
+        PercentEncoding.append(accessKeyID, to: &credential)
         credential.append(contentsOf: "%2F".utf8)
-        scope.withUnsafeBufferPointer { SigV4Canonical.appendEncoded($0, to: &credential) }
+        scope.withUnsafeBufferPointer { PercentEncoding.append($0, to: &credential) }
         encodedCredential = credential
         encodedSessionToken = sessionToken.map { token in
             var encoded: [UInt8] = []
-            SigV4Canonical.appendEncoded(token.reveal(), to: &encoded)
+            PercentEncoding.append(token.reveal(), to: &encoded)
             return encoded
         }
         let secret = Array(("AWS4" + secretAccessKey.reveal()).utf8)

@@ -39,6 +39,12 @@ public final class GCPIdentity: Sendable {
 
     /// The scope asked for when none is given with a key file.
     public static let cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
+
+    /// A service account's email as a URL path segment (metadata server, IAM Credentials):
+    /// percent-encoded, `@` kept as Google's own clients send it.
+    static func pathComponent(account: String) -> String {
+        PercentEncoding.encode(account).replacingOccurrences(of: "%40", with: "@")
+    }
     /// The metadata server's name inside Google Cloud.
     public static let defaultMetadataHost = "metadata.google.internal"
 

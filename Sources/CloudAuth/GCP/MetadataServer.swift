@@ -8,7 +8,7 @@ struct MetadataServer: Sendable {
     let http: any HTTPClient
 
     private func accountURL(_ account: String, _ leaf: String) -> String {
-        "http://\(host)/computeMetadata/v1/instance/service-accounts/\(FormEncoding.escape(account).replacingOccurrences(of: "%40", with: "@"))/\(leaf)"
+        "http://\(host)/computeMetadata/v1/instance/service-accounts/\(GCPIdentity.pathComponent(account: account))/\(leaf)"
     }
 
     func accessToken(account: String, scopes: [String], now: Date) async throws -> AccessToken {

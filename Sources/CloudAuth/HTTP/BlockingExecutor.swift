@@ -50,8 +50,13 @@ public final class BlockingExecutor: @unchecked Sendable {
             threads += 1
             let index = threads
             condition.unlock()
-            let thread = Thread { [self] in workLoop() }
-            thread.name = "\(name).\(index)"
+            let threadName = "\(name).\(index)"
+            let thread = Thread { [self] in
+                // Named from the thread itself: on Linux a name set before start is not applied,
+                // and the thread would carry its creator's name.
+                Thread.current.name = threadName
+                workLoop()
+            }
             thread.stackSize = 512 << 10
             thread.start()
         }

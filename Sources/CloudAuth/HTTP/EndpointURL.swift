@@ -83,8 +83,7 @@ public struct EndpointURL: Sendable, Equatable {
     public var isMetadataOrLocalHost: Bool {
         let bare = host.trimmingCharacters(in: ["[", "]"])
         return bare.hasPrefix("169.254.") || bare.hasPrefix("fe80:") || bare == "fd00:ec2::254"
-            || bare == "metadata.google.internal" || bare == "metadata" || bare == "localhost"
-            || bare.hasPrefix("127.") || bare == "::1"
+            || bare == "metadata.google.internal" || bare == "metadata" || HostAddress.isLoopback(host)
     }
 
     /// `url` without its query and fragment, for messages about input that did not parse.

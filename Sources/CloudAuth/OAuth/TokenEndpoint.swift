@@ -22,52 +22,21 @@ public enum JSONFields {
     }
 }
 
-/// `application/x-www-form-urlencoded` bodies and URL queries (RFC 3986 unreserved characters
-/// kept, everything else percent-encoded).
+/// `application/x-www-form-urlencoded` bodies and URL queries, percent-encoded with
+/// ``PercentEncoding``.
 public enum FormEncoding {
-    private static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
-
-    /// Percent-encodes one name or value.
-    public static func escape(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            if unreserved.contains(byte) { out.unicodeScalars.append(UnicodeScalar(byte)) }
-            else { out += "%" + Encoding.hex([byte]).uppercased() }
-        }
-        return out
-    }
-
-    /// `name=value&...` with both sides escaped, in the order given.
+    /// `name=value&...` with both sides encoded, in the order given.
     public static func encode(_ fields: [(String, String)]) -> String {
-        fields.map { "\(escape($0.0))=\(escape($0.1))" }.joined(separator: "&")
+        fields.map { "\(PercentEncoding.encode($0.0))=\(PercentEncoding.encode($0.1))" }.joined(separator: "&")
     }
 
     /// Parses `name=value&...`, decoding `+` and percent escapes; later duplicates are kept.
     public static func decode(_ text: String) -> [(name: String, value: String)] {
         text.split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            return (unescape(parts[0]), parts.count > 1 ? unescape(parts[1]) : "")
+            return (PercentEncoding.decode(parts[0], plusIsSpace: true),
+                    parts.count > 1 ? PercentEncoding.decode(parts[1], plusIsSpace: true) : "")
         }
-    }
-
-    private static func unescape(_ text: Substring) -> String {
-        let bytes = Array(text.utf8)
-        var out: [UInt8] = []
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "+") {
-                out.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), index + 2 < bytes.count,
-                      let decoded = Encoding.fromHex(String(decoding: bytes[index + 1...index + 2], as: UTF8.self)) {
-                out.append(decoded[0])
-                index += 2
-            } else {
-                out.append(byte)
-            }
-            index += 1
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -152,8 +152,7 @@ public final class VaultLogin: Sendable {
         let claimText = String(decoding: try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]), as: UTF8.self)
         let body = try JSONSerialization.data(withJSONObject: ["payload": claimText])
         let base = iamCredentialsEndpoint.hasSuffix("/") ? String(iamCredentialsEndpoint.dropLast()) : iamCredentialsEndpoint
-        let escaped = email.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? email
-        let url = "\(base)/v1/projects/-/serviceAccounts/\(escaped):signJwt"
+        let url = "\(base)/v1/projects/-/serviceAccounts/\(GCPIdentity.pathComponent(account: email)):signJwt"
         let response = try await http.execute(HTTPRequest(
             method: "POST", url: url,
             headers: ["Authorization": "Bearer \(access.token.reveal())", "Content-Type": "application/json"],

@@ -8,14 +8,13 @@ struct Deadline {
 
     init(seconds: Double) {
         self.seconds = seconds
-        self.instant = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
+        self.instant = ContinuousClock.now.advanced(by: .seconds(seconds))
     }
 
     /// Milliseconds left, for poll(); 0 once passed.
     var remainingMilliseconds: Int32 {
         let left = ContinuousClock.now.duration(to: instant)
-        let milliseconds = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
-        return Int32(clamping: max(0, milliseconds))
+        return Int32(clamping: max(0, Int64((left / .milliseconds(1)).rounded(.down))))
     }
 }
 

@@ -1,76 +1,6 @@
 import CloudAuth
+import CredentialModel
 import Foundation
-
-/// A credential as the agent serves it (`GET /v1/credentials/{name}`), decoded.
-///
-/// Postgres and Redis credentials carry `username` and `password`; Vault credentials carry
-/// `token`, `accessor`, `renewable` and `leaseDuration`. Secrets stay wrapped in ``Secret``.
-public struct AgentCredential: Sendable {
-    public var name: String
-    public var kind: String
-    public var provider: String
-    public var version: Int
-    public var username: String?
-    public var password: Secret?
-    public var token: Secret?
-    public var accessor: String?
-    public var renewable: Bool?
-    public var leaseDuration: Int?
-    public var issuedAt: String
-    public var expiresAt: String
-    public var refreshAt: String
-    public var connection: Connection
-
-    /// Where the credential is used: postgres `host, port, database, sslmode`; redis
-    /// `host, port, tls`; vault `address, namespace`; any kind `ca_file` when configured.
-    public struct Connection: Sendable, Decodable {
-        public var host: String?
-        public var port: Int?
-        public var database: String?
-        public var sslmode: String?
-        public var tls: Bool?
-        public var address: String?
-        public var namespace: String?
-        /// The CA bundle the agent's config names for verifying the server.
-        public var caFile: String?
-        /// The name the server's certificate must carry, when it is not the address's host (Vault).
-        public var tlsServerName: String?
-
-        private enum CodingKeys: String, CodingKey {
-            case host, port, database, sslmode, tls, address, namespace
-            case caFile = "ca_file"
-            case tlsServerName = "tls_server_name"
-        }
-    }
-
-    /// The secret of the credential: the password, or Vault's token.
-    public var secret: Secret? { password ?? token }
-}
-
-extension AgentCredential: Decodable {
-    private enum Keys: String, CodingKey {
-        case name, kind, provider, version, username, password, token, accessor, renewable, connection
-        case leaseDuration = "lease_duration", issuedAt = "issued_at", expiresAt = "expires_at", refreshAt = "refresh_at"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Keys.self)
-        name = try container.decode(String.self, forKey: .name)
-        kind = try container.decode(String.self, forKey: .kind)
-        provider = try container.decode(String.self, forKey: .provider)
-        version = try container.decode(Int.self, forKey: .version)
-        username = try container.decodeIfPresent(String.self, forKey: .username)
-        password = try container.decodeIfPresent(String.self, forKey: .password).map(Secret.init)
-        token = try container.decodeIfPresent(String.self, forKey: .token).map(Secret.init)
-        accessor = try container.decodeIfPresent(String.self, forKey: .accessor)
-        renewable = try container.decodeIfPresent(Bool.self, forKey: .renewable)
-        leaseDuration = try container.decodeIfPresent(Int.self, forKey: .leaseDuration)
-        issuedAt = try container.decode(String.self, forKey: .issuedAt)
-        expiresAt = try container.decode(String.self, forKey: .expiresAt)
-        refreshAt = try container.decode(String.self, forKey: .refreshAt)
-        connection = try container.decode(Connection.self, forKey: .connection)
-    }
-}
 
 /// One row of `GET /v1/credentials`: no secrets.
 public struct CredentialSummary: Sendable, Decodable {
@@ -119,13 +49,13 @@ public struct AgentClient: Sendable {
     }
 
     /// The credential `name`, refreshed first when less than `minValid` seconds of it would remain.
-    public func credential(name: String, minValid: Int? = nil) async throws -> AgentCredential {
-        try decode(AgentCredential.self, from: try await credentialJSON(name: name, minValid: minValid))
+    public func credential(name: String, minValid: Int? = nil) async throws -> ServedCredential {
+        try decode(ServedCredential.self, from: try await credentialJSON(name: name, minValid: minValid))
     }
 
     /// The credential's JSON exactly as the agent sent it.
     public func credentialJSON(name: String, minValid: Int? = nil) async throws -> [UInt8] {
-        guard ConfigParser.isValidName(name) else {
+        guard CredentialName.isValid(name) else {
             throw AgentClientError(unreachable: false, status: nil, code: "invalid_name",
                                    message: "'\(name)' is not a credential name ([a-z0-9][a-z0-9._-]{0,62})")
         }
@@ -134,8 +64,8 @@ public struct AgentClient: Sendable {
     }
 
     /// Forces a refresh of `name` and returns the new credential.
-    public func refresh(name: String) async throws -> AgentCredential {
-        try decode(AgentCredential.self, from: try await send("POST", "/v1/credentials/\(name)/refresh"))
+    public func refresh(name: String) async throws -> ServedCredential {
+        try decode(ServedCredential.self, from: try await send("POST", "/v1/credentials/\(name)/refresh"))
     }
 
     /// Every credential's state, without secrets.

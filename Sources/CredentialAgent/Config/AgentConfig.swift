@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 
 /// The agent's whole configuration, as read from the YAML file (see docs/CONFIG.md).
@@ -51,16 +52,16 @@ public struct SocketConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]
     /// Connections open at once; more are closed as they arrive.
     public var maxConnections: Int
-    /// Seconds a connection may sit without a request before it is closed.
-    public var idleTimeout: TimeInterval
-    /// Seconds from a request's first byte to its end before it is answered 408.
-    public var requestTimeout: TimeInterval
+    /// How long a connection may sit without a request before it is closed.
+    public var idleTimeout: Duration
+    /// How long from a request's first byte to its end before it is answered 408.
+    public var requestTimeout: Duration
 
     public static let defaultPath = "/run/credagent/agent.sock"
 
     public init(path: String = SocketConfig.defaultPath, mode: UInt32 = 0o660,
                 allowUIDs: [UInt32] = [], allowGIDs: [UInt32] = [],
-                maxConnections: Int = 1024, idleTimeout: TimeInterval = 60, requestTimeout: TimeInterval = 10) {
+                maxConnections: Int = 1024, idleTimeout: Duration = .seconds(60), requestTimeout: Duration = .seconds(10)) {
         self.path = path
         self.mode = mode
         self.allowUIDs = allowUIDs
@@ -71,7 +72,10 @@ public struct SocketConfig: Sendable, Equatable {
     }
 }
 
-/// The `refresh:` section: when credentials are renewed and how failures are retried (DESIGN 5).
+/// The `refresh:` section: when credentials are renewed and how failures are retried.
+///
+/// Its durations are seconds (`TimeInterval`), unlike the socket's timers: they are offsets from
+/// wall-clock times (a credential's issue and expiry), and `Date` arithmetic is in seconds.
 public struct RefreshConfig: Sendable, Equatable {
     /// Refresh when less than this many seconds are left.
     public var minRemaining: TimeInterval
@@ -81,83 +85,27 @@ public struct RefreshConfig: Sendable, Equatable {
     public var jitter: Double
     public var backoffInitial: TimeInterval
     public var backoffMax: TimeInterval
+    /// Seconds after a new secret during which a client's refresh is answered with it.
+    public var clientMinInterval: TimeInterval
 
     public init(minRemaining: TimeInterval = 300, lifetimeFraction: Double = 0.66, jitter: Double = 0.1,
-                backoffInitial: TimeInterval = 1, backoffMax: TimeInterval = 60) {
+                backoffInitial: TimeInterval = 1, backoffMax: TimeInterval = 60, clientMinInterval: TimeInterval = 5) {
         self.minRemaining = minRemaining
         self.lifetimeFraction = lifetimeFraction
         self.jitter = jitter
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
+        self.clientMinInterval = clientMinInterval
     }
 
     /// The shortest `backoff.initial` accepted: less retries a failing endpoint in a tight loop.
     public static let minimumBackoff: TimeInterval = 0.1
+    /// The longest `client_min_interval` accepted.
+    public static let maximumClientMinInterval: TimeInterval = 300
 
     public var policy: RefreshPolicy {
-        RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter)
+        RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter,
+                      clientMinInterval: clientMinInterval)
     }
     public var backoff: Backoff { Backoff(initial: backoffInitial, max: backoffMax) }
-}
-
-/// What a credential is for.
-public enum CredentialKind: String, Sendable, CaseIterable {
-    case postgres, redis, vault
-}
-
-/// Whose identity obtains a credential.
-public enum CredentialProvider: String, Sendable, CaseIterable {
-    case aws, azure, gcp
-}
-
-/// AWS Redis-compatible engines whose IAM tokens differ only in the signed service name.
-public enum RedisEngine: String, Sendable, CaseIterable {
-    case elasticache, memorydb
-}
-
-/// One entry of `credentials:`. Fields that do not apply to its kind and provider are nil
-/// (the parser refuses them).
-public struct CredentialConfig: Sendable, Equatable {
-    public var name: String
-    public var kind: CredentialKind
-    public var provider: CredentialProvider
-
-    // postgres and redis
-    public var host: String?
-    public var port: Int?
-    public var user: String?
-    /// CA bundle for verifying the server (postgres, redis, vault).
-    public var caFile: String?
-    /// Azure: the token audience instead of the service's standard resource.
-    public var resource: String?
-
-    // postgres
-    public var database: String?
-    public var sslmode: String?
-
-    // redis
-    public var cacheName: String?
-    public var serverless: Bool?
-    public var tls: Bool?
-    public var engine: RedisEngine?
-
-    // vault
-    public var method: VaultAuthMethod?
-    public var address: String?
-    public var mount: String?
-    public var role: String?
-    public var serverID: String?
-    public var audience: String?
-    public var namespace: String?
-    /// The name to verify Vault's certificate against (and send as SNI) when it differs from
-    /// the address's host.
-    public var tlsServerName: String?
-    /// Revoke the Vault token when the credential is removed or the agent stops.
-    public var revokeOnShutdown: Bool?
-
-    public init(name: String, kind: CredentialKind, provider: CredentialProvider) {
-        self.name = name
-        self.kind = kind
-        self.provider = provider
-    }
 }

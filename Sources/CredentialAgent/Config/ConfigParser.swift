@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Yams
 
@@ -46,21 +47,6 @@ public enum ConfigParser {
             return error.description.split(separator: "\n").first.map(String.init) ?? "unreadable"
         }
     }
-
-    /// Names that may appear in `credentials[].name`: they label metrics and URL paths.
-    public static func isValidName(_ name: String) -> Bool {
-        guard let first = name.utf8.first, name.utf8.count <= 63 else { return false }
-        func alnum(_ byte: UInt8) -> Bool { (0x61...0x7a).contains(byte) || (0x30...0x39).contains(byte) }
-        return alnum(first) && name.utf8.dropFirst().allSatisfy { alnum($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
-    }
-
-    /// Whether `host` is this machine, where a token sent without TLS never leaves the host.
-    public static func isLoopback(_ host: String) -> Bool {
-        let bare = host.trimmingCharacters(in: ["[", "]"]).lowercased()
-        return bare == "localhost" || bare.hasPrefix("127.") || bare == "::1" || bare.hasPrefix("/")
-    }
-
-    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 }
 
 /// Walks the node tree, collecting issues; each accessor returns nil when the value is unusable.
@@ -135,19 +121,20 @@ struct ConfigReader {
         return config
     }
 
-    /// `value` if within `range` (seconds), else an issue naming the range.
-    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> TimeInterval? {
+    /// `value` (seconds as written) as a duration if within `range`, else an issue naming the range.
+    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> Duration? {
         guard let value else { return nil }
         guard range.contains(value) else {
             issue(path, "\(DurationText.format(value)) is not between \(DurationText.format(range.lowerBound)) and \(DurationText.format(range.upperBound))")
             return nil
         }
-        return value
+        return .seconds(value)
     }
 
     mutating func refresh(_ node: Node) -> RefreshConfig {
         var config = RefreshConfig()
-        guard let map = mapping(node, "refresh", allowed: ["min_remaining", "lifetime_fraction", "jitter", "backoff"]) else {
+        guard let map = mapping(node, "refresh", allowed: ["min_remaining", "lifetime_fraction", "jitter", "backoff",
+                                                           "client_min_interval"]) else {
             return config
         }
         if let value = map["min_remaining"].flatMap({ duration($0, "refresh.min_remaining") }) { config.minRemaining = value }
@@ -173,6 +160,10 @@ struct ConfigReader {
             if initialValid, config.backoffMax < config.backoffInitial {
                 issue("refresh.backoff.max", "\(DurationText.format(config.backoffMax)) is less than backoff.initial (\(DurationText.format(config.backoffInitial)))")
             }
+        }
+        if let value = map["client_min_interval"].flatMap({ duration($0, "refresh.client_min_interval") }) {
+            if value <= RefreshConfig.maximumClientMinInterval { config.clientMinInterval = value }
+            else { issue("refresh.client_min_interval", "\(DurationText.format(value)) is more than \(DurationText.format(RefreshConfig.maximumClientMinInterval)); clients would be answered with a secret that old") }
         }
         return config
     }
@@ -234,22 +225,25 @@ struct ConfigReader {
         var result: [CredentialConfig] = []
         var firstIndexByName: [String: Int] = [:]
         for (index, item) in sequence.enumerated() {
-            guard let credential = credential(item, "credentials[\(index)]") else { continue }
-            if let first = firstIndexByName[credential.name] {
-                issue("credentials[\(index)].name", "'\(credential.name)' is already used by credentials[\(first)]; names must be unique")
+            guard let (name, credential) = credential(item, "credentials[\(index)]") else { continue }
+            if let first = firstIndexByName[name] {
+                issue("credentials[\(index)].name", "'\(name)' is already used by credentials[\(first)]; names must be unique")
             } else {
-                firstIndexByName[credential.name] = index
+                firstIndexByName[name] = index
             }
-            result.append(credential)
+            if let credential { result.append(credential) }
         }
         return result
     }
 
-    mutating func credential(_ node: Node, _ path: String) -> CredentialConfig? {
+    /// The credential at `path` with its name as written; nil without a name, kind and provider
+    /// (a credential that has them but is otherwise invalid still names itself, for the
+    /// uniqueness check).
+    mutating func credential(_ node: Node, _ path: String) -> (name: String, credential: CredentialConfig?)? {
         guard let map = mapping(node, path, allowed: nil) else { return nil }
         let name = requiredString(map, "name", path)
-        if let name, !ConfigParser.isValidName(name) {
-            issue("\(path).name", "'\(name)' is not a valid name: use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+        if let name, !CredentialName.isValid(name) {
+            issue("\(path).name", "'\(name)' is not a valid name: \(CredentialName.rule)")
         }
         let kind = requiredString(map, "kind", path).flatMap { choice($0, CredentialKind.self, "\(path).kind") }
         let provider = requiredString(map, "provider", path).flatMap { choice($0, CredentialProvider.self, "\(path).provider") }
@@ -263,86 +257,116 @@ struct ConfigReader {
         for key in map.keys where !allowed.contains(key) {
             issue("\(path).\(key)", "is not a key of a \(kind.rawValue) credential (allowed: \(allowed.joined(separator: ", ")))")
         }
-        var credential = CredentialConfig(name: name, kind: kind, provider: provider)
-        credential.caFile = optionalString(map["ca_file"], "\(path).ca_file")
-        switch kind {
-        case .postgres: postgres(&credential, map, path)
-        case .redis: redis(&credential, map, path)
-        case .vault: vault(&credential, map, path)
+        let caFile = optionalString(map["ca_file"], "\(path).ca_file")
+        let target: CredentialTarget? = switch kind {
+        case .postgres: postgres(map, path, provider, caFile: caFile).map(CredentialTarget.postgres)
+        case .redis: redis(map, path, provider, caFile: caFile).map(CredentialTarget.redis)
+        case .vault: vault(map, path, provider, caFile: caFile).map(CredentialTarget.vault)
         }
-        return credential
+        guard let validName = CredentialName(name), let target else { return (name, nil) }
+        return (name, CredentialConfig(name: validName, target: target))
     }
 
-    private mutating func postgres(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
-        let provider = credential.provider
-        credential.host = requiredString(map, "host", path)
-        credential.port = port(map, path, required: provider == .aws, default: 5432)
-        credential.user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
-        credential.database = optionalString(map["database"], "\(path).database")
-        credential.resource = azureOnly(map, "resource", path, provider)
-        let mode = optionalString(map["sslmode"], "\(path).sslmode") ?? "verify-full"
-        if !ConfigParser.sslModes.contains(mode) {
-            issue("\(path).sslmode", "'\(mode)' is not one of \(ConfigParser.sslModes.joined(separator: ", "))")
-        } else if ["disable", "allow", "prefer"].contains(mode), let host = credential.host, !ConfigParser.isLoopback(host) {
-            issue("\(path).sslmode", "'\(mode)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
+    private mutating func postgres(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,
+                                   caFile: String?) -> CredentialTarget.Postgres? {
+        let host = requiredString(map, "host", path)
+        let port = port(map, path, required: provider == .aws, default: CredentialConnection.Postgres.defaultPort)
+        let user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
+        let database = optionalString(map["database"], "\(path).database")
+        let resource = azureOnly(map, "resource", path, provider)
+        let modeText = optionalString(map["sslmode"], "\(path).sslmode") ?? PostgresSSLMode.verifyFull.rawValue
+        let mode = PostgresSSLMode(rawValue: modeText)
+        if mode == nil {
+            issue("\(path).sslmode", "'\(modeText)' is not one of \(PostgresSSLMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        } else if mode?.allowsPlaintext == true, let host, !HostAddress.isLoopback(host) {
+            issue("\(path).sslmode", "'\(modeText)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
         }
-        credential.sslmode = mode
+        guard let host, let port, let mode else { return nil }
+        let login: TokenLogin<RDSLogin>
+        switch provider {
+        case .aws:
+            guard let user else { return nil }
+            login = .aws(RDSLogin(user: user))
+        case .azure:
+            guard let user else { return nil }
+            login = .azure(AzureLogin(user: user, resource: resource))
+        case .gcp:
+            login = .gcp(user: user)
+        }
+        let connection = CredentialConnection.Postgres(host: host, port: port, database: database, sslmode: mode, caFile: caFile)
+        return CredentialTarget.Postgres(connection: connection, login: login)
     }
 
-    private mutating func redis(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
-        let provider = credential.provider
-        credential.host = provider == .aws ? optionalString(map["host"], "\(path).host") : requiredString(map, "host", path)
-        credential.port = port(map, path, required: false, default: 6379)
-        credential.user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
-        credential.resource = azureOnly(map, "resource", path, provider)
-        credential.tls = map["tls"].flatMap { bool($0, "\(path).tls") } ?? true
-        if credential.tls == false, let host = credential.host, !ConfigParser.isLoopback(host) {
+    private mutating func redis(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,
+                                caFile: String?) -> CredentialTarget.Redis? {
+        let host = provider == .aws ? optionalString(map["host"], "\(path).host") : requiredString(map, "host", path)
+        let port = port(map, path, required: false, default: CredentialConnection.Redis.defaultPort)
+        let user = provider == .gcp ? optionalString(map["user"], "\(path).user") : requiredString(map, "user", path)
+        let resource = azureOnly(map, "resource", path, provider)
+        let tls = map["tls"].flatMap { bool($0, "\(path).tls") } ?? true
+        if !tls, let host, !HostAddress.isLoopback(host) {
             issue("\(path).tls", "false would send the token to \(host) in clear; plain connections are allowed only to loopback hosts")
         }
-        if provider == .aws {
-            credential.cacheName = requiredString(map, "cache_name", path)
-            credential.serverless = map["serverless"].flatMap { bool($0, "\(path).serverless") } ?? false
-            credential.engine = optionalString(map["engine"], "\(path).engine").flatMap { choice($0, RedisEngine.self, "\(path).engine") }
+        let login: TokenLogin<ElastiCacheLogin>?
+        switch provider {
+        case .aws:
+            let cacheName = requiredString(map, "cache_name", path)
+            let serverless = map["serverless"].flatMap { bool($0, "\(path).serverless") } ?? false
+            let engine = optionalString(map["engine"], "\(path).engine").flatMap { choice($0, RedisEngine.self, "\(path).engine") }
                 ?? .elasticache
-        } else {
+            login = cacheName.flatMap { cacheName in
+                user.map { .aws(ElastiCacheLogin(cacheName: cacheName, user: $0, serverless: serverless, engine: engine)) }
+            }
+        case .azure, .gcp:
             for key in ["cache_name", "serverless", "engine"] where map[key] != nil {
                 issue("\(path).\(key)", "applies only to provider aws")
             }
+            login = provider == .gcp ? .gcp(user: user) : user.map { .azure(AzureLogin(user: $0, resource: resource)) }
         }
+        guard let port, let login else { return nil }
+        return CredentialTarget.Redis(connection: CredentialConnection.Redis(host: host, port: port, tls: tls, caFile: caFile),
+                                      login: login)
     }
 
-    private mutating func vault(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
-        credential.address = requiredString(map, "address", path)
-        if let address = credential.address {
+    private mutating func vault(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,
+                                caFile: String?) -> CredentialTarget.Vault? {
+        let address = requiredString(map, "address", path)
+        if let address {
             do {
                 let url = try EndpointURL(parsing: address)
-                if url.scheme == "http", !ConfigParser.isLoopback(url.host) {
+                if url.scheme == "http", !HostAddress.isLoopback(url.host) {
                     issue("\(path).address", "'\(url.redacted)' would send the login and the token to \(url.host) in clear; use https (plain http is allowed only to loopback hosts)")
                 }
             } catch {
                 issue("\(path).address", "'\(EndpointURL.stripQuery(address))' is not an http(s) URL")
             }
         }
-        credential.role = requiredString(map, "role", path)
-        if let method = requiredString(map, "method", path).flatMap({ choice($0, VaultAuthMethod.self, "\(path).method") }) {
-            credential.method = method
-            if let required = method.requiredProvider, required != credential.provider.rawValue {
-                issue("\(path).method", "\(method.rawValue) logs in with a \(required) identity, not \(credential.provider.rawValue) (use provider: \(required), or method: jwt)")
+        let role = requiredString(map, "role", path)
+        var mount: String?, serverID: String?, audience: String?
+        let method = requiredString(map, "method", path).flatMap { choice($0, VaultAuthMethod.self, "\(path).method") }
+        if let method {
+            if let required = method.requiredProvider, required != provider.rawValue {
+                issue("\(path).method", "\(method.rawValue) logs in with a \(required) identity, not \(provider.rawValue) (use provider: \(required), or method: jwt)")
             }
-            credential.mount = optionalString(map["mount"], "\(path).mount") ?? method.defaultMount
-            credential.serverID = optionalString(map["server_id"], "\(path).server_id")
-            if credential.serverID != nil, method != .awsIAM { issue("\(path).server_id", "applies only to method aws_iam") }
-            credential.audience = optionalString(map["audience"], "\(path).audience")
-            if method == .jwt, credential.audience == nil {
+            mount = optionalString(map["mount"], "\(path).mount") ?? method.defaultMount
+            serverID = optionalString(map["server_id"], "\(path).server_id")
+            if serverID != nil, method != .awsIAM { issue("\(path).server_id", "applies only to method aws_iam") }
+            audience = optionalString(map["audience"], "\(path).audience")
+            if method == .jwt, audience == nil {
                 issue("\(path).audience", "is missing; method jwt needs the audience (GCP) or resource (Azure) the Vault role expects")
             }
         }
-        if let mount = credential.mount, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") {
+        if let mount, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") {
             issue("\(path).mount", "'\(mount)' must be a path like 'aws' or 'auth-team/aws', without leading or trailing '/'")
         }
-        credential.namespace = optionalString(map["namespace"], "\(path).namespace")
-        credential.tlsServerName = optionalString(map["tls_server_name"], "\(path).tls_server_name")
-        credential.revokeOnShutdown = map["revoke_on_shutdown"].flatMap { bool($0, "\(path).revoke_on_shutdown") } ?? false
+        let namespace = optionalString(map["namespace"], "\(path).namespace")
+        let tlsServerName = optionalString(map["tls_server_name"], "\(path).tls_server_name")
+        let revokeOnShutdown = map["revoke_on_shutdown"].flatMap { bool($0, "\(path).revoke_on_shutdown") } ?? false
+        guard let address, let role, let method, let mount else { return nil }
+        let connection = CredentialConnection.Vault(address: address, namespace: namespace, caFile: caFile,
+                                                    tlsServerName: tlsServerName)
+        return CredentialTarget.Vault(connection: connection, provider: provider, method: method, role: role, mount: mount,
+                                      serverID: serverID, audience: audience, revokeOnShutdown: revokeOnShutdown)
     }
 
     private mutating func azureOnly(_ map: KeyedNodes, _ key: String, _ path: String, _ provider: CredentialProvider) -> String? {

@@ -1,3 +1,5 @@
+import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -18,7 +20,6 @@ public struct RefreshFailure: Error, Sendable, CustomStringConvertible {
 /// calls it when the wall clock jumps or the machine resumes from suspend).
 public final class CredentialRefresher: Sendable {
     public let config: CredentialConfig
-    public let descriptor: CredentialDescriptor
     let source: any CredentialSource
     private let store: CredentialStore
     private let metrics: AgentMetrics
@@ -45,7 +46,6 @@ public final class CredentialRefresher: Sendable {
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, maxNap: TimeInterval = 60,
                 startingVersion: Int = 0, carrying held: RefreshStateMachine.Held? = nil) {
         self.config = config
-        self.descriptor = CredentialDescriptor(config)
         self.source = source
         self.store = store
         self.metrics = metrics
@@ -58,7 +58,7 @@ public final class CredentialRefresher: Sendable {
         let machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff, version: startingVersion, held: held)
         // A carried secret is not news: log only changes from the state it is in.
         self.inner = NIOLockedValueBox(Inner(machine: machine, loggedState: machine.settledState(at: now())))
-        store.register(descriptor, machine, owner: ObjectIdentifier(self))
+        store.register(config, machine, owner: ObjectIdentifier(self))
     }
 
     /// Makes the loop look at the clock now.
@@ -75,7 +75,7 @@ public final class CredentialRefresher: Sendable {
     }
 
     private func publish(_ machine: RefreshStateMachine) {
-        store.publish(descriptor, machine, owner: ObjectIdentifier(self))
+        store.publish(config, machine, owner: ObjectIdentifier(self))
     }
 
     /// Fetches and refreshes until cancelled, then fails any waiting clients and shuts the source
@@ -97,7 +97,7 @@ public final class CredentialRefresher: Sendable {
             }
             noteStateChange(at: current)
             let nap = min(max(wakeAt.timeIntervalSince(current), 0.001), maxNap)
-            await signal.wait(for: .milliseconds(Int64((nap * 1000).rounded(.up))))
+            await signal.wait(for: .seconds(nap))
         }
         let (waiters, release) = inner.withLockedValue { inner in
             inner.stopped = true
@@ -150,7 +150,7 @@ public final class CredentialRefresher: Sendable {
         let answer: Result<CredentialSnapshot, RefreshFailure>
         if let error = machine.lastError {
             answer = .failure(RefreshFailure(message: error))
-        } else if let snapshot = store.snapshot(config.name) {
+        } else if let snapshot = store.snapshot(config.name.rawValue) {
             answer = .success(snapshot)
         } else {
             answer = .failure(RefreshFailure(message: "the credential was removed"))
@@ -189,7 +189,7 @@ public final class CredentialRefresher: Sendable {
     /// shared with every other caller waiting at the same time.
     public func credential(minValid: TimeInterval = 0, force: Bool = false) async -> Result<CredentialSnapshot, RefreshFailure> {
         let current = now()
-        if let snapshot = store.snapshot(config.name), snapshot.machine.answersClient(minValid: minValid, force: force, at: current) {
+        if let snapshot = store.snapshot(config.name.rawValue), snapshot.machine.answersClient(minValid: minValid, force: force, at: current) {
             return .success(snapshot)
         }
         // Waiters are always answered: by the refresh they joined, or by `run()` ending.

@@ -6,11 +6,16 @@ public struct RefreshPolicy: Sendable, Equatable {
     public var minRemaining: TimeInterval
     public var lifetimeFraction: Double
     public var jitter: Double
+    /// A refresh asked for by a client (`POST .../refresh`, `min_valid`) is not started within
+    /// this many seconds of the last new secret: the held one answers, so that a client in a loop
+    /// cannot turn every request into a call upstream.
+    public var clientMinInterval: TimeInterval
 
-    public init(minRemaining: TimeInterval, lifetimeFraction: Double, jitter: Double) {
+    public init(minRemaining: TimeInterval, lifetimeFraction: Double, jitter: Double, clientMinInterval: TimeInterval = 5) {
         self.minRemaining = minRemaining
         self.lifetimeFraction = lifetimeFraction
         self.jitter = jitter
+        self.clientMinInterval = clientMinInterval
     }
 
     /// The refresh point of a credential valid from `issuedAt` to `expiresAt`:

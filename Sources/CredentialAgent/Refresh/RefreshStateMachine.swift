@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 
 /// Where a credential stands (DESIGN section 4).
@@ -81,18 +82,14 @@ public struct RefreshStateMachine: Sendable {
         return held
     }
 
-    /// A refresh asked for by a client (`POST .../refresh`, `min_valid`) is not started within
-    /// this many seconds of the last new secret: the held one answers, so that a client in a loop
-    /// cannot turn every request into a call upstream.
-    public static let clientRefreshInterval: TimeInterval = 5
-
     /// Whether the held secret answers a client at `now` without a refresh: it must be servable,
-    /// and then it does when it was obtained less than ``clientRefreshInterval`` ago, or (unless
-    /// `force`) when it stays servable for `minValid` seconds. `minValid` is capped at half the
+    /// and then it does when it was obtained less than the policy's
+    /// ``RefreshPolicy/clientMinInterval`` ago, or (unless `force`) when it stays servable for
+    /// `minValid` seconds. `minValid` is capped at half the
     /// credential's lifetime, which a fresh credential always satisfies.
     public func answersClient(minValid: TimeInterval, force: Bool, at now: Date) -> Bool {
         guard let held = servable(at: now) else { return false }
-        if let lastSuccessAt, now.timeIntervalSince(lastSuccessAt) < Self.clientRefreshInterval { return true }
+        if let lastSuccessAt, now.timeIntervalSince(lastSuccessAt) < policy.clientMinInterval { return true }
         if force { return false }
         let lifetime = held.credential.expiresAt.timeIntervalSince(held.credential.issuedAt)
         return held.servableUntil.timeIntervalSince(now) >= min(minValid, lifetime / 2)
@@ -141,7 +138,7 @@ public struct RefreshStateMachine: Sendable {
     public mutating func fetchSucceeded(_ credential: IssuedCredential, now: Date, random: Double) -> Transition {
         let servableUntil = RefreshPolicy.servableUntil(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt)
         guard servableUntil > now else {
-            let expires = ISO8601DateFormatter().string(from: credential.expiresAt)
+            let expires = Timestamp.format(credential.expiresAt)
             return fetchFailed("the issued credential expires at \(expires), too soon to be served", now: now, random: random)
         }
         let from = state(at: now)

@@ -28,6 +28,9 @@ final class WakeSignal: Sendable {
         continuation?.resume()
     }
 
+    /// Whether a task is in ``wait(for:)`` now.
+    var isWaiting: Bool { state.withLockedValue { $0.continuation != nil } }
+
     func wait(for duration: Duration) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -41,8 +44,8 @@ final class WakeSignal: Sendable {
                     return state.waitID
                 }
                 guard let waitID else { return continuation.resume() }
-                let (seconds, attoseconds) = duration.components
-                let nanoseconds = max(0, Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+                // Capped at about 31 years, so that the conversion to Int cannot overflow.
+                let nanoseconds = Int(max(0, min(duration / .nanoseconds(1), 1e18)))
                 DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
                     self.timerExpired(waitID)
                 }

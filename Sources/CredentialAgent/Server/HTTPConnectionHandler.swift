@@ -1,3 +1,4 @@
+import CredentialModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -20,8 +21,8 @@ public struct ServerLimits: Sendable, Equatable {
 
     /// The limits the `socket:` section sets, with the fixed header and body caps.
     public init(socket: SocketConfig = SocketConfig()) {
-        idleTimeout = .nanoseconds(Int64(socket.idleTimeout * 1e9))
-        requestTimeout = .nanoseconds(Int64(socket.requestTimeout * 1e9))
+        idleTimeout = TimeAmount(socket.idleTimeout)
+        requestTimeout = TimeAmount(socket.requestTimeout)
         maxConnections = socket.maxConnections
     }
 }
@@ -364,8 +365,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let items: [JSONValue] = shared.store.snapshots().map { snapshot in
             let machine = snapshot.machine
             return .object([
-                ("name", .string(snapshot.name)), ("kind", .string(snapshot.descriptor.kind.rawValue)),
-                ("provider", .string(snapshot.descriptor.provider.rawValue)),
+                ("name", .string(snapshot.name)), ("kind", .string(snapshot.config.kind.rawValue)),
+                ("provider", .string(snapshot.config.provider.rawValue)),
                 ("state", .string(snapshot.state(at: now).rawValue)), ("version", .int(snapshot.version)),
                 ("expires_at", .timestamp(machine.held?.credential.expiresAt)),
                 ("refresh_at", .timestamp(machine.held.map { _ in machine.nextFetch(now: now) })),
@@ -459,7 +460,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 self.serve(context, snapshot, route: route)
             case let .failure(failure):
                 // min_valid falls back to a credential that is still servable, only shorter-lived.
-                if !force, let snapshot = self.shared.store.snapshot(refresher.config.name),
+                if !force, let snapshot = self.shared.store.snapshot(refresher.config.name.rawValue),
                    snapshot.machine.servable(at: self.shared.now()) != nil {
                     return self.serve(context, snapshot, route: route)
                 }

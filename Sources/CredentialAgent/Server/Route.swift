@@ -1,3 +1,4 @@
+import CredentialModel
 import Foundation
 
 /// A request of the socket API (DESIGN section 4), parsed from method and URI. Pure.
@@ -58,7 +59,7 @@ public enum Route: Sendable, Equatable {
             let name = uri.utf8.dropFirst(credentialPrefix.utf8.count)
             if !name.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) {
                 let name = String(Substring(name))
-                return ConfigParser.isValidName(name) ? .success(.credential(name: name, query: CredentialQuery())) : .failure(.notFound)
+                return CredentialName.isValid(name) ? .success(.credential(name: name, query: CredentialQuery())) : .failure(.notFound)
             }
         }
         let (path, query) = split(uri)
@@ -73,12 +74,12 @@ public enum Route: Sendable, Equatable {
         case ["v1", "credentials"]: return only("GET", .list)
         case let parts where parts.count == 3 && parts[0] == "v1" && parts[1] == "credentials":
             let name = String(parts[2])
-            guard ConfigParser.isValidName(name) else { return .failure(.notFound) }
+            guard CredentialName.isValid(name) else { return .failure(.notFound) }
             guard method == "GET" else { return .failure(.methodNotAllowed(allowed: "GET")) }
             return parseQuery(query).map { Route.credential(name: name, query: $0) }
         case let parts where parts.count == 4 && parts[0] == "v1" && parts[1] == "credentials" && parts[3] == "refresh":
             let name = String(parts[2])
-            guard ConfigParser.isValidName(name) else { return .failure(.notFound) }
+            guard CredentialName.isValid(name) else { return .failure(.notFound) }
             return only("POST", .refresh(name: name))
         default:
             return .failure(.notFound)

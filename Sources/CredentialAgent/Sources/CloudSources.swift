@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 
@@ -92,41 +93,49 @@ public struct CredentialSourceFactory: Sendable {
 
     /// The source for `config`; throws a configuration error when this build cannot serve it.
     public func make(_ config: CredentialConfig) throws -> any CredentialSource {
-        switch (config.kind, config.provider) {
-        case (.postgres, .aws):
-            return AWSPostgresSource(host: config.host!, port: config.port!, user: config.user!, providers: providers)
-        case (.redis, .aws):
-            return AWSRedisSource(cacheName: config.cacheName!, user: config.user!, serverless: config.serverless ?? false,
-                                  engine: config.engine ?? .elasticache, providers: providers)
-        case (.postgres, .azure):
-            return AzureTokenSource(resource: config.resource ?? AzureResource.postgres, user: config.user, providers: providers)
-        case (.redis, .azure):
-            return AzureTokenSource(resource: config.resource ?? AzureResource.redis, user: config.user, providers: providers)
-        case (.postgres, .gcp):
-            return GCPTokenSource(scopes: [GCPTokenSource.sqlLoginScope], user: config.user, deriveCloudSQLUser: true,
-                                  providers: providers)
-        case (.redis, .gcp):
-            return GCPTokenSource(scopes: [GCPIdentity.cloudPlatformScope], user: config.user, deriveCloudSQLUser: false,
-                                  providers: providers)
-        case (.vault, _):
-            return try makeVaultSource(config)
+        switch config.target {
+        case let .postgres(target):
+            switch target.login {
+            case let .aws(login):
+                return AWSPostgresSource(host: target.connection.host, port: target.connection.port, user: login.user,
+                                         providers: providers)
+            case let .azure(login):
+                return AzureTokenSource(resource: login.resource ?? AzureResource.postgres, user: login.user, providers: providers)
+            case let .gcp(user):
+                return GCPTokenSource(scopes: [GCPTokenSource.sqlLoginScope], user: user, deriveCloudSQLUser: true,
+                                      providers: providers)
+            }
+        case let .redis(target):
+            switch target.login {
+            case let .aws(login):
+                return AWSRedisSource(cacheName: login.cacheName, user: login.user, serverless: login.serverless,
+                                      engine: login.engine, providers: providers)
+            case let .azure(login):
+                return AzureTokenSource(resource: login.resource ?? AzureResource.redis, user: login.user, providers: providers)
+            case let .gcp(user):
+                return GCPTokenSource(scopes: [GCPIdentity.cloudPlatformScope], user: user, deriveCloudSQLUser: false,
+                                      providers: providers)
+            }
+        case let .vault(target):
+            return try makeVaultSource(target, name: config.name)
         }
     }
 
     /// The Vault source: a login with the provider's identity, renewed while Vault allows.
-    private func makeVaultSource(_ config: CredentialConfig) throws -> any CredentialSource {
-        let identity: VaultIdentity = switch config.provider {
+    private func makeVaultSource(_ target: CredentialTarget.Vault, name: CredentialName) throws -> any CredentialSource {
+        let identity: VaultIdentity = switch target.provider {
         case .aws: .aws(providers.aws)
         case .azure: .azure(providers.azure)
         case .gcp: .gcp(providers.gcp)
         }
-        let login = try VaultLogin(method: config.method!, role: config.role!, serverID: config.serverID,
-                                   audience: config.audience, identity: identity, http: http, environment: environment)
-        let endpoint = VaultEndpoint(address: config.address!, namespace: config.namespace,
-                                     tls: TLSOptions(caFile: config.caFile, serverName: config.tlsServerName))
+        let login = try VaultLogin(method: target.method, role: target.role, serverID: target.serverID,
+                                   audience: target.audience, identity: identity, http: http, environment: environment)
+        let connection = target.connection
+        let endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
+                                     tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
         var logger = logger
-        logger[metadataKey: "credential"] = "\(config.name)"
+        logger[metadataKey: "credential"] = "\(name)"
         return VaultCredentialSource(client: VaultClient(endpoint: endpoint, http: http), login: login,
-                                     mount: config.mount!, revokeOnShutdown: config.revokeOnShutdown ?? false, logger: logger)
+                                     mount: target.mount, revokeOnShutdown: target.revokeOnShutdown, logger: logger)
     }
 }

@@ -1,13 +1,6 @@
 import CloudAuth
+import CredentialModel
 import Foundation
-
-/// A value that a credential source attaches to what it issued, rendered into the credential's
-/// JSON (for example Vault's `accessor`, `renewable` and `lease_duration`).
-public enum CredentialAttribute: Sendable, Equatable {
-    case string(String)
-    case int(Int)
-    case bool(Bool)
-}
 
 /// One secret obtained from a cloud or Vault, with the times that govern its refresh.
 public struct IssuedCredential: Sendable {

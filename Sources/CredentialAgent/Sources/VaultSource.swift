@@ -1,4 +1,5 @@
 import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 

@@ -1,11 +1,12 @@
+import CredentialModel
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// What readers of one credential see: its description, its refresh bookkeeping and, for the
-/// current version, the encoded JSON answer. Immutable; a refresh publishes a new one.
+/// What readers of one credential see: its config, its refresh bookkeeping and, for the current
+/// version, the encoded JSON answer. Immutable; a refresh publishes a new one.
 public struct CredentialSnapshot: Sendable {
-    public let descriptor: CredentialDescriptor
+    public let config: CredentialConfig
     public let machine: RefreshStateMachine
     /// The JSON answer for the held secret (nil while none has been obtained). Encoded once per
     /// version so that serving it costs no encoding.
@@ -14,7 +15,7 @@ public struct CredentialSnapshot: Sendable {
     /// clients, so that the hot path writes one shared buffer and encodes nothing.
     public let keepAliveResponse: ByteBuffer?
 
-    public var name: String { descriptor.name }
+    public var name: String { config.name.rawValue }
     /// Increases by one with every new secret; 0 before the first.
     public var version: Int { machine.generation }
 
@@ -30,17 +31,17 @@ public struct CredentialSnapshot: Sendable {
         machine.servable(at: now) != nil ? keepAliveResponse : nil
     }
 
-    fileprivate init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?,
+    fileprivate init(config: CredentialConfig, machine: RefreshStateMachine, body: ByteBuffer?,
                      keepAliveResponse: ByteBuffer?) {
-        self.descriptor = descriptor
+        self.config = config
         self.machine = machine
         self.body = body
         self.keepAliveResponse = keepAliveResponse
     }
 
     /// `body` is copied once behind the response head; ``body`` is then a view into that buffer.
-    init(descriptor: CredentialDescriptor, machine: RefreshStateMachine, body: ByteBuffer?) {
-        self.descriptor = descriptor
+    init(config: CredentialConfig, machine: RefreshStateMachine, body: ByteBuffer?) {
+        self.config = config
         self.machine = machine
         guard let body else {
             self.body = nil
@@ -93,48 +94,51 @@ public final class CredentialStore: Sendable {
         contents.withLockedValue { contents in contents.order.compactMap { contents.slots[$0]?.snapshot } }
     }
 
-    /// Adds the credential described by `descriptor`, or replaces the one of the same name (a
+    /// Adds the credential `config` describes, or replaces the one of the same name (a
     /// reload changed it); from now on only `owner` may publish it. Long polls keep waiting.
-    public func register(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
-        let snapshot = makeSnapshot(descriptor, machine, previous: nil)
+    public func register(_ config: CredentialConfig, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
+        let snapshot = makeSnapshot(config, machine, previous: nil)
         contents.withLockedValue { contents in
-            if var slot = contents.slots[descriptor.name] {
+            if var slot = contents.slots[config.name.rawValue] {
                 slot.snapshot = snapshot
                 slot.owner = owner
-                contents.slots[descriptor.name] = slot
+                contents.slots[config.name.rawValue] = slot
             } else {
-                contents.slots[descriptor.name] = Slot(snapshot: snapshot, owner: owner)
-                contents.order.append(descriptor.name)
+                contents.slots[config.name.rawValue] = Slot(snapshot: snapshot, owner: owner)
+                contents.order.append(config.name.rawValue)
             }
         }
     }
 
     /// Publishes `machine` as the new state of a registered credential; waiters are woken when
     /// the version changes. Ignored unless `owner` is the credential's current refresher.
-    public func publish(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
-        let previous = contents.withLockedValue { $0.slots[descriptor.name] }
+    public func publish(_ config: CredentialConfig, _ machine: RefreshStateMachine, owner: ObjectIdentifier) {
+        let previous = contents.withLockedValue { $0.slots[config.name.rawValue] }
         guard let previous, previous.owner == owner else { return }
         // Encode outside the lock; only the owning refresher publishes a given name.
-        let snapshot = makeSnapshot(descriptor, machine, previous: previous.snapshot)
+        let snapshot = makeSnapshot(config, machine, previous: previous.snapshot)
         let woken: [Waiter] = contents.withLockedValue { contents in
-            guard var slot = contents.slots[descriptor.name], slot.owner == owner else { return [] }
+            guard var slot = contents.slots[config.name.rawValue], slot.owner == owner else { return [] }
             let rotated = slot.snapshot.version != snapshot.version
             slot.snapshot = snapshot
             let woken = rotated ? Array(slot.waiters.values) : []
             if rotated { slot.waiters.removeAll() }
-            contents.slots[descriptor.name] = slot
+            contents.slots[config.name.rawValue] = slot
             return woken
         }
         for waiter in woken { waiter(snapshot) }
     }
 
-    private func makeSnapshot(_ descriptor: CredentialDescriptor, _ machine: RefreshStateMachine,
+    /// Encodes the answer only when the version or the config changed: once per secret.
+    private func makeSnapshot(_ config: CredentialConfig, _ machine: RefreshStateMachine,
                               previous: CredentialSnapshot?) -> CredentialSnapshot {
-        guard let previous, previous.version == machine.generation, previous.descriptor == descriptor else {
-            let body = machine.held.map { ByteBuffer(bytes: descriptor.json(version: machine.generation, held: $0).bytes) }
-            return CredentialSnapshot(descriptor: descriptor, machine: machine, body: body)
+        guard let previous, previous.version == machine.generation, previous.config == config else {
+            let body = machine.held.map { held in
+                ByteBuffer(bytes: ServedCredential(config, version: machine.generation, held: held).json.bytes)
+            }
+            return CredentialSnapshot(config: config, machine: machine, body: body)
         }
-        return CredentialSnapshot(descriptor: descriptor, machine: machine, body: previous.body,
+        return CredentialSnapshot(config: config, machine: machine, body: previous.body,
                                   keepAliveResponse: previous.keepAliveResponse)
     }
 
@@ -178,5 +182,15 @@ public final class CredentialStore: Sendable {
         contents.withLockedValue { contents in
             contents.slots[name]?.waiters.removeValue(forKey: id) != nil
         }
+    }
+}
+
+extension ServedCredential {
+    /// The answer for `config` holding `held` as version `version`.
+    init(_ config: CredentialConfig, version: Int, held: RefreshStateMachine.Held) {
+        let issued = held.credential
+        self.init(name: config.name, provider: config.provider, version: version, username: issued.username,
+                  secret: issued.secret, attributes: issued.attributes, issuedAt: issued.issuedAt,
+                  expiresAt: issued.expiresAt, refreshAt: held.refreshAt, connection: config.connection)
     }
 }

@@ -1,3 +1,5 @@
+import CloudAuth
+import CredentialModel
 import Foundation
 import Logging
 
@@ -39,7 +41,7 @@ public struct AgentLogHandler: LogHandler {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        let time = Self.timestamp(Date())
+        let time = Timestamp.formatMilliseconds(Date())
         switch format {
         case .logfmt:
             var line = "ts=\(time) level=\(event.level.rawValue) msg=\(Self.logfmtValue(event.message.description))"
@@ -81,9 +83,4 @@ public struct AgentLogHandler: LogHandler {
         return escaped + "\""
     }
 
-    private static func timestamp(_ date: Date) -> String {
-        let base = Timestamp.format(date).dropLast()
-        let millis = Int((date.timeIntervalSince1970 * 1000).rounded(.down)) % 1000
-        return "\(base).\(String(format: "%03d", millis))Z"
-    }
 }

@@ -31,7 +31,7 @@ public final class AgentMetrics: Sendable {
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-            .map { Duration.milliseconds(Int64($0 * 1000)) }
+            .map { Duration.seconds($0) }
         self.factory = factory
         openConnections = Meter(label: "credagent_connections", factory: factory)
         acceptedConnections = CoreMetrics.Counter(label: "credagent_connections_accepted_total", factory: factory)
@@ -46,8 +46,7 @@ public final class AgentMetrics: Sendable {
 
     /// Records how long one refresh attempt took.
     public func refreshed(duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        refreshDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        refreshDuration.recordSeconds(duration / .seconds(1))
     }
 
     /// Counts one answered request by route template (`/v1/credentials/{name}`) and status.

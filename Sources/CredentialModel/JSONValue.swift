@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 
 /// A JSON value with ordered object keys, serialised by hand: the socket API's answers have a
@@ -85,22 +86,37 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
-/// RFC 3339 timestamps without Foundation's formatter classes (which are neither cheap nor
-/// documented as thread-safe on Linux).
-public enum Timestamp {
-    /// The latest instant written: 9999-12-31T23:59:59Z, four-digit years being the format.
-    static let latest: TimeInterval = 253_402_300_799
+extension JSONValue: Encodable {
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 
-    /// `date` to the second; dates before 1970 or after ``latest`` (and non-finite ones) are
-    /// clamped to those bounds rather than overflowing `time_t`.
-    public static func format(_ date: Date) -> String {
-        let interval = date.timeIntervalSince1970
-        let clamped = interval.isNaN ? 0 : min(max(interval, 0), latest)
-        var seconds = time_t(clamped.rounded(.down))
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case let .string(text):
+            var container = encoder.singleValueContainer()
+            try container.encode(text)
+        case let .int(value):
+            var container = encoder.singleValueContainer()
+            try container.encode(value)
+        case let .double(value):
+            var container = encoder.singleValueContainer()
+            if value.isFinite { try container.encode(value) } else { try container.encodeNil() }
+        case let .bool(value):
+            var container = encoder.singleValueContainer()
+            try container.encode(value)
+        case .null:
+            var container = encoder.singleValueContainer()
+            try container.encodeNil()
+        case let .array(items):
+            var container = encoder.unkeyedContainer()
+            for item in items { try container.encode(item) }
+        case let .object(fields):
+            var container = encoder.container(keyedBy: Key.self)
+            for (key, value) in fields { try container.encode(value, forKey: Key(stringValue: key)) }
+        }
     }
 }
