@@ -37,13 +37,14 @@ struct VaultClientTests {
     }
 
     @Test func renewalIsCappedByTheMaxTTL() async throws {
-        let role = try await admin.makeAppRole(ttl: "4s", maxTTL: "5s")
+        // Lifetimes long enough that a loaded machine's delays cannot expire the token first.
+        let role = try await admin.makeAppRole(ttl: "20s", maxTTL: "25s")
         let vault = client()
         let token = try await vault.login(mount: role.mount, payload: ["role_id": role.roleID, "secret_id": role.secretID.reveal()])
-        try await Task.sleep(for: .seconds(2))
-        let renewed = try await vault.renewSelf(token.clientToken, increment: 4)
-        // Two seconds in, only about three of the five max-TTL seconds remain.
-        #expect(renewed.leaseDuration < 4)
+        try await Task.sleep(for: .seconds(8))
+        let renewed = try await vault.renewSelf(token.clientToken, increment: 20)
+        // Eight seconds in, at most seventeen of the 25 max-TTL seconds remain.
+        #expect(renewed.leaseDuration <= 17)
     }
 
     @Test func loginErrorsShowVaultsMessageAndNoSecret() async throws {

@@ -17,7 +17,7 @@ struct VaultSourceTests {
     @Test func renewsWhileTheMaxTTLAllowsThenLogsInAgain() async throws {
         let emulator = try await CloudEmulator.start()
         defer { Task { try? await emulator.stop() } }
-        let mount = try await admin.mountGCPJWT(emulator, ttl: "6s", maxTTL: "10s")
+        let mount = try await admin.mountGCPJWT(emulator, ttl: "18s", maxTTL: "30s")
         let identity = GCPIdentity(settings: GCPSettings(), http: http, environment: emulator.environment(for: .gcpMetadata))
         let login = try VaultLogin(method: .jwt, role: "gateway", audience: "vault/gateway", identity: .gcp(identity),
                                    http: http, environment: [:])
@@ -27,24 +27,25 @@ struct VaultSourceTests {
         let vault = VaultClient(endpoint: VaultEndpoint(address: admin.address), http: http)
 
         let first = try await source.fetch(now: Date())
-        #expect(first.attributes["lease_duration"] == .int(6))
+        #expect(first.attributes["lease_duration"] == .int(18))
         #expect(first.attributes["renewable"] == .bool(true))
 
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(4))
         let renewed = try await source.fetch(now: Date())
         #expect(renewed.secret == first.secret, "a renewal keeps the token")
         #expect(renewed.attributes["accessor"] == first.attributes["accessor"])
         #expect(renewed.expiresAt > first.expiresAt)
 
-        // Five seconds after login only five of the ten max-TTL seconds remain, less than the
-        // six-second TTL: the renewal is capped, and the refresh after it must log in again.
-        try await Task.sleep(for: .seconds(3))
+        // Fifteen seconds after login at most fifteen of the thirty max-TTL seconds remain, less
+        // than the eighteen-second TTL: the renewal is capped, and the refresh after it must log in
+        // again. (Lifetimes long enough that a loaded machine's delays cannot expire the token first.)
+        try await Task.sleep(for: .seconds(11))
         let capped = try await source.fetch(now: Date())
         #expect(capped.secret == first.secret)
-        if case .int(let lease) = capped.attributes["lease_duration"] { #expect(lease < 6) } else { Issue.record("no lease") }
+        if case .int(let lease) = capped.attributes["lease_duration"] { #expect(lease < 18) } else { Issue.record("no lease") }
         let fresh = try await source.fetch(now: Date())
         #expect(fresh.secret != first.secret, "past the cap the source logs in again")
-        #expect(fresh.attributes["lease_duration"] == .int(6))
+        #expect(fresh.attributes["lease_duration"] == .int(18))
         #expect(try await vault.lookupSelf(fresh.secret).policies.contains("default"))
 
         await source.shutdown()
