@@ -155,6 +155,9 @@ public struct CredentialConfig: Sendable, Equatable {
     /// Revoke the Vault token when the credential is removed or the agent stops.
     public var revokeOnShutdown: Bool?
 
+    /// The local proxy's settings, when the credential has a `proxy:` block.
+    public var proxy: ProxyConfig?
+
     public init(name: String, kind: CredentialKind, provider: CredentialProvider) {
         self.name = name
         self.kind = kind

@@ -219,7 +219,7 @@ struct ConfigReader {
     /// Keys every credential has, and the extra keys each kind accepts.
     static let commonKeys = ["name", "kind", "provider"]
     static let kindKeys: [CredentialKind: [String]] = [
-        .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
+        .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource", "proxy"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
         .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file", "tls_server_name",
                  "revoke_on_shutdown"],
@@ -287,6 +287,7 @@ struct ConfigReader {
             issue("\(path).sslmode", "'\(mode)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
         }
         credential.sslmode = mode
+        credential.proxy = map["proxy"].flatMap { proxy($0, "\(path).proxy", kind: .postgres) }
     }
 
     private mutating func redis(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {
