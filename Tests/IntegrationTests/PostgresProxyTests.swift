@@ -57,15 +57,9 @@ final class ProxyFixture: Sendable {
         self.token.withLockedValue { $0 = token }
     }
 
-    /// psql through the proxy: no password anywhere.
+    /// psql through the proxy as this fixture's user (or `user`).
     func psql(_ commands: [String], user: String? = nil, prefix: [String] = []) async throws -> ProcessResult {
-        let conninfo = "host=\(directory) user=\(user ?? self.user) dbname=\(PostgresPeer.database) connect_timeout=10"
-        let executable = (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql"
-        let arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo] + commands.flatMap { ["-c", $0] }
-        if prefix.isEmpty {
-            return try await ChildProcess.run(executable, arguments, environment: ["PGPASSWORD": ""])
-        }
-        return try await ChildProcess.run(prefix[0], Array(prefix.dropFirst()) + [executable] + arguments, environment: [:])
+        try await psqlThroughProxy(directory: directory, user: user ?? self.user, commands, prefix: prefix)
     }
 
     var socketPath: String { proxy.configuration.socketPath }
@@ -89,6 +83,16 @@ extension PostgresPeer {
             throw TestFailure("admin SQL failed: \(result.stderr.replacingOccurrences(of: secret.reveal(), with: "<redacted>"))")
         }
     }
+}
+
+/// psql connected to the proxy socket in `directory`: no password anywhere. `prefix` runs it
+/// under another program (setpriv).
+func psqlThroughProxy(directory: String, user: String, _ commands: [String], prefix: [String] = []) async throws -> ProcessResult {
+    let conninfo = "host=\(directory) user=\(user) dbname=\(PostgresPeer.database) connect_timeout=10"
+    let executable = (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql"
+    let arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo] + commands.flatMap { ["-c", $0] }
+    guard let program = prefix.first else { return try await ChildProcess.run(executable, arguments, environment: [:]) }
+    return try await ChildProcess.run(program, Array(prefix.dropFirst()) + [executable] + arguments, environment: [:])
 }
 
 /// The SQLSTATE (`C` field) of the ErrorResponse in `answer`, which must start with it.

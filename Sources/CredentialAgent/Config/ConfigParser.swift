@@ -287,7 +287,7 @@ struct ConfigReader {
             issue("\(path).sslmode", "'\(mode)' would send the token to \(host) without TLS; use require, verify-ca or verify-full (plain connections are allowed only to loopback hosts)")
         }
         credential.sslmode = mode
-        credential.proxy = map["proxy"].flatMap { proxy($0, "\(path).proxy", kind: .postgres) }
+        credential.proxy = map["proxy"].flatMap { proxy($0, "\(path).proxy") }
     }
 
     private mutating func redis(_ credential: inout CredentialConfig, _ map: KeyedNodes, _ path: String) {

@@ -28,14 +28,10 @@ public struct ProxyConfig: Sendable, Equatable {
 }
 
 extension ConfigReader {
-    /// The `proxy:` block of a credential of `kind` at `path`, or nil (with issues) when unusable.
-    mutating func proxy(_ node: Node, _ path: String, kind: CredentialKind) -> ProxyConfig? {
+    /// The `proxy:` block of a postgres credential at `path`, or nil (with issues) when unusable.
+    mutating func proxy(_ node: Node, _ path: String) -> ProxyConfig? {
         guard let map = mapping(node, path, allowed: ["listen", "mode", "max_connections", "allow", "handshake_timeout",
                                                       "shutdown_grace"]) else { return nil }
-        guard kind == .postgres else {
-            issue(path, "proxies are available for postgres credentials only in this version")
-            return nil
-        }
         guard let listen = requiredString(map, "listen", path) else { return nil }
         guard let directory = proxyDirectory(listen, "\(path).listen") else { return nil }
         var config = ProxyConfig(directory: directory)
