@@ -54,7 +54,7 @@ public final class Agent: Service, Sendable {
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
         proxies = AgentProxies(config: config, store: store, metrics: metrics, socketPolicy: { [context] in context.policy },
-                               logger: logger, group: eventLoops, now: now)
+                               logger: logger, now: now)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
         // Every source first: a credential that cannot be made leaves nothing registered.
         let sources = try config.credentials.map { try factory.make($0) }

@@ -3,6 +3,7 @@ import CloudAuth
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 
 /// The local proxies of the credentials that have a `proxy:` block: each authenticates upstream
 /// with its credential's current secret from the store, so a rotation applies to the next
@@ -13,11 +14,18 @@ final class AgentProxies: Sendable {
         var shutdownGrace: Duration
     }
     private let entries: [Entry]
+    /// The proxies' own event loops, one per CPU (relaying and TLS are CPU work, unlike the
+    /// socket API's prebuilt answers); made only when some credential has a proxy.
+    private let group: MultiThreadedEventLoopGroup?
 
     /// - Parameter socketPolicy: the socket's current `allow`, for proxies without their own.
     init(config: AgentConfig, store: CredentialStore, metrics: AgentMetrics, socketPolicy: @escaping @Sendable () -> PeerPolicy,
-         logger: Logger, group: any EventLoopGroup, now: @escaping @Sendable () -> Date) {
+         logger: Logger, now: @escaping @Sendable () -> Date) {
+        let group = config.credentials.contains { $0.proxy != nil }
+            ? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount) : nil
+        self.group = group
         entries = config.credentials.compactMap { credential in
+            guard let group else { return nil }
             guard let settings = credential.proxy, credential.kind == .postgres, let host = credential.host else { return nil }
             let name = credential.name
             let configuredUser = credential.user
@@ -60,5 +68,6 @@ final class AgentProxies: Sendable {
                 group.addTask { await entry.proxy.stop(grace: entry.shutdownGrace) }
             }
         }
+        try? await group?.shutdownGracefully()
     }
 }

@@ -184,12 +184,20 @@ final class OpenSSLClientHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func readPlaintext(_ context: ChannelHandlerContext) {
-        guard let session else { return }
+        guard let session, let incoming else { return }
         while !failed {
-            var buffer = context.channel.allocator.buffer(capacity: Self.readChunk)
+            // Sized by what is waiting (ciphertext is never shorter than its plaintext), so a
+            // small message costs a small buffer and nothing is allocated when nothing waits.
+            let waiting = max(Int(SSL_pending(session)), Int(BIO_ctrl_pending(incoming)))
+            guard waiting > 0 else {
+                flushCiphertext(context, promise: nil)
+                return
+            }
+            let capacity = min(waiting, Self.readChunk)
+            var buffer = context.channel.allocator.buffer(capacity: capacity)
             var count = 0
             ERR_clear_error()
-            let result = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) { bytes in
+            let result = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { bytes in
                 let status = SSL_read_ex(session, bytes.baseAddress, bytes.count, &count)
                 return status == 1 ? count : 0
             }
