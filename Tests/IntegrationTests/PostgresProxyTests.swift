@@ -26,7 +26,7 @@ final class ProxyFixture: Sendable {
     /// the role's real password.
     init(label: String, memberOf group: String? = nil, md5: Bool = false, maxConnections: Int = 16,
          handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (ProxyPeer) -> Bool = { $0.uid == getuid() },
-         port: Int = PostgresPeer.port, tokenOverride: Secret? = nil) async throws {
+         port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil) async throws {
         let user = uniqueUser("proxy")
         self.user = user
         let token = fakeIAMToken()
@@ -41,7 +41,7 @@ final class ProxyFixture: Sendable {
         metrics = AgentMetrics()
         let configuration = PostgresProxyConfiguration(
             credential: label, directory: directory, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
-            upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: PostgresPeer.caFile))
+            upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
         let box = self.token
         proxy = PostgresProxy(configuration: configuration,
                               credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },
@@ -226,6 +226,29 @@ struct PostgresProxyTests {
         #expect(result.stderr.contains("credagent proxy for pg-proxy-down: cannot connect to the database"), "\(result.stderr)")
         let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
         #expect(sqlState(in: answer) == "08006")
+    }
+
+    @Test("A server certificate from another CA is refused with 08006 saying why")
+    func wrongCA() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-ca", caFile: PostgresPeer.otherCAFile)
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("credagent proxy for pg-proxy-ca: cannot connect to the database: the server certificate is not trusted"),
+                "\(result.stderr)")
+    }
+
+    @Test("A protocol 3.2 startup reaches the server, whose NegotiateProtocolVersion reaches the client before AuthenticationOk")
+    func protocol32() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-32")
+        defer { Task { await fixture.stop() } }
+        var packet = startupPacket(user: fixture.user)
+        packet[7] = 2
+        let answer = try rawExchange(fixture.socketPath, packet, timeout: 3)
+        // PostgreSQL 15 speaks 3.0: it says so, then the login proceeds.
+        #expect(answer.hasPrefix("v"), "\(answer.prefix(40).debugDescription)")
+        #expect(answer.contains("R\0\0\0\u{8}\0\0\0\0"), "no AuthenticationOk")
+        #expect(answer.contains("Z\0\0\0\u{5}I"), "no ReadyForQuery")
     }
 
     @Test("Connections over max_connections are refused with 53300, the others unaffected")
