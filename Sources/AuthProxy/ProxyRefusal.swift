@@ -19,8 +19,6 @@ public enum ProxyRefusal: Error, Equatable, Sendable {
     case handshakeTimeout(credential: String, seconds: Int)
     /// The client sent something that is not a valid startup packet.
     case badStartup(credential: String, sqlState: String, message: String)
-    /// The proxy is stopping.
-    case shuttingDown(credential: String)
 
     /// The SQLSTATE of the ErrorResponse.
     public var sqlState: String {
@@ -30,7 +28,6 @@ public enum ProxyRefusal: Error, Equatable, Sendable {
         case .noCredential, .upstreamUnreachable, .upstreamProtocol: "08006"
         case .handshakeTimeout: "08P01"
         case let .badStartup(_, sqlState, _): sqlState
-        case .shuttingDown: "57P01"
         }
     }
 
@@ -55,8 +52,6 @@ public enum ProxyRefusal: Error, Equatable, Sendable {
             "credagent proxy for \(credential): the startup was not completed within \(seconds) s"
         case let .badStartup(credential, _, message):
             "credagent proxy for \(credential): \(message)"
-        case let .shuttingDown(credential):
-            "credagent proxy for \(credential): the agent is stopping"
         }
     }
 
@@ -72,7 +67,6 @@ public enum ProxyRefusal: Error, Equatable, Sendable {
         case .upstreamProtocol: "upstream_protocol"
         case .handshakeTimeout: "handshake_timeout"
         case .badStartup: "bad_startup"
-        case .shuttingDown: "shutting_down"
         }
     }
 }
