@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "CredentialModel", targets: ["CredentialModel"]),
         .library(name: "CredentialAgent", targets: ["CredentialAgent"]),
         .library(name: "Connectivity", targets: ["Connectivity"]),
+        .library(name: "AuthProxy", targets: ["AuthProxy"]),
         .library(name: "CloudEmulator", targets: ["CloudEmulator"]),
     ],
     dependencies: [
@@ -73,10 +74,24 @@ let package = Package(
             dependencies: ["CloudAuth"],
             swiftSettings: swiftSettings
         ),
+        // Local listeners that relay clients to a database over a connection the proxy
+        // authenticates with the credential's current token.
+        .target(
+            name: "AuthProxy",
+            dependencies: [
+                "CloudAuth", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CredentialAgent",
             dependencies: [
-                "CloudAuth", "CredentialModel",
+                "CloudAuth", "CredentialModel", "AuthProxy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -159,6 +174,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AuthProxyTests",
+            dependencies: [
+                "AuthProxy", "CloudAuth", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConnectivityTests",
             dependencies: ["Connectivity", "CredentialModel", "CloudAuth"],
             swiftSettings: swiftSettings
@@ -171,7 +196,10 @@ let package = Package(
         // Runs the built `credagent` binary against the real peers that scripts/test starts.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport"],
+            dependencies: ["CloudAuth", "CredentialModel", "CredentialAgent", "Connectivity", "CloudEmulator", "TestSupport", "AuthProxy",
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

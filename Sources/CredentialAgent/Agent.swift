@@ -23,6 +23,7 @@ public final class Agent: Service, Sendable {
     private let refreshers = RefresherDirectory()
     private let context: ServerContext
     private let server: SocketServer
+    private let proxies: AgentProxies
     private let eventLoops: MultiThreadedEventLoopGroup
 
     private struct Current {
@@ -53,6 +54,8 @@ public final class Agent: Service, Sendable {
                                 limits: ServerLimits(socket: config.socket), logger: logger, now: now)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
+        proxies = AgentProxies(config: config, store: store, metrics: metrics, socketPolicy: { [context] in context.policy },
+                               logger: logger, now: now)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
         // Every source first: a credential that cannot be made leaves nothing registered.
         let sources = try config.credentials.map { try factory.make($0) }
@@ -67,6 +70,7 @@ public final class Agent: Service, Sendable {
     /// Separate so that the CLI can report a socket problem as a configuration error.
     public func startListening() async throws {
         try await server.start()
+        try await proxies.start(logger: logger)
     }
 
     public func run() async throws {
@@ -82,7 +86,9 @@ public final class Agent: Service, Sendable {
             group.addTask {
                 try? await gracefulShutdown()
                 self.logger.info("stopping")
+                async let proxiesStopped: Void = self.proxies.stop()
                 await self.server.stop()
+                await proxiesStopped
                 spawner.finish()
             }
             group.addTask { await self.watchClock() }
@@ -216,6 +222,9 @@ public final class Agent: Service, Sendable {
         socketAsBefore.allowGIDs = old.socket.allowGIDs
         if socketAsBefore != old.socket {
             logger.warning("socket settings other than socket.allow take effect only at restart")
+        }
+        if new.credentials.map(\.proxy) != old.credentials.map(\.proxy) {
+            logger.warning("proxy settings take effect only at restart")
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
         logger.info("config reloaded", metadata: [

@@ -12,10 +12,13 @@ public struct CredentialConfig: Sendable, Equatable {
     public var name: CredentialName
     /// What the credential is for and whose identity obtains it.
     public var target: CredentialTarget
+    /// A local listener whose clients connect without a password (postgres only).
+    public var proxy: ProxyConfig?
 
-    public init(name: CredentialName, target: CredentialTarget) {
+    public init(name: CredentialName, target: CredentialTarget, proxy: ProxyConfig? = nil) {
         self.name = name
         self.target = target
+        self.proxy = proxy
     }
 
     public var kind: CredentialKind { target.kind }

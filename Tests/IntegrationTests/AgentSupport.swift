@@ -204,7 +204,7 @@ final class SocketConnection {
 }
 
 /// A connected stream socket to the Unix socket at `path`.
-private func connectUnix(_ path: String) throws -> Int32 {
+func connectUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket() failed") }
     var address = sockaddr_un()

@@ -210,7 +210,7 @@ struct ConfigReader {
     /// Keys every credential has, and the extra keys each kind accepts.
     static let commonKeys = ["name", "kind", "provider"]
     static let kindKeys: [CredentialKind: [String]] = [
-        .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
+        .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource", "proxy"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
         .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file", "tls_server_name",
                  "revoke_on_shutdown"],
@@ -263,8 +263,10 @@ struct ConfigReader {
         case .redis: redis(map, path, provider, caFile: caFile).map(CredentialTarget.redis)
         case .vault: vault(map, path, provider, caFile: caFile).map(CredentialTarget.vault)
         }
+        var proxy: ProxyConfig?
+        if kind == .postgres, let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy") }
         guard let validName = CredentialName(name), let target else { return (name, nil) }
-        return (name, CredentialConfig(name: validName, target: target))
+        return (name, CredentialConfig(name: validName, target: target, proxy: proxy))
     }
 
     private mutating func postgres(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,

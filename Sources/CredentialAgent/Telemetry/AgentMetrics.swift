@@ -1,3 +1,4 @@
+import AuthProxy
 import CoreMetrics
 import Foundation
 import NIOConcurrencyHelpers
@@ -43,6 +44,9 @@ public final class AgentMetrics: Sendable {
                                             dimensions: [("route", "/v1/credentials/{name}"), ("status", "200")], factory: factory)
         requests.withLockedValue { $0[RequestKey(route: "/v1/credentials/{name}", status: 200)] = servedCounter }
     }
+
+    /// The metrics of the local proxy of credential `name`, in this registry.
+    public func proxy(_ name: String) -> ProxyMetrics { ProxyMetrics(proxy: name, factory: factory) }
 
     /// Records how long one refresh attempt took.
     public func refreshed(duration: Duration) {

@@ -1,0 +1,221 @@
+import CloudAuth
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The secret a proxy authenticates upstream with: the credential's user and current token.
+public struct ProxyCredential: Sendable {
+    public var username: String
+    public var password: Secret
+
+    public init(username: String, password: Secret) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// Where a PostgreSQL proxy connects to, and how it checks the server.
+public struct PostgresUpstream: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var tls: UpstreamTLSMode
+    /// CA bundle for the server's certificate; the system store when nil.
+    public var caFile: String?
+    /// The name the certificate must carry (and SNI); the host when nil.
+    public var serverName: String?
+
+    public init(host: String, port: Int, tls: UpstreamTLSMode, caFile: String? = nil, serverName: String? = nil) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.caFile = caFile
+        self.serverName = serverName
+    }
+}
+
+/// A PostgreSQL proxy's settings, valid by construction (the agent's config parser checks them).
+public struct PostgresProxyConfiguration: Sendable, Equatable {
+    /// The credential's name: it labels metrics and is named in every refusal.
+    public var credential: String
+    /// The directory of the socket; the socket is `directory/.s.PGSQL.5432`, as libpq expects
+    /// for `host=directory`.
+    public var directory: String
+    /// Permission bits of the socket file.
+    public var mode: UInt32
+    /// Client connections open at once; more are refused with SQLSTATE 53300.
+    public var maxConnections: Int
+    /// From a client's connect to its session being established (startup, upstream connect, TLS,
+    /// authentication).
+    public var handshakeTimeout: Duration
+    /// TCP connect to the server.
+    public var connectTimeout: Duration
+    public var upstream: PostgresUpstream
+
+    public init(credential: String, directory: String, mode: UInt32 = 0o660, maxConnections: Int = 256,
+                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), upstream: PostgresUpstream) {
+        self.credential = credential
+        self.directory = directory
+        self.mode = mode
+        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.connectTimeout = connectTimeout
+        self.upstream = upstream
+    }
+
+    /// The socket file libpq connects to for `host=directory` (port 5432).
+    public var socketPath: String { directory + "/.s.PGSQL.5432" }
+}
+
+/// A local PostgreSQL listener whose clients need no password: each client connection is relayed
+/// to the real server over a connection the proxy opened and authenticated with the credential's
+/// current token (looked up for every new connection, so a rotation applies to new sessions while
+/// open ones carry on).
+///
+/// ``start()`` binds the Unix socket; ``stop(grace:)`` closes the listener first, then gives open
+/// sessions up to `grace` before closing them.
+public final class PostgresProxy: Sendable {
+    public let configuration: PostgresProxyConfiguration
+    let credential: @Sendable () -> ProxyCredential?
+    let allows: @Sendable (ProxyPeer) -> Bool
+    let metrics: ProxyMetrics
+    let logger: Logger
+    private let group: any EventLoopGroup
+
+    private struct Running {
+        var listener: (any Channel)?
+        var inode: UInt64 = 0
+        var tls: UpstreamTLSContext?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        /// The cancel keys of the sessions open through this proxy: only these are forwarded.
+        var cancelKeys: Set<CancelKey> = []
+    }
+    private let running = NIOLockedValueBox(Running())
+
+    /// - Parameters:
+    ///   - credential: the current user and token, or nil when the credential has none valid.
+    ///   - allows: whether a connecting process may use the proxy.
+    public init(configuration: PostgresProxyConfiguration, credential: @escaping @Sendable () -> ProxyCredential?,
+                allows: @escaping @Sendable (ProxyPeer) -> Bool, metrics: ProxyMetrics, logger: Logger,
+                group: any EventLoopGroup) {
+        self.configuration = configuration
+        self.credential = credential
+        self.allows = allows
+        self.metrics = metrics
+        self.logger = logger
+        self.group = group
+    }
+
+    /// Open connections (sessions, handshakes and cancels).
+    public var openConnections: Int { running.withLockedValue { $0.connections.count } }
+
+    /// Prepares the directory, loads the CA bundle and binds the socket; does nothing when
+    /// already listening. Throws ``ProxySocketError`` or ``UpstreamTLSError``.
+    public func start() async throws {
+        if running.withLockedValue({ $0.listener != nil }) { return }
+        let upstream = configuration.upstream
+        let tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
+        let path = configuration.socketPath
+        try ProxySocketFile.prepare(path: path)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                return ProxyPeer.of(channel).flatMapThrowing { peer in
+                    let refusal = self.admit(channel, peer: peer)
+                    try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
+                }
+            }
+        let listener: any Channel
+        do {
+            listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
+        } catch {
+            throw ProxySocketError(path: path, message: "cannot listen: \(error)")
+        }
+        let inode: UInt64
+        do {
+            inode = try ProxySocketFile.finish(path: path, mode: configuration.mode)
+        } catch {
+            try? await listener.close()
+            throw error
+        }
+        running.withLockedValue {
+            $0.listener = listener
+            $0.inode = inode
+            $0.tls = tls
+        }
+    }
+
+    /// Counts the connection and decides whether it will be refused (after its startup packet,
+    /// so the client can read the ErrorResponse).
+    private func admit(_ channel: any Channel, peer: ProxyPeer?) -> ProxyRefusal? {
+        let name = configuration.credential
+        let admitted = running.withLockedValue { running in
+            guard running.listener != nil, running.connections.count < configuration.maxConnections else { return false }
+            running.connections[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        guard admitted else { return .tooManyConnections(credential: name, limit: configuration.maxConnections) }
+        metrics.connectionOpened()
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self else { return }
+            self.metrics.connectionClosed()
+            _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+        guard let peer, allows(peer) else { return .peerNotAllowed(credential: name, uid: peer?.uid) }
+        return nil
+    }
+
+    var tlsContext: UpstreamTLSContext? { running.withLockedValue { $0.tls } }
+
+    func sessionOpened(cancelKey: CancelKey) {
+        _ = running.withLockedValue { $0.cancelKeys.insert(cancelKey) }
+    }
+
+    func sessionClosed(cancelKey: CancelKey) {
+        _ = running.withLockedValue { $0.cancelKeys.remove(cancelKey) }
+    }
+
+    func isOpenSession(_ key: CancelKey) -> Bool {
+        running.withLockedValue { $0.cancelKeys.contains(key) }
+    }
+
+    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
+    /// then closes those left.
+    public func stop(grace: Duration) async {
+        let (listener, inode) = running.withLockedValue { running in
+            defer { running.listener = nil }
+            return (running.listener, running.inode)
+        }
+        guard let listener else { return }
+        try? await listener.close()
+        ProxySocketFile.remove(path: configuration.socketPath, inode: inode)
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for connection in running.withLockedValue({ Array($0.connections.values) }) {
+            try? await connection.close()
+        }
+    }
+
+    // MARK: Upstream connections
+
+    /// Connects to the server on `eventLoop` with `handler` as the upstream protocol handler.
+    func connectUpstream(on eventLoop: any EventLoop, _ handler: PostgresUpstreamHandler) -> EventLoopFuture<any Channel> {
+        let upstream = configuration.upstream
+        let timeout = configuration.connectTimeout
+        let boundHandler = NIOLoopBound(handler, eventLoop: eventLoop)
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                // The bootstrap's group is `eventLoop`: the channel is on it, where the handler lives.
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundHandler.value) }
+            }
+            .connect(host: upstream.host, port: upstream.port)
+    }
+}

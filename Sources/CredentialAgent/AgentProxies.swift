@@ -1,0 +1,75 @@
+import AuthProxy
+import CloudAuth
+import CredentialModel
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The local proxies of the credentials that have a `proxy:` block: each authenticates upstream
+/// with its credential's current secret from the store, so a rotation applies to the next
+/// connection. Their listeners start with the agent's socket; readiness does not depend on them.
+final class AgentProxies: Sendable {
+    private struct Entry: Sendable {
+        var proxy: PostgresProxy
+        var shutdownGrace: Duration
+    }
+    private let entries: [Entry]
+    /// The proxies' own event loops, one per CPU (relaying and TLS are CPU work, unlike the
+    /// socket API's prebuilt answers); made only when some credential has a proxy.
+    private let group: MultiThreadedEventLoopGroup?
+
+    /// - Parameter socketPolicy: the socket's current `allow`, for proxies without their own.
+    init(config: AgentConfig, store: CredentialStore, metrics: AgentMetrics, socketPolicy: @escaping @Sendable () -> PeerPolicy,
+         logger: Logger, now: @escaping @Sendable () -> Date) {
+        let group = config.credentials.contains { $0.proxy != nil }
+            ? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount) : nil
+        self.group = group
+        entries = config.credentials.compactMap { credential in
+            guard let group else { return nil }
+            guard let settings = credential.proxy, case let .postgres(target) = credential.target else { return nil }
+            let name = credential.name.rawValue
+            let configuredUser = target.login.user
+            let upstream = target.connection
+            let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
+            let configuration = PostgresProxyConfiguration(
+                credential: name, directory: settings.directory, mode: settings.mode, maxConnections: settings.maxConnections,
+                handshakeTimeout: .milliseconds(Int64(settings.handshakeTimeout * 1000)),
+                upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
+                                           caFile: upstream.caFile, serverName: nil))
+            let proxy = PostgresProxy(
+                configuration: configuration,
+                credential: {
+                    guard let held = store.snapshot(name)?.machine.servable(at: now()),
+                          let user = held.credential.username ?? configuredUser else { return nil }
+                    return ProxyCredential(username: user, password: held.credential.secret)
+                },
+                allows: { peer in
+                    (ownPolicy ?? socketPolicy()).allows(PeerIdentity(pid: peer.pid, uid: peer.uid, gid: peer.gid))
+                },
+                metrics: metrics.proxy(name), logger: logger, group: group)
+            return Entry(proxy: proxy, shutdownGrace: .milliseconds(Int64(settings.shutdownGrace * 1000)))
+        }
+    }
+
+    /// Binds every proxy's socket; throws the first failure (naming the path).
+    func start(logger: Logger) async throws {
+        for entry in entries {
+            try await entry.proxy.start()
+            logger.info("proxy listening", metadata: [
+                "proxy": "\(entry.proxy.configuration.credential)", "socket.path": "\(entry.proxy.configuration.socketPath)",
+            ])
+        }
+    }
+
+    /// Closes every listener at once, then gives each proxy's open sessions up to its
+    /// `shutdown_grace`.
+    func stop() async {
+        await withDiscardingTaskGroup { group in
+            for entry in entries {
+                group.addTask { await entry.proxy.stop(grace: entry.shutdownGrace) }
+            }
+        }
+        try? await group?.shutdownGracefully()
+    }
+}

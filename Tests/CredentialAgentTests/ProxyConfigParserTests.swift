@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+@testable import CredentialAgent
+import CredentialModel
+
+@Suite("The proxy block of a credential")
+struct ProxyConfigParserTests {
+    private func config(_ proxyLines: String, kind: String = "postgres") -> String {
+        var yaml = "credentials:\n  - name: orders-db\n    kind: \(kind)\n    provider: azure\n"
+            + "    host: db.internal\n    user: kong\n    proxy:\n"
+        for line in proxyLines.split(separator: "\n") { yaml += "      \(line)\n" }
+        return yaml
+    }
+
+    private func issues(_ yaml: String) -> [String] {
+        do {
+            _ = try ConfigParser.parse(yaml: yaml, file: "test.yaml")
+            return []
+        } catch let error as ConfigError {
+            return error.issues.map(\.description)
+        } catch {
+            return ["unexpected \(error)"]
+        }
+    }
+
+    @Test("Every key is read; absent ones take their defaults")
+    func everyKey() throws {
+        let full = try ConfigParser.parse(yaml: config("""
+            listen: unix:/run/credagent/orders-db/
+            mode: "0666"
+            max_connections: 32
+            allow: {uids: [1000], gids: [50]}
+            handshake_timeout: 3s
+            shutdown_grace: 1m
+            """), file: "test.yaml")
+        let proxy = try #require(full.credentials.first?.proxy)
+        #expect(proxy.directory == "/run/credagent/orders-db")
+        #expect(proxy.postgresSocketPath == "/run/credagent/orders-db/.s.PGSQL.5432")
+        #expect(proxy.mode == 0o666)
+        #expect(proxy.maxConnections == 32)
+        #expect(proxy.allowUIDs == [1000])
+        #expect(proxy.allowGIDs == [50])
+        #expect(proxy.handshakeTimeout == 3)
+        #expect(proxy.shutdownGrace == 60)
+
+        let minimal = try ConfigParser.parse(yaml: config("listen: unix:/run/db"), file: "test.yaml")
+        let defaults = try #require(minimal.credentials.first?.proxy)
+        #expect(defaults.mode == 0o660)
+        #expect(defaults.maxConnections == 256)
+        #expect(defaults.allowUIDs == nil)
+        #expect(defaults.handshakeTimeout == 10)
+        #expect(defaults.shutdownGrace == 30)
+    }
+
+    @Test("A non-loopback address is refused; loopback TCP is refused as not available yet")
+    func addresses() {
+        #expect(issues(config("listen: 0.0.0.0:15432")).contains { $0.contains("credentials[0].proxy.listen") && $0.contains("is not a loopback address") })
+        #expect(issues(config("listen: 10.0.0.5:15432")).contains { $0.contains("is not a loopback address") })
+        #expect(issues(config("listen: 127.0.0.1:15432")).contains { $0.contains("loopback TCP listeners are not available in this version") })
+        #expect(issues(config("listen: unix:relative/dir")).contains { $0.contains("does not name an absolute directory") })
+    }
+
+    @Test("Bad values name their key")
+    func badValues() {
+        let found = issues(config("""
+            listen: unix:/run/db
+            mode: "999"
+            max_connections: 0
+            handshake_timeout: 1h
+            color: blue
+            """))
+        #expect(found.contains { $0.contains("credentials[0].proxy.mode") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.max_connections") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.handshake_timeout") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.color") })
+        #expect(issues(config("mode: \"0660\"")).contains { $0.contains("credentials[0].proxy.listen") })
+    }
+
+    @Test("A socket path longer than a Unix socket allows is refused")
+    func longPath() {
+        let directory = "/run/" + String(repeating: "d", count: 100)
+        #expect(issues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
+    }
+
+    @Test("Only postgres credentials take a proxy in this version")
+    func otherKinds() {
+        #expect(issues(config("listen: unix:/run/cache", kind: "redis")).contains { $0.contains("credentials[0].proxy") })
+    }
+}

@@ -1,0 +1,72 @@
+import CloudAuth
+import CloudEmulator
+import Foundation
+import TestSupport
+import Testing
+
+/// The agent as a process with a `proxy:` block on a postgres credential: psql connects to the
+/// proxy's socket with no password, and the agent's rotations reach new sessions while open ones
+/// carry on. The test plays the cloud: it sets the role's password to each token the agent issues.
+@Suite(.enabled(if: PostgresPeer.available, "needs the postgres peer (run scripts/test)"))
+struct AgentProxyTests {
+    @Test("An agent's proxy serves psql without a password, across a rotation, and reports it in /metrics")
+    func agentProxy() async throws {
+        let user = uniqueUser("kong")
+        let emulator = try await startEmulator(tokenLifetime: 600)
+        defer { Task { try? await emulator.stop() } }
+        let proxyDirectory = try Peers.scratchDirectory("agent-proxy") + "/orders-db"
+        let agent = try await AgentProcess(label: "agent-proxy", config: """
+            socket:
+              path: SOCKET
+            credentials:
+              - name: orders-db
+                kind: postgres
+                provider: gcp
+                host: \(PostgresPeer.host)
+                port: \(PostgresPeer.port)
+                user: \(user)
+                database: \(PostgresPeer.database)
+                ca_file: \(PostgresPeer.caFile ?? "")
+                proxy:
+                  listen: unix:\(proxyDirectory)
+                  shutdown_grace: 10s
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let first = try await agent.credential("orders-db")
+        try await PostgresPeer.createRole(user, password: Secret(first["password"] as? String ?? ""))
+
+        let before = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v1 ' || current_user"])
+        #expect(before.status == 0, "\(before.stderr)")
+        #expect(before.stdout.contains("v1 \(user)"))
+
+        // A session that stays open across the rotation.
+        async let open = psqlThroughProxy(directory: proxyDirectory, user: user,
+                                          ["SELECT 1", "SELECT pg_sleep(8)", "SELECT 'still ' || current_user"])
+        // The agent refreshes on request once the held token is 5 s old.
+        var second: [String: Any] = [:]
+        try await waitUntil("the agent holds version 2", timeout: 30) {
+            second = try await agent.json("POST", "/v1/credentials/orders-db/refresh").body
+            return second["version"] as? Int == 2
+        }
+        let newToken = Secret(second["password"] as? String ?? "")
+        #expect(newToken.reveal() != first["password"] as? String)
+        try await PostgresPeer.admin("ALTER ROLE \"\(user)\" PASSWORD '\(newToken.reveal())';\n", masking: newToken)
+
+        let after = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v2 ' || current_user"])
+        #expect(after.status == 0, "\(after.stderr)")
+        #expect(after.stdout.contains("v2 \(user)"))
+        let session = try await open
+        #expect(session.status == 0, "\(session.stderr)")
+        #expect(session.stdout.contains("still \(user)"))
+
+        let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"orders-db\"} 3"), "\(metrics)")
+        #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"orders-db\"} 3"))
+
+        // Stopping removes the proxy's socket.
+        let socket = proxyDirectory + "/.s.PGSQL.5432"
+        #expect(FileManager.default.fileExists(atPath: socket))
+        #expect(await agent.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+}

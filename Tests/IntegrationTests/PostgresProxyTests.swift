@@ -1,0 +1,340 @@
+import AuthProxy
+import CloudAuth
+import CredentialAgent
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A PostgreSQL proxy run in process against the real PostgreSQL, with psql (libpq) as its client.
+/// The role's password plays the cloud's token: the test sets it and hands it to the proxy.
+final class ProxyFixture: Sendable {
+    let user: String
+    let directory: String
+    let proxy: PostgresProxy
+    let metrics: AgentMetrics
+    private let token: NIOLockedValueBox<Secret>
+    private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// `group` is the role the user joins (credagent_cleartext or credagent_md5 select the
+    /// `password` and `md5` methods in pg_hba); `tokenOverride` is what the proxy sends instead of
+    /// the role's real password.
+    init(label: String, memberOf group: String? = nil, md5: Bool = false, maxConnections: Int = 16,
+         handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (ProxyPeer) -> Bool = { $0.uid == getuid() },
+         port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil) async throws {
+        let user = uniqueUser("proxy")
+        self.user = user
+        let token = fakeIAMToken()
+        try await PostgresPeer.admin(
+            (md5 ? "SET password_encryption = 'md5';\n" : "")
+                + "CREATE ROLE \"\(user)\" LOGIN PASSWORD '\(token.reveal())';\n"
+                + "GRANT CONNECT ON DATABASE gateway TO \"\(user)\";\n"
+                + (group.map { "GRANT \($0) TO \"\(user)\";\n" } ?? ""),
+            masking: token)
+        self.token = NIOLockedValueBox(tokenOverride ?? token)
+        directory = try Peers.scratchDirectory(label) + "/proxy"
+        metrics = AgentMetrics()
+        let configuration = PostgresProxyConfiguration(
+            credential: label, directory: directory, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
+            upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
+        let box = self.token
+        proxy = PostgresProxy(configuration: configuration,
+                              credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },
+                              allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "proxy-test"),
+                              group: Self.group)
+        try await proxy.start()
+    }
+
+    /// Sets a new password on the role and gives it to the proxy, as a rotation does.
+    func rotate() async throws {
+        let token = fakeIAMToken()
+        try await PostgresPeer.admin("ALTER ROLE \"\(user)\" PASSWORD '\(token.reveal())';\n", masking: token)
+        self.token.withLockedValue { $0 = token }
+    }
+
+    /// psql through the proxy as this fixture's user (or `user`).
+    func psql(_ commands: [String], user: String? = nil, prefix: [String] = []) async throws -> ProcessResult {
+        try await psqlThroughProxy(directory: directory, user: user ?? self.user, commands, prefix: prefix)
+    }
+
+    var socketPath: String { proxy.configuration.socketPath }
+
+    func stop() async { await proxy.stop(grace: .seconds(1)) }
+
+    /// The Prometheus text of the proxy's metrics.
+    var exposition: String { String(decoding: metrics.exposition([], now: Date()), as: UTF8.self) }
+}
+
+extension PostgresPeer {
+    /// Runs `sql` as the admin superuser (psql on stdin); `masking` is hidden in any error.
+    static func admin(_ sql: String, masking secret: Secret) async throws {
+        let result = try await ChildProcess.run(
+            (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port),
+             "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres"],
+            environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"],
+            stdin: Data(sql.utf8))
+        guard result.status == 0 else {
+            throw TestFailure("admin SQL failed: \(result.stderr.replacingOccurrences(of: secret.reveal(), with: "<redacted>"))")
+        }
+    }
+}
+
+/// psql connected to the proxy socket in `directory`: no password anywhere. `prefix` runs it
+/// under another program (setpriv).
+func psqlThroughProxy(directory: String, user: String, _ commands: [String], prefix: [String] = []) async throws -> ProcessResult {
+    let conninfo = "host=\(directory) user=\(user) dbname=\(PostgresPeer.database) connect_timeout=10"
+    let executable = (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql"
+    let arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo] + commands.flatMap { ["-c", $0] }
+    guard let program = prefix.first else { return try await ChildProcess.run(executable, arguments, environment: [:]) }
+    return try await ChildProcess.run(program, Array(prefix.dropFirst()) + [executable] + arguments, environment: [:])
+}
+
+/// The SQLSTATE (`C` field) of the ErrorResponse in `answer`, which must start with it.
+func sqlState(in answer: String) -> String? {
+    guard answer.hasPrefix("E"), let range = answer.range(of: "\0C") else { return nil }
+    return String(answer[range.upperBound...].prefix(5))
+}
+
+@Suite("PostgreSQL proxy against the real server", .enabled(if: PostgresPeer.available, "needs scripts/peers/postgres"),
+       .serialized)
+struct PostgresProxyTests {
+    @Test("psql connects through the proxy with no password, as the credential's user, over TLS and SCRAM")
+    func psqlThroughProxy() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-scram")
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(fixture.user) true")
+        // The socket is where libpq looks for host=DIR, with the configured mode.
+        var info = stat()
+        #expect(lstat(fixture.socketPath, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o660)
+        #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"pg-proxy-scram\"} 1"))
+        #expect(fixture.exposition.contains("credagent_proxy_bytes_total{proxy=\"pg-proxy-scram\",direction=\"server_to_client\"}"))
+    }
+
+    @Test("The client's startup parameters reach the server: application_name and options are kept")
+    func startupParametersKept() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-params")
+        defer { Task { await fixture.stop() } }
+        let conninfo = "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database) application_name=proxied-app options='-c search_path=custom_path'"
+        let result = try await ChildProcess.run((Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                                                ["-X", "-A", "-t", "-d", conninfo, "-c", "SELECT current_setting('application_name') || ' ' || current_setting('search_path')"],
+                                                environment: [:])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "proxied-app custom_path")
+    }
+
+    @Test("Cleartext password and MD5 requests are answered with the token", arguments: [false, true])
+    func cleartextAndMD5(md5: Bool) async throws {
+        let fixture = try await ProxyFixture(label: md5 ? "pg-proxy-md5" : "pg-proxy-cleartext",
+                                             memberOf: md5 ? "credagent_md5" : "credagent_cleartext", md5: md5)
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT current_user"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user)
+    }
+
+    @Test("A rotation leaves an open session running and the next session uses the new token")
+    func rotation() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-rotation")
+        defer { Task { await fixture.stop() } }
+        async let open = fixture.psql(["SELECT 1", "SELECT pg_sleep(3)", "SELECT 'still ' || current_user"])
+        try await Task.sleep(for: .seconds(1))
+        try await fixture.rotate()
+        let after = try await fixture.psql(["SELECT 'new ' || current_user"])
+        #expect(after.status == 0, "\(after.stderr)")
+        #expect(after.stdout.contains("new \(fixture.user)"))
+        let session = try await open
+        #expect(session.status == 0, "\(session.stderr)")
+        #expect(session.stdout.contains("still \(fixture.user)"))
+    }
+
+    @Test("A query is cancelled through the proxy: psql's cancel on SIGINT reaches the server")
+    func cancel() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-cancel")
+        defer { Task { await fixture.stop() } }
+        let process = Process()
+        // The test process may block SIGINT in the mask a child inherits: python clears it, then runs psql.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                                 + "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+                             (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                             "-X", "-d", "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database)",
+                             "-c", "SELECT pg_sleep(30)"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let started = Date()
+        try process.run()
+        // Until the query runs: its session is the proxy's only one with a cancel key.
+        try await waitUntil("the query runs", timeout: 20) {
+            let rows = try await fixture.psqlAdminCount("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(fixture.user)' AND query LIKE 'SELECT pg_sleep%'")
+            return rows == 1
+        }
+        kill(process.processIdentifier, SIGINT)
+        try await waitUntil("psql exits", timeout: 20) { !process.isRunning }
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("canceling statement due to user request"), "\(stderr)")
+        #expect(Date().timeIntervalSince(started) < 25)
+    }
+
+    @Test("A process whose uid is not allowed is refused with 28000 naming the credential")
+    func peerNotAllowed() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-peer", mode: 0o666)
+        defer { Task { await fixture.stop() } }
+        chmod(fixture.directory, 0o755)
+        let result = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("credagent proxy for pg-proxy-peer: this process (uid 65534) may not use it"), "\(result.stderr)")
+        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"pg-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+    }
+
+    @Test("Another user than the credential's is refused with 28000")
+    func userMismatch() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-user")
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT 1"], user: "someone_else")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("user \"someone_else\" is not the credential's user; connect as \"\(fixture.user)\""), "\(result.stderr)")
+    }
+
+    @Test("A token the server rejects is refused with 28000 and the server's reason")
+    func tokenRejected() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-rejected", tokenOverride: Secret("not-the-token"))
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("the database rejected the credential's token: password authentication failed for user"), "\(result.stderr)")
+        #expect(!result.stderr.contains("not-the-token"))
+        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"pg-proxy-rejected\"} 1"))
+    }
+
+    @Test("An unreachable server is reported with 08006 naming the credential")
+    func upstreamDown() async throws {
+        let closedPort = try closedLoopbackPort()
+        let fixture = try await ProxyFixture(label: "pg-proxy-down", port: closedPort)
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("credagent proxy for pg-proxy-down: cannot connect to the database"), "\(result.stderr)")
+        let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
+        #expect(sqlState(in: answer) == "08006")
+    }
+
+    @Test("A server certificate from another CA is refused with 08006 saying why")
+    func wrongCA() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-ca", caFile: PostgresPeer.otherCAFile)
+        defer { Task { await fixture.stop() } }
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("credagent proxy for pg-proxy-ca: cannot connect to the database: the server certificate is not trusted"),
+                "\(result.stderr)")
+    }
+
+    @Test("A protocol 3.2 startup reaches the server, whose NegotiateProtocolVersion reaches the client before AuthenticationOk")
+    func protocol32() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-32")
+        defer { Task { await fixture.stop() } }
+        var packet = startupPacket(user: fixture.user)
+        packet[7] = 2
+        let answer = try rawExchange(fixture.socketPath, packet, timeout: 3)
+        // PostgreSQL 15 speaks 3.0: it says so, then the login proceeds.
+        #expect(answer.hasPrefix("v"), "\(answer.prefix(40).debugDescription)")
+        #expect(answer.contains("R\0\0\0\u{8}\0\0\0\0"), "no AuthenticationOk")
+        #expect(answer.contains("Z\0\0\0\u{5}I"), "no ReadyForQuery")
+    }
+
+    @Test("Connections over max_connections are refused with 53300, the others unaffected")
+    func tooManyConnections() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-limit", maxConnections: 1)
+        defer { Task { await fixture.stop() } }
+        let held = try connectUnix(fixture.socketPath)
+        defer { close(held) }
+        try await waitUntil("the held connection is counted", timeout: 10) { fixture.proxy.openConnections == 1 }
+        let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
+        #expect(sqlState(in: answer) == "53300")
+        #expect(answer.contains("too many connections (max_connections is 1)"))
+        close(held)
+        try await waitUntil("the held connection is gone", timeout: 10) { fixture.proxy.openConnections == 0 }
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test("Garbage, a 10 MB length prefix and a startup that never completes get an ErrorResponse and a close")
+    func hostileStartups() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-hostile", handshakeTimeout: .seconds(2))
+        defer { Task { await fixture.stop() } }
+        let garbage = try rawExchange(fixture.socketPath, Array("GET / HTTP/1.1\r\nhost: x\r\n\r\n".utf8))
+        #expect(sqlState(in: garbage) == "08P01")
+        var huge: [UInt8] = [0x00, 0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00]
+        huge += [UInt8](repeating: 0x61, count: 1000)
+        let hugeAnswer = try rawExchange(fixture.socketPath, huge)
+        #expect(sqlState(in: hugeAnswer) == "08P01")
+        #expect(hugeAnswer.contains("invalid length of startup packet"))
+        let started = Date()
+        let partial = try rawExchange(fixture.socketPath, Array(startupPacket(user: fixture.user).prefix(12)))
+        #expect(sqlState(in: partial) == "08P01")
+        #expect(partial.contains("not completed within 2 s"))
+        #expect(Date().timeIntervalSince(started) < 10)
+        // Sessions still work.
+        let result = try await fixture.psql(["SELECT 1"])
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test("Stopping closes the listener and removes the socket; an open session may finish within the grace")
+    func stopGracefully() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-stop")
+        async let open = fixture.psql(["SELECT pg_sleep(1)", "SELECT 'finished'"])
+        try await waitUntil("the session is open", timeout: 20) { fixture.proxy.openConnections == 1 }
+        await fixture.proxy.stop(grace: .seconds(20))
+        #expect(access(fixture.socketPath, F_OK) != 0)
+        let session = try await open
+        #expect(session.status == 0, "\(session.stderr)")
+        #expect(session.stdout.contains("finished"))
+    }
+}
+
+extension ProxyFixture {
+    /// A number from a query run as the admin user (directly, not through the proxy).
+    func psqlAdminCount(_ sql: String) async throws -> Int? {
+        let result = try await ChildProcess.run(
+            (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+            ["-X", "-A", "-t", "-h", "127.0.0.1", "-p", String(PostgresPeer.port),
+             "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres", "-c", sql],
+            environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"])
+        return Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+/// A protocol 3.0 StartupMessage for `user` and the test database.
+func startupPacket(user: String) -> [UInt8] {
+    var body: [UInt8] = [0, 3, 0, 0]
+    for (name, value) in [("user", user), ("database", PostgresPeer.database)] {
+        body += Array(name.utf8) + [0] + Array(value.utf8) + [0]
+    }
+    body.append(0)
+    let length = UInt32(body.count + 4)
+    return [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + body
+}
+
+/// A loopback port nothing listens on (bound, then released).
+func closedLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw TestFailure("no free loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
