@@ -10,9 +10,10 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() async throws {
+        let client = try socket.client
         let rows: [CredentialSummary]
         do {
-            rows = try await socket.client.list()
+            rows = try await client.list()
         } catch {
             throw AgentExit.report(error)
         }
