@@ -30,8 +30,8 @@ static inline CURLcode credagent_curl_setopt_xferinfo(CURL *handle, credagent_cu
 static inline CURLcode credagent_curl_setopt_opensocket(CURL *handle, curl_opensocket_callback value) {
     return curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, value);
 }
-static inline CURLcode credagent_curl_setopt_sockopt(CURL *handle, curl_sockopt_callback value) {
-    return curl_easy_setopt(handle, CURLOPT_SOCKOPTFUNCTION, value);
+static inline CURLcode credagent_curl_setopt_prereq(CURL *handle, curl_prereq_callback value) {
+    return curl_easy_setopt(handle, CURLOPT_PREREQFUNCTION, value);
 }
 static inline CURLcode credagent_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);

@@ -84,6 +84,7 @@ private final class CurlTransfer: Sendable {
     nonisolated(unsafe) var headerLines: [String] = []
     nonisolated(unsafe) var tooLarge = false
     nonisolated(unsafe) var uploadOffset = 0
+    nonisolated(unsafe) var unixSocket: Int32?
     nonisolated(unsafe) var untrustedPeer: UntrustedSocketPeer?
 
     init(request: HTTPRequest, endpoint: EndpointURL) {
@@ -132,10 +133,12 @@ private final class CurlTransfer: Sendable {
         if let socket = request.unixSocketPath {
             set(credagent_curl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket))
             if request.trustedServerUIDs != nil {
-                // The socket is connected and its server checked here, then handed to libcurl.
-                set(credagent_curl_setopt_opensocket(handle, curlOpenCheckedSocket))
+                // The socket is opened here, so that its server can be checked once libcurl has
+                // connected it and before it sends anything.
+                set(credagent_curl_setopt_opensocket(handle, curlOpenSocket))
                 set(credagent_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, context))
-                set(credagent_curl_setopt_sockopt(handle, curlAlreadyConnected))
+                set(credagent_curl_setopt_prereq(handle, curlCheckServer))
+                set(credagent_curl_setopt_pointer(handle, CURLOPT_PREREQDATA, context))
             }
         }
         if let caFile = request.tls.caFile { set(credagent_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
@@ -222,31 +225,21 @@ private final class CurlTransfer: Sendable {
         return headers
     }
 
-    /// Connects to the Unix socket at `address` and returns it if its server runs as a trusted
-    /// uid; else closes it, records why, and lets libcurl fail the transfer before it sends.
-    fileprivate func openCheckedSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+    /// Opens the socket libcurl connects with, and remembers it for ``serverIsTrusted()``.
+    fileprivate func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
         let fd = socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
-        guard fd >= 0 else { return CURL_SOCKET_BAD }
-        // A connect to a listener whose backlog is full waits: bounded by the connect timeout.
-        let connectTimeout = max(request.timeouts.connect, 0.001)
-        var timeout = timeval(tv_sec: Int(connectTimeout), tv_usec: Int((connectTimeout.truncatingRemainder(dividingBy: 1)) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let socketAddress = (UnsafeMutableRawPointer(address) + MemoryLayout<curl_sockaddr>.offset(of: \.addr)!)
-            .assumingMemoryBound(to: sockaddr.self)
-        guard connect(fd, socketAddress, address.pointee.addrlen) == 0 else {
-            close(fd)
-            return CURL_SOCKET_BAD
-        }
-        var noTimeout = timeval()
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &noTimeout, socklen_t(MemoryLayout<timeval>.size))
-        let trusted = request.trustedServerUIDs ?? []
-        let peer = UnixPeerCredentials.of(socket: fd)
-        guard let peer, trusted.contains(peer.uid) else {
-            untrustedPeer = UntrustedSocketPeer(socketPath: request.unixSocketPath ?? "?", serverUID: peer?.uid, trustedUIDs: trusted)
-            close(fd)
-            return CURL_SOCKET_BAD
-        }
+        if fd >= 0 { unixSocket = fd }
         return fd
+    }
+
+    /// Whether the process serving the connected Unix socket runs as a trusted uid; called once
+    /// connected, before the request is sent. When not, records why and the transfer aborts.
+    fileprivate func serverIsTrusted() -> Bool {
+        let trusted = request.trustedServerUIDs ?? []
+        let peer = unixSocket.flatMap { UnixPeerCredentials.of(socket: $0) }
+        if let peer, trusted.contains(peer.uid) { return true }
+        untrustedPeer = UntrustedSocketPeer(socketPath: request.unixSocketPath ?? "?", serverUID: peer?.uid, trustedUIDs: trusted)
+        return false
     }
 
     fileprivate func appendBody(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
@@ -295,10 +288,12 @@ private let curlHeader: credagent_curl_data_callback = { pointer, size, count, u
 private let curlRead: credagent_curl_data_callback = { pointer, size, count, userdata in
     transfer(userdata).readBody(pointer!, size * count)
 }
-private let curlOpenCheckedSocket: curl_opensocket_callback = { userdata, _, address in
-    transfer(userdata).openCheckedSocket(address!)
+private let curlOpenSocket: curl_opensocket_callback = { userdata, _, address in
+    transfer(userdata).openSocket(address!)
 }
-private let curlAlreadyConnected: curl_sockopt_callback = { _, _, _ in CURL_SOCKOPT_ALREADY_CONNECTED }
+private let curlCheckServer: curl_prereq_callback = { userdata, _, _, _, _ in
+    transfer(userdata).serverIsTrusted() ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
+}
 private let curlProgress: credagent_curl_xferinfo_callback = { userdata, _, _, _, _ in
     transfer(userdata).cancelled.load(ordering: .relaxed) ? 1 : 0
 }
