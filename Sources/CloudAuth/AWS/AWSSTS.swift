@@ -53,8 +53,9 @@ struct AWSSTS: Sendable {
                                                           body: body, timeouts: .standard))
         let xml = response.bodyText
         guard response.isSuccess else {
-            let code = AWSResponseParsing.xmlText(xml, "Code")
-            let message = AWSResponseParsing.xmlText(xml, "Message")
+            // STS's documented <Code> and a masked excerpt of its <Message>, never the body.
+            let code = UpstreamText.code(AWSResponseParsing.xmlText(xml, "Code"))
+            let message = AWSResponseParsing.xmlText(xml, "Message").map(UpstreamText.excerpt)
             let detail = code.map { ": \($0)" + (message.map { " - \($0)" } ?? "") } ?? ""
             throw CloudAuthError(response.status >= 500 ? .unavailable : .rejected, source: source,
                                  "STS answered HTTP \(response.status)\(detail)",

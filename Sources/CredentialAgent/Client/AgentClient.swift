@@ -82,10 +82,12 @@ public struct CredentialSummary: Sendable, Decodable {
     public var expiresAt: String?
     public var refreshAt: String?
     public var lastError: String?
+    /// The kind of the last failure (`timeout`, `rejected`, ...; docs/API.md).
+    public var lastErrorCode: String?
 
     private enum CodingKeys: String, CodingKey {
         case name, kind, provider, state, version
-        case expiresAt = "expires_at", refreshAt = "refresh_at", lastError = "last_error"
+        case expiresAt = "expires_at", refreshAt = "refresh_at", lastError = "last_error", lastErrorCode = "last_error_code"
     }
 }
 

@@ -1,12 +1,77 @@
+import CloudAuth
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
-/// Why a refresh that a client waited for did not produce a credential.
-public struct RefreshFailure: Error, Sendable, CustomStringConvertible {
+/// Why a refresh did not produce a credential: a ``Code`` from a closed set (the listing's
+/// `last_error_code`, a 503 answer's `last_error_code`, the `reason` of
+/// `credagent_refresh_failures_total`) and our own message, which names the endpoint or file that
+/// failed and never holds a secret or an upstream body (see ``UpstreamText``).
+public struct RefreshFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure, stable across releases: a ``CloudAuthError/Code`` word when obtaining
+    /// the credential failed, else one of the agent's own.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Kind: Hashable, Sendable {
+            case cloud(CloudAuthError.Code)
+            case removed
+            case other
+        }
+        private let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
+        /// The failure of obtaining the credential, by its ``CloudAuthError/Code``.
+        public init(_ code: CloudAuthError.Code) { self.init(.cloud(code)) }
+
+        public static let invalidInput = Code(CloudAuthError.Code.invalidInput)
+        public static let configuration = Code(CloudAuthError.Code.configuration)
+        public static let unavailable = Code(CloudAuthError.Code.unavailable)
+        public static let timeout = Code(CloudAuthError.Code.timeout)
+        public static let rejected = Code(CloudAuthError.Code.rejected)
+        public static let malformedResponse = Code(CloudAuthError.Code.malformedResponse)
+        /// Also: the credential obtained expires too soon to be served.
+        public static let expired = Code(CloudAuthError.Code.expired)
+        public static let io = Code(CloudAuthError.Code.io)
+        public static let crypto = Code(CloudAuthError.Code.crypto)
+        /// The credential was removed (a reload) or the agent stopped while a client waited.
+        public static let removed = Code(.removed)
+        /// An error that does not say what kind it is.
+        public static let other = Code(.other)
+
+        /// Every code, for a closed set of metric labels.
+        public static let all: [Code] = CloudAuthError.Code.all.map(Code.init) + [removed, other]
+
+        public var description: String {
+            switch kind {
+            case let .cloud(code): code.description
+            case .removed: "removed"
+            case .other: "other"
+            }
+        }
+    }
+
+    public var code: Code
     /// The cause, free of secrets (it names the endpoint or file that failed).
     public var message: String
-    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The failure for an error a credential source threw: a ``CloudAuthError`` keeps its code
+    /// and description; anything else is ``Code/other`` with its description cut to
+    /// ``UpstreamText/excerptLimit`` and masked, as it may quote anything.
+    public init(_ error: any Error) {
+        switch error {
+        case let error as RefreshFailure: self = error
+        case let error as CloudAuthError: self.init(Code(error.code), error.description)
+        default: self.init(.other, UpstreamText.excerpt(String(describing: error)))
+        }
+    }
+
+    static let removedWhileWaiting = RefreshFailure(.removed, "the credential was removed")
+
+    public var description: String { "\(code): \(message)" }
 }
 
 /// Keeps one credential fresh: fetches it when due, retries with backoff, publishes every change
@@ -104,7 +169,7 @@ public final class CredentialRefresher: Sendable {
             defer { inner.waiters.removeAll() }
             return (Array(inner.waiters.values), inner.releaseSourceOnStop)
         }
-        for waiter in waiters { waiter.resume(returning: .failure(RefreshFailure(message: "the credential was removed"))) }
+        for waiter in waiters { waiter.resume(returning: .failure(.removedWhileWaiting)) }
         // The agent stops its refreshers by cancelling them; the release (a revocation request)
         // must still go out, so it runs in a task that does not inherit the cancellation.
         if release { await Task { [source] in await source.shutdown() }.value }
@@ -114,7 +179,7 @@ public final class CredentialRefresher: Sendable {
         let started = now()
         let beginning = inner.withLockedValue { inner in
             inner.forceRequested = false
-            _ = inner.machine.beginFetch(now: started)
+            inner.machine.beginFetch(now: started)
             return inner.machine
         }
         publish(beginning)
@@ -131,15 +196,15 @@ public final class CredentialRefresher: Sendable {
         let jitter = random()
         let (machine, waiters) = inner.withLockedValue { inner in
             switch result {
-            case let .success(credential): _ = inner.machine.fetchSucceeded(credential, now: finished, random: jitter)
-            case let .failure(error): _ = inner.machine.fetchFailed(Self.describe(error), now: finished, random: jitter)
+            case let .success(credential): inner.machine.fetchSucceeded(credential, now: finished, random: jitter)
+            case let .failure(error): inner.machine.fetchFailed(RefreshFailure(error), now: finished, random: jitter)
             }
             defer { inner.waiters.removeAll() }
             return (inner.machine, Array(inner.waiters.values))
         }
         publish(machine)
         metrics.refreshed(duration: elapsed)
-        if machine.lastError == nil {
+        if machine.lastFailure == nil {
             logger.debug("refreshed", metadata: [
                 "version": "\(machine.generation)",
                 "expires_at": "\(Timestamp.format(machine.held?.credential.expiresAt ?? finished))",
@@ -148,12 +213,12 @@ public final class CredentialRefresher: Sendable {
         }
         noteStateChange(at: finished)
         let answer: Result<CredentialSnapshot, RefreshFailure>
-        if let error = machine.lastError {
-            answer = .failure(RefreshFailure(message: error))
+        if let failure = machine.lastFailure {
+            answer = .failure(failure)
         } else if let snapshot = store.snapshot(config.name) {
             answer = .success(snapshot)
         } else {
-            answer = .failure(RefreshFailure(message: "the credential was removed"))
+            answer = .failure(.removedWhileWaiting)
         }
         for waiter in waiters { waiter.resume(returning: answer) }
     }
@@ -168,7 +233,10 @@ public final class CredentialRefresher: Sendable {
         }
         guard let change else { return }
         var metadata: Logger.Metadata = ["from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]
-        if let error = change.machine.lastError { metadata["error"] = "\(error)" }
+        if let failure = change.machine.lastFailure {
+            metadata["error"] = "\(failure.message)"
+            metadata["error_code"] = "\(failure.code)"
+        }
         if let retry = change.machine.retryAt { metadata["retry_at"] = "\(Timestamp.format(retry))" }
         if let held = change.machine.held {
             metadata["expires_at"] = "\(Timestamp.format(held.credential.expiresAt))"
@@ -195,11 +263,11 @@ public final class CredentialRefresher: Sendable {
         // Waiters are always answered: by the refresh they joined, or by `run()` ending.
         return await withCheckedContinuation { continuation in
                 let refused: RefreshFailure? = inner.withLockedValue { inner in
-                    if inner.stopped { return RefreshFailure(message: "the credential was removed") }
+                    if inner.stopped { return .removedWhileWaiting }
                     // A failure a moment ago answers for itself instead of hammering the endpoint.
                     if inner.machine.consecutiveFailures > 0, !inner.machine.fetching, let last = inner.machine.lastAttemptAt,
-                       current.timeIntervalSince(last) < inner.machine.backoff.initial, let error = inner.machine.lastError {
-                        return RefreshFailure(message: error)
+                       current.timeIntervalSince(last) < inner.machine.backoff.initial, let failure = inner.machine.lastFailure {
+                        return failure
                     }
                     inner.waiters[inner.nextWaiterID] = continuation
                     inner.nextWaiterID += 1
@@ -212,10 +280,5 @@ public final class CredentialRefresher: Sendable {
                     signal.fire()
                 }
         }
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let error = error as? RefreshFailure { return error.message }
-        return String(describing: error)
     }
 }
