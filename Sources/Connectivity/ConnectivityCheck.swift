@@ -70,7 +70,7 @@ public struct ConnectivityCheck: Sendable {
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         default:
             return failed(ProbeFailure(.invalidInput, "kind '\(kind)' has no connectivity check",
-                                       hint: "kinds are postgres, redis and vault"))
+                                       remedy: "kinds are postgres, redis and vault"))
         }
         report.provider = provider
         return report
