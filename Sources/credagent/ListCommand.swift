@@ -26,7 +26,9 @@ struct ListCommand: AsyncParsableCommand {
         let lines = rows.map { row -> [String] in
             let expiresIn = row.expiresAt.flatMap(parser.date(from:)).map { Self.duration($0.timeIntervalSince(now)) } ?? "-"
             return [row.name, row.kind, row.provider, row.state, String(row.version), expiresIn,
-                    row.lastError.map { String($0.prefix(80)) } ?? ""]
+                    row.lastError.map { message in
+                        String(((row.lastErrorCode.map { "[\($0)] " } ?? "") + message).prefix(80))
+                    } ?? ""]
         }
         let widths = header.indices.map { column in ([header] + lines).map { $0[column].count }.max() ?? 0 }
         return ([header] + lines).map { cells in

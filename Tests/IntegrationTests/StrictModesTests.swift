@@ -79,6 +79,16 @@ private func realScratchDirectory(_ label: String) throws -> String {
 
         chmod(socketDirectory, 0o750)
         chmod(directory, 0o755)
+        // A symbolic link to the sound config, in a directory anyone may write: it could be
+        // pointed elsewhere.
+        let open = directory + "/open"
+        mkdir(open, 0o777)
+        chmod(open, 0o777)
+        symlink(configPath, open + "/agent.yaml")
+        let linked = try await runCredagent(["run", "--config", open + "/agent.yaml"], environment: unreachableMetadata)
+        #expect(linked.status == 2)
+        #expect(linked.stderr.contains("\(open) is writable by every user (mode 0777); chmod o-w \(open)"), "\(linked.stderr)")
+
         let agent = try await AgentProcess(label: "strict-modes-ok", config: minimalConfig(socket: "SOCKET"),
                                            environment: unreachableMetadata)
         #expect(try await agent.request("GET", "/v1/health").status == 200)

@@ -22,7 +22,7 @@ enum AWSResponseParsing {
         var expiration: Date?
         if let text = object["Expiration"] as? String {
             guard let date = timestamp(text) else {
-                throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(text)' is not an ISO 8601 time")
+                throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(text))' is not an ISO 8601 time")
             }
             expiration = date
         }

@@ -69,7 +69,7 @@ struct AWSSTS: Sendable {
                                  "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
         }
         guard let expiration = AWSResponseParsing.timestamp(expirationText) else {
-            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(expirationText)' is not an ISO 8601 time")
+            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(expirationText))' is not an ISO 8601 time")
         }
         return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),
                               expiration: expiration, source: label)

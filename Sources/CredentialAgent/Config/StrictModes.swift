@@ -23,7 +23,8 @@ public struct UnsafePathError: Error, Sendable, Equatable, CustomStringConvertib
 /// directory above it, up to `/`, must be owned by root or the agent's uid and writable by no one
 /// else. A directory above the path checked may be writable by others when it has the sticky bit
 /// (as `/tmp`): others can then neither remove nor rename the entries they do not own.
-/// Symbolic links are followed: the rules apply to the path they resolve to.
+/// Symbolic links are followed: the rules apply to the path they resolve to, and to the
+/// directories above the path as written.
 public enum StrictModes {
     /// Throws when `path` or a directory above it may be changed by a uid other than `trusted`
     /// and root. `info` is the already opened file's status, so that the file checked is the
@@ -41,15 +42,24 @@ public enum StrictModes {
                                   remedy: "check its permissions")
         }
         try checkEntry(real, target, trusted: trusted, stickyExempt: false)
-        var directory = (real as NSString).deletingLastPathComponent
+        // The directories above the path as written too: a symbolic link in a directory others
+        // may write could be pointed elsewhere.
+        let written = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        try checkDirectories(above: real, trusted: trusted)
+        if written != real { try checkDirectories(above: written, trusted: trusted) }
+    }
+
+    /// Checks every directory above `path`, up to `/`.
+    private static func checkDirectories(above path: String, trusted: uid_t) throws(UnsafePathError) {
+        var directory = (path as NSString).deletingLastPathComponent
         while true {
-            var parent = stat()
-            guard stat(directory, &parent) == 0 else {
+            var info = stat()
+            guard stat(directory, &info) == 0 else {
                 throw UnsafePathError(path: directory, problem: "cannot be examined: \(String(cString: strerror(errno)))",
                                       remedy: "check its permissions")
             }
-            try checkEntry(directory, parent, trusted: trusted, stickyExempt: true)
-            if directory == "/" { break }
+            try checkEntry(directory, info, trusted: trusted, stickyExempt: true)
+            if directory == "/" || directory.isEmpty { break }
             directory = (directory as NSString).deletingLastPathComponent
         }
     }
