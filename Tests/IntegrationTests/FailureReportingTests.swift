@@ -85,13 +85,16 @@ private let config = """
         #expect((forced.body["error"] as? [String: Any])?["code"] as? String == "refresh_failed")
         #expect((forced.body["error"] as? [String: Any])?["last_error_code"] as? String == "rejected")
 
+        let table = try await runCredagent(["list", "--socket", agent.socketPath])
+        #expect(table.stdout.contains("failed  0        -           [rejected] "), "\(table.stdout)")
+
         let metrics = try await agent.request("GET", "/metrics").bodyText
         #expect(metrics.contains(#"credagent_refresh_failures_total{credential="az-pg",reason="rejected"} "#), "\(metrics)")
         #expect(await agent.stop() == 0)
         let log = agent.log
         #expect(log.contains("error_code=rejected"))
         let seen = [("listing", listing.stdout), ("503", "\(unavailable.body)"), ("refresh 503", "\(forced.body)"),
-                    ("metrics", metrics), ("log", log)]
+                    ("metrics", metrics), ("log", log), ("credagent list", table.stdout)]
         for (place, text) in seen {
             for secret in echoedSecrets {
                 #expect(!text.contains(secret), "\(place) holds \(secret)")
