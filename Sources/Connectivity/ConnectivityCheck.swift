@@ -44,11 +44,11 @@ public struct ConnectivityCheck: Sendable {
             if let kind, CredentialKind(rawValue: kind) == nil {
                 return ProbeReport(name: name, kind: kind, endpoint: "-", failure: ProbeFailure(
                     .invalidInput, "kind '\(kind)' has no connectivity check",
-                    hint: "kinds are \(CredentialKind.allCases.map(\.rawValue).joined(separator: ", ").replacingLastComma)"))
+                    remedy: "kinds are \(CredentialKind.allCases.map(\.rawValue).joined(separator: ", ").replacingLastComma)"))
             }
             return ProbeReport(name: name, kind: kind ?? "-", endpoint: "-", failure: ProbeFailure(
                 .invalidInput, "the agent's answer is not a credential this client understands",
-                hint: "is the agent a newer version than this credagent?"))
+                remedy: "is the agent a newer version than this credagent?"))
         }
         var check = ConnectivityCheck(credential)
         if let caFile { check.connection.caFile = caFile }

@@ -67,16 +67,16 @@ public struct ProbeCause: Hashable, Sendable, CustomStringConvertible {
 public struct ProbeFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public var cause: ProbeCause
     public var message: String
-    public var hint: String?
+    public var remedy: String?
 
-    public init(_ cause: ProbeCause, _ message: String, hint: String? = nil) {
+    public init(_ cause: ProbeCause, _ message: String, remedy: String? = nil) {
         self.cause = cause
         self.message = message
-        self.hint = hint
+        self.remedy = remedy
     }
 
     public var description: String {
-        "\(cause): \(message)" + (hint.map { " (\($0))" } ?? "")
+        "\(cause): \(message)" + (remedy.map { " (\($0))" } ?? "")
     }
 }
 
@@ -101,7 +101,7 @@ public struct ProbeDetail: Sendable, Equatable {
 }
 
 /// The outcome of one connectivity check: where it went, how long each step took, what the
-/// server said about itself, and the failure's cause and hint when it failed.
+/// server said about itself, and the failure's cause and remedy when it failed.
 public struct ProbeReport: Sendable, Equatable {
     /// The credential or target name.
     public var name: String
@@ -152,7 +152,7 @@ extension ProbeReport {
         return [name, kind, provider ?? "-", result, latency, detail.singleLine]
     }
 
-    /// Reports as an aligned text table, then one `hint:` line per failure that has a hint.
+    /// Reports as an aligned text table, then one `remedy:` line per failure that has a remedy.
     public static func table(_ reports: [ProbeReport]) -> String {
         let rows = [tableHeader] + reports.map(\.tableRow)
         let widths = (0..<tableHeader.count - 1).map { column in rows.map { $0[column].count }.max() ?? 0 }
@@ -161,14 +161,14 @@ extension ProbeReport {
                 .joined(separator: "  ") + "  " + row.last!
         }
         for report in reports {
-            if let hint = report.failure?.hint { lines.append("hint: \(report.name): \(hint)") }
+            if let remedy = report.failure?.remedy { lines.append("remedy: \(report.name): \(remedy)") }
         }
         return lines.map { $0.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression) }
             .joined(separator: "\n") + "\n"
     }
 
     /// This report as a JSON object:
-    /// `{name, kind, provider, endpoint, ok, latency_ms: {step: ms, total}, details: {...}, failure: {cause, message, hint}}`.
+    /// `{name, kind, provider, endpoint, ok, latency_ms: {step: ms, total}, details: {...}, failure: {cause, message, remedy}}`.
     public var jsonObject: [String: Any] {
         var latency: [String: Any] = ["total": Self.roundedMilliseconds(totalSeconds)]
         for step in steps { latency[step.name] = Self.roundedMilliseconds(step.seconds) }
@@ -179,7 +179,7 @@ extension ProbeReport {
         object["provider"] = provider ?? NSNull()
         if let failure {
             object["failure"] = ["cause": failure.cause.description, "message": failure.message,
-                                 "hint": failure.hint ?? NSNull()] as [String: Any]
+                                 "remedy": failure.remedy ?? NSNull()] as [String: Any]
         } else {
             object["failure"] = NSNull()
         }

@@ -153,7 +153,7 @@ public final class Agent: Service, Sendable {
         let new: AgentConfig
         do {
             let path = configPath
-            new = try await BlockingExecutor.shared.run { try AgentConfig.load(path: path) }
+            new = try await BlockingExecutor.shared.run { try AgentConfig.load(path: path, trusting: getuid()) }
         } catch {
             logger.error("reload rejected; the running config stays", metadata: ["error": "\(error)"])
             return

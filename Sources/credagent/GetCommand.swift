@@ -28,7 +28,7 @@ struct GetCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Refresh first if fewer seconds than this would remain.") var minValid: Int?
 
     func run() async throws {
-        let client = socket.client
+        let client = try socket.client
         do {
             let body = try await client.credentialJSON(name: name, minValid: minValid)
             let credential = try JSONDecoder().decode(ServedCredential.self, from: Data(body))

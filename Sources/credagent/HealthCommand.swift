@@ -17,7 +17,7 @@ struct HealthCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() async throws {
-        let client = socket.client
+        let client = try socket.client
         do {
             if ready {
                 try await client.ready()

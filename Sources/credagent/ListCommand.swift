@@ -11,9 +11,10 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() async throws {
+        let client = try socket.client
         let rows: [CredentialSummary]
         do {
-            rows = try await socket.client.list()
+            rows = try await client.list()
         } catch {
             throw AgentExit.report(error)
         }
@@ -25,7 +26,9 @@ struct ListCommand: AsyncParsableCommand {
         let lines = rows.map { row -> [String] in
             let expiresIn = row.expiresAt.flatMap(Timestamp.parse).map { Self.duration($0.timeIntervalSince(now)) } ?? "-"
             return [row.name, row.kind, row.provider, row.state, String(row.version), expiresIn,
-                    row.lastError.map { String($0.prefix(80)) } ?? ""]
+                    row.lastError.map { message in
+                        String(((row.lastErrorCode.map { "[\($0)] " } ?? "") + message).prefix(80))
+                    } ?? ""]
         }
         let widths = header.indices.map { column in ([header] + lines).map { $0[column].count }.max() ?? 0 }
         return ([header] + lines).map { cells in

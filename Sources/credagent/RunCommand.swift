@@ -34,7 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "credagent") { AgentLogHandler(label: $0, format: format, level: level) }
         let agent: Agent
         do {
-            let loaded = try AgentConfig.load(path: config)
+            let loaded = try AgentConfig.load(path: config, trusting: getuid())
             agent = try Agent(config: loaded, configPath: config, logger: logger)
             try await agent.startListening()
         } catch {

@@ -8,7 +8,24 @@ struct SocketOptions: ParsableArguments {
                                             discussion: "Default: $CREDAGENT_SOCKET, else /run/credagent/agent.sock."))
     var socket: String?
 
-    var client: AgentClient { AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath()) }
+    @Option(name: .long, help: ArgumentHelp(
+        "The uid (or user name) the agent runs as, when it is neither root nor your own.",
+        discussion: "Default: $CREDAGENT_SERVER_UID. A socket served by any other uid is refused."))
+    var serverUID: String?
+
+    /// The client for the chosen socket, trusting root, the caller's uid and the server uid
+    /// given; a server uid that names no one is reported and exits 2.
+    var client: AgentClient {
+        get throws {
+            do {
+                let uid = try serverUID.map { try AgentClient.serverUID(parsing: $0, from: "--server-uid") }
+                    ?? AgentClient.defaultServerUID()
+                return AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath(), serverUID: uid)
+            } catch {
+                throw AgentExit.report(error)
+            }
+        }
+    }
 }
 
 /// Exit codes of the CLI (DESIGN section 6).
@@ -22,7 +39,7 @@ enum AgentExit {
         FileHandle.standardError.write(Data("credagent: \(error)\n".utf8))
         if let error = error as? AgentClientError {
             if error.unreachable { return unreachable }
-            return error.code == "invalid_name" ? usage : checkFailed
+            return ["invalid_name", "invalid_server_uid"].contains(error.code) ? usage : checkFailed
         }
         return checkFailed
     }

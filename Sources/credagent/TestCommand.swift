@@ -48,7 +48,7 @@ struct TestCommand: AsyncParsableCommand {
 
     /// Fetches each credential from the agent and checks it.
     private func agentReports() async throws -> [ProbeReport] {
-        let client = socket.client
+        let client = try socket.client
         let credentials: [(name: String, kind: String, provider: String?)]
         do {
             if let name {

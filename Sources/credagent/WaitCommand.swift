@@ -39,7 +39,7 @@ struct WaitCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = socket.client
+        let client = try socket.client
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int64((DurationText.seconds(timeout) ?? 60) * 1000))
         var lastFailure: AgentClientError?

@@ -11,7 +11,7 @@ import Testing
         details: [ProbeDetail("server_version", "15.20"), ProbeDetail("tls", "TLSv1.3")])
     private let failed = ProbeReport(
         name: "sessions", kind: "redis", endpoint: "cache:6379", steps: [ProbeStep("connect", seconds: 0.5)],
-        failure: ProbeFailure(.rejected, "AUTH was refused: WRONGPASS", hint: "check the token"))
+        failure: ProbeFailure(.rejected, "AUTH was refused: WRONGPASS", remedy: "check the token"))
 
     @Test func rendersAnAlignedTableWithHints() {
         let table = ProbeReport.table([passed, failed])
@@ -19,7 +19,7 @@ import Testing
             NAME       KIND      PROVIDER  RESULT           LATENCY   DETAIL
             orders-db  postgres  aws       ok               13.0 ms   server_version=15.20 tls=TLSv1.3
             sessions   redis     -         FAIL (rejected)  500.0 ms  AUTH was refused: WRONGPASS
-            hint: sessions: check the token
+            remedy: sessions: check the token
 
             """)
     }
@@ -39,7 +39,7 @@ import Testing
         #expect((first["details"] as? [String: String])?["tls"] == "TLSv1.3")
         let failure = try #require(checks[1]["failure"] as? [String: Any])
         #expect(failure["cause"] as? String == "rejected")
-        #expect(failure["hint"] as? String == "check the token")
+        #expect(failure["remedy"] as? String == "check the token")
         #expect(checks[1]["provider"] is NSNull)
     }
 }
@@ -62,7 +62,7 @@ import Testing
             """
         let report = await ConnectivityCheck.run(answer: Array(answer.utf8), name: "x")
         #expect(report.failure?.cause == .invalidInput)
-        #expect(report.failure?.hint?.contains("postgres, redis and vault") == true)
+        #expect(report.failure?.remedy?.contains("postgres, redis and vault") == true)
     }
 
     @Test func theProviderIsCarriedIntoTheProbesReport() async throws {

@@ -104,7 +104,7 @@ private final class ManualClock: Sendable {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         var machine = RefreshStateMachine(policy: RefreshConfig().policy, backoff: RefreshConfig().backoff)
         #expect(!machine.answersClient(minValid: 0, force: false, at: start))
-        _ = machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
+        machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
                                                     expiresAt: start.addingTimeInterval(900)), now: start, random: 0)
         // Within the spacing interval even a forced refresh is answered with the held secret.
         #expect(machine.answersClient(minValid: 10_000, force: true, at: start.addingTimeInterval(4.9)))

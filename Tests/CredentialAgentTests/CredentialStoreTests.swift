@@ -17,7 +17,7 @@ private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachi
     var machine = RefreshStateMachine(policy: RefreshConfig().policy, backoff: RefreshConfig().backoff)
     for index in 0..<versions {
         let issued = t0.addingTimeInterval(Double(index))
-        _ = machine.fetchSucceeded(IssuedCredential(username: "kong", secret: Secret("\(secret)\(index)"), issuedAt: issued,
+        machine.fetchSucceeded(IssuedCredential(username: "kong", secret: Secret("\(secret)\(index)"), issuedAt: issued,
                                                     expiresAt: issued.addingTimeInterval(900)),
                                    now: issued, random: 0)
     }
@@ -136,7 +136,7 @@ private final class Calls: Sendable {
     @Test func readsDoNotWaitForAnInFlightRefresh() throws {
         let store = CredentialStore()
         var refreshing = machine(versions: 1)
-        _ = refreshing.beginFetch(now: t0.addingTimeInterval(600))
+        refreshing.beginFetch(now: t0.addingTimeInterval(600))
         store.register(descriptor(), refreshing, owner: owner)
         let snapshot = try #require(store.snapshot("orders-db"))
         #expect(snapshot.state(at: t0.addingTimeInterval(600)) == .refreshing)

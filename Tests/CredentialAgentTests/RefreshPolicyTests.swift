@@ -95,9 +95,10 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
         var machine = machine()
         #expect(machine.state(at: t0) == .pending)
         #expect(machine.nextFetch(now: t0) == t0)
-        #expect(machine.beginFetch(now: t0) == .init(from: .pending, to: .pending))
-        let transition = machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
-        #expect(transition == .init(from: .pending, to: .valid))
+        machine.beginFetch(now: t0)
+        #expect(machine.state(at: t0) == .pending)
+        machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
+        #expect(machine.state(at: t0) == .valid)
         #expect(machine.generation == 1)
         #expect(machine.nextFetch(now: t0) == t0.addingTimeInterval(594))
         #expect(machine.servable(at: t0.addingTimeInterval(884)) != nil)
@@ -106,19 +107,21 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
 
     @Test func failingRefreshServesTheOldSecretUntilItsWindowCloses() {
         var machine = machine()
-        _ = machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
+        machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
         var now = t0.addingTimeInterval(594)
-        #expect(machine.beginFetch(now: now) == .init(from: .valid, to: .refreshing))
+        machine.beginFetch(now: now)
+        #expect(machine.state(at: now) == .refreshing)
         #expect(machine.settledState(at: now) == .valid)
-        #expect(machine.fetchFailed("sts: unavailable", now: now, random: 0.5) == .init(from: .refreshing, to: .stale))
+        machine.fetchFailed(RefreshFailure(.unavailable, "sts: unavailable"), now: now, random: 0.5)
+        #expect(machine.state(at: now) == .stale)
         #expect(machine.retryAt == now.addingTimeInterval(0.5))
         #expect(machine.servable(at: now) != nil)
         // Retries back off: bounds 1, 2, 4, 8 ... seconds.
         for failures in 2...6 {
             now = machine.retryAt!
-            _ = machine.beginFetch(now: now)
+            machine.beginFetch(now: now)
             #expect(machine.settledState(at: now) == .stale)
-            _ = machine.fetchFailed("sts: unavailable", now: now, random: 0.5)
+            machine.fetchFailed(RefreshFailure(.timeout, "sts: no answer"), now: now, random: 0.5)
             #expect(machine.consecutiveFailures == failures)
             #expect(machine.retryAt == now.addingTimeInterval(standard.backoff.bound(failures: failures) * 0.5))
         }
@@ -127,36 +130,39 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
         let late = t0.addingTimeInterval(885)
         #expect(machine.state(at: late) == .expired)
         #expect(machine.servable(at: late) == nil)
-        #expect(machine.lastError == "sts: unavailable")
+        #expect(machine.lastFailure == RefreshFailure(.timeout, "sts: no answer"))
+        #expect(machine.failuresByCode == [.unavailable: 1, .timeout: 5])
         #expect(machine.generation == 1)
     }
 
     @Test func nextWakeIncludesTheEndOfTheServingWindow() {
         var machine = machine()
-        _ = machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
+        machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
         let now = t0.addingTimeInterval(880)
-        for _ in 1...4 { _ = machine.fetchFailed("down", now: now, random: 0.99) }
+        for _ in 1...4 { machine.fetchFailed(RefreshFailure(.unavailable, "down"), now: now, random: 0.99) }
         #expect(machine.retryAt! > t0.addingTimeInterval(885))
         #expect(machine.nextWake(now: now) == t0.addingTimeInterval(885))
     }
 
     @Test func recoveryAfterExpiry() {
         var machine = machine()
-        _ = machine.fetchSucceeded(credential(lifetime: 20), now: t0, random: 0)
-        _ = machine.fetchFailed("down", now: t0.addingTimeInterval(10), random: 0)
+        machine.fetchSucceeded(credential(lifetime: 20), now: t0, random: 0)
+        machine.fetchFailed(RefreshFailure(.unavailable, "down"), now: t0.addingTimeInterval(10), random: 0)
         #expect(machine.state(at: t0.addingTimeInterval(16)) == .expired)
         let now = t0.addingTimeInterval(30)
-        let transition = machine.fetchSucceeded(credential(issued: now, lifetime: 20), now: now, random: 0)
-        #expect(transition == .init(from: .expired, to: .valid))
+        #expect(machine.state(at: now) == .expired)
+        machine.fetchSucceeded(credential(issued: now, lifetime: 20), now: now, random: 0)
+        #expect(machine.state(at: now) == .valid)
         #expect(machine.consecutiveFailures == 0)
-        #expect(machine.lastError == nil)
+        #expect(machine.lastFailure == nil)
         #expect(machine.retryAt == nil)
         #expect(machine.generation == 2)
     }
 
     @Test func neverObtainedIsFailed() {
         var machine = machine()
-        #expect(machine.fetchFailed("no identity", now: t0, random: 0) == .init(from: .pending, to: .failed))
+        machine.fetchFailed(RefreshFailure(.rejected, "no identity"), now: t0, random: 0)
+        #expect(machine.state(at: t0) == .failed)
         #expect(machine.servable(at: t0) == nil)
         #expect(machine.generation == 0)
     }
@@ -164,20 +170,22 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
     @Test func aCredentialTooShortToServeCountsAsAFailure() {
         var machine = machine()
         let stale = credential(issued: t0.addingTimeInterval(-900), lifetime: 905)
-        #expect(machine.fetchSucceeded(stale, now: t0, random: 0) == .init(from: .pending, to: .failed))
-        #expect(machine.lastError?.contains("too soon to be served") == true)
+        machine.fetchSucceeded(stale, now: t0, random: 0)
+        #expect(machine.state(at: t0) == .failed)
+        #expect(machine.lastFailure?.code == .expired)
+        #expect(machine.lastFailure?.message.contains("too soon to be served") == true)
     }
 
     @Test func skewedIssueTimeDoesNotCauseARefreshLoop() {
         var machine = machine()
         // Issued (by the server's clock) 10 minutes ago: the computed point is already past.
-        _ = machine.fetchSucceeded(credential(issued: t0.addingTimeInterval(-600), lifetime: 900), now: t0, random: 0)
+        machine.fetchSucceeded(credential(issued: t0.addingTimeInterval(-600), lifetime: 900), now: t0, random: 0)
         #expect(machine.nextFetch(now: t0) > t0)
     }
 
     @Test func versionCountsOnFromAReplacedCredential() {
         var machine = RefreshStateMachine(policy: standard.policy, backoff: standard.backoff, version: 7)
-        _ = machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
+        machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
         #expect(machine.generation == 8)
     }
 }

@@ -48,7 +48,7 @@ private let everyProviderConfig = """
     """
 
 /// Azure and GCP only, for tests that do not need moto.
-private let emulatorOnlyConfig = """
+let emulatorOnlyConfig = """
     socket:
       path: SOCKET
     refresh:

@@ -6,7 +6,7 @@ import Testing
 
 /// Asserts that no text of the report holds the secret.
 private func expectNoSecret(_ report: ProbeReport, _ secrets: Secret..., sourceLocation: SourceLocation = #_sourceLocation) {
-    let texts = [report.failure?.message ?? "", report.failure?.hint ?? "", ProbeReport.table([report]),
+    let texts = [report.failure?.message ?? "", report.failure?.remedy ?? "", ProbeReport.table([report]),
                  ProbeReport.json([report])]
     for secret in secrets {
         for text in texts {
@@ -65,13 +65,13 @@ struct PostgresProbeTests {
             $0.database = PostgresPeer.tlsOnlyDatabase
         }
         #expect(report.failure?.cause == .tlsRequired)
-        #expect(report.failure?.hint?.contains("sslmode") == true)
+        #expect(report.failure?.remedy?.contains("sslmode") == true)
     }
 
     @Test func aCertificateFromAnotherCAIsNotTrusted() async throws {
         let report = try await probe { $0.caFile = PostgresPeer.otherCAFile }
         #expect(report.failure?.cause == .untrustedCertificate)
-        #expect(report.failure?.hint?.contains("ca_file") == true)
+        #expect(report.failure?.remedy?.contains("ca_file") == true)
     }
 
     @Test func aHostNameTheCertificateDoesNotNameIsRefused() async throws {
@@ -153,13 +153,13 @@ struct RedisProbeTests {
             $0.ioTimeout = 1
         }
         #expect(report.failure?.cause == .tlsUnavailable)
-        #expect(report.failure?.hint?.contains("TLS") == true)
+        #expect(report.failure?.remedy?.contains("TLS") == true)
     }
 
     @Test func plainTCPToTheTLSPortIsRecognised() async throws {
         let report = try await probe { $0.tls = false }
         #expect(report.failure?.cause == .closed)
-        #expect(report.failure?.hint?.contains("tls") == true)
+        #expect(report.failure?.remedy?.contains("tls") == true)
     }
 
     @Test func aCertificateFromAnotherCAIsNotTrusted() async throws {

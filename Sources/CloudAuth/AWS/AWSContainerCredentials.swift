@@ -50,7 +50,7 @@ struct AWSContainerCredentials: Sendable {
         }
         guard response.isSuccess else {
             let detail = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
-                .flatMap { $0["message"] as? String ?? $0["Message"] as? String }
+                .flatMap { $0["message"] as? String ?? $0["Message"] as? String }.map(UpstreamText.excerpt)
             throw CloudAuthError(response.status >= 500 ? .unavailable : .rejected, source: source,
                                  "answered HTTP \(response.status)" + (detail.map { ": \($0)" } ?? ""))
         }

@@ -10,8 +10,9 @@ enum AWSResponseParsing {
             throw CloudAuthError(.malformedResponse, source: source, "the answer is not a JSON object")
         }
         if let code = object["Code"] as? String, code != "Success" {
+            let message = (object["Message"] as? String).map(UpstreamText.excerpt) ?? "no message"
             throw CloudAuthError(.rejected, source: source,
-                                 "the endpoint reported \(code): \(object["Message"] as? String ?? "no message")")
+                                 "the endpoint reported \(UpstreamText.code(code) ?? "an error"): \(message)")
         }
         guard let accessKey = object["AccessKeyId"] as? String, !accessKey.isEmpty,
               let secret = object["SecretAccessKey"] as? String, !secret.isEmpty else {
@@ -21,7 +22,7 @@ enum AWSResponseParsing {
         var expiration: Date?
         if let text = object["Expiration"] as? String {
             guard let date = Timestamp.parse(text) else {
-                throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(text)' is not an ISO 8601 time")
+                throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(text))' is not an ISO 8601 time")
             }
             expiration = date
         }

@@ -53,8 +53,9 @@ struct AWSSTS: Sendable {
                                                           body: body, timeouts: .standard))
         let xml = response.bodyText
         guard response.isSuccess else {
-            let code = AWSResponseParsing.xmlText(xml, "Code")
-            let message = AWSResponseParsing.xmlText(xml, "Message")
+            // STS's documented <Code> and a masked excerpt of its <Message>, never the body.
+            let code = UpstreamText.code(AWSResponseParsing.xmlText(xml, "Code"))
+            let message = AWSResponseParsing.xmlText(xml, "Message").map(UpstreamText.excerpt)
             let detail = code.map { ": \($0)" + (message.map { " - \($0)" } ?? "") } ?? ""
             throw CloudAuthError(response.status >= 500 ? .unavailable : .rejected, source: source,
                                  "STS answered HTTP \(response.status)\(detail)",
@@ -68,7 +69,7 @@ struct AWSSTS: Sendable {
                                  "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
         }
         guard let expiration = Timestamp.parse(expirationText) else {
-            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(expirationText)' is not an ISO 8601 time")
+            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(expirationText))' is not an ISO 8601 time")
         }
         return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),
                               expiration: expiration, source: label)

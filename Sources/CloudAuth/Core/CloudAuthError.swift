@@ -1,11 +1,13 @@
 /// An error from obtaining a credential: which source failed, why, and what to do about it.
 ///
-/// Messages name endpoints, files and keys, never secret values. `code` is a short, stable token
-/// fit for a metric label or a JSON `code` field.
+/// Messages are our own: they name endpoints, files and keys, never secret values, and carry of
+/// an upstream error answer only what ``UpstreamText`` lets through (the service's documented
+/// error code and a masked, bounded excerpt of its message). `code` is a short, stable token from
+/// a closed set (``Code/all``), fit for a metric label or a JSON `code` field.
 public struct CloudAuthError: Error, Sendable, CustomStringConvertible, Equatable {
     /// The kind of failure, stable across releases.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Kind: String, Sendable {
+        private enum Kind: String, Sendable, CaseIterable {
             case invalidInput = "invalid_input"
             case configuration
             case unavailable
@@ -37,6 +39,9 @@ public struct CloudAuthError: Error, Sendable, CustomStringConvertible, Equatabl
         public static let io = Code(.io)
         /// A cryptographic operation failed (bad key, library error).
         public static let crypto = Code(.crypto)
+
+        /// Every code, for a closed set of metric labels.
+        public static let all: [Code] = Kind.allCases.map(Code.init)
 
         public var description: String { kind.rawValue }
     }

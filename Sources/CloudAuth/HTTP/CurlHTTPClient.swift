@@ -1,6 +1,9 @@
 import CCurl
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The HTTP client for every outbound call: libcurl easy handles run on a ``BlockingExecutor``.
 ///
@@ -81,6 +84,8 @@ private final class CurlTransfer: Sendable {
     nonisolated(unsafe) var headerLines: [String] = []
     nonisolated(unsafe) var tooLarge = false
     nonisolated(unsafe) var uploadOffset = 0
+    nonisolated(unsafe) var unixSocket: Int32?
+    nonisolated(unsafe) var untrustedPeer: UntrustedSocketPeer?
 
     init(request: HTTPRequest, endpoint: EndpointURL) {
         self.request = request
@@ -127,6 +132,14 @@ private final class CurlTransfer: Sendable {
         }
         if let socket = request.unixSocketPath {
             set(credagent_curl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket))
+            if request.trustedServerUIDs != nil {
+                // The socket is opened here, so that its server can be checked once libcurl has
+                // connected it and before it sends anything.
+                set(credagent_curl_setopt_opensocket(handle, curlOpenSocket))
+                set(credagent_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, context))
+                set(credagent_curl_setopt_prereq(handle, curlCheckServer))
+                set(credagent_curl_setopt_pointer(handle, CURLOPT_PREREQDATA, context))
+            }
         }
         if let caFile = request.tls.caFile { set(credagent_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
         switch request.method {
@@ -166,6 +179,7 @@ private final class CurlTransfer: Sendable {
 
         if cancelled.load(ordering: .relaxed) { throw CancellationError() }
         let result = curl_easy_perform(handle)
+        if let untrustedPeer { throw untrustedPeer }
         if tooLarge || result == CURLE_FILESIZE_EXCEEDED {
             throw fail(.malformedResponse, "the response is larger than \(request.maxResponseBytes) bytes")
         }
@@ -209,6 +223,23 @@ private final class CurlTransfer: Sendable {
             headers.add(name, value)
         }
         return headers
+    }
+
+    /// Opens the socket libcurl connects with, and remembers it for ``serverIsTrusted()``.
+    fileprivate func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        let fd = socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
+        if fd >= 0 { unixSocket = fd }
+        return fd
+    }
+
+    /// Whether the process serving the connected Unix socket runs as a trusted uid; called once
+    /// connected, before the request is sent. When not, records why and the transfer aborts.
+    fileprivate func serverIsTrusted() -> Bool {
+        let trusted = request.trustedServerUIDs ?? []
+        let peer = unixSocket.flatMap { UnixPeerCredentials.of(socket: $0) }
+        if let peer, trusted.contains(peer.uid) { return true }
+        untrustedPeer = UntrustedSocketPeer(socketPath: request.unixSocketPath ?? "?", serverUID: peer?.uid, trustedUIDs: trusted)
+        return false
     }
 
     fileprivate func appendBody(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
@@ -256,6 +287,12 @@ private let curlHeader: credagent_curl_data_callback = { pointer, size, count, u
 }
 private let curlRead: credagent_curl_data_callback = { pointer, size, count, userdata in
     transfer(userdata).readBody(pointer!, size * count)
+}
+private let curlOpenSocket: curl_opensocket_callback = { userdata, _, address in
+    transfer(userdata).openSocket(address!)
+}
+private let curlCheckServer: curl_prereq_callback = { userdata, _, _, _, _ in
+    transfer(userdata).serverIsTrusted() ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT
 }
 private let curlProgress: credagent_curl_xferinfo_callback = { userdata, _, _, _, _ in
     transfer(userdata).cancelled.load(ordering: .relaxed) ? 1 : 0

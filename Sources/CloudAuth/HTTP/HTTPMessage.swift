@@ -63,10 +63,14 @@ public struct HTTPRequest: Sendable {
     public var tls: TLSOptions
     /// Talk HTTP over this Unix socket instead of TCP (the URL's host then only fills `Host`).
     public var unixSocketPath: String?
+    /// With `unixSocketPath`: the uids the process serving the socket may run as, checked with
+    /// `SO_PEERCRED` on connecting, before anything is sent; another one fails the request with
+    /// ``UntrustedSocketPeer``. Nil accepts any.
+    public var trustedServerUIDs: Set<UInt32>?
 
     public init(method: String = "GET", url: String, headers: HTTPHeaders = [:], body: [UInt8] = [],
                 timeouts: HTTPTimeouts = .standard, maxResponseBytes: Int = 1 << 20,
-                tls: TLSOptions = TLSOptions(), unixSocketPath: String? = nil) {
+                tls: TLSOptions = TLSOptions(), unixSocketPath: String? = nil, trustedServerUIDs: Set<UInt32>? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -75,6 +79,7 @@ public struct HTTPRequest: Sendable {
         self.maxResponseBytes = maxResponseBytes
         self.tls = tls
         self.unixSocketPath = unixSocketPath
+        self.trustedServerUIDs = trustedServerUIDs
     }
 }
 

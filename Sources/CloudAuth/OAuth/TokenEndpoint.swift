@@ -44,36 +44,32 @@ public enum FormEncoding {
 /// and token endpoint) share: turning a failed answer into a precise error and a token answer into
 /// an ``AccessToken``.
 enum TokenEndpoint {
-    /// The error for a non-2xx answer: the status, and the endpoint's `error` and
-    /// `error_description` when it sent an OAuth error body (otherwise the start of the body).
+    /// The error for a non-2xx answer: the status, and the endpoint's `error` code and a masked
+    /// excerpt of its `error_description` when it sent an OAuth error body (otherwise a masked
+    /// excerpt of the body; see ``UpstreamText``).
     static func failure(_ response: HTTPResponse, source: String, remedy: String? = nil) -> CloudAuthError {
         let code: CloudAuthError.Code = response.status == 429 || response.status >= 500 ? .unavailable : .rejected
         return CloudAuthError(code, source: source, "answered HTTP \(response.status)\(describeError(response))",
                               remedy: remedy)
     }
 
-    /// `: error: description` from an OAuth error body, or a short excerpt of any other body;
-    /// anything shaped like a token is masked, in case an endpoint echoes what it was sent.
+    /// `: error: description` from an OAuth error body (Google's `{"error": {"status", "message"}}`
+    /// too), or `: excerpt` of any other body. The error code only when it has the shape of one;
+    /// description and excerpt masked and bounded.
     static func describeError(_ response: HTTPResponse) -> String {
         if let object = JSONFields.object(response.body) {
-            let error = object["error"] as? String ?? (object["error"] as? [String: any Sendable])?["message"] as? String
-            let description = object["error_description"] as? String
+            let nested = object["error"] as? [String: any Sendable]
+            let error = UpstreamText.code(object["error"] as? String ?? nested?["status"] as? String)
+            let description = (object["error_description"] as? String ?? nested?["message"] as? String).map(UpstreamText.excerpt)
             switch (error, description) {
-            case let (error?, description?): return ": \(maskTokens(error)): \(maskTokens(description))"
-            case let (error?, nil): return ": \(maskTokens(error))"
-            case let (nil, description?): return ": \(maskTokens(description))"
+            case let (error?, description?): return ": \(error): \(description)"
+            case let (error?, nil): return ": \(error)"
+            case let (nil, description?): return ": \(description)"
             default: break
             }
         }
-        let text = response.bodyText.split(whereSeparator: \.isNewline).joined(separator: " ")
-            .trimmingCharacters(in: .whitespaces)
-        guard !text.isEmpty else { return "" }
-        return ": " + maskTokens(text.count > 160 ? text.prefix(160) + "..." : text)
-    }
-
-    /// JWTs (`eyJ...`) and Google access tokens (`ya29.`...) in `text`, replaced by `<redacted>`.
-    static func maskTokens(_ text: String) -> String {
-        text.replacing(#/(eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_.\-]*|ya29\.[A-Za-z0-9_.\-]+)/#, with: "<redacted>")
+        let text = UpstreamText.excerpt(response.bodyText)
+        return text.isEmpty ? "" : ": " + text
     }
 
     /// The JSON object of a successful answer, or an error naming the source.

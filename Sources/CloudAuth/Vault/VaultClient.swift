@@ -121,8 +121,10 @@ public struct VaultClient: Sendable {
         let parsed = response.body.isEmpty ? [:] : (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         guard response.isSuccess else {
             var message = "Vault answered HTTP \(response.status)"
+            // Vault's messages may quote what it was sent or what an upstream answered: masked
+            // (the token sent first of all) and bounded.
             if let errors = parsed?["errors"] as? [String], !errors.isEmpty {
-                message += ": " + errors.map { mask($0, token) }.joined(separator: "; ")
+                message += ": " + UpstreamText.excerpt(errors.map { mask($0, token) }.joined(separator: "; "))
             }
             let code: CloudAuthError.Code = response.status >= 500 || response.status == 429 ? .unavailable : .rejected
             throw CloudAuthError(code, source: source(path), message, remedy: remedy(for: response.status, path: path))

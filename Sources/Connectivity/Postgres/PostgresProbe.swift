@@ -48,7 +48,7 @@ public struct PostgresTarget: Sendable {
 
 /// Checks a PostgreSQL credential: connects with libpq, runs `SELECT current_user`, and reports
 /// the server version, whether TLS is in use (version and cipher), and how long connecting and
-/// querying took. Failures carry a cause and a hint; messages never hold the password.
+/// querying took. Failures carry a cause and a remedy; messages never hold the password.
 public struct PostgresProbe: Sendable {
     public var name: String
     public var target: PostgresTarget
@@ -100,7 +100,7 @@ public struct PostgresProbe: Sendable {
     }
 }
 
-/// Turns libpq's connection failure text into a cause and a hint. libpq reports connection
+/// Turns libpq's connection failure text into a cause and a remedy. libpq reports connection
 /// failures only as text (no SQLSTATE before a session exists), so this matches the messages of
 /// libpq and of the server in English (`lc_messages = 'C'`, the default).
 enum PostgresFailure {
@@ -111,47 +111,47 @@ enum PostgresFailure {
         if has("password authentication failed") || has("PAM authentication failed")
             || has("SCRAM authentication") || has("authentication failed for user") {
             return ProbeFailure(.rejected, message,
-                                hint: "the password or IAM token was not accepted: check the user name, that the token is current, and that it was issued for this host, port and user")
+                                remedy: "the password or IAM token was not accepted: check the user name, that the token is current, and that it was issued for this host, port and user")
         }
         if has("no password supplied") {
-            return ProbeFailure(.authRequired, message, hint: "the server requires a password; the credential has none")
+            return ProbeFailure(.authRequired, message, remedy: "the server requires a password; the credential has none")
         }
         if has("no pg_hba.conf entry"), has("no encryption"), tlsOff {
-            return ProbeFailure(.tlsRequired, message, hint: "the server accepts this user only over TLS: use sslmode verify-full (or require)")
+            return ProbeFailure(.tlsRequired, message, remedy: "the server accepts this user only over TLS: use sslmode verify-full (or require)")
         }
         if has("no pg_hba.conf entry") || has("pg_hba.conf rejects connection") {
-            return ProbeFailure(.notPermitted, message, hint: "the server's pg_hba.conf has no rule letting this user into this database from this host")
+            return ProbeFailure(.notPermitted, message, remedy: "the server's pg_hba.conf has no rule letting this user into this database from this host")
         }
         if has("does not support SSL") {
-            return ProbeFailure(.tlsUnavailable, message, hint: "the server does not offer TLS on this port: enable ssl on the server or check the port")
+            return ProbeFailure(.tlsUnavailable, message, remedy: "the server does not offer TLS on this port: enable ssl on the server or check the port")
         }
         if has("does not match host name") {
-            return ProbeFailure(.hostnameMismatch, message, hint: "connect with a host name that the server certificate names")
+            return ProbeFailure(.hostnameMismatch, message, remedy: "connect with a host name that the server certificate names")
         }
         if has("root certificate file") {
-            return ProbeFailure(.untrustedCertificate, message, hint: "set ca_file to the CA bundle that signed the server certificate")
+            return ProbeFailure(.untrustedCertificate, message, remedy: "set ca_file to the CA bundle that signed the server certificate")
         }
         if has("certificate verify failed") {
-            return ProbeFailure(.untrustedCertificate, message, hint: "the server certificate is not signed by a CA in ca_file: set ca_file to the right bundle")
+            return ProbeFailure(.untrustedCertificate, message, remedy: "the server certificate is not signed by a CA in ca_file: set ca_file to the right bundle")
         }
         if has("timeout expired") {
-            return ProbeFailure(.timeout, message, hint: "the server did not finish the connection in time: check firewalls and that the port serves PostgreSQL")
+            return ProbeFailure(.timeout, message, remedy: "the server did not finish the connection in time: check firewalls and that the port serves PostgreSQL")
         }
         if has("Connection refused") || has("could not translate host name") || has("No route to host")
             || has("Network is unreachable") {
-            return ProbeFailure(.unreachable, message, hint: "check the host and port, and that the server runs and accepts TCP connections")
+            return ProbeFailure(.unreachable, message, remedy: "check the host and port, and that the server runs and accepts TCP connections")
         }
         if has("database \""), has("does not exist") {
-            return ProbeFailure(.databaseMissing, message, hint: "create the database or fix the database name")
+            return ProbeFailure(.databaseMissing, message, remedy: "create the database or fix the database name")
         }
         if has("permission denied for database") || has("CONNECT privilege") {
-            return ProbeFailure(.notPermitted, message, hint: "grant CONNECT on the database to this user")
+            return ProbeFailure(.notPermitted, message, remedy: "grant CONNECT on the database to this user")
         }
         if has("starting up") || has("shutting down") || has("too many clients") || has("in recovery mode") {
             return ProbeFailure(.serverError, message)
         }
         if has("invalid response to SSL negotiation") || has("expected authentication request") {
-            return ProbeFailure(.protocolError, message, hint: "the port does not seem to serve PostgreSQL")
+            return ProbeFailure(.protocolError, message, remedy: "the port does not seem to serve PostgreSQL")
         }
         if has("server closed the connection unexpectedly") {
             return ProbeFailure(.closed, message)

@@ -40,7 +40,7 @@ final class TLSContext {
         if let caFile = settings.caFile {
             guard SSL_CTX_load_verify_locations(handle, caFile, nil) == 1 else {
                 throw ProbeFailure(.invalidInput, "CA file \(caFile) could not be loaded: \(openSSLErrorText())",
-                                   hint: "set ca_file to a readable PEM bundle")
+                                   remedy: "set ca_file to a readable PEM bundle")
             }
         } else {
             SSL_CTX_set_default_verify_paths(handle)
@@ -99,7 +99,7 @@ final class TLSStream: ByteStream {
             // something else (a plain Redis port waits for a newline that never comes).
             throw ProbeFailure(.tlsUnavailable,
                                "no answer to the TLS handshake within \(TCPSocket.format(deadline.seconds)) s",
-                               hint: Self.notTLSHint)
+                               remedy: Self.notTLSRemedy)
         } catch let failure where failure.cause == .tlsFailed {
             throw handshakeFailure(failure)
         }
@@ -131,7 +131,7 @@ final class TLSStream: ByteStream {
             case SSL_ERROR_ZERO_RETURN: return false
             default:
                 if ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING || ERR_peek_last_error() == 0 {
-                    throw ProbeFailure(.closed, "the server closed the connection \(activity)", hint: TCPSocket.closedHint)
+                    throw ProbeFailure(.closed, "the server closed the connection \(activity)", remedy: TCPSocket.closedRemedy)
                 }
                 throw ProbeFailure(.tlsFailed, "TLS failed \(activity) (\(openSSLErrorText()))")
             }
@@ -162,23 +162,23 @@ final class TLSStream: ByteStream {
         }
     }
 
-    private static let notTLSHint = "the port does not seem to serve TLS: use the server's TLS port, or turn tls off for a plain port"
+    private static let notTLSRemedy = "the port does not seem to serve TLS: use the server's TLS port, or turn tls off for a plain port"
 
     /// Explains a failed handshake: the certificate check first, then what OpenSSL saw.
     private func handshakeFailure(_ failure: ProbeFailure) -> ProbeFailure {
         let verify = SSL_get_verify_result(session)
         if verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH {
             return ProbeFailure(.hostnameMismatch, "the server certificate does not name '\(serverName)' (\(verifyText(verify)))",
-                                hint: "connect with a host name the certificate names, or set the expected server name")
+                                remedy: "connect with a host name the certificate names, or set the expected server name")
         }
         if verify != X509_V_OK {
             return ProbeFailure(.untrustedCertificate, "the server certificate is not trusted (\(verifyText(verify)))",
-                                hint: "set ca_file to the CA bundle that signed the server certificate")
+                                remedy: "set ca_file to the CA bundle that signed the server certificate")
         }
         let reason = ERR_GET_REASON(ERR_peek_last_error())
         if reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG || reason == SSL_R_HTTP_REQUEST {
             return ProbeFailure(.tlsUnavailable, "the server did not answer with TLS (\(openSSLErrorText()))",
-                                hint: Self.notTLSHint)
+                                remedy: Self.notTLSRemedy)
         }
         return failure
     }

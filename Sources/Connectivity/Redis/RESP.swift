@@ -75,7 +75,7 @@ final class RedisReplyReader {
     private func protocolFailure() -> ProbeFailure {
         let message = withUnsafeBytes(of: reader.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         return ProbeFailure(.protocolError, "the answer is not valid Redis protocol (\(message))",
-                            hint: "check that the port serves Redis, and whether it expects TLS")
+                            remedy: "check that the port serves Redis, and whether it expects TLS")
     }
 
     private static func convert(_ reply: redisReply) -> RedisReply {

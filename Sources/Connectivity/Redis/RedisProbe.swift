@@ -35,7 +35,7 @@ public struct RedisTarget: Sendable {
 
 /// Checks a Redis credential: connects (TLS through OpenSSL with SNI, CA and host name checks,
 /// or plain TCP), sends `AUTH`, `PING` and `INFO server`, and reports the server version, the TLS
-/// version and cipher, and how long each step took. Failures carry a cause and a hint; messages
+/// version and cipher, and how long each step took. Failures carry a cause and a remedy; messages
 /// never hold the password.
 public struct RedisProbe: Sendable {
     public var name: String
@@ -103,11 +103,11 @@ public struct RedisProbe: Sendable {
     static func authFailure(_ text: String, target: RedisTarget) -> ProbeFailure {
         if text.hasPrefix("WRONGPASS") || text.contains("invalid password") || text.contains("invalid username-password") {
             return ProbeFailure(.rejected, "AUTH was refused: \(text)",
-                                hint: "the password or IAM token was not accepted: check the user, that the token is current, and that it was issued for this cache and user")
+                                remedy: "the password or IAM token was not accepted: check the user, that the token is current, and that it was issued for this cache and user")
         }
         if text.contains("without any password configured") || text.contains("no password is set") {
             return ProbeFailure(.rejected, "AUTH was refused: \(text)",
-                                hint: target.user == nil ? "the server's default user has no password; set a user" : "the server has no password for this user")
+                                remedy: target.user == nil ? "the server's default user has no password; set a user" : "the server has no password for this user")
         }
         if text.hasPrefix("NOPERM") {
             return ProbeFailure(.notPermitted, "AUTH was refused: \(text)")
@@ -118,10 +118,10 @@ public struct RedisProbe: Sendable {
     static func pingFailure(_ text: String) -> ProbeFailure {
         if text.hasPrefix("NOAUTH") {
             return ProbeFailure(.authRequired, "PING was refused: \(text)",
-                                hint: "the server requires AUTH and the credential has no password")
+                                remedy: "the server requires AUTH and the credential has no password")
         }
         if text.hasPrefix("NOPERM") {
-            return ProbeFailure(.notPermitted, "PING was refused: \(text)", hint: "grant the user +ping (or +@connection)")
+            return ProbeFailure(.notPermitted, "PING was refused: \(text)", remedy: "grant the user +ping (or +@connection)")
         }
         if text.hasPrefix("LOADING") || text.hasPrefix("BUSY") || text.hasPrefix("MASTERDOWN") {
             return ProbeFailure(.serverError, "PING was refused: \(text)")

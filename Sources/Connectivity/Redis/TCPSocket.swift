@@ -43,7 +43,7 @@ final class TCPSocket {
         guard status == 0, let first = addresses else {
             let reason = status == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(status))
             throw ProbeFailure(.unreachable, "the host name does not resolve (\(reason))",
-                               hint: "check the host name and DNS")
+                               remedy: "check the host name and DNS")
         }
         defer { freeaddrinfo(addresses) }
 
@@ -86,7 +86,7 @@ final class TCPSocket {
         switch code {
         case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, ECONNRESET:
             return ProbeFailure(.unreachable, "\(reason)",
-                                hint: "check the host and port, and that the server runs and listens there")
+                                remedy: "check the host and port, and that the server runs and listens there")
         case ETIMEDOUT:
             return ProbeFailure(.timeout, "\(reason)")
         default:
@@ -105,7 +105,7 @@ final class TCPSocket {
                 throw ProbeFailure(.failed, "poll() failed while \(activity): \(String(cString: strerror(errno)))")
             }
             throw ProbeFailure(.timeout, "no progress within \(Self.format(deadline.seconds)) s while \(activity)",
-                               hint: "check that the port serves the expected protocol and that no firewall drops packets")
+                               remedy: "check that the port serves the expected protocol and that no firewall drops packets")
         }
     }
 
@@ -145,14 +145,14 @@ final class TCPSocket {
         let reason = String(cString: strerror(code))
         if code == ECONNRESET || code == EPIPE {
             return ProbeFailure(.closed, "the server closed the connection while \(activity) (\(reason))",
-                                hint: Self.closedHint)
+                                remedy: Self.closedRemedy)
         }
         return ProbeFailure(.failed, "\(activity) failed: \(reason)")
     }
 
     /// What to check when a server hangs up without an answer: the usual reason is a TLS port
     /// spoken to in plain text.
-    static let closedHint = "if the port serves TLS, turn tls on; otherwise check the server's log"
+    static let closedRemedy = "if the port serves TLS, turn tls on; otherwise check the server's log"
 
     static func format(_ seconds: Double) -> String {
         seconds == seconds.rounded() ? String(Int(seconds)) : String(format: "%.1f", seconds)

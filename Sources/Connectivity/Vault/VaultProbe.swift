@@ -49,16 +49,16 @@ public struct VaultProbe: Sendable {
     static func classify(transport error: CloudAuthError) -> ProbeFailure {
         switch error.code {
         case .timeout:
-            return ProbeFailure(.timeout, summary(error), hint: "check the address and that no firewall drops packets")
+            return ProbeFailure(.timeout, summary(error), remedy: "check the address and that no firewall drops packets")
         case .rejected:
             // CurlHTTPClient rejects only certificates (and redirects to other hosts) before an answer.
             return ProbeFailure(.untrustedCertificate, summary(error),
-                                hint: error.remedy ?? "set ca_file to the CA that signed Vault's certificate")
+                                remedy: error.remedy ?? "set ca_file to the CA that signed Vault's certificate")
         case .invalidInput:
-            return ProbeFailure(.invalidInput, summary(error), hint: error.remedy)
+            return ProbeFailure(.invalidInput, summary(error), remedy: error.remedy)
         default:
             return ProbeFailure(.unreachable, summary(error),
-                                hint: error.remedy ?? "check the address and that Vault runs and listens there")
+                                remedy: error.remedy ?? "check the address and that Vault runs and listens there")
         }
     }
 
@@ -66,18 +66,18 @@ public struct VaultProbe: Sendable {
     static func classify(vault error: CloudAuthError) -> ProbeFailure {
         switch error.code {
         case .rejected:
-            return ProbeFailure(.rejected, summary(error), hint: error.remedy ?? "the token is not valid: log in again")
+            return ProbeFailure(.rejected, summary(error), remedy: error.remedy ?? "the token is not valid: log in again")
         case .unavailable:
-            return ProbeFailure(.serverError, summary(error), hint: error.remedy)
+            return ProbeFailure(.serverError, summary(error), remedy: error.remedy)
         case .malformedResponse:
-            return ProbeFailure(.protocolError, summary(error), hint: "check that the address is a Vault server")
+            return ProbeFailure(.protocolError, summary(error), remedy: "check that the address is a Vault server")
         default:
-            return ProbeFailure(.failed, summary(error), hint: error.remedy)
+            return ProbeFailure(.failed, summary(error), remedy: error.remedy)
         }
     }
 }
 
-/// The error without its remedy, which becomes the hint.
+/// The error without its remedy, which becomes the remedy.
 private func summary(_ error: CloudAuthError) -> String { "\(error.source): \(error.message)" }
 
 /// Marks errors from the HTTP transport, so that they are told apart from Vault's own answers,

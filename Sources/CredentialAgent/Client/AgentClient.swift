@@ -12,16 +12,19 @@ public struct CredentialSummary: Sendable, Decodable {
     public var expiresAt: String?
     public var refreshAt: String?
     public var lastError: String?
+    /// The kind of the last failure (`timeout`, `rejected`, ...; docs/API.md).
+    public var lastErrorCode: String?
 
     private enum CodingKeys: String, CodingKey {
         case name, kind, provider, state, version
-        case expiresAt = "expires_at", refreshAt = "refresh_at", lastError = "last_error"
+        case expiresAt = "expires_at", refreshAt = "refresh_at", lastError = "last_error", lastErrorCode = "last_error_code"
     }
 }
 
 /// Why a request to the agent failed.
 public struct AgentClientError: Error, Sendable, CustomStringConvertible {
-    /// Nothing answered on the socket (CLI exit code 3).
+    /// No trusted agent answered on the socket: nothing answered, or the process serving it runs
+    /// as an untrusted uid (code `untrusted_server`) (CLI exit code 3).
     public var unreachable: Bool
     /// The HTTP status the agent answered with, when it answered.
     public var status: Int?
@@ -34,8 +37,14 @@ public struct AgentClientError: Error, Sendable, CustomStringConvertible {
 
 /// Talks to a running agent over its Unix socket (the socket API of docs/API.md). Used by
 /// `credagent get`, `list`, `test`, `health` and `wait`.
+///
+/// Before sending anything it checks who serves the socket (`SO_PEERCRED`): root, this process's
+/// uid, or the `serverUID` given. Anyone who could put a socket in the agent's place would
+/// otherwise hand out credentials of their own.
 public struct AgentClient: Sendable {
     public let socketPath: String
+    /// The uids the agent may run as.
+    public let trustedServerUIDs: Set<UInt32>
     private let http: any HTTPClient
 
     /// `$CREDAGENT_SOCKET`, else `/run/credagent/agent.sock`.
@@ -43,8 +52,26 @@ public struct AgentClient: Sendable {
         environment["CREDAGENT_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } ?? SocketConfig.defaultPath
     }
 
-    public init(socketPath: String, http: any HTTPClient = CurlHTTPClient()) {
+    /// `$CREDAGENT_SERVER_UID` when set: the uid the agent runs as, when neither root nor the
+    /// client's own. A user name is looked up; anything else is a usage error.
+    public static func defaultServerUID(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> UInt32? {
+        guard let value = environment["CREDAGENT_SERVER_UID"], !value.isEmpty else { return nil }
+        return try serverUID(parsing: value, from: "CREDAGENT_SERVER_UID")
+    }
+
+    /// The uid `text` names: a number, or a user name from the user database.
+    public static func serverUID(parsing text: String, from origin: String) throws -> UInt32 {
+        if let uid = UInt32(text) { return uid }
+        if let entry = getpwnam(text) { return entry.pointee.pw_uid }
+        throw AgentClientError(unreachable: false, status: nil, code: "invalid_server_uid",
+                               message: "\(origin): '\(text)' is neither a uid nor a known user name")
+    }
+
+    /// - Parameter serverUID: the uid the agent runs as, when it is neither root nor this
+    ///   process's uid.
+    public init(socketPath: String, serverUID: UInt32? = nil, http: any HTTPClient = CurlHTTPClient()) {
         self.socketPath = socketPath
+        self.trustedServerUIDs = Set([0, getuid()] + (serverUID.map { [$0] } ?? []))
         self.http = http
     }
 
@@ -86,10 +113,13 @@ public struct AgentClient: Sendable {
 
     private func send(_ method: String, _ path: String) async throws -> [UInt8] {
         let request = HTTPRequest(method: method, url: "http://localhost\(path)",
-                                  timeouts: HTTPTimeouts(connect: 2, total: 60), unixSocketPath: socketPath)
+                                  timeouts: HTTPTimeouts(connect: 2, total: 60), unixSocketPath: socketPath,
+                                  trustedServerUIDs: trustedServerUIDs)
         let response: HTTPResponse
         do {
             response = try await http.execute(request)
+        } catch let error as UntrustedSocketPeer {
+            throw AgentClientError(unreachable: true, status: nil, code: "untrusted_server", message: "\(error)")
         } catch {
             throw AgentClientError(unreachable: true, status: nil, code: nil,
                                    message: "no agent answers on \(socketPath): \(error) (is `credagent run` running? set --socket or CREDAGENT_SOCKET)")

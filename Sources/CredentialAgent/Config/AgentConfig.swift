@@ -1,6 +1,11 @@
 import CloudAuth
 import CredentialModel
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The agent's whole configuration, as read from the YAML file (see docs/CONFIG.md).
 ///
@@ -16,29 +21,74 @@ public struct AgentConfig: Sendable, Equatable {
     /// The path used when `--config` is not given.
     public static let defaultPath = "/etc/credagent/agent.yaml"
 
+    /// The largest config file accepted: a config is a few KiB; anything near this is a mistake.
+    public static let maximumFileSize = 1 << 20
+
     /// Reads and validates the file at `path`, expanding `${NAME}` references in its values from
-    /// `environment`; every problem found is in the thrown ``ConfigError``.
-    public static func load(path: String,
-                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AgentConfig {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot be read: \(Self.reason(error))")])
-        }
+    /// `environment`; every problem found is in the thrown ``ConfigError``. The file must be a
+    /// regular file of at most ``maximumFileSize`` bytes. With `trusting` (the agent's uid), the
+    /// file and every directory above it must also pass ``StrictModes``: a config that another
+    /// uid could change would let it grant itself access.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
+                            trusting trusted: uid_t? = nil) throws -> AgentConfig {
+        let text = try readFile(path, trusting: trusted)
         return try ConfigParser.parse(yaml: text, file: path, environment: environment)
     }
 
-    private static func reason(_ error: any Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
+    /// The file's text, read through one descriptor: the checks apply to the file that is read.
+    /// Opened non-blocking, so that a FIFO in its place is reported instead of waited on.
+    private static func readFile(_ path: String, trusting trusted: uid_t?) throws -> String {
+        func failure(_ message: String) -> ConfigError {
+            ConfigError(file: path, issues: [ConfigIssue(path: "", message: message)])
         }
-        if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileReadNoSuchFileError { return "no such file" }
-        if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileReadInapplicableStringEncodingError {
-            return "it is not UTF-8 text"
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            let cause = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw failure("cannot be read: \(cause) (check the path given to --config and its permissions)")
         }
-        return nsError.localizedDescription
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure("cannot be examined: \(String(cString: strerror(errno)))") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw failure("is \(fileType(info.st_mode)), not a regular file (point --config at the YAML file itself)")
+        }
+        guard Int(info.st_size) <= maximumFileSize else {
+            throw failure("is \(info.st_size) bytes; a config file may be at most \(maximumFileSize) bytes (1 MiB): "
+                          + "check that --config names the agent's YAML file")
+        }
+        if let trusted {
+            do {
+                try StrictModes.check(path, trusting: trusted, info: info)
+            } catch {
+                throw failure("\(error.path) \(error.problem); \(error.remedy)")
+            }
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { throw failure("cannot be read: \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            // The file grew after it was examined: the size limit holds for what is read too.
+            guard bytes.count <= maximumFileSize else {
+                throw failure("is larger than \(maximumFileSize) bytes (1 MiB); check that --config names the agent's YAML file")
+            }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw failure("cannot be read: it is not UTF-8 text") }
+        return text
+    }
+
+    private static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO (named pipe)"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        default: "of another kind"
+        }
     }
 }
 

@@ -4,13 +4,6 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
-/// Why a refresh that a client waited for did not produce a credential.
-public struct RefreshFailure: Error, Sendable, CustomStringConvertible {
-    /// The cause, free of secrets (it names the endpoint or file that failed).
-    public var message: String
-    public var description: String { message }
-}
-
 /// Keeps one credential fresh: fetches it when due, retries with backoff, publishes every change
 /// to the store, and lets clients force a refresh that concurrent callers share.
 ///
@@ -104,7 +97,7 @@ public final class CredentialRefresher: Sendable {
             defer { inner.waiters.removeAll() }
             return (Array(inner.waiters.values), inner.releaseSourceOnStop)
         }
-        for waiter in waiters { waiter.resume(returning: .failure(RefreshFailure(message: "the credential was removed"))) }
+        for waiter in waiters { waiter.resume(returning: .failure(.removedWhileWaiting)) }
         // The agent stops its refreshers by cancelling them; the release (a revocation request)
         // must still go out, so it runs in a task that does not inherit the cancellation.
         if release { await Task { [source] in await source.shutdown() }.value }
@@ -114,7 +107,7 @@ public final class CredentialRefresher: Sendable {
         let started = now()
         let beginning = inner.withLockedValue { inner in
             inner.forceRequested = false
-            _ = inner.machine.beginFetch(now: started)
+            inner.machine.beginFetch(now: started)
             return inner.machine
         }
         publish(beginning)
@@ -131,15 +124,15 @@ public final class CredentialRefresher: Sendable {
         let jitter = random()
         let (machine, waiters) = inner.withLockedValue { inner in
             switch result {
-            case let .success(credential): _ = inner.machine.fetchSucceeded(credential, now: finished, random: jitter)
-            case let .failure(error): _ = inner.machine.fetchFailed(Self.describe(error), now: finished, random: jitter)
+            case let .success(credential): inner.machine.fetchSucceeded(credential, now: finished, random: jitter)
+            case let .failure(error): inner.machine.fetchFailed(RefreshFailure(error), now: finished, random: jitter)
             }
             defer { inner.waiters.removeAll() }
             return (inner.machine, Array(inner.waiters.values))
         }
         publish(machine)
         metrics.refreshed(duration: elapsed)
-        if machine.lastError == nil {
+        if machine.lastFailure == nil {
             logger.debug("refreshed", metadata: [
                 "version": "\(machine.generation)",
                 "expires_at": "\(Timestamp.format(machine.held?.credential.expiresAt ?? finished))",
@@ -148,12 +141,12 @@ public final class CredentialRefresher: Sendable {
         }
         noteStateChange(at: finished)
         let answer: Result<CredentialSnapshot, RefreshFailure>
-        if let error = machine.lastError {
-            answer = .failure(RefreshFailure(message: error))
+        if let failure = machine.lastFailure {
+            answer = .failure(failure)
         } else if let snapshot = store.snapshot(config.name.rawValue) {
             answer = .success(snapshot)
         } else {
-            answer = .failure(RefreshFailure(message: "the credential was removed"))
+            answer = .failure(.removedWhileWaiting)
         }
         for waiter in waiters { waiter.resume(returning: answer) }
     }
@@ -168,7 +161,10 @@ public final class CredentialRefresher: Sendable {
         }
         guard let change else { return }
         var metadata: Logger.Metadata = ["from": "\(change.from.rawValue)", "to": "\(change.to.rawValue)"]
-        if let error = change.machine.lastError { metadata["error"] = "\(error)" }
+        if let failure = change.machine.lastFailure {
+            metadata["error"] = "\(failure.message)"
+            metadata["error_code"] = "\(failure.code)"
+        }
         if let retry = change.machine.retryAt { metadata["retry_at"] = "\(Timestamp.format(retry))" }
         if let held = change.machine.held {
             metadata["expires_at"] = "\(Timestamp.format(held.credential.expiresAt))"
@@ -195,11 +191,11 @@ public final class CredentialRefresher: Sendable {
         // Waiters are always answered: by the refresh they joined, or by `run()` ending.
         return await withCheckedContinuation { continuation in
                 let refused: RefreshFailure? = inner.withLockedValue { inner in
-                    if inner.stopped { return RefreshFailure(message: "the credential was removed") }
+                    if inner.stopped { return .removedWhileWaiting }
                     // A failure a moment ago answers for itself instead of hammering the endpoint.
                     if inner.machine.consecutiveFailures > 0, !inner.machine.fetching, let last = inner.machine.lastAttemptAt,
-                       current.timeIntervalSince(last) < inner.machine.backoff.initial, let error = inner.machine.lastError {
-                        return RefreshFailure(message: error)
+                       current.timeIntervalSince(last) < inner.machine.backoff.initial, let failure = inner.machine.lastFailure {
+                        return failure
                     }
                     inner.waiters[inner.nextWaiterID] = continuation
                     inner.nextWaiterID += 1
@@ -212,10 +208,5 @@ public final class CredentialRefresher: Sendable {
                     signal.fire()
                 }
         }
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let error = error as? RefreshFailure { return error.message }
-        return String(describing: error)
     }
 }

@@ -1,7 +1,7 @@
 import CloudAuth
 import Foundation
 
-/// Where a credential stands (DESIGN section 4).
+/// Where a credential stands (docs/API.md, States).
 public enum CredentialState: String, Sendable, CaseIterable {
     /// Nothing obtained yet, first attempt not failed.
     case pending
@@ -30,19 +30,13 @@ public struct RefreshStateMachine: Sendable {
         public var servableUntil: Date
     }
 
-    /// The outcome of an event: the state before and after, for logging transitions once.
-    public struct Transition: Sendable, Equatable {
-        public var from: CredentialState
-        public var to: CredentialState
-    }
-
     public let policy: RefreshPolicy
     public let backoff: Backoff
     public private(set) var held: Held?
     public private(set) var fetching = false
     public private(set) var consecutiveFailures = 0
     /// Why the last attempt failed; cleared by a success.
-    public private(set) var lastError: String?
+    public private(set) var lastFailure: RefreshFailure?
     /// When a failed refresh is retried.
     public private(set) var retryAt: Date?
     /// When the last attempt, successful or not, ended.
@@ -51,6 +45,8 @@ public struct RefreshStateMachine: Sendable {
     /// Refresh attempts that succeeded and failed, for metrics.
     public private(set) var successes = 0
     public private(set) var failures = 0
+    /// Failed attempts by code, for metrics; only codes that occurred are present.
+    public private(set) var failuresByCode: [RefreshFailure.Code: Int] = [:]
     /// How many credentials have been taken so far: the version the socket API reports.
     public private(set) var generation = 0
 
@@ -128,20 +124,18 @@ public struct RefreshStateMachine: Sendable {
         return wake
     }
 
-    public mutating func beginFetch(now: Date) -> Transition {
-        let from = state(at: now)
+    public mutating func beginFetch(now: Date) {
         fetching = true
-        return Transition(from: from, to: state(at: now))
     }
 
     /// Takes a new credential. One that would not be servable at all counts as a failure.
-    public mutating func fetchSucceeded(_ credential: IssuedCredential, now: Date, random: Double) -> Transition {
+    public mutating func fetchSucceeded(_ credential: IssuedCredential, now: Date, random: Double) {
         let servableUntil = RefreshPolicy.servableUntil(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt)
         guard servableUntil > now else {
             let expires = Timestamp.format(credential.expiresAt)
-            return fetchFailed("the issued credential expires at \(expires), too soon to be served", now: now, random: random)
+            return fetchFailed(RefreshFailure(.expired, "the issued credential expires at \(expires), too soon to be served"),
+                               now: now, random: random)
         }
-        let from = state(at: now)
         var refreshAt = policy.refreshPoint(issuedAt: credential.issuedAt, expiresAt: credential.expiresAt,
                                             refreshAfter: credential.refreshAfter, random: random)
         // An issue time far in the past (clock skew) must not cause a refresh loop.
@@ -149,24 +143,22 @@ public struct RefreshStateMachine: Sendable {
         held = Held(credential: credential, refreshAt: refreshAt, servableUntil: servableUntil)
         fetching = false
         consecutiveFailures = 0
-        lastError = nil
+        lastFailure = nil
         retryAt = nil
         lastAttemptAt = now
         lastSuccessAt = now
         generation += 1
         successes += 1
-        return Transition(from: from, to: state(at: now))
     }
 
     /// Records a failed attempt and schedules the retry with backoff.
-    public mutating func fetchFailed(_ reason: String, now: Date, random: Double) -> Transition {
-        let from = state(at: now)
+    public mutating func fetchFailed(_ failure: RefreshFailure, now: Date, random: Double) {
         fetching = false
         consecutiveFailures += 1
         failures += 1
-        lastError = reason
+        failuresByCode[failure.code, default: 0] += 1
+        lastFailure = failure
         lastAttemptAt = now
         retryAt = now.addingTimeInterval(backoff.delay(failures: consecutiveFailures, random: random))
-        return Transition(from: from, to: state(at: now))
     }
 }

@@ -370,7 +370,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                 ("state", .string(snapshot.state(at: now).rawValue)), ("version", .int(snapshot.version)),
                 ("expires_at", .timestamp(machine.held?.credential.expiresAt)),
                 ("refresh_at", .timestamp(machine.held.map { _ in machine.nextFetch(now: now) })),
-                ("last_error", .optional(machine.lastError)),
+                ("last_error", .optional(machine.lastFailure?.message)),
+                ("last_error_code", .optional(machine.lastFailure?.code.description)),
             ])
         }
         respond(context, .ok, body: ByteBuffer(bytes: JSONValue.object([("credentials", .array(items))]).bytes),
@@ -418,9 +419,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         let machine = snapshot.machine
         let retry = max(1, Int(machine.nextFetch(now: now).timeIntervalSince(now).rounded(.up)))
         var message = "'\(snapshot.name)' has no valid credential (state \(machine.state(at: now).rawValue))"
-        if let error = machine.lastError { message += ": \(error)" }
-        respondError(context, .serviceUnavailable, "unavailable", message, extraHeaders: [("retry-after", String(retry))],
-                     route: route.template)
+        if let failure = machine.lastFailure { message += ": \(failure.message)" }
+        respondError(context, .serviceUnavailable, "unavailable", message, failure: machine.lastFailure,
+                     extraHeaders: [("retry-after", String(retry))], route: route.template)
     }
 
     private func startLongPoll(_ context: ChannelHandlerContext, name: String, version: Int, wait: TimeInterval, route: Route) {
@@ -465,7 +466,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
                     return self.serve(context, snapshot, route: route)
                 }
                 self.respondError(context, .serviceUnavailable, "refresh_failed",
-                                  "refreshing '\(refresher.config.name)' failed: \(failure.message)",
+                                  "refreshing '\(refresher.config.name)' failed: \(failure.message)", failure: failure,
                                   extraHeaders: [("retry-after", "1")], route: route.template)
             }
         }
@@ -473,9 +474,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Responses
 
+    /// `{"error":{"code","message"}}`, plus `last_error_code` when a refresh `failure` is the cause.
     private func respondError(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String,
-                              extraHeaders: [(String, String)] = [], route: String) {
-        let body = JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
+                              failure: RefreshFailure? = nil, extraHeaders: [(String, String)] = [], route: String) {
+        var fields: [(String, JSONValue)] = [("code", .string(code)), ("message", .string(message))]
+        if let failure { fields.append(("last_error_code", .string(failure.code.description))) }
+        let body = JSONValue.object([("error", .object(fields))])
         respond(context, status, body: ByteBuffer(bytes: body.bytes), extraHeaders: extraHeaders, route: route)
     }
 

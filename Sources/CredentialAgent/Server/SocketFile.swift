@@ -16,7 +16,8 @@ public struct SocketFileError: Error, Sendable, CustomStringConvertible {
 /// crashed agent, the file mode, and removal on shutdown.
 enum SocketFile {
     /// Makes `path` ready for bind: creates the parent directory (0750) when it is missing,
-    /// removes a stale socket that nobody listens on, and refuses anything else in the way.
+    /// refuses a directory that another uid could change (``StrictModes``), removes a stale
+    /// socket that nobody listens on, and refuses anything else in the way.
     static func prepare(path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
         var info = stat()
@@ -29,6 +30,12 @@ enum SocketFile {
             chmod(parent, 0o750)
         } else if info.st_mode & S_IFMT != S_IFDIR {
             throw SocketFileError(path: parent, message: "is not a directory")
+        }
+        do {
+            try StrictModes.check(parent)
+        } catch {
+            throw SocketFileError(path: error.path,
+                                  message: "\(error.problem), so another user could replace the agent's socket; \(error.remedy)")
         }
         guard access(parent, W_OK | X_OK) == 0 else {
             throw failure(parent, "is not writable by this process", remedy: "fix its permissions or choose another socket.path")

@@ -106,6 +106,12 @@ public final class AgentMetrics: Sendable {
             [(",result=\"success\"", String(snapshot.machine.successes)),
              (",result=\"failure\"", String(snapshot.machine.failures))]
         }
+        family("credagent_refresh_failures_total", "counter", "Failed refresh attempts by reason (docs/API.md, Failure codes).") { snapshot in
+            // A closed set of labels, in a stable order; only reasons that occurred.
+            RefreshFailure.Code.all.compactMap { code in
+                snapshot.machine.failuresByCode[code].map { (",reason=\"\(code)\"", String($0)) }
+            }
+        }
         family("credagent_expiry_timestamp_seconds", "gauge", "When the served secret expires (0: none).") { snapshot in
             [("", String(snapshot.machine.held.map { Int($0.credential.expiresAt.timeIntervalSince1970) } ?? 0))]
         }

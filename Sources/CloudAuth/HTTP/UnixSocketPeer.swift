@@ -1,0 +1,50 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The process at the other end of a Unix socket connection, as `SO_PEERCRED` reports it. Laid
+/// out exactly as Linux's `struct ucred { pid_t pid; uid_t uid; gid_t gid; }`: Glibc declares
+/// `ucred` only under `_GNU_SOURCE`, which Swift's Glibc module does not define.
+public struct UnixPeerCredentials: Sendable, Equatable {
+    public var pid: Int32 = 0
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+
+    public init() {}
+
+    /// The peer of the connected Unix socket `fd`, or nil when the kernel does not say.
+    public static func of(socket fd: Int32) -> UnixPeerCredentials? {
+        var credentials = UnixPeerCredentials()
+        var length = socklen_t(MemoryLayout<UnixPeerCredentials>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0,
+              length == socklen_t(MemoryLayout<UnixPeerCredentials>.size) else { return nil }
+        return credentials
+    }
+}
+
+/// A Unix socket served by a process whose uid the client does not trust: another user's
+/// socket put in the agent's place. Nothing was sent to it.
+public struct UntrustedSocketPeer: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The socket connected to.
+    public var socketPath: String
+    /// The uid of the process serving it; nil when the kernel did not say.
+    public var serverUID: UInt32?
+    /// The uids the client accepts.
+    public var trustedUIDs: Set<UInt32>
+
+    public init(socketPath: String, serverUID: UInt32?, trustedUIDs: Set<UInt32>) {
+        self.socketPath = socketPath
+        self.serverUID = serverUID
+        self.trustedUIDs = trustedUIDs
+    }
+
+    public var description: String {
+        let server = serverUID.map { "uid \($0)" } ?? "a process whose uid cannot be read"
+        let trusted = trustedUIDs.sorted().map(String.init).joined(separator: ", ")
+        return "\(socketPath) is served by \(server), not by a trusted uid (\(trusted)); refusing to talk to it "
+            + "(if the agent runs as that uid, say so with --server-uid or CREDAGENT_SERVER_UID)"
+    }
+}
