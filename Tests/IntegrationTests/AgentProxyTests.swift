@@ -42,6 +42,10 @@ struct AgentProxyTests {
         // A session that stays open across the rotation.
         async let open = psqlThroughProxy(directory: proxyDirectory, user: user,
                                           ["SELECT 1", "SELECT pg_sleep(8)", "SELECT 'still ' || current_user"])
+        // The session logs in with the first token: the rotation starts once the server lists it.
+        try await waitUntil("the open session is logged in", timeout: 30) {
+            try await PostgresPeer.adminQuery("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(user)'") != "0"
+        }
         // The agent refreshes on request once the held token is 5 s old.
         var second: [String: Any] = [:]
         try await waitUntil("the agent holds version 2", timeout: 30) {

@@ -71,6 +71,17 @@ final class ProxyFixture: Sendable {
 }
 
 extension PostgresPeer {
+    /// The first column of `sql`'s answer, run as the admin user (no secrets in `sql`).
+    static func adminQuery(_ sql: String) async throws -> String {
+        let result = try await ChildProcess.run(
+            (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+            ["-X", "-A", "-t", "-h", "127.0.0.1", "-p", String(port),
+             "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres", "-c", sql],
+            environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"])
+        guard result.status == 0 else { throw TestFailure("admin query failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Runs `sql` as the admin superuser (psql on stdin); `masking` is hidden in any error.
     static func admin(_ sql: String, masking secret: Secret) async throws {
         let result = try await ChildProcess.run(
