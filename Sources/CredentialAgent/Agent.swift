@@ -20,6 +20,7 @@ public final class Agent: Service, Sendable {
     public let store = CredentialStore()
     public let metrics = AgentMetrics()
     private let refreshers = RefresherDirectory()
+    private let sinks: SinkSupervisor
     private let context: ServerContext
     private let server: SocketServer
     private let eventLoops: MultiThreadedEventLoopGroup
@@ -50,6 +51,8 @@ public final class Agent: Service, Sendable {
         context = ServerContext(store: store, refreshers: refreshers, metrics: metrics,
                                 policy: PeerPolicy(allowUIDs: config.socket.allowUIDs, allowGIDs: config.socket.allowGIDs),
                                 limits: ServerLimits(socket: config.socket), logger: logger, now: now)
+        sinks = SinkSupervisor(store: store, logger: logger, now: now)
+        sinks.apply(config.credentials)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
@@ -86,6 +89,7 @@ public final class Agent: Service, Sendable {
             }
             group.addTask { await self.watchClock() }
             group.addTask { await self.reloadOnHangup(spawner) }
+            group.addTask { await self.sinks.run() }
             for await refresher in spawns {
                 group.addTask { await refresher.run() }
             }
@@ -169,7 +173,8 @@ public final class Agent: Service, Sendable {
         do {
             for credential in new.credentials {
                 let existing = refreshers[credential.name]
-                let same = existing.flatMap { $0.config == credential ? $0 : nil }
+                // Sinks are written from the store: a change of them alone leaves the secret be.
+                let same = existing.flatMap { $0.config.withSinks(credential.sinks) == credential ? $0 : nil }
                 let changedProvider = providerChanged(credential.provider)
                 if same != nil, old.refresh == new.refresh, !changedProvider {
                     kept += 1
@@ -218,6 +223,7 @@ public final class Agent: Service, Sendable {
             logger.warning("socket settings other than socket.allow take effect only at restart")
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
+        sinks.apply(new.credentials)
         logger.info("config reloaded", metadata: [
             "kept": "\(kept)", "started": "\(replacements.count)", "removed": "\(removed)",
         ])

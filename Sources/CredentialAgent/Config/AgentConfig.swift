@@ -155,6 +155,9 @@ public struct CredentialConfig: Sendable, Equatable {
     /// Revoke the Vault token when the credential is removed or the agent stops.
     public var revokeOnShutdown: Bool?
 
+    /// Files rewritten with every new secret, and the hook run after (`sinks:`, `on_rotate:`).
+    public var sinks = CredentialSinks()
+
     public init(name: String, kind: CredentialKind, provider: CredentialProvider) {
         self.name = name
         self.kind = kind

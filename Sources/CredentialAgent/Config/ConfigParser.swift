@@ -217,7 +217,7 @@ struct ConfigReader {
     // MARK: Credentials
 
     /// Keys every credential has, and the extra keys each kind accepts.
-    static let commonKeys = ["name", "kind", "provider"]
+    static let commonKeys = ["name", "kind", "provider"] + sinkKeys
     static let kindKeys: [CredentialKind: [String]] = [
         .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
@@ -233,6 +233,7 @@ struct ConfigReader {
         if sequence.isEmpty { issue("credentials", "is empty; list at least one credential") }
         var result: [CredentialConfig] = []
         var firstIndexByName: [String: Int] = [:]
+        var sinkPaths: [String: String] = [:]
         for (index, item) in sequence.enumerated() {
             guard let credential = credential(item, "credentials[\(index)]") else { continue }
             if let first = firstIndexByName[credential.name] {
@@ -240,6 +241,7 @@ struct ConfigReader {
             } else {
                 firstIndexByName[credential.name] = index
             }
+            checkSinkPaths(credential, "credentials[\(index)]", &sinkPaths)
             result.append(credential)
         }
         return result
@@ -270,6 +272,7 @@ struct ConfigReader {
         case .redis: redis(&credential, map, path)
         case .vault: vault(&credential, map, path)
         }
+        credential.sinks = credentialSinks(map, path, kind: kind)
         return credential
     }
 
