@@ -217,7 +217,7 @@ struct ConfigReader {
     // MARK: Credentials
 
     /// Keys every credential has, and the extra keys each kind accepts.
-    static let commonKeys = ["name", "kind", "provider"] + sinkKeys
+    static let commonKeys = ["name", "kind", "provider"]
     static let kindKeys: [CredentialKind: [String]] = [
         .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
@@ -257,11 +257,11 @@ struct ConfigReader {
         let provider = requiredString(map, "provider", path).flatMap { choice($0, CredentialProvider.self, "\(path).provider") }
         guard let name, let kind, let provider else {
             // Without kind the allowed keys are unknown; still report keys no credential has.
-            let known = Set(Self.commonKeys + Self.kindKeys.values.flatMap { $0 })
+            let known = Set(Self.commonKeys + Self.kindKeys.values.flatMap { $0 } + Self.sinkKeys)
             for key in map.keys where !known.contains(key) { unknownKey("\(path).\(key)", allowed: known.sorted()) }
             return nil
         }
-        let allowed = Self.commonKeys + (Self.kindKeys[kind] ?? [])
+        let allowed = Self.commonKeys + (Self.kindKeys[kind] ?? []) + Self.sinkKeys
         for key in map.keys where !allowed.contains(key) {
             issue("\(path).\(key)", "is not a key of a \(kind.rawValue) credential (allowed: \(allowed.joined(separator: ", ")))")
         }
