@@ -16,6 +16,7 @@ struct CredAgent: AsyncParsableCommand {
             ConfigCommand.self,
             EmulateCommand.self,
             TestCommand.self,
+            ExecCommand.self,
         ]
     )
 

@@ -139,3 +139,16 @@ public enum SinkFileSystem {
         return SinkError(message: "\(what): \(reason)\(fix)")
     }
 }
+
+extension AgentConfig {
+    /// What would keep the sinks of this config from being written on this machine (see
+    /// ``SinkFileSystem/problems(_:)``), by key path. `config check` reports them; the agent
+    /// starts anyway and reports each failed write.
+    public func sinkIssues() -> [ConfigIssue] {
+        credentials.enumerated().flatMap { index, credential in
+            credential.sinks.files.enumerated().flatMap { sinkIndex, file in
+                SinkFileSystem.problems(file).map { ConfigIssue(path: "credentials[\(index)].sinks[\(sinkIndex)]", message: $0) }
+            }
+        }
+    }
+}
