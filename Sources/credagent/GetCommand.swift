@@ -38,12 +38,14 @@ struct GetCommand: AsyncParsableCommand {
                 print(value)
                 return
             }
+            // The same text as a sink of that format holds.
+            let fields = try CredentialFields(json: body)
             switch format {
             case .json: print(String(decoding: body, as: UTF8.self))
-            case .env: print(Self.environment(credential))
+            case .env: print(SinkFormat.env.render(json: body, fields: fields).reveal(), terminator: "")
             case .pgpass:
                 guard credential.kind == "postgres" else { throw ValidationError("--format pgpass is for postgres credentials") }
-                print(Self.pgpass(credential))
+                print(SinkFormat.pgpass.render(json: body, fields: fields).reveal(), terminator: "")
             }
         } catch let error as ValidationError {
             throw error
@@ -80,32 +82,5 @@ struct GetCommand: AsyncParsableCommand {
             else if let text = try? container.decode(String.self) { self = .string(text) }
             else { self = .object(try container.decode([String: AnyJSON].self)) }
         }
-    }
-
-    static func environment(_ credential: AgentCredential) -> String {
-        var lines: [(String, String)] = []
-        if let username = credential.username { lines.append(("CREDAGENT_USERNAME", username)) }
-        if let password = credential.password { lines.append(("CREDAGENT_PASSWORD", password.reveal())) }
-        if let token = credential.token { lines.append(("CREDAGENT_TOKEN", token.reveal())) }
-        let connection = credential.connection
-        if let host = connection.host { lines.append(("CREDAGENT_HOST", host)) }
-        if let port = connection.port { lines.append(("CREDAGENT_PORT", String(port))) }
-        if let database = connection.database { lines.append(("CREDAGENT_DATABASE", database)) }
-        if let sslmode = connection.sslmode { lines.append(("CREDAGENT_SSLMODE", sslmode)) }
-        if let tls = connection.tls { lines.append(("CREDAGENT_TLS", tls ? "true" : "false")) }
-        if let address = connection.address { lines.append(("CREDAGENT_ADDRESS", address)) }
-        if let namespace = connection.namespace { lines.append(("CREDAGENT_NAMESPACE", namespace)) }
-        lines.append(("CREDAGENT_EXPIRES_AT", credential.expiresAt))
-        return lines.map { "\($0.0)='\($0.1.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: "\n")
-    }
-
-    /// `host:port:database:username:password`, with `:` and `\` escaped as libpq expects.
-    static func pgpass(_ credential: AgentCredential) -> String {
-        func escape(_ text: String) -> String {
-            text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
-        }
-        let connection = credential.connection
-        return [connection.host ?? "*", connection.port.map(String.init) ?? "*", connection.database ?? "*",
-                credential.username ?? "*", credential.password?.reveal() ?? ""].map(escape).joined(separator: ":")
     }
 }
