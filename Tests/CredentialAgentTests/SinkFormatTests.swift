@@ -94,8 +94,8 @@ private func render(_ format: SinkFormat, _ json: String = postgresAnswer) throw
         #expect(RotationHookRunner.parsePIDFile("  17 ") == .pid(17))
         #expect(RotationHookRunner.parsePIDFile("") == .garbage("nothing"))
         #expect(RotationHookRunner.parsePIDFile("0") == .garbage("'0'"))
-        #expect(RotationHookRunner.parsePIDFile("-1") == .garbage("'?1'"), "kill(-1) would signal every process")
-        #expect(RotationHookRunner.parsePIDFile("12 34") == .garbage("'12?34'"))
+        #expect(RotationHookRunner.parsePIDFile("-1") == .garbage("'-1'"), "kill(-1) would signal every process")
+        #expect(RotationHookRunner.parsePIDFile("12\n34") == .garbage("'12?34'"))
         #expect(RotationHookRunner.parsePIDFile("99999999999") == .garbage("'99999999999'"))
         #expect(RotationHookRunner.parsePIDFile(String(getpid())) != .pid(getpid()), "never the agent itself")
     }

@@ -91,6 +91,28 @@ private func tornReadContent(_ version: Int) -> String {
     return "\(version)|\(String(repeating: letter, count: (version * 7919) % 50000 + 1))|\(version)"
 }
 
+/// An application for on_rotate tests (python3): writes its pid file, and on each SIGHUP notes
+/// the text the sink holds. Arguments: pid file, sink, notes file, stop file.
+private let hupCounter = """
+    import os, signal, sys, time
+    pid_file, sink, received, stop = sys.argv[1:5]
+    def hup(*_):
+        try:
+            text = open(sink).read()
+        except FileNotFoundError:
+            text = "missing"
+        with open(received, "a") as f:
+            f.write(text + "\\n")
+    signal.signal(signal.SIGHUP, hup)
+    # The test process starts children with its blocked signals still blocked.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
+    with open(pid_file + ".tmp", "w") as f:
+        f.write("%d\\n" % os.getpid())
+    os.rename(pid_file + ".tmp", pid_file)
+    while not os.path.exists(stop):
+        time.sleep(0.05)
+    """
+
 @Suite(.serialized) struct SinkTests {
     @Test func aReaderInALoopNeverSeesAPartialOrMixedFile() async throws {
         let directory = try Peers.scratchDirectory("sink-torn")
@@ -197,27 +219,7 @@ private func tornReadContent(_ version: Int) -> String {
         let directory = try Peers.scratchDirectory("sink-signal")
         let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
         let stop = directory + "/stop"
-        // The application: writes its pid file, and on each SIGHUP notes the version the sink holds.
-        let application = """
-            import os, signal, sys, time
-            pid_file, sink, received, stop = sys.argv[1:5]
-            def hup(*_):
-                try:
-                    text = open(sink).read()
-                except FileNotFoundError:
-                    text = "missing"
-                with open(received, "a") as f:
-                    f.write(text + "\\n")
-            signal.signal(signal.SIGHUP, hup)
-            # The test process starts children with its blocked signals still blocked.
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
-            with open(pid_file + ".tmp", "w") as f:
-                f.write("%d\\n" % os.getpid())
-            os.rename(pid_file + ".tmp", pid_file)
-            while not os.path.exists(stop):
-                time.sleep(0.05)
-            """
-        async let app = ChildProcess.python(["-c", application, pidFile, sink, received, stop])
+        async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
         defer { FileManager.default.createFile(atPath: stop, contents: nil) }
         try await waitUntil("the application wrote its pid file", timeout: 30) { FileManager.default.fileExists(atPath: pidFile) }
         // A 3 s token is replaced every 1.5 s.
@@ -239,6 +241,33 @@ private func tornReadContent(_ version: Int) -> String {
         #expect(versions.count == sent, "one signal per write: \(versions), \(sent) sent")
         #expect(versions == (1...versions.count).map(String.init),
                 "each version once, in order, already in the sink when the signal arrives: \(versions)")
+    }
+
+    @Test func aPidFileWithGarbageIsReportedAndRetriedUntilItNamesTheProcess() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidfile")
+        let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
+        let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
+        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                on_rotate: {signal: HUP, pid_file: \(pidFile)}
+            """)])
+        let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        try await waitUntil("the garbage is reported", timeout: 10) {
+            agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
+        }
+        #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+        // The application comes up and writes its pid: the retried signal reaches it.
+        async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
+        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        try await waitUntil("the application runs", timeout: 30) { FileManager.default.fileExists(atPath: appPidFile) }
+        #expect(rename(appPidFile, pidFile) == 0)
+        try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = try await app
     }
 
     @Test func aHookCommandGetsNoSecretAndIsKilledAtItsTimeout() async throws {

@@ -43,7 +43,7 @@ struct RotationHookRunner: Sendable {
     static func parsePIDFile(_ text: String) -> PIDFileContent {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let pid = pid_t(trimmed), pid >= 1, pid != getpid() else {
-            let shown = trimmed.unicodeScalars.prefix(40).map { $0.properties.isAlphabetic || $0.properties.numericType != nil ? String($0) : "?" }.joined()
+            let shown = trimmed.unicodeScalars.prefix(40).map { (0x20...0x7e).contains($0.value) ? String($0) : "?" }.joined()
             return .garbage(trimmed.isEmpty ? "nothing" : "'\(shown)\(trimmed.count > 40 ? "..." : "")'")
         }
         return .pid(pid)
