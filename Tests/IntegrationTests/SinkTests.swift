@@ -330,6 +330,29 @@ private let hupCounter = """
         #expect(!FileManager.default.fileExists(atPath: gcpSink))
     }
 
+    @Test func aReloadThatChangesOnlySinksKeepsTheSecretAndMovesTheFiles() async throws {
+        let directory = try Peers.scratchDirectory("sink-reload")
+        let before = directory + "/before.pw", after = directory + "/after.json"
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]),
+                                           environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let credential = try await agent.credential("db")
+        try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
+
+        try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
+            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+            .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
+            FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
+        }
+        let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
+        #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
+        #expect(written?["password"] as? String == credential["password"] as? String)
+    }
+
     @Test func aSinkThatCannotBeWrittenIsReportedAndTheAgentKeepsServing() async throws {
         let directory = try Peers.scratchDirectory("sink-bad")
         let missing = directory + "/not-yet"
