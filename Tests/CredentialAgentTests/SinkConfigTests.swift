@@ -102,4 +102,11 @@ private func issues(_ credentialExtra: String, kind: String = "postgres") -> [St
         ])
         #expect(issues("    on_rotate: {}") == ["credentials[0].on_rotate: needs either signal and pid_file, or command"])
     }
+
+    @Test func ownerNamesAreLookedUpAndNumbersUsedAsTheyAre() throws {
+        #expect(try SinkFileSystem.resolve(.name("root"), group: false) == 0)
+        #expect(try SinkFileSystem.resolve(.name("root"), group: true) == 0)
+        #expect(try SinkFileSystem.resolve(.id(4321), group: false) == 4321, "a uid the system does not know is fine")
+        #expect(throws: SinkError.self) { try SinkFileSystem.resolve(.name("no-such-user-here"), group: false) }
+    }
 }

@@ -14,6 +14,8 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
 /// The file system side of sinks: atomic replacement, removal and the checks `config check`
 /// makes. Every call blocks; the agent runs them on the blocking pool.
 public enum SinkFileSystem {
+    private typealias group_t = Glibc.group
+
     /// Replaces `file.path` with `content`: a temporary file in the same directory (created
     /// 0600), written in full, given its owner, group and mode, flushed to disk, renamed over the
     /// path, and the directory flushed. A reader opening the path sees the old file or the new
@@ -102,7 +104,16 @@ public enum SinkFileSystem {
         switch account {
         case let .id(id): return id
         case let .name(name):
-            let id: UInt32? = group ? getgrnam(name).map { $0.pointee.gr_gid } : getpwnam(name).map { $0.pointee.pw_uid }
+            // The reentrant lookups: keepers write on several threads at once.
+            var buffer = [CChar](repeating: 0, count: 16384)
+            var id: UInt32?
+            if group {
+                var entry = group_t(), result: UnsafeMutablePointer<group_t>?
+                if getgrnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil { id = entry.gr_gid }
+            } else {
+                var entry = passwd(), result: UnsafeMutablePointer<passwd>?
+                if getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil { id = entry.pw_uid }
+            }
             guard let id else {
                 throw SinkError(message: "\(group ? "group" : "owner") '\(name)' is not a known \(group ? "group" : "user") on this system; use a numeric id or create it")
             }
