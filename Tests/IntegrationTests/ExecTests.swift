@@ -82,7 +82,7 @@ private final class ExecProcess: @unchecked Sendable {
             "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "restart", "--",
             "/bin/sh", "-c", "echo \"$PW\" >> \(runs); exec sleep 100",
         ], directory: directory)
-        try await waitUntil("the command runs", timeout: 20) { fileText(runs) != nil }
+        try await waitUntil("the command runs", timeout: 60) { fileText(runs) != nil }
         let second = try await rotate(agent, "db", after: 1)
         try await waitUntil("the command runs again", timeout: 20) { (fileText(runs) ?? "").split(separator: "\n").count == 2 }
         #expect((fileText(runs) ?? "").split(separator: "\n").map(String.init) == [first["password"] as? String, second["password"] as? String])
@@ -118,7 +118,7 @@ private final class ExecProcess: @unchecked Sendable {
             "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "signal:USR1", "--",
             "python3", "-c", command, log,
         ], directory: directory)
-        try await waitUntil("the command runs", timeout: 20) { fileText(log)?.contains("started") == true }
+        try await waitUntil("the command runs", timeout: 60) { fileText(log)?.contains("started") == true }
         _ = try await rotate(agent, "db", after: 1)
         try await waitUntil("the rotation's signal arrives", timeout: 20) { fileText(log)?.contains("USR1") == true }
         exec.signal(SIGHUP)

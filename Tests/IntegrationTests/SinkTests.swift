@@ -122,7 +122,7 @@ private let hupCounter = """
         async let reader = ChildProcess.python(["-c", tornReadChecker, file.path, stop, ready])
         // Declared after the reader: runs first when the test fails, so that the reader ends.
         defer { FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the reader runs", timeout: 30) { FileManager.default.fileExists(atPath: ready) }
+        try await waitUntil("the reader runs", timeout: 60) { FileManager.default.fileExists(atPath: ready) }
         try await BlockingExecutor.shared.run {
             for version in 1...1000 { try SinkFileSystem.write(Secret(tornReadContent(version)), to: file) }
         }
@@ -221,7 +221,7 @@ private let hupCounter = """
         let stop = directory + "/stop"
         async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
         defer { FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the application wrote its pid file", timeout: 30) { FileManager.default.fileExists(atPath: pidFile) }
+        try await waitUntil("the application wrote its pid file", timeout: 60) { FileManager.default.fileExists(atPath: pidFile) }
         // A 3 s token is replaced every 1.5 s.
         let emulator = try await startEmulator(tokenLifetime: 3)
         defer { Task { try? await emulator.stop() } }
@@ -263,7 +263,7 @@ private let hupCounter = """
         // The application comes up and writes its pid: the retried signal reaches it.
         async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
         defer { FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the application runs", timeout: 30) { FileManager.default.fileExists(atPath: appPidFile) }
+        try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
         #expect(rename(appPidFile, pidFile) == 0)
         try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
         FileManager.default.createFile(atPath: stop, contents: nil)
