@@ -21,6 +21,7 @@ public final class Agent: Service, Sendable {
     public let store = CredentialStore()
     public let metrics = AgentMetrics()
     private let refreshers = RefresherDirectory()
+    private let sinks: SinkSupervisor
     private let context: ServerContext
     private let server: SocketServer
     private let proxies: AgentProxies
@@ -52,6 +53,8 @@ public final class Agent: Service, Sendable {
         context = ServerContext(store: store, refreshers: refreshers, metrics: metrics,
                                 policy: PeerPolicy(allowUIDs: config.socket.allowUIDs, allowGIDs: config.socket.allowGIDs),
                                 limits: ServerLimits(socket: config.socket), logger: logger, now: now)
+        sinks = SinkSupervisor(store: store, logger: logger, now: now)
+        sinks.apply(config.credentials)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
         proxies = AgentProxies(config: config, store: store, metrics: metrics, socketPolicy: { [context] in context.policy },
@@ -93,6 +96,7 @@ public final class Agent: Service, Sendable {
             }
             group.addTask { await self.watchClock() }
             group.addTask { await self.reloadOnHangup(spawner) }
+            group.addTask { await self.sinks.run() }
             for await refresher in spawns {
                 group.addTask { await refresher.run() }
             }
@@ -175,7 +179,8 @@ public final class Agent: Service, Sendable {
         do {
             for credential in new.credentials {
                 let existing = refreshers[credential.name.rawValue]
-                let same = existing.flatMap { $0.config == credential ? $0 : nil }
+                // Sinks are written from the store: a change of them alone leaves the secret be.
+                let same = existing.flatMap { $0.config.withSinks(credential.sinks) == credential ? $0 : nil }
                 let changedProvider = providerChanged(credential.provider)
                 if same != nil, old.refresh == new.refresh, !changedProvider {
                     kept += 1
@@ -227,6 +232,7 @@ public final class Agent: Service, Sendable {
             logger.warning("proxy settings take effect only at restart")
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
+        sinks.apply(new.credentials)
         logger.info("config reloaded", metadata: [
             "kept": "\(kept)", "started": "\(replacements.count)", "removed": "\(removed)",
         ])

@@ -14,11 +14,14 @@ public struct CredentialConfig: Sendable, Equatable {
     public var target: CredentialTarget
     /// A local listener whose clients connect without a password (postgres only).
     public var proxy: ProxyConfig?
+    /// Files rewritten with every new secret, and the hook run after (`sinks:`, `on_rotate:`).
+    public var sinks: CredentialSinks
 
-    public init(name: CredentialName, target: CredentialTarget, proxy: ProxyConfig? = nil) {
+    public init(name: CredentialName, target: CredentialTarget, proxy: ProxyConfig? = nil, sinks: CredentialSinks = CredentialSinks()) {
         self.name = name
         self.target = target
         self.proxy = proxy
+        self.sinks = sinks
     }
 
     public var kind: CredentialKind { target.kind }

@@ -20,6 +20,7 @@ struct CredAgent: AsyncParsableCommand {
             HealthCommand.self,
             WaitCommand.self,
             VersionCommand.self,
+            ExecCommand.self,
         ]
     )
 

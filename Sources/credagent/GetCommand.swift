@@ -39,14 +39,14 @@ struct GetCommand: AsyncParsableCommand {
                 print(value)
                 return
             }
+            // The same text as a sink of that format holds.
+            let fields = try CredentialFields(json: body)
             switch format {
             case .json: print(String(decoding: body, as: UTF8.self))
-            case .env: print(Self.environment(credential))
+            case .env: print(SinkFormat.env.render(json: body, fields: fields).reveal(), terminator: "")
             case .pgpass:
-                guard case let .postgres(connection) = credential.connection else {
-                    throw ValidationError("--format pgpass is for postgres credentials")
-                }
-                print(Self.pgpass(credential, connection))
+                guard credential.kind == .postgres else { throw ValidationError("--format pgpass is for postgres credentials") }
+                print(SinkFormat.pgpass.render(json: body, fields: fields).reveal(), terminator: "")
             }
         } catch let error as ValidationError {
             throw error
@@ -83,36 +83,5 @@ struct GetCommand: AsyncParsableCommand {
             else if let text = try? container.decode(String.self) { self = .string(text) }
             else { self = .object(try container.decode([String: AnyJSON].self)) }
         }
-    }
-
-    static func environment(_ credential: ServedCredential) -> String {
-        var lines: [(String, String)] = []
-        if let username = credential.username { lines.append(("CREDAGENT_USERNAME", username)) }
-        lines.append((credential.kind == .vault ? "CREDAGENT_TOKEN" : "CREDAGENT_PASSWORD", credential.secret.reveal()))
-        switch credential.connection {
-        case let .postgres(connection):
-            lines.append(("CREDAGENT_HOST", connection.host))
-            lines.append(("CREDAGENT_PORT", String(connection.port)))
-            if let database = connection.database { lines.append(("CREDAGENT_DATABASE", database)) }
-            lines.append(("CREDAGENT_SSLMODE", connection.sslmode.rawValue))
-        case let .redis(connection):
-            if let host = connection.host { lines.append(("CREDAGENT_HOST", host)) }
-            lines.append(("CREDAGENT_PORT", String(connection.port)))
-            lines.append(("CREDAGENT_TLS", connection.tls ? "true" : "false"))
-        case let .vault(connection):
-            lines.append(("CREDAGENT_ADDRESS", connection.address))
-            if let namespace = connection.namespace { lines.append(("CREDAGENT_NAMESPACE", namespace)) }
-        }
-        lines.append(("CREDAGENT_EXPIRES_AT", Timestamp.format(credential.expiresAt)))
-        return lines.map { "\($0.0)='\($0.1.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: "\n")
-    }
-
-    /// `host:port:database:username:password`, with `:` and `\` escaped as libpq expects.
-    static func pgpass(_ credential: ServedCredential, _ connection: CredentialConnection.Postgres) -> String {
-        func escape(_ text: String) -> String {
-            text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
-        }
-        return [connection.host, String(connection.port), connection.database ?? "*", credential.username ?? "*",
-                credential.secret.reveal()].map(escape).joined(separator: ":")
     }
 }

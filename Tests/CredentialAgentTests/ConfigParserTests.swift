@@ -353,7 +353,7 @@ private let rdsCredential = """
               - {name: b, kind: postgres, provider: aws, host: h, port: 5432, user: u, tls_server_name: h}
             """) == [
                 "credentials[0].revoke_on_shutdown: 'yes' is not true or false",
-                "credentials[1].tls_server_name: is not a key of a postgres credential (allowed: name, kind, provider, host, port, user, database, sslmode, ca_file, resource, proxy)",
+                "credentials[1].tls_server_name: is not a key of a postgres credential (allowed: name, kind, provider, host, port, user, database, sslmode, ca_file, resource, proxy, sinks, on_rotate)",
             ])
     }
 

@@ -29,8 +29,19 @@ enum PostgresPeer {
     /// Creates a login role whose password is `token`: locally this plays the cloud's part of
     /// accepting the IAM token it issued. The SQL goes to psql on stdin, never in arguments.
     static func createRole(_ user: String, password token: Secret) async throws {
+        try await runAsAdmin("CREATE ROLE \"\(user)\" LOGIN PASSWORD", user, token)
+    }
+
+    /// Makes `token` the role's password instead of the one it had: the cloud accepting a
+    /// rotated token (and no longer the old one).
+    static func setPassword(_ user: String, password token: Secret) async throws {
+        try await runAsAdmin("ALTER ROLE \"\(user)\" PASSWORD", user, token)
+    }
+
+    /// Runs `statement 'token';` as the admin user.
+    private static func runAsAdmin(_ statement: String, _ user: String, _ token: Secret) async throws {
         let literal = token.reveal().replacingOccurrences(of: "'", with: "''")
-        let sql = "CREATE ROLE \"\(user)\" LOGIN PASSWORD '\(literal)';\n"
+        let sql = "\(statement) '\(literal)';\n"
         let result = try await ChildProcess.run(
             (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
             ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port),
@@ -40,7 +51,7 @@ enum PostgresPeer {
         guard result.status == 0 else {
             // psql echoes the failing statement, password included: mask it.
             let detail = result.stderr.replacingOccurrences(of: token.reveal(), with: "<redacted>")
-            throw CloudAuthError(.rejected, source: "psql", "creating role \(user) failed: \(detail)")
+            throw CloudAuthError(.rejected, source: "psql", "setting the password of role \(user) failed: \(detail)")
         }
     }
 }

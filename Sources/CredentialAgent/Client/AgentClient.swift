@@ -90,6 +90,25 @@ public struct AgentClient: Sendable {
         return try await send("GET", "/v1/credentials/\(name)\(query)")
     }
 
+    /// The longest long poll ``credentialJSON(name:changedFrom:waitingUpTo:)`` asks for: it ends
+    /// well within the client's total timeout.
+    public static let longestWait = 45
+
+    /// The credential's JSON as soon as its version differs from `version` (at once if it
+    /// already does), or nil when it has not changed within `seconds` (at most ``longestWait``).
+    public func credentialJSON(name: String, changedFrom version: Int, waitingUpTo seconds: Int) async throws -> [UInt8]? {
+        guard CredentialName.isValid(name) else {
+            throw AgentClientError(unreachable: false, status: nil, code: "invalid_name",
+                                   message: "'\(name)' is not a credential name ([a-z0-9][a-z0-9._-]{0,62})")
+        }
+        let wait = min(max(seconds, 1), Self.longestWait)
+        do {
+            return try await send("GET", "/v1/credentials/\(name)?wait=\(wait)&version=\(version)")
+        } catch let error as AgentClientError where error.status == 304 {
+            return nil
+        }
+    }
+
     /// Forces a refresh of `name` and returns the new credential.
     public func refresh(name: String) async throws -> ServedCredential {
         try decode(ServedCredential.self, from: try await send("POST", "/v1/credentials/\(name)/refresh"))

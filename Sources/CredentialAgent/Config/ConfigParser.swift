@@ -224,6 +224,7 @@ struct ConfigReader {
         if sequence.isEmpty { issue("credentials", "is empty; list at least one credential") }
         var result: [CredentialConfig] = []
         var firstIndexByName: [String: Int] = [:]
+        var sinkPaths: [String: String] = [:]
         for (index, item) in sequence.enumerated() {
             guard let (name, credential) = credential(item, "credentials[\(index)]") else { continue }
             if let first = firstIndexByName[name] {
@@ -231,7 +232,10 @@ struct ConfigReader {
             } else {
                 firstIndexByName[name] = index
             }
-            if let credential { result.append(credential) }
+            if let credential {
+                checkSinkPaths(credential, "credentials[\(index)]", &sinkPaths)
+                result.append(credential)
+            }
         }
         return result
     }
@@ -249,11 +253,11 @@ struct ConfigReader {
         let provider = requiredString(map, "provider", path).flatMap { choice($0, CredentialProvider.self, "\(path).provider") }
         guard let name, let kind, let provider else {
             // Without kind the allowed keys are unknown; still report keys no credential has.
-            let known = Set(Self.commonKeys + Self.kindKeys.values.flatMap { $0 })
+            let known = Set(Self.commonKeys + Self.kindKeys.values.flatMap { $0 } + Self.sinkKeys)
             for key in map.keys where !known.contains(key) { unknownKey("\(path).\(key)", allowed: known.sorted()) }
             return nil
         }
-        let allowed = Self.commonKeys + (Self.kindKeys[kind] ?? [])
+        let allowed = Self.commonKeys + (Self.kindKeys[kind] ?? []) + Self.sinkKeys
         for key in map.keys where !allowed.contains(key) {
             issue("\(path).\(key)", "is not a key of a \(kind.rawValue) credential (allowed: \(allowed.joined(separator: ", ")))")
         }
@@ -265,8 +269,9 @@ struct ConfigReader {
         }
         var proxy: ProxyConfig?
         if kind == .postgres, let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy") }
+        let sinks = credentialSinks(map, path, kind: kind)
         guard let validName = CredentialName(name), let target else { return (name, nil) }
-        return (name, CredentialConfig(name: validName, target: target, proxy: proxy))
+        return (name, CredentialConfig(name: validName, target: target, proxy: proxy, sinks: sinks))
     }
 
     private mutating func postgres(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,

@@ -1,0 +1,103 @@
+import CloudAuth
+import CredentialModel
+import Foundation
+import Testing
+@testable import CredentialAgent
+
+/// A postgres credential's JSON answer as the agent serves it, with a password that needs every
+/// kind of escaping.
+private let postgresAnswer = """
+    {"name":"orders-db","kind":"postgres","provider":"aws","version":3,"username":"kong","password":"p:a\\\\ss/w'o%rd é",\
+    "issued_at":"2026-11-22T10:00:00Z","expires_at":"2026-11-22T10:15:00Z","refresh_at":"2026-11-22T10:09:54Z",\
+    "connection":{"host":"orders.example","port":5432,"database":null,"sslmode":"verify-full"}}
+    """
+private let password = "p:a\\ss/w'o%rd é"
+
+private func fields(_ json: String = postgresAnswer) throws -> CredentialFields {
+    try CredentialFields(json: Array(json.utf8))
+}
+
+private func render(_ format: SinkFormat, _ json: String = postgresAnswer) throws -> String {
+    format.render(json: Array(json.utf8), fields: try fields(json)).reveal()
+}
+
+@Suite struct SinkFormatTests {
+    @Test func fieldsAreTheAnswersScalarsWithConnectionFieldsBareAndDotted() throws {
+        let fields = try fields()
+        #expect(fields.value(of: "username") == "kong")
+        #expect(fields.value(of: "version") == "3")
+        #expect(fields.value(of: "host") == "orders.example")
+        #expect(fields.value(of: "connection.port") == "5432")
+        #expect(fields.value(of: "database") == .some(nil), "a JSON null is a field without a value")
+        #expect(fields.value(of: "token") == nil, "a postgres credential has no token")
+        #expect(!"\(fields)".contains("p:a"), "the fields never print the secret")
+    }
+
+    @Test func theJSONFormatIsTheAnswerByteForByte() throws {
+        #expect(try render(.json) == postgresAnswer)
+    }
+
+    @Test func thePasswordFormatIsTheSecretAloneAndVaultsIsItsToken() throws {
+        #expect(try render(.password) == password)
+        let vault = #"{"name":"v","kind":"vault","provider":"gcp","version":1,"token":"hvs.abc","accessor":"x","renewable":true,"lease_duration":60,"connection":{"address":"https://vault:8200","namespace":null}}"#
+        #expect(try render(.password, vault) == "hvs.abc")
+        #expect(try fields(vault).value(of: "renewable") == "true")
+    }
+
+    @Test func pgpassEscapesColonsAndBackslashesAndWritesAStarForAMissingValue() throws {
+        #expect(try render(.pgpass) == "orders.example:5432:*:kong:p\\:a\\\\ss/w'o%rd é\n")
+    }
+
+    @Test func envLinesAreSingleQuotedSoThatAShellReadsTheValuesBack() async throws {
+        let text = try render(.env)
+        #expect(text.hasPrefix("CREDAGENT_USERNAME='kong'\nCREDAGENT_PASSWORD='p:a\\ss/w'\\''o%rd é'\n"))
+        #expect(!text.contains("CREDAGENT_DATABASE"), "a null field is left out")
+        #expect(!text.contains("CREDAGENT_TOKEN"))
+        // A real shell reads the password back unchanged.
+        let script = text + "printf %s \"$CREDAGENT_PASSWORD\""
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(String(decoding: data, as: UTF8.self) == password)
+    }
+
+    @Test func templatesFillFieldsThroughTheirFilters() throws {
+        let template = try SinkTemplate(parsing: "postgres://{{username}}:{{password | urlencode}}@{{host}}:{{ port }}/{{database}}")
+        #expect(template.fields == ["username", "password", "host", "port", "database"])
+        #expect(try render(.template(template)) == "postgres://kong:p%3Aa%5Css%2Fw%27o%25rd%20%C3%A9@orders.example:5432/")
+        let others = try SinkTemplate(parsing: "{{password|json}} {{password | base64}} {{password|shell}} {{connection.host}}")
+        #expect(try render(.template(others)) == "\"p:a\\\\ss/w'o%rd é\" \(Data(password.utf8).base64EncodedString()) 'p:a\\ss/w'\\''o%rd é' orders.example")
+    }
+
+    @Test func malformedTemplatesAreRefusedWithTheFix() {
+        func message(_ text: String) -> String {
+            do {
+                _ = try SinkTemplate(parsing: text)
+                return ""
+            } catch {
+                return error.message
+            }
+        }
+        #expect(message("{{password | rot13}}") == "'{{password | rot13}}' uses the unknown filter 'rot13' (known: urlencode, json, base64, shell)")
+        #expect(message("a {{password") == "has a '{{' that is never closed; end each placeholder with '}}'")
+        #expect(message("{{ }}").contains("has an empty placeholder"))
+        #expect(message("{{password + 1}}").contains("does not name a field"))
+        #expect(message("{{ readFile('/etc/shadow') }}").contains("does not name a field"))
+    }
+
+    @Test func pidFilesHoldOneProcessIDAndAnythingElseIsShownShortened() {
+        #expect(RotationHookRunner.parsePIDFile("4242\n") == .pid(4242))
+        #expect(RotationHookRunner.parsePIDFile("  17 ") == .pid(17))
+        #expect(RotationHookRunner.parsePIDFile("") == .garbage("nothing"))
+        #expect(RotationHookRunner.parsePIDFile("0") == .garbage("'0'"))
+        #expect(RotationHookRunner.parsePIDFile("-1") == .garbage("'-1'"), "kill(-1) would signal every process")
+        #expect(RotationHookRunner.parsePIDFile("12\n34") == .garbage("'12?34'"))
+        #expect(RotationHookRunner.parsePIDFile("99999999999") == .garbage("'99999999999'"))
+        #expect(RotationHookRunner.parsePIDFile(String(getpid())) != .pid(getpid()), "never the agent itself")
+    }
+}

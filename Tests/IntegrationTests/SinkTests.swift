@@ -1,0 +1,386 @@
+import CloudAuth
+import CloudEmulator
+import CredentialAgent
+import CredentialModel
+import Foundation
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An agent config with one credential per entry of `credentials` (name, provider and extra
+/// YAML lines, already indented for a credential's keys), on loopback without TLS, refreshing
+/// without jitter so that short-lived tokens rotate on a schedule.
+func sinkAgentConfig(_ credentials: [(name: String, provider: String, extra: String)]) -> String {
+    let entries = credentials.map { credential in
+        """
+          - name: \(credential.name)
+            kind: postgres
+            provider: \(credential.provider)
+            host: 127.0.0.1
+            user: kong
+            database: kong
+            sslmode: disable
+        \(credential.extra)
+        """
+    }
+    return """
+        socket:
+          path: SOCKET
+        refresh:
+          jitter: 0
+          backoff: {initial: 200ms, max: 1s}
+        credentials:
+        \(entries.joined(separator: "\n"))
+        """
+}
+
+func fileText(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+private func fileStatus(_ path: String) -> stat? {
+    var status = stat()
+    return stat(path, &status) == 0 ? status : nil
+}
+
+/// Forces a rotation of `name`: asks for a refresh until the version passes `version` (the agent
+/// refuses client refreshes within 5 s of the last new secret). Returns the new credential.
+func rotate(_ agent: AgentProcess, _ name: String, after version: Int) async throws -> [String: Any] {
+    var body: [String: Any] = [:]
+    try await waitUntil("\(name) rotates past version \(version)", timeout: 20) {
+        body = try await agent.json("POST", "/v1/credentials/\(name)/refresh").body
+        return (body["version"] as? Int ?? 0) > version
+    }
+    return body
+}
+
+/// A python3 reader that opens `path` in a tight loop until `stop` exists, checking that every
+/// read is one whole version written as `V|payload|V` (the payload's length depends on V) and
+/// printing a JSON summary. It creates `ready` once it runs.
+private let tornReadChecker = """
+    import json, os, sys
+    path, stop, ready = sys.argv[1:4]
+    open(ready, "w").close()
+    reads = bad = missing = 0
+    versions = set()
+    examples = []
+    while not os.path.exists(stop):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            missing += 1
+            continue
+        reads += 1
+        parts = data.split(b"|")
+        ok = len(parts) == 3 and parts[0] == parts[2] and parts[0].isdigit()
+        if ok:
+            v = int(parts[0])
+            ok = len(parts[1]) == (v * 7919) % 50000 + 1 and len(set(parts[1])) == 1
+        if ok:
+            versions.add(v)
+        else:
+            bad += 1
+            if len(examples) < 3:
+                examples.append(repr(data[:60]) + " (%d bytes)" % len(data))
+    print(json.dumps({"reads": reads, "bad": bad, "missing": missing, "versions": len(versions), "examples": examples}))
+    """
+
+/// What `tornReadChecker` expects version `version` to hold.
+private func tornReadContent(_ version: Int) -> String {
+    let letter = Array("abcdefghij")[version % 10]
+    return "\(version)|\(String(repeating: letter, count: (version * 7919) % 50000 + 1))|\(version)"
+}
+
+/// An application for on_rotate tests (python3): writes its pid file, and on each SIGHUP notes
+/// the text the sink holds. Arguments: pid file, sink, notes file, stop file.
+private let hupCounter = """
+    import os, signal, sys, time
+    pid_file, sink, received, stop = sys.argv[1:5]
+    def hup(*_):
+        try:
+            text = open(sink).read()
+        except FileNotFoundError:
+            text = "missing"
+        with open(received, "a") as f:
+            f.write(text + "\\n")
+    signal.signal(signal.SIGHUP, hup)
+    # The test process starts children with its blocked signals still blocked.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
+    with open(pid_file + ".tmp", "w") as f:
+        f.write("%d\\n" % os.getpid())
+    os.rename(pid_file + ".tmp", pid_file)
+    while not os.path.exists(stop):
+        time.sleep(0.05)
+    """
+
+@Suite(.serialized) struct SinkTests {
+    @Test func aReaderInALoopNeverSeesAPartialOrMixedFile() async throws {
+        let directory = try Peers.scratchDirectory("sink-torn")
+        let file = SinkFile(path: directory + "/secret", format: .password)
+        try SinkFileSystem.write(Secret(tornReadContent(0)), to: file)
+        let stop = directory + "/stop", ready = directory + "/ready"
+        async let reader = ChildProcess.python(["-c", tornReadChecker, file.path, stop, ready])
+        // Declared after the reader: runs first when the test fails, so that the reader ends.
+        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        try await waitUntil("the reader runs", timeout: 60) { FileManager.default.fileExists(atPath: ready) }
+        try await BlockingExecutor.shared.run {
+            for version in 1...1000 { try SinkFileSystem.write(Secret(tornReadContent(version)), to: file) }
+        }
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        let result = try await reader
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
+                                   "\(result.stdout)\(result.stderr)")
+        #expect(summary["bad"] as? Int == 0, "\(summary)")
+        #expect(summary["missing"] as? Int == 0, "the path always names a whole file: \(summary)")
+        #expect((summary["versions"] as? Int ?? 0) > 10, "the reader raced many writes: \(summary)")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains("credagent-") }
+        #expect(leftovers.isEmpty, "no temporary file is left: \(leftovers)")
+    }
+
+    @Test(.enabled(if: PostgresPeer.available, "needs the postgres peer (run scripts/test)"))
+    func psqlLogsInWithThePgpassSinkThroughARotation() async throws {
+        let user = uniqueUser("sinks")
+        let directory = try Peers.scratchDirectory("sink-pgpass")
+        let pgpass = directory + "/orders-db.pgpass"
+        let config = """
+            socket:
+              path: SOCKET
+            credentials:
+              - name: orders-db
+                kind: postgres
+                provider: gcp
+                host: \(PostgresPeer.host)
+                port: \(PostgresPeer.port)
+                user: \(user)
+                database: \(PostgresPeer.database)
+                sinks:
+                  - {path: \(pgpass), format: pgpass}
+            """
+        let emulator = try await startEmulator(tokenLifetime: 600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-pgpass", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let first = try await agent.credential("orders-db")
+        let firstToken = Secret(first["password"] as? String ?? "")
+        try await PostgresPeer.createRole(user, password: firstToken)
+
+        func psql() async throws -> ProcessResult {
+            try await ChildProcess.run(
+                (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                ["-X", "-At", "-h", PostgresPeer.host, "-p", String(PostgresPeer.port), "-U", user, "-d", PostgresPeer.database,
+                 "-c", "select current_user"],
+                environment: ["PGPASSFILE": pgpass, "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "10"])
+        }
+        try await waitUntil("the sink holds version 1", timeout: 10) { fileText(pgpass)?.contains(firstToken.reveal().replacingOccurrences(of: ":", with: "\\:")) == true }
+        #expect(fileStatus(pgpass).map { $0.st_mode & 0o777 } == 0o600, "libpq ignores a .pgpass readable by others")
+        let before = try await psql()
+        #expect(before.status == 0 && before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(before.stderr)")
+
+        let second = try await rotate(agent, "orders-db", after: 1)
+        let secondToken = Secret(second["password"] as? String ?? "")
+        try await PostgresPeer.setPassword(user, password: secondToken)
+        try await waitUntil("the sink holds version 2", timeout: 10) {
+            fileText(pgpass) == "\(PostgresPeer.host):\(PostgresPeer.port):\(PostgresPeer.database):\(user):\(secondToken.reveal())\n"
+        }
+        let after = try await psql()
+        #expect(after.status == 0 && after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user,
+                "psql logs in with the rotated token the sink holds: \(after.stderr)")
+        #expect(!agent.log.contains(secondToken.reveal()))
+    }
+
+    @Test func modeAndOwnerAreAppliedOnEveryWrite() async throws {
+        let directory = try Peers.scratchDirectory("sink-owner")
+        let path = directory + "/token"
+        // Only root may give a file away; as another user the agent's own ids are named.
+        let root = geteuid() == 0
+        let owner = root ? UInt32(4321) : geteuid(), group = root ? UInt32(4322) : getegid()
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(path), format: password, mode: \"0640\", owner: \(owner), group: \(group)}]")])
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-owner", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let first = try await agent.credential("db")
+        try await waitUntil("the sink is written", timeout: 10) { fileText(path) == first["password"] as? String }
+        let written = try #require(fileStatus(path))
+        #expect(written.st_mode & 0o7777 == 0o640)
+        #expect(written.st_uid == owner && written.st_gid == group)
+
+        // Someone changes the file; the next version puts mode and owner back.
+        chmod(path, 0o666)
+        if root { chown(path, 0, 0) }
+        let second = try await rotate(agent, "db", after: 1)
+        try await waitUntil("the sink holds version 2", timeout: 10) { fileText(path) == second["password"] as? String }
+        let rewritten = try #require(fileStatus(path))
+        #expect(rewritten.st_mode & 0o7777 == 0o640)
+        #expect(rewritten.st_uid == owner && rewritten.st_gid == group)
+    }
+
+    @Test func theSignalArrivesOncePerRotation() async throws {
+        let directory = try Peers.scratchDirectory("sink-signal")
+        let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
+        let stop = directory + "/stop"
+        async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
+        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        try await waitUntil("the application wrote its pid file", timeout: 60) { FileManager.default.fileExists(atPath: pidFile) }
+        // A 3 s token is replaced every 1.5 s.
+        let emulator = try await startEmulator(tokenLifetime: 3)
+        defer { Task { try? await emulator.stop() } }
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                on_rotate: {signal: HUP, pid_file: \(pidFile)}
+            """)])
+        let agent = try await AgentProcess(label: "sink-signal", config: config, environment: cloudEnvironment(emulator))
+        try await waitUntil("four rotations were signalled", timeout: 30) {
+            (fileText(received) ?? "").split(separator: "\n").count >= 4
+        }
+        #expect(await agent.stop() == 0)
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = try await app
+        let versions = (fileText(received) ?? "").split(separator: "\n").map(String.init)
+        let sent = agent.log.components(separatedBy: "on_rotate: sent SIGHUP").count - 1
+        #expect(versions.count == sent, "one signal per write: \(versions), \(sent) sent")
+        #expect(versions == (1...versions.count).map(String.init),
+                "each version once, in order, already in the sink when the signal arrives: \(versions)")
+    }
+
+    @Test func aPidFileWithGarbageIsReportedAndRetriedUntilItNamesTheProcess() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidfile")
+        let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
+        let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
+        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                on_rotate: {signal: HUP, pid_file: \(pidFile)}
+            """)])
+        let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        try await waitUntil("the garbage is reported", timeout: 10) {
+            agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
+        }
+        #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+        // The application comes up and writes its pid: the retried signal reaches it.
+        async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
+        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
+        #expect(rename(appPidFile, pidFile) == 0)
+        try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = try await app
+    }
+
+    @Test func aHookCommandGetsNoSecretAndIsKilledAtItsTimeout() async throws {
+        let directory = try Peers.scratchDirectory("sink-command")
+        let environmentDump = directory + "/env"
+        let config = sinkAgentConfig([
+            ("dumps", "gcp", "    on_rotate: {command: [/bin/sh, -c, 'env > \(environmentDump)']}"),
+            ("hangs", "azure", "    on_rotate: {command: [/bin/sleep, '30'], timeout: 1s}"),
+        ])
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-command", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let credential = try await agent.credential("dumps")
+        try await waitUntil("the command ran", timeout: 10) { fileText(environmentDump)?.contains("CREDAGENT_VERSION=1") == true }
+        let environment = fileText(environmentDump) ?? ""
+        #expect(environment.contains("CREDAGENT_CREDENTIAL=dumps"))
+        #expect(!environment.contains(credential["password"] as? String ?? "-"), "the secret is not in the hook's environment")
+        #expect(!environment.contains("GCE_METADATA_HOST"), "nor the agent's own environment")
+        try await waitUntil("the hanging command is killed", timeout: 10) {
+            agent.log.contains("on_rotate: /bin/sleep was killed after its timeout of 1s")
+        }
+        #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
+    }
+
+    @Test func sinksAreRemovedWhenTheCredentialStopsBeingServable() async throws {
+        let directory = try Peers.scratchDirectory("sink-remove")
+        let gcpSink = directory + "/gcp.json", azureSink = directory + "/azure.json"
+        let both = sinkAgentConfig([
+            ("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]"),
+            ("az-db", "azure", "    sinks: [{path: \(azureSink), format: json}]"),
+        ])
+        let emulator = try await startEmulator(tokenLifetime: 4)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-remove", config: both, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        try await waitUntil("both sinks are written", timeout: 20) {
+            FileManager.default.fileExists(atPath: gcpSink) && FileManager.default.fileExists(atPath: azureSink)
+        }
+
+        // GCP's identity fails: its token's serving window (3 s of 4) ends and its file goes.
+        emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .gcpMetadataToken)
+        try await waitUntil("gcp-db is expired", timeout: 20) { try await agent.state("gcp-db") == "expired" }
+        // The keeper wakes at the end of the serving window, which ends before the token does.
+        try await waitUntil("gcp-db's sink is removed", timeout: 2) { !FileManager.default.fileExists(atPath: gcpSink) }
+        #expect(FileManager.default.fileExists(atPath: azureSink))
+        emulator.clearFailure(at: .gcpMetadataToken)
+        try await waitUntil("gcp-db's sink is back", timeout: 20) { FileManager.default.fileExists(atPath: gcpSink) }
+
+        // A reload without az-db removes its file.
+        try sinkAgentConfig([("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]")])
+            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+            .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        try await waitUntil("az-db's sink is removed", timeout: 10) { !FileManager.default.fileExists(atPath: azureSink) }
+        #expect(FileManager.default.fileExists(atPath: gcpSink))
+
+        // The agent stops: nobody would remove the file at expiry, so it goes now.
+        #expect(await agent.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: gcpSink))
+    }
+
+    @Test func aReloadThatChangesOnlySinksKeepsTheSecretAndMovesTheFiles() async throws {
+        let directory = try Peers.scratchDirectory("sink-reload")
+        let before = directory + "/before.pw", after = directory + "/after.json"
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]),
+                                           environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let credential = try await agent.credential("db")
+        try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
+
+        try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
+            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+            .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
+            FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
+        }
+        let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
+        #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
+        #expect(written?["password"] as? String == credential["password"] as? String)
+    }
+
+    @Test func aSinkThatCannotBeWrittenIsReportedAndTheAgentKeepsServing() async throws {
+        let directory = try Peers.scratchDirectory("sink-bad")
+        let missing = directory + "/not-yet"
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks:
+                  - {path: \(missing)/db.pw, format: password}
+                  - {path: \(directory)/db.env, format: env, owner: no-such-user-here}
+            """)])
+        let configPath = directory + "/agent.yaml"
+        try config.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let check = try await runCredagent(["config", "check", configPath])
+        #expect(check.status == 2)
+        #expect(check.stderr.contains("credentials[0].sinks[0]: directory \(missing) cannot be used: No such file or directory; create the directory (or mount the volume) or change the sink's path"), "\(check.stderr)")
+        #expect(check.stderr.contains("credentials[0].sinks[1]: owner 'no-such-user-here' is not a known user on this system; use a numeric id or create it"), "\(check.stderr)")
+
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-bad", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let credential = try await agent.credential("db")
+        try await waitUntil("the failed write is logged", timeout: 10) {
+            agent.log.contains("sink \(missing)/db.pw: cannot create a file in \(missing): No such file or directory; create the directory")
+        }
+        #expect(agent.log.contains("sink \(directory)/db.env: owner 'no-such-user-here' is not a known user"))
+        // Once the directory exists, the next attempt writes the file.
+        try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
+        try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
+        #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
+    }
+}
