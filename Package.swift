@@ -63,7 +63,6 @@ let package = Package(
             name: "CloudAuth",
             dependencies: [
                 "CCurl", "COpenSSL",
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

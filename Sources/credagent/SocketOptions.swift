@@ -28,7 +28,7 @@ struct SocketOptions: ParsableArguments {
     }
 }
 
-/// Exit codes of the CLI (DESIGN section 6).
+/// Exit codes of the CLI (docs/OPERATIONS.md, "Running").
 enum AgentExit {
     static let checkFailed = ExitCode(1)
     static let usage = ExitCode(2)

@@ -25,7 +25,7 @@ final class ProxyFixture: Sendable {
     /// `password` and `md5` methods in pg_hba); `tokenOverride` is what the proxy sends instead of
     /// the role's real password.
     init(label: String, memberOf group: String? = nil, md5: Bool = false, maxConnections: Int = 16,
-         handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (ProxyPeer) -> Bool = { $0.uid == getuid() },
+         handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() },
          port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil) async throws {
         let user = uniqueUser("proxy")
         self.user = user

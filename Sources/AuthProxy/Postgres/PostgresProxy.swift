@@ -78,7 +78,7 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 public final class PostgresProxy: Sendable {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
-    let allows: @Sendable (ProxyPeer) -> Bool
+    let allows: @Sendable (UnixPeerCredentials) -> Bool
     let metrics: ProxyMetrics
     let logger: Logger
     private let group: any EventLoopGroup
@@ -97,7 +97,7 @@ public final class PostgresProxy: Sendable {
     ///   - credential: the current user and token, or nil when the credential has none valid.
     ///   - allows: whether a connecting process may use the proxy.
     public init(configuration: PostgresProxyConfiguration, credential: @escaping @Sendable () -> ProxyCredential?,
-                allows: @escaping @Sendable (ProxyPeer) -> Bool, metrics: ProxyMetrics, logger: Logger,
+                allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
@@ -123,7 +123,7 @@ public final class PostgresProxy: Sendable {
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                return ProxyPeer.of(channel).flatMapThrowing { peer in
+                return UnixPeerCredentials.of(channel).flatMapThrowing { peer in
                     let refusal = self.admit(channel, peer: peer)
                     try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
                 }
@@ -150,7 +150,7 @@ public final class PostgresProxy: Sendable {
 
     /// Counts the connection and decides whether it will be refused (after its startup packet,
     /// so the client can read the ErrorResponse).
-    private func admit(_ channel: any Channel, peer: ProxyPeer?) -> ProxyRefusal? {
+    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> ProxyRefusal? {
         let name = configuration.credential
         let admitted = running.withLockedValue { running in
             guard running.listener != nil, running.connections.count < configuration.maxConnections else { return false }

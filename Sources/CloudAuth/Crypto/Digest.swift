@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Synchronization
 
 /// SHA-256 and HMAC-SHA256 over libcrypto, constant-time comparison and random bytes.

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 extension Digest {
     /// PBKDF2 with HMAC-SHA256 (RFC 8018) over libcrypto: `length` bytes derived from `password`

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// An RSA private key held by libcrypto, for RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signatures.
 ///

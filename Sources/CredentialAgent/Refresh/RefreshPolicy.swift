@@ -1,6 +1,6 @@
 import Foundation
 
-/// When to renew a credential and how long it may be served (DESIGN section 5). Pure: times and
+/// When to renew a credential and how long it may be served (docs/CONFIG.md, "refresh"). Pure: times and
 /// randomness are passed in.
 public struct RefreshPolicy: Sendable, Equatable {
     public var minRemaining: TimeInterval
