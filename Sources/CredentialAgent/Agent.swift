@@ -71,7 +71,7 @@ public final class Agent: Service, Sendable {
     public func run() async throws {
         try await startListening()
         let config = current.withLockedValue { $0.config }
-        logger.info("listening", metadata: [
+        logger.notice("listening", metadata: [
             "socket.path": "\(server.path)", "socket.mode": "\(String(config.socket.mode, radix: 8))",
             "credentials": "\(config.credentials.count)",
         ])
@@ -80,7 +80,7 @@ public final class Agent: Service, Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                self.logger.info("stopping")
+                self.logger.notice("stopping")
                 await self.server.stop()
                 spawner.finish()
             }
@@ -92,7 +92,7 @@ public final class Agent: Service, Sendable {
             group.cancelAll()
         }
         try? await eventLoops.shutdownGracefully()
-        logger.info("stopped")
+        logger.notice("stopped")
     }
 
     // MARK: Clock jumps
@@ -218,7 +218,7 @@ public final class Agent: Service, Sendable {
             logger.warning("socket settings other than socket.allow take effect only at restart")
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
-        logger.info("config reloaded", metadata: [
+        logger.notice("config reloaded", metadata: [
             "kept": "\(kept)", "started": "\(replacements.count)", "removed": "\(removed)",
         ])
     }
