@@ -92,15 +92,6 @@ struct ConnectionStateMachine {
         self.limits = limits
     }
 
-    /// Whether the connection is busy with a request (receiving or answering it), as opposed to
-    /// idle between requests or closed.
-    var hasRequestInProgress: Bool {
-        switch phase {
-        case .idle, .closed: false
-        case .started, .receiving, .answering: true
-        }
-    }
-
     private var waiting: Bool { !queue.isEmpty }
 
     // MARK: Events

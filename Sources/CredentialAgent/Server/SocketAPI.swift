@@ -136,7 +136,7 @@ struct SocketAPI {
         let now = shared.now()
         guard let body = snapshot.servableBody(at: now) else { return unavailable(snapshot, at: now, route: route) }
         return APIResponse(status: .ok, body: body, carriesSecret: true, route: route,
-                           keepAliveResponse: snapshot.keepAliveResponse)
+                           keepAliveResponse: snapshot.servableKeepAliveResponse(at: now))
     }
 
     /// The answer after waiting for a refresh: the new credential, or when a `min_valid` refresh
