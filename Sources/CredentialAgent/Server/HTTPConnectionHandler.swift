@@ -99,10 +99,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Falling behind is recorded at once; catching up resumes on the next turn of the event
     /// loop, outside the write that caused it.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
-        if writable {
+        if context.channel.isWritable {
             context.eventLoop.assumeIsolated().execute {
-                self.run(self.state.writabilityChanged(true, at: .now()), context)
+                self.run(self.state.writabilityChanged(context.channel.isWritable, at: .now()), context)
             }
         } else {
             run(state.writabilityChanged(false, at: .now()), context)
