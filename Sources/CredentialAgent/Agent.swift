@@ -79,7 +79,7 @@ public final class Agent: Service, Sendable {
     public func run() async throws {
         try await startListening()
         let config = current.withLockedValue { $0.config }
-        logger.info("listening", metadata: [
+        logger.notice("listening", metadata: [
             "socket.path": "\(server.path)", "socket.mode": "\(String(config.socket.mode, radix: 8))",
             "credentials": "\(config.credentials.count)",
         ])
@@ -88,7 +88,7 @@ public final class Agent: Service, Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                self.logger.info("stopping")
+                self.logger.notice("stopping")
                 async let proxiesStopped: Void = self.proxies.stop()
                 await self.server.stop()
                 await proxiesStopped
@@ -103,7 +103,7 @@ public final class Agent: Service, Sendable {
             group.cancelAll()
         }
         try? await eventLoops.shutdownGracefully()
-        logger.info("stopped")
+        logger.notice("stopped")
     }
 
     // MARK: Clock jumps
@@ -233,7 +233,7 @@ public final class Agent: Service, Sendable {
         }
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
         sinks.apply(new.credentials)
-        logger.info("config reloaded", metadata: [
+        logger.notice("config reloaded", metadata: [
             "kept": "\(kept)", "started": "\(replacements.count)", "removed": "\(removed)",
         ])
     }

@@ -11,7 +11,7 @@ private final class Lines: Sendable {
     var all: [String] { lines.withLockedValue { $0 } }
     func logger(_ format: AgentLogHandler.Format, level: Logger.Level = .info) -> Logger {
         Logger(label: "test") { label in
-            AgentLogHandler(label: label, format: format, level: level) { line in self.lines.withLockedValue { $0.append(line) } }
+            AgentLogHandler(label: label, format: format, level: level) { line, _ in self.lines.withLockedValue { $0.append(line) } }
         }
     }
 }
@@ -92,5 +92,30 @@ private struct Pipe {
         close(pipe.write)
         let received = await reader.value
         #expect(received.count == (100 - writer.dropped) * (big.utf8.count + 1))
+    }
+
+    /// A flood of ordinary lines fills the queue; a line that must not be dropped (the agent's
+    /// "config reloaded") still gets through, after what was queued before it.
+    @Test func linesThatMustNotBeDroppedSurviveAFlood() {
+        let pipe = Pipe()
+        defer { close(pipe.read) }
+        let writer = LogWriter(descriptor: pipe.write, capacity: 8)
+        let big = String(repeating: "x", count: 256 * 1024)
+        for _ in 0..<100 { writer.enqueue(big) }
+        writer.enqueue("config reloaded", neverDrop: true)
+        for _ in 0..<100 { writer.enqueue(big) }
+        #expect(writer.dropped >= 200 - 2 * 8)
+        // The reader is a thread, not a task: flush() blocks this one until it has read.
+        let received = NIOLockedValueBox<[UInt8]>([])
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            received.withLockedValue { $0 = pipe.drain() }
+            done.signal()
+        }
+        writer.flush()
+        close(pipe.write)
+        done.wait()
+        let text = String(decoding: received.withLockedValue { $0 }, as: UTF8.self)
+        #expect(text.contains("\nconfig reloaded\n"))
     }
 }

@@ -272,6 +272,21 @@ private let rdsCredential = """
         ])
     }
 
+    @Test func foreignPeersGetABoundedShareOfTheConnections() throws {
+        #expect(try parse("credentials:\n" + rdsCredential).socket.maxForeignConnections == 64)
+        let config = try parse("socket: {max_connections: 10, max_foreign_connections: 9}\ncredentials:\n" + rdsCredential)
+        #expect(config.socket.maxForeignConnections == 9)
+        #expect(try parse("socket: {max_foreign_connections: 0}\ncredentials:\n" + rdsCredential).socket.maxForeignConnections == 0)
+        #expect(issues("socket: {max_connections: 10, max_foreign_connections: 10}\ncredentials:\n" + rdsCredential) == [
+            "socket.max_foreign_connections: 10 is not a number of connections from 0 to max_connections - 1 (9); "
+                + "peers allowed to read secrets need at least one place",
+        ])
+        #expect(issues("socket: {max_foreign_connections: -1}\ncredentials:\n" + rdsCredential).count == 1)
+        // Left at its default, the share shrinks below a small max_connections.
+        let small = try parse("socket: {max_connections: 2}\ncredentials:\n" + rdsCredential)
+        #expect(ServerLimits(socket: small.socket).maxForeignConnections == 1)
+    }
+
     @Test func socketModeIsAnOctalString() throws {
         #expect(try parse("socket: {mode: \"0600\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o600)
         #expect(try parse("socket: {mode: \"666\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o666)

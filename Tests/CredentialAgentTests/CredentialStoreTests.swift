@@ -8,12 +8,12 @@ import Testing
 
 private let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
-private func descriptor(_ name: String = "orders-db") -> CredentialConfig {
+func descriptor(_ name: String = "orders-db") -> CredentialConfig {
     let connection = CredentialConnection.Postgres(host: "db.example.com", port: 5432, database: "kong", sslmode: .verifyFull)
     return CredentialConfig(name: CredentialName(name)!, target: .postgres(.init(connection: connection, login: .aws(RDSLogin(user: "kong")))))
 }
 
-private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachine {
+func machine(versions: Int, secret: String = "tok") -> RefreshStateMachine {
     var machine = RefreshStateMachine(policy: RefreshConfig().policy, backoff: RefreshConfig().backoff)
     for index in 0..<versions {
         let issued = t0.addingTimeInterval(Double(index))
@@ -24,11 +24,20 @@ private func machine(versions: Int, secret: String = "tok") -> RefreshStateMachi
     return machine
 }
 
-/// Collects what waiters were called with.
+/// Collects what waiters were called with: the new version, nil for a removal, -1 for a recheck.
 private final class Calls: Sendable {
     let values = NIOLockedValueBox<[Int?]>([])
     var all: [Int?] { values.withLockedValue { $0 } }
-    func waiter() -> CredentialStore.Waiter { { snapshot in self.values.withLockedValue { $0.append(snapshot?.version) } } }
+    func waiter() -> CredentialStore.Waiter {
+        { outcome in
+            let value: Int? = switch outcome {
+            case let .rotated(snapshot): snapshot.version
+            case .removed: nil
+            case .recheck: -1
+            }
+            self.values.withLockedValue { $0.append(value) }
+        }
+    }
 }
 
 @Suite struct CredentialStoreTests {
@@ -91,6 +100,23 @@ private final class Calls: Sendable {
         store.remove("orders-db")
         #expect(calls.all == [nil])
         #expect(store.snapshot("orders-db") == nil)
+    }
+
+    @Test func aChangeOfWhoMayReadEndsEveryWaitForARecheck() {
+        let store = CredentialStore()
+        store.register(descriptor(), machine(versions: 1), owner: owner)
+        store.register(descriptor("other"), machine(versions: 1), owner: owner)
+        let calls = Calls()
+        guard case .waiting = store.waitForVersion("orders-db", otherThan: 1, calls.waiter()),
+              case .waiting = store.waitForVersion("other", otherThan: 1, calls.waiter()) else {
+            Issue.record("expected to wait")
+            return
+        }
+        store.recheckWaiters()
+        #expect(calls.all == [-1, -1])
+        // Each waiter is called once: a rotation afterwards wakes nobody.
+        store.publish(descriptor(), machine(versions: 2), owner: owner)
+        #expect(calls.all == [-1, -1])
     }
 
     @Test func onlyTheOwnerPublishes() {
@@ -181,6 +207,27 @@ private final class Calls: Sendable {
               case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?colour=red") else {
             Issue.record("bad queries must be refused")
             return
+        }
+    }
+
+    @Test func routesWithoutOptionsRefuseAnyQuery() {
+        for (method, uri, template) in [("GET", "/v1/credentials?x=1", "/v1/credentials"), ("GET", "/v1/health?verbose", "/v1/health"),
+                                        ("GET", "/v1/ready?a=b", "/v1/ready"), ("GET", "/metrics?format=json", "/metrics"),
+                                        ("POST", "/v1/credentials/a/refresh?force=1", "/v1/credentials/{name}/refresh")] {
+            #expect(Route.parse(method: method, uri: uri) == .failure(.badRequest("\(template) takes no query parameters", route: template)))
+        }
+    }
+
+    @Test func numbersInQueriesArePlainDecimals() throws {
+        #expect(try Route.parse(method: "GET", uri: "/v1/credentials/a?wait=1.5&version=07").get()
+            == .credential(name: "a", query: .init(wait: 1.5, version: 7)))
+        for query in ["wait=0x10&version=1", "wait=1e2&version=1", "wait=+5&version=1", "wait=inf&version=1", "wait=nan&version=1",
+                      "wait=.5&version=1", "wait=5.&version=1", "wait=&version=1", "wait=1&version=0x1", "wait=1&version=+1",
+                      "wait=1&version=-1", "min_valid=0x1p4", "min_valid=1_000", "min_valid=%31"] {
+            guard case .failure(.badRequest) = Route.parse(method: "GET", uri: "/v1/credentials/a?" + query) else {
+                Issue.record("\(query) must be refused")
+                continue
+            }
         }
     }
 }

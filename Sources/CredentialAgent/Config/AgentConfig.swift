@@ -102,6 +102,9 @@ public struct SocketConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]
     /// Connections open at once; more are closed as they arrive.
     public var maxConnections: Int
+    /// Of those, connections of peers that may not read secrets; always fewer than
+    /// ``maxConnections``, so that such peers can never lock allowed ones out.
+    public var maxForeignConnections: Int = 64
     /// How long a connection may sit without a request before it is closed.
     public var idleTimeout: Duration
     /// How long from a request's first byte to its end before it is answered 408.

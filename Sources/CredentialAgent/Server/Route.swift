@@ -1,7 +1,7 @@
 import CredentialModel
 import Foundation
 
-/// A request of the socket API (DESIGN section 4), parsed from method and URI. Pure.
+/// A request of the socket API (docs/API.md), parsed from method and URI. Pure.
 public enum Route: Sendable, Equatable {
     case list
     case credential(name: String, query: CredentialQuery)
@@ -30,7 +30,8 @@ public enum Route: Sendable, Equatable {
         case notFound
         /// The path exists; these methods are allowed on it.
         case methodNotAllowed(allowed: String)
-        case badRequest(String)
+        /// The path names a route (its template is `route`) but the query is not one it takes.
+        case badRequest(String, route: String)
     }
 
     /// The template of `GET /v1/credentials/{name}`.
@@ -64,8 +65,13 @@ public enum Route: Sendable, Equatable {
         }
         let (path, query) = split(uri)
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        /// A route without options: the method must match and no query may be given.
         func only(_ allowed: String, _ route: Route) -> Result<Route, Failure> {
-            method == allowed ? .success(route) : .failure(.methodNotAllowed(allowed: allowed))
+            guard method == allowed else { return .failure(.methodNotAllowed(allowed: allowed)) }
+            guard query.isEmpty else {
+                return .failure(.badRequest("\(route.template) takes no query parameters", route: route.template))
+            }
+            return .success(route)
         }
         switch Array(segments) {
         case ["v1", "health"]: return only("GET", .health)
@@ -92,36 +98,52 @@ public enum Route: Sendable, Equatable {
     }
 
     private static func parseQuery(_ query: Substring) -> Result<CredentialQuery, Failure> {
+        func refused(_ message: String) -> Result<CredentialQuery, Failure> {
+            .failure(.badRequest(message, route: credentialTemplate))
+        }
         var result = CredentialQuery()
         for pair in query.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = parts[0], value = parts.count > 1 ? parts[1] : ""
             switch key {
             case "min_valid":
-                guard let seconds = Double(value), seconds >= 0, seconds.isFinite else {
-                    return .failure(.badRequest("min_valid must be a number of seconds >= 0"))
+                guard let seconds = decimalSeconds(value) else {
+                    return refused("min_valid must be a decimal number of seconds >= 0, like 60 or 1.5")
                 }
                 result.minValid = seconds
             case "wait":
-                guard let seconds = Double(value), seconds >= 0, seconds <= maxWait else {
-                    return .failure(.badRequest("wait must be a number of seconds from 0 to \(Int(maxWait))"))
+                guard let seconds = decimalSeconds(value), seconds <= maxWait else {
+                    return refused("wait must be a decimal number of seconds from 0 to \(Int(maxWait)), like 30")
                 }
                 result.wait = seconds
             case "version":
-                guard let version = Int(value), version >= 0 else {
-                    return .failure(.badRequest("version must be a whole number >= 0"))
+                guard isDigits(value), let version = Int(value) else {
+                    return refused("version must be a whole decimal number >= 0, like 3")
                 }
                 result.version = version
             default:
-                return .failure(.badRequest("unknown query parameter '\(key.prefix(40))' (allowed: min_valid, wait, version)"))
+                return refused("unknown query parameter '\(key.prefix(40))' (allowed: min_valid, wait, version)")
             }
         }
         if result.wait != nil, result.version == nil {
-            return .failure(.badRequest("wait needs version, the version the client already has"))
+            return refused("wait needs version, the version the client already has")
         }
         if result.wait != nil, result.minValid != nil {
-            return .failure(.badRequest("wait and min_valid cannot be combined"))
+            return refused("wait and min_valid cannot be combined")
         }
         return .success(result)
+    }
+
+    /// Seconds written as plain decimal digits with an optional fraction (`60`, `1.5`); nil for
+    /// anything else `Double` would read: hex (`0x10`), exponents, signs, `inf`, `nan`.
+    static func decimalSeconds(_ text: Substring) -> TimeInterval? {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.allSatisfy(isDigits), text.utf8.count <= 20 else { return nil }
+        return Double(text)
+    }
+
+    /// Whether `text` is one or more ASCII digits.
+    private static func isDigits(_ text: Substring) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 }

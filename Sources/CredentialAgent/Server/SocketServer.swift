@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOExtras
 import NIOHTTP1
 import NIOPosix
 
@@ -22,12 +23,44 @@ public final class RefresherDirectory: Sendable {
     }
 }
 
+/// Who holds the socket's connections: peers that may read secrets, and the others (foreign
+/// peers), whose share is bounded by ``ServerLimits/maxForeignConnections`` (less than
+/// ``ServerLimits/maxConnections``), so that they can never take every place. Pure.
+struct ConnectionTable {
+    let maxConnections: Int
+    let maxForeignConnections: Int
+    private(set) var allowed = 0
+    private(set) var foreign = 0
+
+    init(limits: ServerLimits) {
+        maxConnections = limits.maxConnections
+        maxForeignConnections = limits.maxForeignConnections
+    }
+
+    /// Takes a place for a new connection, or returns false when there is none for its kind.
+    mutating func admit(foreign isForeign: Bool) -> Bool {
+        guard allowed + foreign < maxConnections else { return false }
+        if isForeign {
+            guard foreign < maxForeignConnections else { return false }
+            foreign += 1
+        } else {
+            allowed += 1
+        }
+        return true
+    }
+
+    /// Frees the place of a connection admitted with the same `foreign`.
+    mutating func release(foreign isForeign: Bool) {
+        if isForeign { foreign -= 1 } else { allowed -= 1 }
+    }
+}
+
 /// The socket API's HTTP/1.1 server on a Unix socket (SwiftNIO).
 ///
 /// ``start()`` prepares the socket file (parent directory, stale socket), binds in a private
 /// directory, sets the mode and moves the socket into place;
-/// ``stop(grace:)`` stops accepting, lets each connection finish the request it is answering,
-/// closes the rest after `grace`, and removes the socket file.
+/// ``stop(grace:)`` stops accepting, lets each connection finish the request it is answering
+/// (NIOExtras' `ServerQuiescingHelper`), closes the rest after `grace`, and removes the socket file.
 public final class SocketServer: Sendable {
     public let path: String
     private let mode: UInt32
@@ -35,16 +68,19 @@ public final class SocketServer: Sendable {
     private let group: any EventLoopGroup
     private struct Running {
         var channel: (any Channel)?
+        var quiescing: ServerQuiescingHelper?
         var inode: UInt64 = 0
+        var table: ConnectionTable
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
-    private let running = NIOLockedValueBox(Running())
+    private let running: NIOLockedValueBox<Running>
 
     public init(socket: SocketConfig, context: ServerContext, group: any EventLoopGroup) {
         self.path = socket.path
         self.mode = socket.mode
         self.shared = context
         self.group = group
+        self.running = NIOLockedValueBox(Running(table: ConnectionTable(limits: context.limits)))
     }
 
     /// Binds the socket; does nothing when already listening.
@@ -52,18 +88,31 @@ public final class SocketServer: Sendable {
         if running.withLockedValue({ $0.channel != nil }) { return }
         try SocketFile.prepare(path: path)
         let shared = self.shared
+        let quiescing = ServerQuiescingHelper(group: group)
+        let unsent = shared.limits.maxUnsentBytes
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: unsent / 2, high: unsent))
             .childChannelInitializer { [weak self] channel in
-                guard let self, self.admit(channel) else { return channel.close() }
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    let connection = HTTPConnectionHandler(shared: shared)
-                    try sync.addHandler(IdleStateHandler(readTimeout: shared.limits.idleTimeout))
-                    try sync.addHandler(RequestBytesMarker(connection: connection))
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(connection)
+                guard let self else { return channel.close() }
+                return Self.peerCredentials(of: channel).flatMap { peer in
+                    guard self.admit(channel, peer: peer) else { return channel.close() }
+                    return channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        let connection = HTTPConnectionHandler(shared: shared, peer: peer)
+                        try sync.addHandler(IdleStateHandler(readTimeout: shared.limits.idleTimeout))
+                        try sync.addHandler(RequestBytesMarker(connection: connection))
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(
+                            leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                            limitConfiguration: shared.limits.decoderLimits)))
+                        try sync.addHandler(connection)
+                    }
                 }
             }
         let bound = try SocketFile.stagingPath(for: path) ?? path
@@ -83,13 +132,26 @@ public final class SocketServer: Sendable {
         }
         running.withLockedValue {
             $0.channel = channel
+            $0.quiescing = quiescing
             $0.inode = inode
         }
     }
 
-    private func admit(_ channel: any Channel) -> Bool {
+    /// The peer's `SO_PEERCRED`, or nil when the socket cannot tell.
+    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerIdentity?> {
+        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
+        let credentials: EventLoopFuture<UCred> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return credentials.map { PeerIdentity(pid: $0.pid, uid: $0.uid, gid: $0.gid) as PeerIdentity? }
+            .recover { _ in nil }
+    }
+
+    /// Takes a place in the connection table for `channel`, freed when it closes; peers that may
+    /// not read secrets (or whose credentials are unknown) take one of the foreign places.
+    private func admit(_ channel: any Channel, peer: PeerIdentity?) -> Bool {
+        let foreign = !(peer.map { shared.policy.allows($0) } ?? false)
         let admitted = running.withLockedValue { running in
-            guard running.channel != nil, running.connections.count < shared.limits.maxConnections else { return false }
+            guard running.channel != nil, running.table.admit(foreign: foreign) else { return false }
             running.connections[ObjectIdentifier(channel)] = channel
             return true
         }
@@ -98,7 +160,10 @@ public final class SocketServer: Sendable {
             return false
         }
         channel.closeFuture.whenComplete { [weak self] _ in
-            _ = self?.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+            self?.running.withLockedValue { running in
+                running.table.release(foreign: foreign)
+                running.connections.removeValue(forKey: ObjectIdentifier(channel))
+            }
         }
         return true
     }
@@ -106,22 +171,24 @@ public final class SocketServer: Sendable {
     /// Stops accepting, lets connections finish their current request for up to `grace`, then
     /// closes what is left and removes the socket file.
     public func stop(grace: Duration = .seconds(5)) async {
-        let (listener, inode) = running.withLockedValue { running in
-            defer { running.channel = nil }
-            return (running.channel, running.inode)
+        let (listener, quiescing, inode) = running.withLockedValue { running in
+            defer {
+                running.channel = nil
+                running.quiescing = nil
+            }
+            return (running.channel, running.quiescing, running.inode)
         }
-        guard let listener else { return }
-        try? await listener.close()
+        guard let listener, let quiescing else { return }
+        let allClosed = listener.eventLoop.makePromise(of: Void.self)
+        quiescing.initiateShutdown(promise: allClosed)
+        try? await listener.closeFuture.get()
         SocketFile.remove(path: path, inode: inode)
-        for connection in running.withLockedValue({ Array($0.connections.values) }) {
-            connection.pipeline.fireUserInboundEventTriggered(ServerStopping())
+        let closeTheRest = listener.eventLoop.scheduleTask(in: TimeAmount(grace)) {
+            for connection in self.running.withLockedValue({ Array($0.connections.values) }) {
+                connection.close(promise: nil)
+            }
         }
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        for connection in running.withLockedValue({ Array($0.connections.values) }) {
-            try? await connection.close()
-        }
+        try? await allClosed.futureResult.get()
+        closeTheRest.cancel()
     }
 }

@@ -61,11 +61,21 @@ public struct CredentialSnapshot: Sendable {
 /// The current snapshot of every credential by name, with waiters for rotations.
 ///
 /// Reads take a short lock and copy a reference; they never wait for a refresh. Waiters are
-/// callbacks (the server hops back to its event loop), called once with the new snapshot, or
-/// with nil when the credential is removed.
+/// callbacks (the server hops back to its event loop), called once with a ``WaitOutcome``.
 public final class CredentialStore: Sendable {
-    /// Called once with the new snapshot of a rotated credential, or with nil when it is removed.
-    public typealias Waiter = @Sendable (CredentialSnapshot?) -> Void
+    /// Why a waiter is called; it is called once and then forgotten.
+    public enum WaitOutcome: Sendable {
+        /// The credential rotated: its new snapshot.
+        case rotated(CredentialSnapshot)
+        /// The credential was removed.
+        case removed
+        /// Who may read secrets changed (``recheckWaiters()``): the waiter checks that its peer
+        /// still may, and waits again if so.
+        case recheck
+    }
+
+    /// Called once with why the wait ended.
+    public typealias Waiter = @Sendable (WaitOutcome) -> Void
 
     private struct Slot {
         var snapshot: CredentialSnapshot
@@ -126,7 +136,7 @@ public final class CredentialStore: Sendable {
             contents.slots[config.name.rawValue] = slot
             return woken
         }
-        for waiter in woken { waiter(snapshot) }
+        for waiter in woken { waiter(.rotated(snapshot)) }
     }
 
     /// Encodes the answer only when the version or the config changed: once per secret.
@@ -142,14 +152,14 @@ public final class CredentialStore: Sendable {
                                   keepAliveResponse: previous.keepAliveResponse)
     }
 
-    /// Removes `name`; its waiters are called with nil.
+    /// Removes `name`; its waiters are called with ``WaitOutcome/removed``.
     public func remove(_ name: String) {
         let woken: [Waiter] = contents.withLockedValue { contents in
             guard let slot = contents.slots.removeValue(forKey: name) else { return [] }
             contents.order.removeAll { $0 == name }
             return Array(slot.waiters.values)
         }
-        for waiter in woken { waiter(nil) }
+        for waiter in woken { waiter(.removed) }
     }
 
     /// What ``waitForVersion(_:otherThan:_:)`` did.
@@ -174,6 +184,20 @@ public final class CredentialStore: Sendable {
             contents.slots[name] = slot
             return .waiting(id: id)
         }
+    }
+
+    /// Ends every wait with ``WaitOutcome/recheck``: the agent calls it after changing who may read
+    /// secrets, so that no long poll begun under the old rules receives the next secret.
+    public func recheckWaiters() {
+        let woken: [Waiter] = contents.withLockedValue { contents in
+            var woken: [Waiter] = []
+            for name in contents.order where contents.slots[name]?.waiters.isEmpty == false {
+                woken.append(contentsOf: contents.slots[name]!.waiters.values)
+                contents.slots[name]!.waiters.removeAll()
+            }
+            return woken
+        }
+        for waiter in woken { waiter(.recheck) }
     }
 
     /// Forgets a waiter (its long poll timed out or its client left). True if it was still kept.

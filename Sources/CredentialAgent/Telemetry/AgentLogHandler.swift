@@ -6,6 +6,9 @@ import Logging
 /// Writes one line per log event to stderr (through ``LogWriter``), as logfmt (`ts=... level=info msg="..." key=value`)
 /// or as a JSON object. Metadata keys are dot-separated; values are whatever the caller put in,
 /// so callers never put secrets there (``CloudAuth/Secret`` prints `<redacted>` anyway).
+///
+/// Lines at `notice` and above (the agent's lifecycle: listening, config reloaded, stopping; and
+/// errors) are never dropped when a slow reader lets the queue fill; lines below may be.
 public struct AgentLogHandler: LogHandler {
     /// How lines are formatted.
     public enum Format: String, Sendable, CaseIterable {
@@ -17,19 +20,23 @@ public struct AgentLogHandler: LogHandler {
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let format: Format
-    private let output: @Sendable (String) -> Void
+    private let output: Output
+
+    /// Where a formatted line goes, with the level of its event.
+    public typealias Output = @Sendable (_ line: String, _ level: Logger.Level) -> Void
 
     public init(label: String, format: Format, level: Logger.Level,
-                output: @escaping @Sendable (String) -> Void = AgentLogHandler.writeToStandardError) {
+                output: @escaping Output = AgentLogHandler.writeToStandardError) {
         self.label = label
         self.format = format
         self.logLevel = level
         self.output = output
     }
 
-    /// Queues the line for standard error's writer thread (see ``LogWriter``): never blocks.
-    public static func writeToStandardError(_ line: String) {
-        LogWriter.standardError.enqueue(line)
+    /// Queues the line for standard error's writer thread (see ``LogWriter``): never blocks;
+    /// lines at `notice` and above are kept even when the queue is full.
+    public static func writeToStandardError(_ line: String, level: Logger.Level) {
+        LogWriter.standardError.enqueue(line, neverDrop: level >= .notice)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -48,12 +55,12 @@ public struct AgentLogHandler: LogHandler {
             for key in merged.keys.sorted() {
                 line += " \(key)=\(Self.logfmtValue(Self.flatten(merged[key]!)))"
             }
-            output(line)
+            output(line, event.level)
         case .json:
             var fields: [(String, JSONValue)] = [("ts", .string(time)), ("level", .string(event.level.rawValue)),
                                                  ("msg", .string(event.message.description))]
             for key in merged.keys.sorted() { fields.append((key, .string(Self.flatten(merged[key]!)))) }
-            output(String(decoding: JSONValue.object(fields).bytes, as: UTF8.self))
+            output(String(decoding: JSONValue.object(fields).bytes, as: UTF8.self), event.level)
         }
     }
 

@@ -8,14 +8,15 @@ import Darwin
 /// Writes log lines to a file descriptor from a thread of its own, so that whoever logs (an event
 /// loop among them) never waits for the reader of that descriptor: lines go into a bounded queue,
 /// and when a slow reader lets it fill up, further lines are dropped and counted instead of
-/// blocking the caller.
+/// blocking the caller. Lines queued with `neverDrop` (rare by contract: the agent's lifecycle and
+/// errors) are kept even then, so that a flood of ordinary lines cannot crowd them out.
 ///
 /// `@unchecked Sendable`: every mutable field is guarded by `condition`.
 public final class LogWriter: @unchecked Sendable {
     /// The process's standard error; its thread starts with the first line.
     public static let standardError = LogWriter(descriptor: 2)
 
-    /// Lines that may wait in the queue; more are dropped.
+    /// Lines that may wait in the queue; more are dropped, unless queued with `neverDrop`.
     public let capacity: Int
     private let descriptor: Int32
     private let condition = NSCondition()
@@ -29,8 +30,9 @@ public final class LogWriter: @unchecked Sendable {
         self.capacity = max(1, capacity)
     }
 
-    /// Queues `line` (a newline is added) for writing, or drops it when the queue is full.
-    public func enqueue(_ line: String) {
+    /// Queues `line` (a newline is added) for writing, or drops it when the queue is full and
+    /// `neverDrop` is false.
+    public func enqueue(_ line: String, neverDrop: Bool = false) {
         condition.lock()
         defer { condition.unlock() }
         if !started {
@@ -39,7 +41,7 @@ public final class LogWriter: @unchecked Sendable {
             thread.name = "credagent-log"
             thread.start()
         }
-        guard queue.count < capacity else {
+        guard queue.count < capacity || neverDrop else {
             droppedLines += 1
             return
         }
