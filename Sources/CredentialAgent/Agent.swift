@@ -83,6 +83,9 @@ public final class Agent: Service, Sendable {
             "socket.path": "\(server.path)", "socket.mode": "\(String(config.socket.mode, radix: 8))",
             "credentials": "\(config.credentials.count)",
         ])
+        if config.socket.sharedDirectory {
+            logger.warning("the socket's directory may be shared with other uids (socket.shared_directory); only clients that check the server's uid are safe")
+        }
         let (spawns, spawner) = AsyncStream.makeStream(of: CredentialRefresher.self)
         for refresher in initialRefreshers { spawner.yield(refresher) }
         await withDiscardingTaskGroup { group in

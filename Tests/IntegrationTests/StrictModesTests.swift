@@ -77,6 +77,21 @@ private func realScratchDirectory(_ label: String) throws -> String {
         #expect(try await run().status == 2)
         #expect(!FileManager.default.fileExists(atPath: socketDirectory + "/agent.sock"))
 
+        // Unless the config says the directory is shared on purpose (a Kubernetes emptyDir);
+        // the directories above it are still checked.
+        chmod(directory, 0o755)
+        chmod(socketDirectory, 0o777)
+        let sharedConfig = directory + "/shared.yaml"
+        try minimalConfig(socket: socketDirectory + "/agent.sock").replacingOccurrences(
+            of: "socket:\n", with: "socket:\n  shared_directory: true\n").write(toFile: sharedConfig, atomically: true, encoding: .utf8)
+        chmod(sharedConfig, 0o644)
+        let shared = try await AgentProcess(label: "strict-modes-shared", config: String(contentsOfFile: sharedConfig, encoding: .utf8)
+            .replacingOccurrences(of: socketDirectory + "/agent.sock", with: "SOCKET"), environment: unreachableMetadata,
+            socketDirectory: socketDirectory)
+        #expect(try await shared.request("GET", "/v1/health").status == 200)
+        #expect(shared.log.contains("socket.shared_directory"))
+        #expect(await shared.stop() == 0)
+
         chmod(socketDirectory, 0o750)
         chmod(directory, 0o755)
         // A symbolic link to the sound config, in a directory anyone may write: it could be

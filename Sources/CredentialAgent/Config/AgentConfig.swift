@@ -102,6 +102,10 @@ public struct SocketConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]
     /// Connections open at once; more are closed as they arrive.
     public var maxConnections: Int
+    /// The socket's directory is writable by other uids on purpose (a Kubernetes `emptyDir`
+    /// shared by the pod's containers): the agent starts anyway. Clients still refuse a socket
+    /// served by another uid.
+    public var sharedDirectory = false
     /// Of those, connections of peers that may not read secrets; always fewer than
     /// ``maxConnections``, so that such peers can never lock allowed ones out.
     public var maxForeignConnections: Int = 64

@@ -92,7 +92,7 @@ struct ConfigReader {
     mutating func socket(_ node: Node) -> SocketConfig {
         var config = SocketConfig()
         guard let map = mapping(node, "socket", allowed: ["path", "mode", "allow", "max_connections", "max_foreign_connections",
-                                                          "idle_timeout", "request_timeout"]) else { return config }
+                                                          "idle_timeout", "request_timeout", "shared_directory"]) else { return config }
         if let path = map["path"].flatMap({ string($0, "socket.path") }) {
             if path.hasPrefix("/") { config.path = path } else { issue("socket.path", "'\(path)' is not an absolute path") }
             if path.utf8.count > 107 { issue("socket.path", "is \(path.utf8.count) bytes long; a Unix socket path may have at most 107") }
@@ -119,6 +119,9 @@ struct ConfigReader {
                 issue("socket.max_foreign_connections", "\(text) is not a number of connections from 0 to max_connections - 1 "
                       + "(\(config.maxConnections - 1)); peers allowed to read secrets need at least one place")
             }
+        }
+        if let value = map["shared_directory"].flatMap({ bool($0, "socket.shared_directory") }) {
+            config.sharedDirectory = value
         }
         if let value = map["idle_timeout"].flatMap({ bounded(duration($0, "socket.idle_timeout"), "socket.idle_timeout", 1...86_400) }) {
             config.idleTimeout = value

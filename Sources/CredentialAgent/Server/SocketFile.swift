@@ -16,9 +16,10 @@ public struct SocketFileError: Error, Sendable, CustomStringConvertible {
 /// crashed agent, the file mode, and removal on shutdown.
 enum SocketFile {
     /// Makes `path` ready for bind: creates the parent directory (0750) when it is missing,
-    /// refuses a directory that another uid could change (``StrictModes``), removes a stale
-    /// socket that nobody listens on, and refuses anything else in the way.
-    static func prepare(path: String) throws {
+    /// refuses a directory that another uid could change (``StrictModes``; with
+    /// `sharedDirectory`, only the directories above it), removes a stale socket that nobody
+    /// listens on, and refuses anything else in the way.
+    static func prepare(path: String, sharedDirectory: Bool = false) throws {
         let parent = (path as NSString).deletingLastPathComponent
         var info = stat()
         if stat(parent, &info) != 0 {
@@ -32,7 +33,7 @@ enum SocketFile {
             throw SocketFileError(path: parent, message: "is not a directory")
         }
         do {
-            try StrictModes.check(parent)
+            try StrictModes.check(sharedDirectory ? (parent as NSString).deletingLastPathComponent : parent)
         } catch {
             throw SocketFileError(path: error.path,
                                   message: "\(error.problem), so another user could replace the agent's socket; \(error.remedy)")

@@ -64,6 +64,7 @@ struct ConnectionTable {
 public final class SocketServer: Sendable {
     public let path: String
     private let mode: UInt32
+    private let sharedDirectory: Bool
     private let shared: ServerContext
     private let group: any EventLoopGroup
     private struct Running {
@@ -78,6 +79,7 @@ public final class SocketServer: Sendable {
     public init(socket: SocketConfig, context: ServerContext, group: any EventLoopGroup) {
         self.path = socket.path
         self.mode = socket.mode
+        self.sharedDirectory = socket.sharedDirectory
         self.shared = context
         self.group = group
         self.running = NIOLockedValueBox(Running(table: ConnectionTable(limits: context.limits)))
@@ -86,7 +88,7 @@ public final class SocketServer: Sendable {
     /// Binds the socket; does nothing when already listening.
     public func start() async throws {
         if running.withLockedValue({ $0.channel != nil }) { return }
-        try SocketFile.prepare(path: path)
+        try SocketFile.prepare(path: path, sharedDirectory: sharedDirectory)
         let shared = self.shared
         let quiescing = ServerQuiescingHelper(group: group)
         let unsent = shared.limits.maxUnsentBytes
