@@ -33,6 +33,9 @@ public final class Agent: Service, Sendable {
     }
     private let current: NIOLockedValueBox<Current>
     private let initialRefreshers: [CredentialRefresher]
+    /// SIGHUP, trapped before the socket is listening: a reload asked for as soon as clients can
+    /// see the agent is kept until the reload loop runs, not lost (or, untrapped, fatal).
+    private let hangups = NIOLockedValueBox<UnixSignalsSequence?>(nil)
 
     /// How often the wall clock is compared with the monotonic clock to notice jumps and resume
     /// from suspend; every refresher looks at its schedule again when they disagree.
@@ -72,6 +75,10 @@ public final class Agent: Service, Sendable {
     /// Prepares the socket file and starts listening; ``run()`` does it when not done before.
     /// Separate so that the CLI can report a socket problem as a configuration error.
     public func startListening() async throws {
+        if hangups.withLockedValue({ $0 }) == nil {
+            let trapped = await UnixSignalsSequence(trapping: .sighup)
+            hangups.withLockedValue { $0 = $0 ?? trapped }
+        }
         try await server.start()
         try await proxies.start(logger: logger)
     }
@@ -134,7 +141,8 @@ public final class Agent: Service, Sendable {
     // MARK: Reload
 
     private func reloadOnHangup(_ spawner: AsyncStream<CredentialRefresher>.Continuation) async {
-        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+        guard let hangups = hangups.withLockedValue({ $0 }) else { return }
+        for await _ in hangups {
             if Task.isCancelled { break }
             await reload(spawner)
         }
