@@ -118,8 +118,10 @@ public final class Agent: Service, Sendable {
 
     // MARK: Clock jumps
 
-    /// Wakes every refresher when the wall clock moves differently from the monotonic clock (a
-    /// clock step, or the machine resuming from suspend), so that expiries are checked at once.
+    /// Watches for steps of the wall clock (it moved more or less than the monotonic clock): every
+    /// refresher moves the instants it reckoned on that clock by the step and looks at its
+    /// expiries at once. A step is seen within ``clockCheckInterval``, well inside the serving
+    /// margin that ends serving before an expiry, so a step back never serves a secret past it.
     private func watchClock() async {
         let clock = ContinuousClock()
         var lastWall = now()
@@ -130,8 +132,8 @@ public final class Agent: Service, Sendable {
             let elapsed = monotonic - lastMonotonic
             let drift = wall.timeIntervalSince(lastWall) - elapsed / .seconds(1)
             if abs(drift) > 2 {
-                logger.info("wall clock jumped; rechecking every credential", metadata: ["jump_seconds": "\(Int(drift))"])
-                for refresher in refreshers.all { refresher.wake() }
+                logger.info("wall clock stepped; moving the times reckoned on it", metadata: ["step_seconds": "\(Int(drift))"])
+                for refresher in refreshers.all { refresher.wallClockStepped(by: drift) }
             }
             lastWall = wall
             lastMonotonic = monotonic

@@ -246,6 +246,8 @@ import Testing
                 .token(resource: AzureResource.management)
             #expect(token.expiresAt == Date(timeIntervalSince1970: 1_506_484_173))
             #expect(token.issuedAt == Date(timeIntervalSince1970: 1_506_480_273))
+            // `expires_on` is an instant the issuer stated: a step of this clock does not move it.
+            #expect(!token.expiresByLocalClock)
             #expect(token.token.reveal().hasPrefix("eyJ0eXAi"))
 
             // With today's clock the same (2017) sample is expired, and the error does not show it.
@@ -276,6 +278,8 @@ import Testing
             let now = Date()
             let token = try await identity(emulator, client, clock: { now }).token(resource: AzureResource.redis)
             #expect(token.expiresAt == now.addingTimeInterval(3599))
+            // Entra states `expires_in` only: the expiry is reckoned on this machine's clock.
+            #expect(token.expiresByLocalClock)
 
             emulator.inject(.body(status: 400, contentType: "application/json", body: try fixture("azure/entra-error.json")),
                             at: .azureEntraToken, times: 1)

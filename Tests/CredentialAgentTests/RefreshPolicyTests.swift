@@ -6,9 +6,11 @@ import Testing
 private let standard = RefreshConfig()
 private let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
-private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter: Date? = nil) -> IssuedCredential {
+private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter: Date? = nil,
+                        expiresByLocalClock: Bool = false) -> IssuedCredential {
     IssuedCredential(username: "kong", secret: Secret("s3cret-\(lifetime)"), issuedAt: issued,
-                     expiresAt: issued.addingTimeInterval(lifetime), refreshAfter: refreshAfter)
+                     expiresAt: issued.addingTimeInterval(lifetime), refreshAfter: refreshAfter,
+                     expiresByLocalClock: expiresByLocalClock)
 }
 
 @Suite struct RefreshPolicyTests {
@@ -181,6 +183,39 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
         // Issued (by the server's clock) 10 minutes ago: the computed point is already past.
         machine.fetchSucceeded(credential(issued: t0.addingTimeInterval(-600), lifetime: 900), now: t0, random: 0)
         #expect(machine.nextFetch(now: t0) > t0)
+    }
+
+    @Test func aClockSetBackMovesALifetimeReckonedOnIt() {
+        var machine = machine()
+        // A 60 s `expires_in` token taken while the clock was 90 s ahead; then the clock is set right.
+        let ahead = t0.addingTimeInterval(90)
+        machine.fetchSucceeded(credential(issued: ahead, lifetime: 60, expiresByLocalClock: true), now: ahead, random: 0)
+        machine.wallClockStepped(by: -90)
+        // Its 60 s end at t0 + 60 by the corrected clock; served until the 15 s margin before.
+        #expect(machine.servable(at: t0.addingTimeInterval(44)) != nil)
+        #expect(machine.servable(at: t0.addingTimeInterval(45)) == nil)
+        #expect(machine.held?.credential.expiresAt == t0.addingTimeInterval(60))
+        #expect(machine.nextFetch(now: t0) <= t0.addingTimeInterval(40))
+    }
+
+    @Test func aClockSetAheadKeepsALifetimeReckonedOnIt() {
+        var machine = machine()
+        machine.fetchSucceeded(credential(lifetime: 60, expiresByLocalClock: true), now: t0, random: 0)
+        machine.fetchFailed(RefreshFailure(.unavailable, "down"), now: t0.addingTimeInterval(10), random: 0.5)
+        let retry = machine.retryAt!
+        machine.wallClockStepped(by: 3600)
+        // An hour's step is not an hour of lifetime gone: still servable 10 s later by the new clock.
+        #expect(machine.servable(at: t0.addingTimeInterval(3610)) != nil)
+        #expect(machine.retryAt == retry.addingTimeInterval(3600))
+    }
+
+    @Test func aClockStepLeavesAnExpiryTheIssuerStated() {
+        var machine = machine()
+        // An AWS signature's expiry is an instant the issuer judges by its own clock.
+        machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
+        machine.wallClockStepped(by: -300)
+        #expect(machine.held?.credential.expiresAt == t0.addingTimeInterval(900))
+        #expect(machine.servable(at: t0.addingTimeInterval(885)) == nil)
     }
 
     @Test func versionCountsOnFromAReplacedCredential() {

@@ -10,11 +10,16 @@ public struct AccessToken: Sendable {
     public var expiresAt: Date
     /// When the issuer asks clients to refresh (Azure's `refresh_in`), if it says.
     public var refreshAfter: Date?
+    /// Whether ``expiresAt`` was reckoned on this machine's wall clock, as the time the answer
+    /// arrived plus the lifetime it stated (`expires_in`), rather than stated by the issuer as an
+    /// instant (`expires_on`): such an expiry moves with a step of this machine's clock.
+    public var expiresByLocalClock: Bool
 
-    public init(token: Secret, issuedAt: Date, expiresAt: Date, refreshAfter: Date? = nil) {
+    public init(token: Secret, issuedAt: Date, expiresAt: Date, refreshAfter: Date? = nil, expiresByLocalClock: Bool = false) {
         self.token = token
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.refreshAfter = refreshAfter
+        self.expiresByLocalClock = expiresByLocalClock
     }
 }

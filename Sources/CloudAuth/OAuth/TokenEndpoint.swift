@@ -114,7 +114,7 @@ enum TokenEndpoint {
         }
         let issued = min(issuedAt ?? now, now)
         return AccessToken(token: Secret(token), issuedAt: issued, expiresAt: expiresAt,
-                           refreshAfter: refreshIn.map { now.addingTimeInterval($0) })
+                           refreshAfter: refreshIn.map { now.addingTimeInterval($0) }, expiresByLocalClock: expiresOn == nil)
     }
 
     static func iso8601(_ date: Date) -> String {

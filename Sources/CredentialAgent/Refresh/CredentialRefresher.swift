@@ -9,8 +9,8 @@ import NIOConcurrencyHelpers
 ///
 /// ``run()`` is the credential's loop; the agent runs it in its task group and cancels it when
 /// the credential is removed or the agent stops. Timing comes from the injected wall clock: the
-/// loop sleeps at most `maxNap` between looks, and ``wake()`` makes it look at once (the agent
-/// calls it when the wall clock jumps or the machine resumes from suspend).
+/// loop sleeps at most `maxNap` between looks, and ``wallClockStepped(by:)`` (the agent calls it
+/// when the wall clock is stepped) moves the times reckoned on that clock and looks at once.
 public final class CredentialRefresher: Sendable {
     public let config: CredentialConfig
     let source: any CredentialSource
@@ -54,8 +54,16 @@ public final class CredentialRefresher: Sendable {
         store.register(config, machine, owner: ObjectIdentifier(self))
     }
 
-    /// Makes the loop look at the clock now.
-    public func wake() { signal.fire() }
+    /// Follows a step of the wall clock by `seconds` (see ``RefreshStateMachine/wallClockStepped(by:)``),
+    /// publishes the moved times and looks at the clock at once.
+    public func wallClockStepped(by seconds: TimeInterval) {
+        let machine = inner.withLockedValue { inner in
+            inner.machine.wallClockStepped(by: seconds)
+            return inner.machine
+        }
+        publish(machine)
+        signal.fire()
+    }
 
     /// Ends ``run()`` (the credential was removed or replaced by a reload). With
     /// `releasingSource` false the source is left as it is: its successor serves what it holds.

@@ -151,6 +151,24 @@ public struct RefreshStateMachine: Sendable {
         successes += 1
     }
 
+    /// Follows a step of the wall clock by `seconds` (negative when it was set back): every instant
+    /// this machine reckoned on that clock moves with it, so that a lifetime keeps its true length.
+    /// Those are the retry time, the attempt times, and a held secret's times when its issuer
+    /// stated a lifetime rather than an instant (``IssuedCredential/expiresByLocalClock``). An
+    /// expiry the issuer stated as an instant stays where it is.
+    public mutating func wallClockStepped(by seconds: TimeInterval) {
+        retryAt = retryAt?.addingTimeInterval(seconds)
+        lastAttemptAt = lastAttemptAt?.addingTimeInterval(seconds)
+        lastSuccessAt = lastSuccessAt?.addingTimeInterval(seconds)
+        guard var moved = held, moved.credential.expiresByLocalClock else { return }
+        moved.credential.issuedAt.addTimeInterval(seconds)
+        moved.credential.expiresAt.addTimeInterval(seconds)
+        moved.credential.refreshAfter?.addTimeInterval(seconds)
+        moved.refreshAt.addTimeInterval(seconds)
+        moved.servableUntil.addTimeInterval(seconds)
+        held = moved
+    }
+
     /// Records a failed attempt and schedules the retry with backoff.
     public mutating func fetchFailed(_ failure: RefreshFailure, now: Date, random: Double) {
         fetching = false

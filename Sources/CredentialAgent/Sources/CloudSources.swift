@@ -48,7 +48,7 @@ struct AzureTokenSource: CredentialSource {
     func fetch(now: Date) async throws -> IssuedCredential {
         let token = try await providers.azureToken(resource: resource)
         return IssuedCredential(username: user, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt,
-                                refreshAfter: token.refreshAfter)
+                                refreshAfter: token.refreshAfter, expiresByLocalClock: token.expiresByLocalClock)
     }
 }
 
@@ -71,7 +71,7 @@ struct GCPTokenSource: CredentialSource {
             username = GCPIdentity.cloudSQLUser(email: try await providers.gcpServiceAccountEmail())
         }
         return IssuedCredential(username: username, secret: token.token, issuedAt: token.issuedAt, expiresAt: token.expiresAt,
-                                refreshAfter: token.refreshAfter)
+                                refreshAfter: token.refreshAfter, expiresByLocalClock: token.expiresByLocalClock)
     }
 }
 

@@ -13,14 +13,19 @@ public struct IssuedCredential: Sendable {
     public var refreshAfter: Date?
     /// Non-secret extras for the JSON answer, keyed by JSON field name.
     public var attributes: [String: CredentialAttribute]
+    /// Whether the times were reckoned on this machine's wall clock from a lifetime the issuer
+    /// stated (`expires_in`, a Vault lease), so that they move when that clock is stepped; false
+    /// when the issuer stated the expiry as an instant (AWS `Expiration`, a signature's date).
+    public var expiresByLocalClock: Bool
 
     public init(username: String?, secret: Secret, issuedAt: Date, expiresAt: Date, refreshAfter: Date? = nil,
-                attributes: [String: CredentialAttribute] = [:]) {
+                expiresByLocalClock: Bool = false, attributes: [String: CredentialAttribute] = [:]) {
         self.username = username
         self.secret = secret
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.refreshAfter = refreshAfter
+        self.expiresByLocalClock = expiresByLocalClock
         self.attributes = attributes
     }
 }

@@ -71,7 +71,7 @@ public actor VaultCredentialSource: CredentialSource {
     private func issued(_ token: VaultToken) -> IssuedCredential {
         IssuedCredential(
             username: nil, secret: token.clientToken, issuedAt: token.issuedAt, expiresAt: token.expiresAt,
-            attributes: ["accessor": .string(token.accessor), "renewable": .bool(token.renewable),
+            expiresByLocalClock: true, attributes: ["accessor": .string(token.accessor), "renewable": .bool(token.renewable),
                          "lease_duration": .int(token.leaseDuration)])
     }
 }
