@@ -138,7 +138,10 @@ let package = Package(
         // libFuzzer there; built plainly, it replays the committed corpora (a regression test).
         .executableTarget(
             name: "credagent-fuzz",
-            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity"],
+            dependencies: [
+                "AuthProxy", "CloudAuth", "CredentialAgent", "Connectivity",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Fuzz/Sources",
             swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
         ),

@@ -1,8 +1,10 @@
+@testable import AuthProxy
 import CloudAuth
 @testable import Connectivity
 import CredentialAgent
 import Dispatch
 import Foundation
+import NIOCore
 
 /// One fuzzing harness: hands bytes of outside input to one parser of credagent. Bad input is
 /// expected and may be refused with an error; a crash, a trap or a hang is a defect.
@@ -23,6 +25,7 @@ enum Harnesses {
         Harness(name: "jwt", run: jwt),
         Harness(name: "sigv4-verifier", run: sigV4Verifier),
         Harness(name: "resp", run: resp),
+        Harness(name: "postgres", run: postgres),
     ]
 
     static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
@@ -152,6 +155,32 @@ enum Harnesses {
             let fed: Bool = piece.withUnsafeBytes { (try? reader.feed($0)) != nil }
             guard fed else { return }
             while let reply = try? reader.next() { _ = reply }
+        }
+    }
+
+    // MARK: PostgreSQL
+
+    /// What the Postgres proxy reads: after a first byte with its low bit clear, a client's
+    /// opening packets (SSLRequest, GSSENCRequest, StartupMessage, CancelRequest); with it set, a
+    /// server's answers to the proxy's own handshake (cleartext, MD5 and SCRAM-SHA-256 requests,
+    /// errors, parameter statuses, the cancel key).
+    static func postgres(_ bytes: [UInt8]) {
+        var buffer = ByteBuffer(bytes: bytes.dropFirst())
+        if (bytes.first ?? 0) & 1 == 0 {
+            var client = ClientStartupStateMachine()
+            var action = client.next(&buffer)
+            while case .answer = action { action = client.next(&buffer) }
+            if case let .startup(message) = action {
+                _ = ClientStartupStateMachine.upstreamStartup(message, credentialUser: "kong", credentialName: "orders-db")
+            }
+        } else {
+            var upstream = UpstreamAuthStateMachine(user: "kong", password: Secret("token"), nonce: "fuzznonce")
+            while let message = try? PostgresWire.decodeBackendMessage(&buffer) {
+                switch upstream.received(message) {
+                case .fail, .ready: return
+                default: continue
+                }
+            }
         }
     }
 
