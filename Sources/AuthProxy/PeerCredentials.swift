@@ -5,9 +5,9 @@ import Glibc
 #endif
 
 extension UnixPeerCredentials {
-    /// The peer of a proxy's Unix socket connection, from `SO_PEERCRED`; nil when the kernel does
-    /// not say.
-    static func of(_ channel: any Channel) -> EventLoopFuture<UnixPeerCredentials?> {
+    /// The peer of a Unix socket connection (a proxy's, the agent's socket API's), from
+    /// `SO_PEERCRED`; nil when the kernel does not say.
+    public static func of(_ channel: any Channel) -> EventLoopFuture<UnixPeerCredentials?> {
         guard let provider = channel as? any SocketOptionProvider else {
             return channel.eventLoop.makeSucceededFuture(nil)
         }

@@ -52,8 +52,7 @@ public final class ProxyMetrics: Sendable {
     }
 
     func upstreamConnected(after duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        upstreamConnect.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        upstreamConnect.recordNanoseconds(Int64(duration / .nanoseconds(1)))
     }
 
     func relayed(clientToServer bytes: Int) { clientToServer.increment(by: Int64(bytes)) }

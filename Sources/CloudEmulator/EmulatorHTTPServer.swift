@@ -130,7 +130,7 @@ private final class RequestHandler: ChannelInboundHandler {
                 ? EmulatorResponse.text(413, "request body too large")
                 : route(EmulatorRequest(method: head.method.rawValue, uri: head.uri, headers: headers, body: body))
             if response.delay > 0 {
-                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(response.delay * 1000))) {
+                context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(.seconds(response.delay))) {
                     self.write(response, keepAlive: head.isKeepAlive, context: context)
                 }
             } else {

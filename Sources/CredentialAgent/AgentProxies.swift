@@ -34,7 +34,7 @@ final class AgentProxies: Sendable {
             let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
             let configuration = PostgresProxyConfiguration(
                 credential: name, directory: settings.directory, mode: settings.mode, maxConnections: settings.maxConnections,
-                handshakeTimeout: .milliseconds(Int64(settings.handshakeTimeout * 1000)),
+                handshakeTimeout: .seconds(settings.handshakeTimeout),
                 upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                            caFile: upstream.caFile, serverName: nil))
             let proxy = PostgresProxy(
@@ -44,11 +44,9 @@ final class AgentProxies: Sendable {
                           let user = held.credential.username ?? configuredUser else { return nil }
                     return ProxyCredential(username: user, password: held.credential.secret)
                 },
-                allows: { peer in
-                    (ownPolicy ?? socketPolicy()).allows(PeerIdentity(pid: peer.pid, uid: peer.uid, gid: peer.gid))
-                },
+                allows: { peer in (ownPolicy ?? socketPolicy()).allows(peer) },
                 metrics: metrics.proxy(name), logger: logger, group: group)
-            return Entry(proxy: proxy, shutdownGrace: .milliseconds(Int64(settings.shutdownGrace * 1000)))
+            return Entry(proxy: proxy, shutdownGrace: .seconds(settings.shutdownGrace))
         }
     }
 

@@ -41,7 +41,7 @@ struct WaitCommand: AsyncParsableCommand {
     func run() async throws {
         let client = try socket.client
         let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(Int64((DurationText.seconds(timeout) ?? 60) * 1000))
+        let deadline = clock.now + .seconds(DurationText.seconds(timeout) ?? 60)
         var lastFailure: AgentClientError?
         var waiting: [CredentialSummary] = []
         while true {

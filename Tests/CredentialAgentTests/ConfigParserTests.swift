@@ -5,7 +5,7 @@ import Testing
 @testable import CredentialAgent
 
 /// The issues a config produces, as `path: message` lines.
-private func issues(_ yaml: String) -> [String] {
+func configIssues(_ yaml: String) -> [String] {
     do {
         _ = try ConfigParser.parse(yaml: yaml, file: "test.yaml")
         return []
@@ -133,11 +133,11 @@ private let rdsCredential = """
                 port: 70000
                 user: kong
             """
-        #expect(issues(yaml) == ["credentials[2].port: 70000 is not a port (1-65535)"])
+        #expect(configIssues(yaml) == ["credentials[2].port: 70000 is not a port (1-65535)"])
     }
 
     @Test func unknownKeysAreRefusedAtEveryLevel() {
-        let found = issues("""
+        let found = configIssues("""
             colour: blue
             socket: {path: /tmp/a.sock, owner: me, allow: {uids: [1], users: [x]}}
             refresh: {backoff: {initial: 1s, factor: 2}}
@@ -166,7 +166,7 @@ private let rdsCredential = """
 
     @Test(arguments: ["Orders", "-db", "a b", "", String(repeating: "a", count: 64), "ü"])
     func invalidNamesAreRefused(name: String) {
-        let found = issues("""
+        let found = configIssues("""
             credentials:
               - name: "\(name)"
                 kind: redis
@@ -180,7 +180,7 @@ private let rdsCredential = """
     @Test func theClientRefreshSpacingIsConfigurableUpToFiveMinutes() throws {
         #expect(try parse("credentials:\n" + rdsCredential).refresh.clientMinInterval == 5)
         #expect(try parse("refresh: {client_min_interval: 500ms}\ncredentials:\n" + rdsCredential).refresh.clientMinInterval == 0.5)
-        #expect(issues("refresh: {client_min_interval: 10m}\ncredentials:\n" + rdsCredential) == [
+        #expect(configIssues("refresh: {client_min_interval: 10m}\ncredentials:\n" + rdsCredential) == [
             "refresh.client_min_interval: 10m is more than 5m; clients would be answered with a secret that old",
         ])
     }
@@ -191,41 +191,41 @@ private let rdsCredential = """
     }
 
     @Test func duplicateNamesPointAtTheFirstUse() {
-        let found = issues("credentials:\n" + rdsCredential + "\n" + rdsCredential)
+        let found = configIssues("credentials:\n" + rdsCredential + "\n" + rdsCredential)
         #expect(found == ["credentials[1].name: 'orders-db' is already used by credentials[0]; names must be unique"])
     }
 
     @Test func requiredFieldsDependOnKindAndProvider() {
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: aws}
             """) == ["credentials[0].host: is missing",
                      "credentials[0].port: is missing; the port is part of the signed token",
                      "credentials[0].user: is missing"])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: redis, provider: aws}
             """) == ["credentials[0].user: is missing", "credentials[0].cache_name: is missing"])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: azure}
             """) == ["credentials[0].host: is missing", "credentials[0].user: is missing"])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: gcp}
             """) == ["credentials[0].host: is missing"])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: vault, provider: aws}
             """) == ["credentials[0].address: is missing", "credentials[0].role: is missing", "credentials[0].method: is missing"])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a}
             """) == ["credentials[0].kind: is missing", "credentials[0].provider: is missing"])
     }
 
     @Test func kindAndProviderMustBeKnown() {
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: mysql, provider: oracle}
             """) == ["credentials[0].kind: 'mysql' is not one of postgres, redis, vault",
@@ -233,7 +233,7 @@ private let rdsCredential = """
     }
 
     @Test func plainConnectionsOnlyToLoopback() {
-        let refused = issues("""
+        let refused = configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: prefer}
               - {name: b, kind: redis, provider: azure, host: cache.example.com, user: u, tls: false}
@@ -241,13 +241,13 @@ private let rdsCredential = """
         #expect(refused.count == 2)
         #expect(refused[0].hasPrefix("credentials[0].sslmode: 'prefer' would send the token to db.example.com without TLS"))
         #expect(refused[1].hasPrefix("credentials[1].tls: false would send the token to cache.example.com in clear"))
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: aws, host: 127.0.0.1, port: 5432, user: u, sslmode: disable}
               - {name: b, kind: redis, provider: azure, host: localhost, user: u, tls: false}
               - {name: c, kind: postgres, provider: azure, host: "::1", user: u, sslmode: allow}
             """) == [])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: postgres, provider: aws, host: h.example.com, port: 5432, user: u, sslmode: sometimes}
             """) == ["credentials[0].sslmode: 'sometimes' is not one of disable, allow, prefer, require, verify-ca, verify-full"])
@@ -258,15 +258,15 @@ private let rdsCredential = """
         #expect(config.socket.maxConnections == 64)
         #expect(config.socket.idleTimeout == .seconds(300))
         #expect(config.socket.requestTimeout == .seconds(2))
-        #expect(issues("socket: {max_connections: 0, idle_timeout: 500ms, request_timeout: 2h}\ncredentials:\n" + rdsCredential) == [
+        #expect(configIssues("socket: {max_connections: 0, idle_timeout: 500ms, request_timeout: 2h}\ncredentials:\n" + rdsCredential) == [
             "socket.max_connections: 0 is not a number of connections (1-65536)",
             "socket.idle_timeout: 500ms is not between 1s and 24h",
             "socket.request_timeout: 2h is not between 1s and 1h",
         ])
-        #expect(issues("socket: {idle_timeout: 99999999999999999999s}\ncredentials:\n" + rdsCredential) == [
+        #expect(configIssues("socket: {idle_timeout: 99999999999999999999s}\ncredentials:\n" + rdsCredential) == [
             "socket.idle_timeout: 1e+20s is not between 1s and 24h",
         ])
-        #expect(issues("socket: {max_connections: many, idle_timeout: soon}\ncredentials:\n" + rdsCredential) == [
+        #expect(configIssues("socket: {max_connections: many, idle_timeout: soon}\ncredentials:\n" + rdsCredential) == [
             "socket.max_connections: many is not a number of connections (1-65536)",
             "socket.idle_timeout: 'soon' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h",
         ])
@@ -277,11 +277,11 @@ private let rdsCredential = """
         let config = try parse("socket: {max_connections: 10, max_foreign_connections: 9}\ncredentials:\n" + rdsCredential)
         #expect(config.socket.maxForeignConnections == 9)
         #expect(try parse("socket: {max_foreign_connections: 0}\ncredentials:\n" + rdsCredential).socket.maxForeignConnections == 0)
-        #expect(issues("socket: {max_connections: 10, max_foreign_connections: 10}\ncredentials:\n" + rdsCredential) == [
+        #expect(configIssues("socket: {max_connections: 10, max_foreign_connections: 10}\ncredentials:\n" + rdsCredential) == [
             "socket.max_foreign_connections: 10 is not a number of connections from 0 to max_connections - 1 (9); "
                 + "peers allowed to read secrets need at least one place",
         ])
-        #expect(issues("socket: {max_foreign_connections: -1}\ncredentials:\n" + rdsCredential).count == 1)
+        #expect(configIssues("socket: {max_foreign_connections: -1}\ncredentials:\n" + rdsCredential).count == 1)
         // Left at its default, the share shrinks below a small max_connections.
         let small = try parse("socket: {max_connections: 2}\ncredentials:\n" + rdsCredential)
         #expect(ServerLimits(socket: small.socket).maxForeignConnections == 1)
@@ -290,22 +290,22 @@ private let rdsCredential = """
     @Test func socketModeIsAnOctalString() throws {
         #expect(try parse("socket: {mode: \"0600\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o600)
         #expect(try parse("socket: {mode: \"666\"}\ncredentials:\n" + rdsCredential).socket.mode == 0o666)
-        #expect(issues("socket: {mode: \"0980\"}\ncredentials:\n" + rdsCredential)
+        #expect(configIssues("socket: {mode: \"0980\"}\ncredentials:\n" + rdsCredential)
             == ["socket.mode: '0980' is not an octal permission mode like \"0660\""])
-        #expect(issues("socket: {mode: \"01777\"}\ncredentials:\n" + rdsCredential)
+        #expect(configIssues("socket: {mode: \"01777\"}\ncredentials:\n" + rdsCredential)
             == ["socket.mode: '01777' is not an octal permission mode like \"0660\""])
-        #expect(issues("socket: {path: relative.sock}\ncredentials:\n" + rdsCredential)
+        #expect(configIssues("socket: {path: relative.sock}\ncredentials:\n" + rdsCredential)
             == ["socket.path: 'relative.sock' is not an absolute path"])
     }
 
     @Test func allowListsHoldNumericIDs() {
-        #expect(issues("socket: {allow: {uids: [1000, kong], gids: 5}}\ncredentials:\n" + rdsCredential)
+        #expect(configIssues("socket: {allow: {uids: [1000, kong], gids: 5}}\ncredentials:\n" + rdsCredential)
             == ["socket.allow.uids[1]: 'kong' is not a numeric id (0-4294967295)",
                 "socket.allow.gids: must be a list of numeric ids, e.g. [1000]"])
     }
 
     @Test func refreshSettingsAreChecked() {
-        #expect(issues("""
+        #expect(configIssues("""
             refresh: {min_remaining: 5 minutes, lifetime_fraction: 1.5, jitter: -0.1, backoff: {initial: 10s, max: 1s}}
             credentials:
             \(rdsCredential)
@@ -319,23 +319,23 @@ private let rdsCredential = """
 
     @Test func backoffMustNotRetryInATightLoop() {
         let tail = "credentials:\n" + rdsCredential
-        #expect(issues("refresh: {backoff: {initial: 0s}}\n" + tail) == [
+        #expect(configIssues("refresh: {backoff: {initial: 0s}}\n" + tail) == [
             "refresh.backoff.initial: 0s is less than 100ms; a failing endpoint would be retried in a tight loop",
         ])
-        #expect(issues("refresh: {backoff: {initial: 50ms, max: 0s}}\n" + tail) == [
+        #expect(configIssues("refresh: {backoff: {initial: 50ms, max: 0s}}\n" + tail) == [
             "refresh.backoff.initial: 50ms is less than 100ms; a failing endpoint would be retried in a tight loop",
         ])
-        #expect(issues("refresh: {backoff: {max: 0s}}\n" + tail) == [
+        #expect(configIssues("refresh: {backoff: {max: 0s}}\n" + tail) == [
             "refresh.backoff.max: 0s is less than backoff.initial (1s)",
         ])
-        #expect(issues("refresh: {backoff: {initial: 2m}}\n" + tail) == [
+        #expect(configIssues("refresh: {backoff: {initial: 2m}}\n" + tail) == [
             "refresh.backoff.max: 1m is less than backoff.initial (2m)",
         ])
-        #expect(issues("refresh: {backoff: {initial: 100ms, max: 100ms}}\n" + tail) == [])
+        #expect(configIssues("refresh: {backoff: {initial: 100ms, max: 100ms}}\n" + tail) == [])
     }
 
     @Test func vaultOverPlainHTTPOnlyToLoopback() throws {
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: vault, provider: aws, method: aws_iam, address: "http://vault.internal:8200", role: r}
               - {name: b, kind: vault, provider: aws, method: aws_iam, address: "HTTP://10.0.0.8:8200/?x=secret", role: r}
@@ -343,7 +343,7 @@ private let rdsCredential = """
                 "credentials[0].address: 'http://vault.internal:8200/' would send the login and the token to vault.internal in clear; use https (plain http is allowed only to loopback hosts)",
                 "credentials[1].address: 'http://10.0.0.8:8200/' would send the login and the token to 10.0.0.8 in clear; use https (plain http is allowed only to loopback hosts)",
             ])
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: vault, provider: aws, method: aws_iam, address: "http://127.0.0.1:8200", role: r}
               - {name: b, kind: vault, provider: aws, method: aws_iam, address: "http://[::1]:8200", role: r}
@@ -362,7 +362,7 @@ private let rdsCredential = """
         #expect(config.credentials[0].revokeOnShutdown == true)
         #expect(config.credentials[1].tlsServerName == nil)
         #expect(config.credentials[1].revokeOnShutdown == false)
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: vault, provider: aws, method: aws_iam, address: "https://v:8200", role: r, revoke_on_shutdown: yes}
               - {name: b, kind: postgres, provider: aws, host: h, port: 5432, user: u, tls_server_name: h}
@@ -381,7 +381,7 @@ private let rdsCredential = """
             """)
         #expect(config.credentials.map(\.mount) == ["gcp", "jwt", "team/aws"])
         #expect(config.credentials[2].namespace == "ns1")
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: vault, provider: aws, method: azure, address: "https://v:8200", role: r}
               - {name: b, kind: vault, provider: gcp, method: jwt, address: "vault:8200", role: r}
@@ -398,28 +398,28 @@ private let rdsCredential = """
     }
 
     @Test func providerOnlyFieldsAreRefusedElsewhere() {
-        #expect(issues("""
+        #expect(configIssues("""
             credentials:
               - {name: a, kind: redis, provider: gcp, host: 10.0.0.3, cache_name: x, resource: y}
             """) == ["credentials[0].resource: applies only to provider azure", "credentials[0].cache_name: applies only to provider aws"])
     }
 
     @Test func wholeFileProblems() {
-        #expect(issues("") == ["is empty; it needs at least a credentials list"])
-        #expect(issues("socket: {}\n") == ["credentials: is missing; list at least one credential"])
-        #expect(issues("credentials: []\n") == ["credentials: is empty; list at least one credential"])
-        #expect(issues("credentials: {name: a}\n") == ["credentials: must be a list of credentials (lines starting with '- ')"])
-        #expect(issues("- a\n- b\n") == ["must be a mapping of keys to values"])
-        let notYAML = issues("socket: {path: [unclosed\n")
+        #expect(configIssues("") == ["is empty; it needs at least a credentials list"])
+        #expect(configIssues("socket: {}\n") == ["credentials: is missing; list at least one credential"])
+        #expect(configIssues("credentials: []\n") == ["credentials: is empty; list at least one credential"])
+        #expect(configIssues("credentials: {name: a}\n") == ["credentials: must be a list of credentials (lines starting with '- ')"])
+        #expect(configIssues("- a\n- b\n") == ["must be a mapping of keys to values"])
+        let notYAML = configIssues("socket: {path: [unclosed\n")
         #expect(notYAML.count == 1)
         #expect(notYAML.first?.hasPrefix("is not valid YAML: line ") == true)
-        let duplicate = issues("socket: {}\nsocket: {}\ncredentials:\n" + rdsCredential)
+        let duplicate = configIssues("socket: {}\nsocket: {}\ncredentials:\n" + rdsCredential)
         #expect(duplicate.count == 1)
         #expect(duplicate.first?.contains("the mapping has the key 'socket' more than once") == true)
     }
 
     @Test func everyProblemIsReportedAtOnce() {
-        let found = issues("""
+        let found = configIssues("""
             socket: {mode: "x"}
             refresh: {jitter: 2}
             credentials:

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 import Logging
 import NIOCore
@@ -18,7 +19,7 @@ private struct Connection {
                                policy: PeerPolicy(allowUIDs: allowUIDs, allowGIDs: []), limits: ServerLimits(),
                                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                now: { Date(timeIntervalSince1970: 1_800_000_010) })
-        let connection = HTTPConnectionHandler(shared: shared, peer: PeerIdentity(pid: 42, uid: peerUID, gid: peerUID))
+        let connection = HTTPConnectionHandler(shared: shared, peer: UnixPeerCredentials(pid: 42, uid: peerUID, gid: peerUID))
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(RequestBytesMarker(connection: connection))
         try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(

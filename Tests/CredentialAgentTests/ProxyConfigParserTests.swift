@@ -12,17 +12,6 @@ struct ProxyConfigParserTests {
         return yaml
     }
 
-    private func issues(_ yaml: String) -> [String] {
-        do {
-            _ = try ConfigParser.parse(yaml: yaml, file: "test.yaml")
-            return []
-        } catch let error as ConfigError {
-            return error.issues.map(\.description)
-        } catch {
-            return ["unexpected \(error)"]
-        }
-    }
-
     @Test("Every key is read; absent ones take their defaults")
     func everyKey() throws {
         let full = try ConfigParser.parse(yaml: config("""
@@ -54,15 +43,15 @@ struct ProxyConfigParserTests {
 
     @Test("A non-loopback address is refused; loopback TCP is refused as not available yet")
     func addresses() {
-        #expect(issues(config("listen: 0.0.0.0:15432")).contains { $0.contains("credentials[0].proxy.listen") && $0.contains("is not a loopback address") })
-        #expect(issues(config("listen: 10.0.0.5:15432")).contains { $0.contains("is not a loopback address") })
-        #expect(issues(config("listen: 127.0.0.1:15432")).contains { $0.contains("loopback TCP listeners are not available in this version") })
-        #expect(issues(config("listen: unix:relative/dir")).contains { $0.contains("does not name an absolute directory") })
+        #expect(configIssues(config("listen: 0.0.0.0:15432")).contains { $0.contains("credentials[0].proxy.listen") && $0.contains("is not a loopback address") })
+        #expect(configIssues(config("listen: 10.0.0.5:15432")).contains { $0.contains("is not a loopback address") })
+        #expect(configIssues(config("listen: 127.0.0.1:15432")).contains { $0.contains("loopback TCP listeners are not available in this version") })
+        #expect(configIssues(config("listen: unix:relative/dir")).contains { $0.contains("does not name an absolute directory") })
     }
 
     @Test("Bad values name their key")
     func badValues() {
-        let found = issues(config("""
+        let found = configIssues(config("""
             listen: unix:/run/db
             mode: "999"
             max_connections: 0
@@ -73,17 +62,17 @@ struct ProxyConfigParserTests {
         #expect(found.contains { $0.contains("credentials[0].proxy.max_connections") })
         #expect(found.contains { $0.contains("credentials[0].proxy.handshake_timeout") })
         #expect(found.contains { $0.contains("credentials[0].proxy.color") })
-        #expect(issues(config("mode: \"0660\"")).contains { $0.contains("credentials[0].proxy.listen") })
+        #expect(configIssues(config("mode: \"0660\"")).contains { $0.contains("credentials[0].proxy.listen") })
     }
 
     @Test("A socket path longer than a Unix socket allows is refused")
     func longPath() {
         let directory = "/run/" + String(repeating: "d", count: 100)
-        #expect(issues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
+        #expect(configIssues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
     }
 
     @Test("Only postgres credentials take a proxy in this version")
     func otherKinds() {
-        #expect(issues(config("listen: unix:/run/cache", kind: "redis")).contains { $0.contains("credentials[0].proxy") })
+        #expect(configIssues(config("listen: unix:/run/cache", kind: "redis")).contains { $0.contains("credentials[0].proxy") })
     }
 }

@@ -8,28 +8,6 @@ import Testing
 import Glibc
 #endif
 
-/// Azure and GCP credentials from the emulator, on a socket that other uids may connect to.
-private let foreignReachableConfig = """
-    socket:
-      path: SOCKET
-      mode: "0666"
-    SOCKET_LIMITS
-    refresh:
-      backoff: {initial: 200ms, max: 1s}
-    credentials:
-      - name: az-pg
-        kind: postgres
-        provider: azure
-        host: 127.0.0.1
-        user: kong-identity
-        sslmode: disable
-      - name: gcp-redis
-        kind: redis
-        provider: gcp
-        host: 127.0.0.1
-        tls: false
-    """
-
 /// An agent whose socket `nobody` can reach (mode 0666 in a 0755 directory), with `limits`
 /// (more lines of the `socket:` section) and `allow` (the `socket.allow` section, if any).
 private func foreignReachableAgent(_ label: String, emulator: CloudEmulator, limits: [String] = [],
@@ -43,11 +21,9 @@ private func foreignReachableAgent(_ label: String, emulator: CloudEmulator, lim
     return agent
 }
 
+/// The emulator's Azure and GCP credentials on a socket that other uids may connect to.
 private func config(limits: [String], allow: String?) -> String {
-    var lines = limits
-    if let allow { lines.append("allow: \(allow)") }
-    return foreignReachableConfig.replacingOccurrences(
-        of: "SOCKET_LIMITS", with: lines.map { "  " + $0 }.joined(separator: "\n"))
+    emulatorAgentConfig(socket: [#"mode: "0666""#] + limits + (allow.map { ["allow: \($0)"] } ?? []))
 }
 
 /// Runs a Python script as `nobody` (a uid the agent does not allow to read secrets).

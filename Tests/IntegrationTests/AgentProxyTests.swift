@@ -19,17 +19,9 @@ struct AgentProxyTests {
             socket:
               path: SOCKET
             credentials:
-              - name: orders-db
-                kind: postgres
-                provider: gcp
-                host: \(PostgresPeer.host)
-                port: \(PostgresPeer.port)
-                user: \(user)
-                database: \(PostgresPeer.database)
-                ca_file: \(PostgresPeer.caFile ?? "")
-                proxy:
-                  listen: unix:\(proxyDirectory)
-                  shutdown_grace: 10s
+            \(PostgresPeer.gcpCredential("orders-db", user: user, more: [
+                "ca_file: \(PostgresPeer.caFile ?? "")", "proxy:", "  listen: unix:\(proxyDirectory)", "  shutdown_grace: 10s",
+            ]))
             """, environment: cloudEnvironment(emulator))
         defer { Task { _ = await agent.stop() } }
         let first = try await agent.credential("orders-db")
@@ -54,7 +46,7 @@ struct AgentProxyTests {
         }
         let newToken = Secret(second["password"] as? String ?? "")
         #expect(newToken.reveal() != first["password"] as? String)
-        try await PostgresPeer.admin("ALTER ROLE \"\(user)\" PASSWORD '\(newToken.reveal())';\n", masking: newToken)
+        try await PostgresPeer.setPassword(user, password: newToken)
 
         let after = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v2 ' || current_user"])
         #expect(after.status == 0, "\(after.stderr)")

@@ -207,6 +207,16 @@ final class SocketConnection {
 func connectUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket() failed") }
+    let connected = withUnixAddress(path) { connect(fd, $0, $1) }
+    guard connected == 0 else {
+        close(fd)
+        throw TestFailure("connect(\(path)) failed: errno \(errno)")
+    }
+    return fd
+}
+
+/// Calls `body` with the `sockaddr_un` of `path` and its size (for bind or connect).
+func withUnixAddress<Result>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &address.sun_path) { buffer in
@@ -214,14 +224,9 @@ func connectUnix(_ path: String) throws -> Int32 {
         buffer.copyBytes(from: name)
         buffer[name.count] = 0
     }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
-    guard connected == 0 else {
-        close(fd)
-        throw TestFailure("connect(\(path)) failed: errno \(errno)")
-    }
-    return fd
 }
 
 /// An emulator for Azure and GCP identities, started in this process.
@@ -240,3 +245,30 @@ func cloudEnvironment(_ emulator: CloudEmulator) -> [String: String] {
     }
     return env
 }
+
+/// An agent config with the emulator's Azure and GCP credentials only (no moto needed): `az-pg`
+/// (postgres) and `gcp-redis` (redis) on the socket `SOCKET`. `socket` holds more lines of the
+/// `socket:` section; a failed refresh is retried within `backoffMax`.
+func emulatorAgentConfig(socket: [String] = [], backoffMax: String = "1s") -> String {
+    """
+    socket:
+      path: SOCKET
+    \(socket.map { "  \($0)\n" }.joined())refresh:
+      backoff: {initial: 200ms, max: \(backoffMax)}
+    credentials:
+      - name: az-pg
+        kind: postgres
+        provider: azure
+        host: 127.0.0.1
+        user: kong-identity
+        sslmode: disable
+      - name: gcp-redis
+        kind: redis
+        provider: gcp
+        host: 127.0.0.1
+        tls: false
+    """
+}
+
+/// ``emulatorAgentConfig(socket:backoffMax:)`` with its defaults.
+let emulatorOnlyConfig = emulatorAgentConfig()

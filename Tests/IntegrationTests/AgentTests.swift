@@ -47,26 +47,6 @@ private let everyProviderConfig = """
         host: 10.0.0.6
     """
 
-/// Azure and GCP only, for tests that do not need moto.
-let emulatorOnlyConfig = """
-    socket:
-      path: SOCKET
-    refresh:
-      backoff: {initial: 200ms, max: 1s}
-    credentials:
-      - name: az-pg
-        kind: postgres
-        provider: azure
-        host: 127.0.0.1
-        user: kong-identity
-        sslmode: disable
-      - name: gcp-redis
-        kind: redis
-        provider: gcp
-        host: 127.0.0.1
-        tls: false
-    """
-
 @Suite(.serialized) struct AgentTests {
     @Test(.enabled(if: Peers.moto != nil, "needs moto (scripts/test starts it)"))
     func servesEveryRouteForEveryProvider() async throws {
@@ -393,7 +373,7 @@ let emulatorOnlyConfig = """
     @Test(.enabled(if: getuid() == 0, "needs root to run a client as nobody"))
     func anotherUserGets403ButMayList() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        let config = emulatorOnlyConfig.replacingOccurrences(of: "  path: SOCKET", with: "  path: SOCKET\n  mode: \"0666\"")
+        let config = emulatorAgentConfig(socket: [#"mode: "0666""#])
         let directory = try Peers.scratchDirectory("agent-peer-dir")
         chmod(directory, 0o755)
         let agent = try await AgentProcess(label: "agent-peer", config: config, environment: cloudEnvironment(emulator),

@@ -18,14 +18,7 @@ struct ConnectivityCLITests {
         socket:
           path: SOCKET
         credentials:
-          - name: orders-db
-            kind: postgres
-            provider: gcp
-            host: \(PostgresPeer.host)
-            port: \(PostgresPeer.port)
-            user: \(user)
-            database: \(PostgresPeer.database)
-            ca_file: \(caFile)
+        \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]))
           - name: sessions
             kind: redis
             provider: azure
@@ -33,14 +26,7 @@ struct ConnectivityCLITests {
             port: \(RedisPeer.tlsPort)
             user: \(user)
             ca_file: \(caFile)
-          - name: unknown-role
-            kind: postgres
-            provider: gcp
-            host: \(PostgresPeer.host)
-            port: \(PostgresPeer.port)
-            user: \(user)_nobody
-            database: \(PostgresPeer.database)
-            ca_file: \(caFile)
+        \(PostgresPeer.gcpCredential("unknown-role", user: user + "_nobody", more: ["ca_file: \(caFile)"]))
         """
     }
 
@@ -118,14 +104,7 @@ struct ConnectivityCLITests {
                 address: \(bao.address)
                 mount: \(mount)
                 role: gateway
-              - name: orders-db
-                kind: postgres
-                provider: gcp
-                host: \(PostgresPeer.host)
-                port: \(PostgresPeer.port)
-                user: \(user)
-                database: \(PostgresPeer.database)
-                ca_file: \(caFile)
+            \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]))
             """.write(toFile: config, atomically: true, encoding: .utf8)
 
         let vault = try await runCredagent(["test", "vault", "--config", config, "--json"], environment: cloudEnvironment(emulator))

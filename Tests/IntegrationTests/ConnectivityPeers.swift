@@ -29,30 +29,30 @@ enum PostgresPeer {
     /// Creates a login role whose password is `token`: locally this plays the cloud's part of
     /// accepting the IAM token it issued. The SQL goes to psql on stdin, never in arguments.
     static func createRole(_ user: String, password token: Secret) async throws {
-        try await runAsAdmin("CREATE ROLE \"\(user)\" LOGIN PASSWORD", user, token)
+        try await runAsAdmin("CREATE ROLE \"\(user)\" LOGIN PASSWORD", token)
     }
 
     /// Makes `token` the role's password instead of the one it had: the cloud accepting a
     /// rotated token (and no longer the old one).
     static func setPassword(_ user: String, password token: Secret) async throws {
-        try await runAsAdmin("ALTER ROLE \"\(user)\" PASSWORD", user, token)
+        try await runAsAdmin("ALTER ROLE \"\(user)\" PASSWORD", token)
     }
 
-    /// Runs `statement 'token';` as the admin user.
-    private static func runAsAdmin(_ statement: String, _ user: String, _ token: Secret) async throws {
+    /// Runs `statement 'token';` as the admin user (``admin(_:masking:)``).
+    private static func runAsAdmin(_ statement: String, _ token: Secret) async throws {
         let literal = token.reveal().replacingOccurrences(of: "'", with: "''")
-        let sql = "\(statement) '\(literal)';\n"
-        let result = try await ChildProcess.run(
-            (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
-            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port),
-             "-U", Peers.env("CREDAGENT_TEST_PG_ADMIN_USER") ?? "postgres", "-d", "postgres"],
-            environment: ["PGPASSFILE": Peers.env("CREDAGENT_TEST_PG_PASSFILE") ?? "", "PGSSLMODE": "require"],
-            stdin: Data(sql.utf8))
-        guard result.status == 0 else {
-            // psql echoes the failing statement, password included: mask it.
-            let detail = result.stderr.replacingOccurrences(of: token.reveal(), with: "<redacted>")
-            throw CloudAuthError(.rejected, source: "psql", "setting the password of role \(user) failed: \(detail)")
-        }
+        try await admin("\(statement) '\(literal)';\n", masking: token)
+    }
+}
+
+extension PostgresPeer {
+    /// A `credentials:` list entry (YAML at the list's indentation) for `name`: a postgres
+    /// credential of the GCP identity for `user` on this server. `more` are further keys of the
+    /// entry, one a line (nested ones indented beneath).
+    static func gcpCredential(_ name: String, user: String, more: [String] = []) -> String {
+        (["- name: \(name)", "  kind: postgres", "  provider: gcp", "  host: \(host)", "  port: \(port)",
+          "  user: \(user)", "  database: \(database)"] + more.map { "  " + $0 })
+            .map { "  " + $0 }.joined(separator: "\n")
     }
 }
 

@@ -42,7 +42,7 @@ import Glibc
         var environment = cloudEnvironment(emulator)
         environment["NOTIFY_SOCKET"] = notifications.path
         environment["WATCHDOG_USEC"] = "400000"
-        let agent = try await AgentProcess(label: "notify-agent", config: notifyConfig, environment: environment)
+        let agent = try await AgentProcess(label: "notify-agent", config: emulatorAgentConfig(backoffMax: "500ms"), environment: environment)
 
         // While az-pg cannot be fetched: watchdog pings every 200 ms, no READY.
         var received: [String] = []
@@ -122,25 +122,6 @@ import Glibc
     }
 }
 
-private let notifyConfig = """
-    socket:
-      path: SOCKET
-    refresh:
-      backoff: {initial: 200ms, max: 500ms}
-    credentials:
-      - name: az-pg
-        kind: postgres
-        provider: azure
-        host: 127.0.0.1
-        user: kong-identity
-        sslmode: disable
-      - name: gcp-redis
-        kind: redis
-        provider: gcp
-        host: 127.0.0.1
-        tls: false
-    """
-
 /// A bound Unix datagram socket, standing in for systemd's notification socket.
 final class DatagramReceiver {
     let path: String
@@ -150,16 +131,7 @@ final class DatagramReceiver {
         self.path = path
         descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw TestFailure("socket() failed") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            let name = Array(path.utf8)
-            buffer.copyBytes(from: name)
-            buffer[name.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = withUnixAddress(path) { bind(descriptor, $0, $1) }
         guard bound == 0 else {
             close(descriptor)
             throw TestFailure("bind(\(path)) failed: errno \(errno)")

@@ -18,7 +18,7 @@ private let hostileText = "echo: SecretAccessKey=\(echoedSecrets[0]) X-Amz-Signa
     + "token \(echoedSecrets[3]) password=\(echoedSecrets[4])"
 
 /// Azure and GCP, on a socket anyone may connect to (reading secrets stays the agent's uid's).
-private let config = emulatorOnlyConfig.replacingOccurrences(of: "  path: SOCKET", with: "  path: SOCKET\n  mode: \"0666\"")
+private let config = emulatorAgentConfig(socket: [#"mode: "0666""#])
 
 /// Failures are reported with a code from a closed set and our own message, end to end: in the
 /// listing, 503 answers, metrics and logs, never with an upstream body's secrets.

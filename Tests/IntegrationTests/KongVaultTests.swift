@@ -496,16 +496,7 @@ final class VaultHarness: @unchecked Sendable {
 /// A Unix socket listening at `path` that never accepts.
 private func listenUnix(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-        let name = Array(path.utf8)
-        buffer.copyBytes(from: name)
-        buffer[name.count] = 0
-    }
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
+    let bound = withUnixAddress(path) { bind(fd, $0, $1) }
     guard bound == 0, listen(fd, 16) == 0 else {
         close(fd)
         throw TestFailure("cannot listen on \(path): errno \(errno)")

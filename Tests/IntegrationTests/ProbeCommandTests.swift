@@ -4,26 +4,6 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Azure and GCP credentials from the emulator, retried quickly after a failure.
-private let probeConfig = """
-    socket:
-      path: SOCKET
-    refresh:
-      backoff: {initial: 200ms, max: 500ms}
-    credentials:
-      - name: az-pg
-        kind: postgres
-        provider: azure
-        host: 127.0.0.1
-        user: kong-identity
-        sslmode: disable
-      - name: gcp-redis
-        kind: redis
-        provider: gcp
-        host: 127.0.0.1
-        tls: false
-    """
-
 /// `credagent health`, `wait` and `version` as processes, against the real agent binary.
 @Suite(.serialized) struct ProbeCommandTests {
     @Test func healthAndWaitReportAnAgentThatIsNotThereWithExitCode3() async throws {
@@ -40,7 +20,7 @@ private let probeConfig = """
     @Test func healthAndWaitFollowACredentialFromFailingToServable() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)
         emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .azureIMDSToken)
-        let agent = try await AgentProcess(label: "probe-agent", config: probeConfig, environment: cloudEnvironment(emulator))
+        let agent = try await AgentProcess(label: "probe-agent", config: emulatorAgentConfig(backoffMax: "500ms"), environment: cloudEnvironment(emulator))
         func credagent(_ arguments: [String]) async throws -> ProcessResult {
             try await runCredagent(arguments + ["--socket", agent.socketPath])
         }

@@ -147,15 +147,7 @@ private let hupCounter = """
             socket:
               path: SOCKET
             credentials:
-              - name: orders-db
-                kind: postgres
-                provider: gcp
-                host: \(PostgresPeer.host)
-                port: \(PostgresPeer.port)
-                user: \(user)
-                database: \(PostgresPeer.database)
-                sinks:
-                  - {path: \(pgpass), format: pgpass}
+            \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["sinks:", "  - {path: \(pgpass), format: pgpass}"]))
             """
         let emulator = try await startEmulator(tokenLifetime: 600)
         defer { Task { try? await emulator.stop() } }

@@ -111,13 +111,11 @@ public final class PostgresProxy: Sendable {
     public var openConnections: Int { running.withLockedValue { $0.connections.count } }
 
     /// Prepares the directory, loads the CA bundle and binds the socket; does nothing when
-    /// already listening. Throws ``ProxySocketError`` or ``UpstreamTLSError``.
+    /// already listening. Throws `UnixSocketFileError` or ``UpstreamTLSError``.
     public func start() async throws {
         if running.withLockedValue({ $0.listener != nil }) { return }
         let upstream = configuration.upstream
         let tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
-        let path = configuration.socketPath
-        try ProxySocketFile.prepare(path: path)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.autoRead, value: false)
@@ -128,24 +126,19 @@ public final class PostgresProxy: Sendable {
                     try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
                 }
             }
-        let listener: any Channel
-        do {
-            listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-        } catch {
-            throw ProxySocketError(path: path, message: "cannot listen: \(error)")
-        }
-        let inode: UInt64
-        do {
-            inode = try ProxySocketFile.finish(path: path, mode: configuration.mode)
-        } catch {
-            try? await listener.close()
-            throw error
-        }
+        let (listener, inode) = try await socketFile.listen(
+            bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
+            close: { try? await $0.close() })
         running.withLockedValue {
             $0.listener = listener
             $0.inode = inode
             $0.tls = tls
         }
+    }
+
+    /// The socket file at ``PostgresProxyConfiguration/socketPath``.
+    private var socketFile: UnixSocketFile {
+        UnixSocketFile(path: configuration.socketPath, mode: configuration.mode, setting: "proxy.listen")
     }
 
     /// Counts the connection and decides whether it will be refused (after its startup packet,
@@ -191,7 +184,7 @@ public final class PostgresProxy: Sendable {
         }
         guard let listener else { return }
         try? await listener.close()
-        ProxySocketFile.remove(path: configuration.socketPath, inode: inode)
+        socketFile.remove(inode: inode)
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(20))
@@ -209,7 +202,7 @@ public final class PostgresProxy: Sendable {
         let timeout = configuration.connectTimeout
         let boundHandler = NIOLoopBound(handler, eventLoop: eventLoop)
         return ClientBootstrap(group: eventLoop)
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in

@@ -36,9 +36,9 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
     private var credentialName: String { proxy.configuration.credential }
 
     func channelActive(context: ChannelHandlerContext) {
-        let seconds = Int(proxy.configuration.handshakeTimeout.components.seconds)
-        let limit = proxy.configuration.handshakeTimeout.components
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000)) { [weak self] in
+        let limit = proxy.configuration.handshakeTimeout
+        let seconds = Int(limit.components.seconds)
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [weak self] in
             guard let self, self.phase == .startup || self.phase == .connecting else { return }
             self.refuse(context, .handshakeTimeout(credential: self.credentialName, seconds: max(seconds, 1)))
         }

@@ -15,6 +15,12 @@ public struct UnixPeerCredentials: Sendable, Equatable {
 
     public init() {}
 
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+
     /// The peer of the connected Unix socket `fd`, or nil when the kernel does not say.
     public static func of(socket fd: Int32) -> UnixPeerCredentials? {
         var credentials = UnixPeerCredentials()

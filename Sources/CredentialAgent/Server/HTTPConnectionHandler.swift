@@ -1,3 +1,4 @@
+import CloudAuth
 import CredentialModel
 import Foundation
 import NIOCore
@@ -53,7 +54,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var longPoll: LongPoll?
     private var waitTokens = 0
 
-    init(shared: ServerContext, peer: PeerIdentity?) {
+    init(shared: ServerContext, peer: UnixPeerCredentials?) {
         self.shared = shared
         self.api = SocketAPI(shared: shared)
         self.state = ConnectionStateMachine(limits: shared.limits.connectionLimits)

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -91,7 +92,7 @@ public final class ServerContext: Sendable {
 
     /// Counts a refused secret request of `peer` and logs it, at most once per second per uid,
     /// with how many refusals of that uid were not logged since the previous line.
-    func peerDenied(_ peer: PeerIdentity?) {
+    func peerDenied(_ peer: UnixPeerCredentials?) {
         metrics.peerDenied()
         let uid = peer?.uid
         guard let unlogged = denialLog.withLockedValue({ $0.record(uid: uid, at: .now()) }) else { return }

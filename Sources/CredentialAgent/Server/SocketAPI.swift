@@ -1,3 +1,4 @@
+import CloudAuth
 import CredentialModel
 import Foundation
 import NIOCore
@@ -64,10 +65,10 @@ enum APIAnswer {
 /// Whether one connection's peer may read secrets, checked once per policy generation.
 struct PeerAccess {
     /// The peer's credentials from `SO_PEERCRED`; nil when the socket could not tell.
-    var peer: PeerIdentity?
+    var peer: UnixPeerCredentials?
     private var verdict: (generation: Int, allowed: Bool)?
 
-    init(peer: PeerIdentity? = nil) {
+    init(peer: UnixPeerCredentials? = nil) {
         self.peer = peer
     }
 
@@ -120,7 +121,7 @@ struct SocketAPI {
             guard access.mayReadSecrets(shared) else { return .respond(forbidden(access.peer, route: route.template)) }
             guard let snapshot = shared.store.snapshot(name) else { return .respond(unknownCredential(name, route: route.template)) }
             if let wait = query.wait, let version = query.version {
-                return .longPoll(name: name, version: version, wait: .nanoseconds(Int64(wait * 1e9)))
+                return .longPoll(name: name, version: version, wait: TimeAmount(.seconds(wait)))
             }
             if let minValid = query.minValid,
                !snapshot.machine.answersClient(minValid: minValid, force: false, at: shared.now()),
@@ -178,7 +179,7 @@ struct SocketAPI {
     var notModified: APIResponse { APIResponse(status: .notModified, route: Route.credentialTemplate) }
 
     /// 403 for a peer that may not read secrets (counted, and logged at a bounded rate).
-    func forbidden(_ peer: PeerIdentity?, route: String) -> APIResponse {
+    func forbidden(_ peer: UnixPeerCredentials?, route: String) -> APIResponse {
         shared.peerDenied(peer)
         return .error(.forbidden, "forbidden",
                       "this process (uid \(peer.map { String($0.uid) } ?? "unknown")) may not read secrets; see socket.allow",

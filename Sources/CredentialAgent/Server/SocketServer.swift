@@ -1,3 +1,5 @@
+import AuthProxy
+import CloudAuth
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -62,9 +64,8 @@ struct ConnectionTable {
 /// ``stop(grace:)`` stops accepting, lets each connection finish the request it is answering
 /// (NIOExtras' `ServerQuiescingHelper`), closes the rest after `grace`, and removes the socket file.
 public final class SocketServer: Sendable {
-    public let path: String
-    private let mode: UInt32
-    private let sharedDirectory: Bool
+    public var path: String { socketFile.path }
+    private let socketFile: UnixSocketFile
     private let shared: ServerContext
     private let group: any EventLoopGroup
     private struct Running {
@@ -77,9 +78,16 @@ public final class SocketServer: Sendable {
     private let running: NIOLockedValueBox<Running>
 
     public init(socket: SocketConfig, context: ServerContext, group: any EventLoopGroup) {
-        self.path = socket.path
-        self.mode = socket.mode
-        self.sharedDirectory = socket.sharedDirectory
+        let sharedDirectory = socket.sharedDirectory
+        self.socketFile = UnixSocketFile(path: socket.path, mode: socket.mode, setting: "socket.path") { directory in
+            // With a shared directory, only the directories above it (StrictModes).
+            do throws(UnsafePathError) {
+                try StrictModes.check(sharedDirectory ? (directory as NSString).deletingLastPathComponent : directory)
+            } catch {
+                throw UnixSocketFileError(path: error.path,
+                                          message: "\(error.problem), so another user could replace the agent's socket; \(error.remedy)")
+            }
+        }
         self.shared = context
         self.group = group
         self.running = NIOLockedValueBox(Running(table: ConnectionTable(limits: context.limits)))
@@ -88,7 +96,6 @@ public final class SocketServer: Sendable {
     /// Binds the socket; does nothing when already listening.
     public func start() async throws {
         if running.withLockedValue({ $0.channel != nil }) { return }
-        try SocketFile.prepare(path: path, sharedDirectory: sharedDirectory)
         let shared = self.shared
         let quiescing = ServerQuiescingHelper(group: group)
         let unsent = shared.limits.maxUnsentBytes
@@ -103,7 +110,7 @@ public final class SocketServer: Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: unsent / 2, high: unsent))
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                return Self.peerCredentials(of: channel).flatMap { peer in
+                return UnixPeerCredentials.of(channel).flatMap { peer in
                     guard self.admit(channel, peer: peer) else { return channel.close() }
                     return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
@@ -117,21 +124,9 @@ public final class SocketServer: Sendable {
                     }
                 }
             }
-        let bound = try SocketFile.stagingPath(for: path) ?? path
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.bind(unixDomainSocketPath: bound, cleanupExistingSocketFile: false).get()
-        } catch {
-            if bound != path { SocketFile.discardStaging(bound) }
-            throw SocketFileError(path: path, message: "cannot listen: \(error)")
-        }
-        let inode: UInt64
-        do {
-            inode = try SocketFile.finish(bound: bound, path: path, mode: mode)
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        let (channel, inode) = try await socketFile.listen(
+            bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
+            close: { try? await $0.close() })
         running.withLockedValue {
             $0.channel = channel
             $0.quiescing = quiescing
@@ -139,18 +134,9 @@ public final class SocketServer: Sendable {
         }
     }
 
-    /// The peer's `SO_PEERCRED`, or nil when the socket cannot tell.
-    private static func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerIdentity?> {
-        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
-        let credentials: EventLoopFuture<UCred> = provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        return credentials.map { PeerIdentity(pid: $0.pid, uid: $0.uid, gid: $0.gid) as PeerIdentity? }
-            .recover { _ in nil }
-    }
-
     /// Takes a place in the connection table for `channel`, freed when it closes; peers that may
     /// not read secrets (or whose credentials are unknown) take one of the foreign places.
-    private func admit(_ channel: any Channel, peer: PeerIdentity?) -> Bool {
+    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> Bool {
         let foreign = !(peer.map { shared.policy.allows($0) } ?? false)
         let admitted = running.withLockedValue { running in
             guard running.channel != nil, running.table.admit(foreign: foreign) else { return false }
@@ -184,7 +170,7 @@ public final class SocketServer: Sendable {
         let allClosed = listener.eventLoop.makePromise(of: Void.self)
         quiescing.initiateShutdown(promise: allClosed)
         try? await listener.closeFuture.get()
-        SocketFile.remove(path: path, inode: inode)
+        socketFile.remove(inode: inode)
         let closeTheRest = listener.eventLoop.scheduleTask(in: TimeAmount(grace)) {
             for connection in self.running.withLockedValue({ Array($0.connections.values) }) {
                 connection.close(promise: nil)

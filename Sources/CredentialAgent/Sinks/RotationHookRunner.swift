@@ -110,7 +110,7 @@ struct RotationHookRunner: Sendable {
         // The timer is not a child of this task: a newer version waits for this command rather
         // than killing it.
         let timer = Task.detached { () -> Bool in
-            do { try await Task.sleep(for: .milliseconds(Int64(timeout * 1000))) } catch { return false }
+            do { try await Task.sleep(for: .seconds(timeout)) } catch { return false }
             return process.signal(SIGKILL)
         }
         let exit = await process.exit()

@@ -148,7 +148,7 @@ final class SinkKeeper: Sendable {
     /// ``maxNap``, or when stopped.
     private func waitForChange(from version: Int?, until: Date?) async {
         let seconds = min(max(until.map { $0.timeIntervalSince(now()) } ?? Self.maxNap, 0.001), Self.maxNap)
-        let nap = Duration.milliseconds(Int64((seconds * 1000).rounded(.up)))
+        let nap = Duration.seconds(seconds)
         guard let version else { return await signal.wait(for: nap) }
         switch store.waitForVersion(name, otherThan: version, { [signal] _ in signal.fire() }) {
         case .changed: return
