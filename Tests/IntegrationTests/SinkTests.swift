@@ -244,11 +244,10 @@ private let hupCounter = """
                 "each version once, in order, already in the sink when the signal arrives: \(versions)")
     }
 
-    @Test func aPidFileWithGarbageIsReportedAndRetriedUntilItNamesTheProcess() async throws {
+    @Test func aPidFileMissingThenNamingNoProcessThenWithGarbageIsRetriedUntilItNamesTheProcess() async throws {
         let directory = try Peers.scratchDirectory("sink-pidfile")
         let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
         let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
-        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         let emulator = try await startEmulator(tokenLifetime: 3600)
         defer { Task { try? await emulator.stop() } }
         let config = sinkAgentConfig([("db", "gcp", """
@@ -257,7 +256,18 @@ private let hupCounter = """
             """)])
         let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
         defer { Task { _ = await agent.stop() } }
-        try await waitUntil("the garbage is reported", timeout: 10) {
+        try await waitUntil("the missing file is reported", timeout: 10) {
+            agent.log.contains("on_rotate: pid file \(pidFile) does not exist yet; retrying")
+        }
+        // A process that has ended: its id names no one.
+        let ended = try await ChildProcess.run("/bin/sh", ["-c", "echo $$"])
+        let endedPID = ended.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try (endedPID + "\n").write(toFile: pidFile, atomically: true, encoding: .utf8)
+        try await waitUntil("the process that is not there is reported", timeout: 15) {
+            agent.log.contains("on_rotate: process \(endedPID) named by \(pidFile) is not running; retrying")
+        }
+        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        try await waitUntil("the garbage is reported", timeout: 15) {
             agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
         }
         #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
