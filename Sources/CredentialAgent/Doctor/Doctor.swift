@@ -123,7 +123,8 @@ public enum Doctor {
                         }
                     } catch {
                         row.status = .failed
-                        row.error = "\(error)"
+                        // The remedy goes in its own field, not repeated in the message.
+                        row.error = (error as? CloudAuthError).map { "\($0.source): \($0.message)" } ?? "\(error)"
                         row.remedy = remedy(for: error)
                     }
                     judgeClock(&row, clock.reading)
