@@ -88,6 +88,11 @@ public final class CloudEmulator: Sendable {
         /// identity token. Nil: keys live in memory only and no files are written.
         public var stateDirectory: String?
 
+        /// How far the emulator's clock is ahead of this machine's (seconds; negative: behind), as
+        /// the `Date` header of every answer shows it; issued tokens keep this machine's times. For
+        /// testing clock-skew reports.
+        public var dateHeaderOffset: TimeInterval = 0
+
         public init() {
             let vm = "/subscriptions/\(subscriptionID)/resourceGroups/\(resourceGroup)/providers/Microsoft.Compute/virtualMachines/\(vmName)"
             systemIdentity = AzureManagedIdentity(clientID: "a1b2c3d4-e5f6-4789-8abc-def012345678",
@@ -162,8 +167,12 @@ public final class CloudEmulator: Sendable {
                 case .azure: configuration.azurePort
                 case .gcp: configuration.gcpPort
                 }
-                opened[cloud] = try await EmulatorHTTPServer.start(host: configuration.host, port: port) {
-                    [weak self] request in self?.route(request, for: cloud) ?? .text(503, "emulator stopped")
+                opened[cloud] = try await EmulatorHTTPServer.start(host: configuration.host, port: port) { [weak self] request in
+                    guard let self else { return .text(503, "emulator stopped") }
+                    // Every answer is dated, as the clouds' endpoints date theirs.
+                    var response = self.route(request, for: cloud)
+                    response.headers.replace("Date", HTTPDate.format(Date() + self.configuration.dateHeaderOffset))
+                    return response
                 }
             }
         } catch {

@@ -21,6 +21,7 @@ struct CredAgent: AsyncParsableCommand {
             WaitCommand.self,
             VersionCommand.self,
             ExecCommand.self,
+            DoctorCommand.self,
         ]
     )
 

@@ -44,3 +44,17 @@ import Testing
         #expect(!HostAddress.isLoopback(host))
     }
 }
+
+/// The HTTP `Date` header format, read and written.
+struct HTTPDateTests {
+    @Test func imfFixdateRoundTripsAndOtherFormsAreRefused() {
+        let date = Date(timeIntervalSince1970: 784_111_777)
+        #expect(HTTPDate.format(date) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == date)
+        #expect(HTTPDate.parse(HTTPDate.format(Date(timeIntervalSince1970: 1_796_553_600))) == Date(timeIntervalSince1970: 1_796_553_600))
+        #expect(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT") == nil)
+        #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994") == nil)
+        #expect(HTTPDate.parse("Sun, 06 Foo 1994 08:49:37 GMT") == nil)
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 25:49:37 GMT") == nil)
+    }
+}

@@ -236,11 +236,10 @@ private let hupCounter = """
                 "each version once, in order, already in the sink when the signal arrives: \(versions)")
     }
 
-    @Test func aPidFileWithGarbageIsReportedAndRetriedUntilItNamesTheProcess() async throws {
+    @Test func aPidFileMissingThenNamingNoProcessThenWithGarbageIsRetriedUntilItNamesTheProcess() async throws {
         let directory = try Peers.scratchDirectory("sink-pidfile")
         let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
         let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
-        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
         let emulator = try await startEmulator(tokenLifetime: 3600)
         defer { Task { try? await emulator.stop() } }
         let config = sinkAgentConfig([("db", "gcp", """
@@ -249,7 +248,18 @@ private let hupCounter = """
             """)])
         let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
         defer { Task { _ = await agent.stop() } }
-        try await waitUntil("the garbage is reported", timeout: 10) {
+        try await waitUntil("the missing file is reported", timeout: 10) {
+            agent.log.contains("on_rotate: pid file \(pidFile) does not exist yet; retrying")
+        }
+        // A process that has ended: its id names no one.
+        let ended = try await ChildProcess.run("/bin/sh", ["-c", "echo $$"])
+        let endedPID = ended.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try (endedPID + "\n").write(toFile: pidFile, atomically: true, encoding: .utf8)
+        try await waitUntil("the process that is not there is reported", timeout: 15) {
+            agent.log.contains("on_rotate: process \(endedPID) named by \(pidFile) is not running; retrying")
+        }
+        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        try await waitUntil("the garbage is reported", timeout: 15) {
             agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
         }
         #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
@@ -373,6 +383,45 @@ private let hupCounter = """
         // Once the directory exists, the next attempt writes the file.
         try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
         try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
+        #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
+    }
+
+    /// Whether this process may mount a file system (root, and a kernel or container that lets it).
+    static let canMount: Bool = {
+        let probe = NSTemporaryDirectory() + "/credagent-mount-probe-\(getpid())"
+        guard mkdir(probe, 0o700) == 0 else { return false }
+        defer { rmdir(probe) }
+        guard mount("tmpfs", probe, "tmpfs", UInt(MS_RDONLY), "size=64k") == 0 else { return false }
+        umount2(probe, Int32(MNT_DETACH))
+        return true
+    }()
+
+    @Test(.enabled(if: canMount, "needs to mount a read-only tmpfs: run as root where mounts are allowed"))
+    func aSinkOnAReadOnlyMountIsNamedWithTheFixAndTheAgentKeepsServing() async throws {
+        let directory = try Peers.scratchDirectory("sink-readonly")
+        let readOnly = directory + "/ro"
+        #expect(mkdir(readOnly, 0o755) == 0)
+        #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_RDONLY), "size=1m,mode=0755") == 0)
+        defer { umount2(readOnly, Int32(MNT_DETACH)) }
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(readOnly)/db.pw, format: password}]")])
+        let configPath = directory + "/agent.yaml"
+        try config.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let check = try await runCredagent(["config", "check", configPath])
+        #expect(check.status == 2)
+        #expect(check.stderr.contains("credentials[0].sinks[0]: directory \(readOnly) cannot be written: Read-only file system; the file system is read-only: mount it writable or choose a path on a writable one"), "\(check.stderr)")
+
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        defer { Task { try? await emulator.stop() } }
+        let agent = try await AgentProcess(label: "sink-readonly", config: config, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let credential = try await agent.credential("db")
+        try await waitUntil("the failed write is logged", timeout: 10) {
+            agent.log.contains("sink \(readOnly)/db.pw:") && agent.log.contains("the file system is read-only: mount it writable")
+        }
+        #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+        // Mounted writable, the next attempt writes the file.
+        #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_REMOUNT), "size=1m,mode=0755") == 0)
+        try await waitUntil("the sink is written after all", timeout: 15) { fileText(readOnly + "/db.pw") == credential["password"] as? String }
         #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
     }
 }

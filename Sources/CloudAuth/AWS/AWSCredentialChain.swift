@@ -56,11 +56,16 @@ public final class AWSCredentialChain: Sendable {
         return expiration.timeIntervalSince(now()) > Self.refreshMargin
     }
 
-    /// One pass over the sources, then the optional assume-role on top.
-    private func resolve() async throws -> AWSCredentials {
+    private func resolve() async throws -> AWSCredentials { try await resolveAfresh().credentials }
+
+    /// One pass over the sources, then the optional assume-role on top, bypassing and leaving
+    /// alone the cache: the credentials and the link of the chain that yielded them
+    /// (`environment`, `web identity`, `profile`, `container` or `imds`). For diagnosis; tokens
+    /// use ``credentials()``.
+    public func resolveAfresh() async throws -> (link: String, credentials: AWSCredentials) {
         var reports: [String] = []
         var firstFailure: CloudAuthError?
-        var found: AWSCredentials?
+        var found: (link: String, credentials: AWSCredentials)?
         let sources: [(name: String, fetch: () async throws -> Outcome)] = [
             ("environment", environmentKeys),
             ("web identity", webIdentity),
@@ -76,7 +81,7 @@ public final class AWSCredentialChain: Sendable {
                     continue
                 case .credentials(let credentials):
                     try checkNotExpired(credentials)
-                    found = credentials
+                    found = (source.name, credentials)
                 }
             } catch let error as CloudAuthError {
                 reports.append("\(source.name): \(error)")
@@ -85,17 +90,24 @@ public final class AWSCredentialChain: Sendable {
             }
             break
         }
-        guard var credentials = found else {
+        guard let found else {
             throw CloudAuthError(firstFailure?.code ?? .configuration, source: "AWS credential chain",
                                  "no source yielded credentials: " + reports.joined(separator: "; "),
                                  remedy: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a web identity, a profile, or run where a container or instance role is attached")
         }
+        var credentials = found.credentials
         if let roleARN = settings.assumeRoleARN, !roleARN.isEmpty {
             credentials = try await sts().assumeRole(roleARN: roleARN, sessionName: sessionName(),
                                                      with: credentials, at: now())
             try checkNotExpired(credentials)
         }
-        return credentials
+        return (found.link, credentials)
+    }
+
+    /// Whom `credentials` belong to, asked of STS (`GetCallerIdentity`) at the endpoint the chain
+    /// uses for its own STS calls.
+    public func callerIdentity(with credentials: AWSCredentials) async throws -> AWSCallerIdentity {
+        try await sts().callerIdentity(with: credentials, at: now())
     }
 
     private enum Outcome {

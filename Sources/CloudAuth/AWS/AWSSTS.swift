@@ -1,7 +1,8 @@
 import Foundation
 
-/// The two STS calls the chain makes: `AssumeRole` (signed with existing keys) and
-/// `AssumeRoleWithWebIdentity` (unsigned; the web identity token is the proof).
+/// The STS calls the chain makes: `AssumeRole` (signed with existing keys),
+/// `AssumeRoleWithWebIdentity` (unsigned; the web identity token is the proof), and
+/// `GetCallerIdentity` (signed; whom the keys belong to).
 struct AWSSTS: Sendable {
     /// Where requests go, e.g. `https://sts.us-east-1.amazonaws.com`.
     let endpoint: String
@@ -33,8 +34,37 @@ struct AWSSTS: Sendable {
                               label: "web-identity \(roleARN)")
     }
 
+    func callerIdentity(with credentials: AWSCredentials, at date: Date) async throws -> AWSCallerIdentity {
+        let (xml, source) = try await send("GetCallerIdentity", parameters: [("Action", "GetCallerIdentity"), ("Version", "2011-06-15")],
+                                           signWith: credentials, at: date)
+        guard let arn = AWSResponseParsing.xmlText(xml, "Arn"), !arn.isEmpty,
+              let account = AWSResponseParsing.xmlText(xml, "Account"), !account.isEmpty else {
+            throw CloudAuthError(.malformedResponse, source: source, "the answer lacks Arn and Account")
+        }
+        return AWSCallerIdentity(arn: arn, account: account)
+    }
+
     private func call(_ action: String, parameters: [(String, String)], signWith credentials: AWSCredentials?,
                       at date: Date, label: String) async throws -> AWSCredentials {
+        let (xml, source) = try await send(action, parameters: parameters, signWith: credentials, at: date)
+        guard let accessKey = AWSResponseParsing.xmlText(xml, "AccessKeyId"), !accessKey.isEmpty,
+              let secret = AWSResponseParsing.xmlText(xml, "SecretAccessKey"), !secret.isEmpty,
+              let token = AWSResponseParsing.xmlText(xml, "SessionToken"), !token.isEmpty,
+              let expirationText = AWSResponseParsing.xmlText(xml, "Expiration") else {
+            throw CloudAuthError(.malformedResponse, source: source,
+                                 "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
+        }
+        guard let expiration = Timestamp.parse(expirationText) else {
+            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(expirationText))' is not an ISO 8601 time")
+        }
+        return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),
+                              expiration: expiration, source: label)
+    }
+
+    /// Posts `action` and returns the body of STS's successful answer, with the endpoint named as
+    /// errors name it; an error answer is thrown with STS's code and a masked message.
+    private func send(_ action: String, parameters: [(String, String)], signWith credentials: AWSCredentials?,
+                      at date: Date) async throws -> (xml: String, source: String) {
         var url = try EndpointURL(parsing: endpoint)
         if url.path.isEmpty { url.path = "/" }
         url.query = nil
@@ -61,17 +91,14 @@ struct AWSSTS: Sendable {
                                  "STS answered HTTP \(response.status)\(detail)",
                                  remedy: response.status == 403 ? "check the role's trust policy and the caller's permissions" : nil)
         }
-        guard let accessKey = AWSResponseParsing.xmlText(xml, "AccessKeyId"), !accessKey.isEmpty,
-              let secret = AWSResponseParsing.xmlText(xml, "SecretAccessKey"), !secret.isEmpty,
-              let token = AWSResponseParsing.xmlText(xml, "SessionToken"), !token.isEmpty,
-              let expirationText = AWSResponseParsing.xmlText(xml, "Expiration") else {
-            throw CloudAuthError(.malformedResponse, source: source,
-                                 "the answer lacks Credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration)")
-        }
-        guard let expiration = Timestamp.parse(expirationText) else {
-            throw CloudAuthError(.malformedResponse, source: source, "Expiration '\(UpstreamText.excerpt(expirationText))' is not an ISO 8601 time")
-        }
-        return AWSCredentials(accessKeyID: accessKey, secretAccessKey: Secret(secret), sessionToken: Secret(token),
-                              expiration: expiration, source: label)
+        return (xml, source)
     }
+}
+
+/// Whom a set of AWS keys belongs to, as STS `GetCallerIdentity` says (no secret).
+public struct AWSCallerIdentity: Sendable, Equatable {
+    /// The user's or assumed role session's ARN, e.g. `arn:aws:sts::123456789012:assumed-role/app/i-0abc`.
+    public var arn: String
+    /// The account number.
+    public var account: String
 }
