@@ -33,8 +33,9 @@ final class AgentProxies: Sendable {
             let upstream = target.connection
             let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
             let configuration = PostgresProxyConfiguration(
-                credential: name, directory: settings.directory, mode: settings.mode, maxConnections: settings.maxConnections,
+                credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
                 handshakeTimeout: .seconds(settings.handshakeTimeout),
+                idleTimeout: settings.idleTimeout.map { .seconds($0) },
                 upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                            caFile: upstream.caFile, serverName: nil))
             let proxy = PostgresProxy(
@@ -55,7 +56,7 @@ final class AgentProxies: Sendable {
         for entry in entries {
             try await entry.proxy.start()
             logger.info("proxy listening", metadata: [
-                "proxy": "\(entry.proxy.configuration.credential)", "socket.path": "\(entry.proxy.configuration.socketPath)",
+                "proxy": "\(entry.proxy.configuration.credential)", "listen": "\(entry.proxy.configuration.listener.description)",
             ])
         }
     }

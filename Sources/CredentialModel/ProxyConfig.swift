@@ -1,12 +1,13 @@
+import CloudAuth
 import Foundation
 
 /// A credential's `proxy:` block: a local listener whose clients need no password (see
 /// docs/PROXY.md). Built only by the config parser, so a value of this type is valid.
 public struct ProxyConfig: Sendable, Equatable {
-    /// The directory the Unix socket is made in (`listen: unix:/DIR`); a PostgreSQL proxy's
-    /// socket is `DIR/.s.PGSQL.5432`, which libpq finds for `host=DIR`.
-    public var directory: String
-    /// Permission bits of the socket file.
+    /// `listen`: a Unix socket directory (a PostgreSQL proxy's socket is `DIR/.s.PGSQL.5432`,
+    /// which libpq finds for `host=DIR`) or a loopback TCP address.
+    public var listen: ProxyListenAddress
+    /// Permission bits of the socket file (Unix sockets only).
     public var mode: UInt32 = 0o660
     /// Client connections open at once; more are refused (PostgreSQL: SQLSTATE 53300).
     public var maxConnections: Int = 256
@@ -15,13 +16,12 @@ public struct ProxyConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]?
     /// Seconds from a client's connect until its session is established.
     public var handshakeTimeout: TimeInterval = 10
+    /// Seconds without a byte either way after which an established session is closed; nil: never.
+    public var idleTimeout: TimeInterval?
     /// Seconds open sessions are given to finish when the agent stops.
     public var shutdownGrace: TimeInterval = 30
 
-    public init(directory: String) {
-        self.directory = directory
+    public init(listen: ProxyListenAddress) {
+        self.listen = listen
     }
-
-    /// The socket file of a PostgreSQL proxy.
-    public var postgresSocketPath: String { directory + "/.s.PGSQL.5432" }
 }

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 import Testing
 @testable import CredentialAgent
@@ -20,16 +21,17 @@ struct ProxyConfigParserTests {
             max_connections: 32
             allow: {uids: [1000], gids: [50]}
             handshake_timeout: 3s
+            idle_timeout: 15m
             shutdown_grace: 1m
             """), file: "test.yaml")
         let proxy = try #require(full.credentials.first?.proxy)
-        #expect(proxy.directory == "/run/credagent/orders-db")
-        #expect(proxy.postgresSocketPath == "/run/credagent/orders-db/.s.PGSQL.5432")
+        #expect(proxy.listen == .unixDirectory("/run/credagent/orders-db"))
         #expect(proxy.mode == 0o666)
         #expect(proxy.maxConnections == 32)
         #expect(proxy.allowUIDs == [1000])
         #expect(proxy.allowGIDs == [50])
         #expect(proxy.handshakeTimeout == 3)
+        #expect(proxy.idleTimeout == 900)
         #expect(proxy.shutdownGrace == 60)
 
         let minimal = try ConfigParser.parse(yaml: config("listen: unix:/run/db"), file: "test.yaml")
@@ -38,14 +40,21 @@ struct ProxyConfigParserTests {
         #expect(defaults.maxConnections == 256)
         #expect(defaults.allowUIDs == nil)
         #expect(defaults.handshakeTimeout == 10)
+        #expect(defaults.idleTimeout == nil)
         #expect(defaults.shutdownGrace == 30)
     }
 
-    @Test("A non-loopback address is refused; loopback TCP is refused as not available yet")
-    func addresses() {
+    @Test("Loopback TCP addresses are taken; any other address is refused")
+    func addresses() throws {
         #expect(configIssues(config("listen: 0.0.0.0:15432")).contains { $0.contains("credentials[0].proxy.listen") && $0.contains("is not a loopback address") })
         #expect(configIssues(config("listen: 10.0.0.5:15432")).contains { $0.contains("is not a loopback address") })
-        #expect(configIssues(config("listen: 127.0.0.1:15432")).contains { $0.contains("loopback TCP listeners are not available in this version") })
+        #expect(configIssues(config("listen: \"[::ffff:10.0.0.5]:15432\"")).contains { $0.contains("is not a loopback address") })
+        #expect(configIssues(config("listen: 127.0.0.1")).contains { $0.contains("is neither unix:/DIR nor a loopback address with a port") })
+        #expect(configIssues(config("listen: 127.0.0.1:70000")).contains { $0.contains("is neither unix:/DIR nor a loopback address with a port") })
+        let ipv4 = try ConfigParser.parse(yaml: config("listen: 127.0.0.1:15432"), file: "test.yaml")
+        #expect(ipv4.credentials.first?.proxy?.listen == .loopbackTCP(host: "127.0.0.1", port: 15432))
+        let ipv6 = try ConfigParser.parse(yaml: config("listen: \"[::1]:15432\""), file: "test.yaml")
+        #expect(ipv6.credentials.first?.proxy?.listen == .loopbackTCP(host: "::1", port: 15432))
         #expect(configIssues(config("listen: unix:relative/dir")).contains { $0.contains("does not name an absolute directory") })
     }
 
@@ -56,11 +65,13 @@ struct ProxyConfigParserTests {
             mode: "999"
             max_connections: 0
             handshake_timeout: 1h
+            idle_timeout: 0s
             color: blue
             """))
         #expect(found.contains { $0.contains("credentials[0].proxy.mode") })
         #expect(found.contains { $0.contains("credentials[0].proxy.max_connections") })
         #expect(found.contains { $0.contains("credentials[0].proxy.handshake_timeout") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.idle_timeout") })
         #expect(found.contains { $0.contains("credentials[0].proxy.color") })
         #expect(configIssues(config("mode: \"0660\"")).contains { $0.contains("credentials[0].proxy.listen") })
     }

@@ -16,6 +16,10 @@ import Glibc
 final class ProxyFixture: Sendable {
     let user: String
     let directory: String
+    /// What libpq's `host` and `port` are for this proxy: the socket directory (port nil), or the
+    /// loopback address and port of a TCP listener.
+    let host: String
+    let port: Int?
     let proxy: PostgresProxy
     let metrics: AgentMetrics
     private let token: NIOLockedValueBox<Secret>
@@ -26,7 +30,8 @@ final class ProxyFixture: Sendable {
     /// the role's real password.
     init(label: String, memberOf group: String? = nil, md5: Bool = false, maxConnections: Int = 16,
          handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() },
-         port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil) async throws {
+         port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil,
+         tcpHost: String? = nil, idleTimeout: Duration? = nil) async throws {
         let user = uniqueUser("proxy")
         self.user = user
         let token = fakeIAMToken()
@@ -39,9 +44,18 @@ final class ProxyFixture: Sendable {
         self.token = NIOLockedValueBox(tokenOverride ?? token)
         directory = try Peers.scratchDirectory(label) + "/proxy"
         metrics = AgentMetrics()
+        let listener: ProxyListenAddress
+        if let tcpHost {
+            let tcpPort = try closedLoopbackPort()
+            (host, self.port) = (tcpHost, tcpPort)
+            listener = .loopbackTCP(host: tcpHost, port: tcpPort)
+        } else {
+            (host, self.port) = (directory, nil)
+            listener = .unixDirectory(directory)
+        }
         let configuration = PostgresProxyConfiguration(
-            credential: label, directory: directory, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
-            upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
+            credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
+            idleTimeout: idleTimeout, upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
         let box = self.token
         proxy = PostgresProxy(configuration: configuration,
                               credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },
@@ -59,10 +73,37 @@ final class ProxyFixture: Sendable {
 
     /// psql through the proxy as this fixture's user (or `user`).
     func psql(_ commands: [String], user: String? = nil, prefix: [String] = []) async throws -> ProcessResult {
-        try await psqlThroughProxy(directory: directory, user: user ?? self.user, commands, prefix: prefix)
+        try await psqlThroughProxy(directory: host, port: port, user: user ?? self.user, commands, prefix: prefix)
     }
 
-    var socketPath: String { proxy.configuration.socketPath }
+    var socketPath: String { directory + "/.s.PGSQL.5432" }
+
+    /// The raw answer to a startup packet sent by a process running as `nobody` (Python under
+    /// setpriv), over this fixture's socket or TCP port.
+    func startupAnswerAsNobody() async throws -> String {
+        let script = """
+            import socket, struct, sys
+            target, user, database = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
+            if target.startswith("/"):
+                s = socket.socket(socket.AF_UNIX); s.connect(target)
+            else:
+                host, port = target.rsplit(":", 1); s = socket.create_connection((host, int(port)))
+            body = struct.pack("!I", 196608) + b"user\\0" + user + b"\\0database\\0" + database + b"\\0\\0"
+            s.sendall(struct.pack("!I", len(body) + 4) + body)
+            s.settimeout(5)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            sys.stdout.write(data.decode("latin-1"))
+            """
+        let target = port.map { "\(host):\($0)" } ?? socketPath
+        let result = try await ChildProcess.run("/usr/bin/setpriv", [
+            "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script,
+            target, user, PostgresPeer.database,
+        ], environment: [:])
+        guard result.status == 0 else { throw TestFailure("the startup as nobody failed: \(result.stderr)") }
+        return result.stdout
+    }
 
     func stop() async { await proxy.stop(grace: .seconds(1)) }
 
@@ -96,10 +137,11 @@ extension PostgresPeer {
     }
 }
 
-/// psql connected to the proxy socket in `directory`: no password anywhere. `prefix` runs it
+/// psql connected to the proxy socket in `directory` (or its loopback TCP address when `port` is
+/// given): no password anywhere. `prefix` runs it
 /// under another program (setpriv).
-func psqlThroughProxy(directory: String, user: String, _ commands: [String], prefix: [String] = []) async throws -> ProcessResult {
-    let conninfo = "host=\(directory) user=\(user) dbname=\(PostgresPeer.database) connect_timeout=10"
+func psqlThroughProxy(directory: String, port: Int? = nil, user: String, _ commands: [String], prefix: [String] = []) async throws -> ProcessResult {
+    let conninfo = "host=\(directory) \(port.map { "port=\($0) " } ?? "")user=\(user) dbname=\(PostgresPeer.database) connect_timeout=10"
     let executable = (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql"
     let arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo] + commands.flatMap { ["-c", $0] }
     guard let program = prefix.first else { return try await ChildProcess.run(executable, arguments, environment: [:]) }
@@ -205,6 +247,76 @@ struct PostgresProxyTests {
         #expect(result.status != 0)
         #expect(result.stderr.contains("credagent proxy for pg-proxy-peer: this process (uid 65534) may not use it"), "\(result.stderr)")
         #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"pg-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+    }
+
+    @Test("A loopback TCP listener serves psql as the credential's user, on 127.0.0.1 and ::1")
+    func loopbackTCP() async throws {
+        for host in ["127.0.0.1", "::1"] {
+            let fixture = try await ProxyFixture(label: "pg-proxy-tcp", tcpHost: host)
+            let result = try await fixture.psql(["SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+            await fixture.stop()
+            #expect(result.status == 0, "\(host): \(result.stderr)")
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(fixture.user) true", "\(host)")
+        }
+    }
+
+    @Test("A uid not allowed is refused with SQLSTATE 28000 on both listener kinds, its uid found through the kernel")
+    func foreignUIDRefusedOnBothListeners() async throws {
+        let unix = try await ProxyFixture(label: "pg-proxy-foreign-unix", mode: 0o666)
+        defer { Task { await unix.stop() } }
+        chmod(unix.directory, 0o755)
+        let tcp = try await ProxyFixture(label: "pg-proxy-foreign-tcp", tcpHost: "127.0.0.1")
+        defer { Task { await tcp.stop() } }
+        for fixture in [unix, tcp] {
+            let answer = try await fixture.startupAnswerAsNobody()
+            #expect(sqlState(in: answer) == "28000", "\(answer)")
+            #expect(answer.contains("this process (uid 65534) may not use it"), "\(answer)")
+            let psql = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            #expect(psql.status != 0)
+            #expect(psql.stderr.contains("(uid 65534) may not use it"), "\(psql.stderr)")
+            // The agent's own uid is allowed on the same listener.
+            #expect(try await fixture.psql(["SELECT 1"]).status == 0)
+        }
+    }
+
+    @Test("idle_timeout closes a session with no bytes either way for that long; a busier one runs on")
+    func idleTimeout() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-idle", idleTimeout: .seconds(2))
+        defer { Task { await fixture.stop() } }
+        async let busy = fixture.psql(["SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT 'busy done'"])
+        let idle = try await fixture.psql(["SELECT 'before'", "SELECT pg_sleep(4)", "SELECT 'after'"])
+        #expect(idle.status != 0)
+        #expect(idle.stdout.contains("before"))
+        #expect(!idle.stdout.contains("after"))
+        #expect(idle.stderr.contains("server closed the connection unexpectedly"), "\(idle.stderr)")
+        let busyResult = try await busy
+        #expect(busyResult.status == 0, "\(busyResult.stderr)")
+        #expect(busyResult.stdout.contains("busy done"))
+    }
+
+    @Test("1,000 idle client connections: other sessions are unaffected and each idle one gets 08P01 at the handshake timeout")
+    func thousandIdleConnections() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-thousand", maxConnections: 1100, handshakeTimeout: .seconds(4))
+        defer { Task { await fixture.stop() } }
+        let idle = try (0..<1000).map { _ in try connectUnix(fixture.socketPath) }
+        defer { idle.forEach { close($0) } }
+        let started = Date()
+        try await waitUntil("the proxy holds 1,000 connections", timeout: 10) { fixture.proxy.openConnections >= 1000 }
+        let session = try await fixture.psql(["SELECT 'served ' || current_user"])
+        #expect(session.status == 0, "\(session.stderr)")
+        #expect(session.stdout.contains("served \(fixture.user)"))
+        #expect(Date().timeIntervalSince(started) < 4, "the session was set up while the idle connections were held")
+        // Each idle client is told why once its handshake time is up, then closed.
+        var timedOut = 0
+        for fd in idle {
+            var wait = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count > 0, sqlState(in: String(decoding: buffer[0..<count], as: UTF8.self)) == "08P01" { timedOut += 1 }
+        }
+        #expect(timedOut == 1000)
+        try await waitUntil("the proxy closed them", timeout: 10) { fixture.proxy.openConnections == 0 }
     }
 
     @Test("Another user than the credential's is refused with 28000")

@@ -39,10 +39,10 @@ public struct PostgresUpstream: Sendable, Equatable {
 public struct PostgresProxyConfiguration: Sendable, Equatable {
     /// The credential's name: it labels metrics and is named in every refusal.
     public var credential: String
-    /// The directory of the socket; the socket is `directory/.s.PGSQL.5432`, as libpq expects
-    /// for `host=directory`.
-    public var directory: String
-    /// Permission bits of the socket file.
+    /// A Unix socket directory (the socket is `DIR/.s.PGSQL.5432`, as libpq expects for
+    /// `host=DIR`) or a loopback TCP address.
+    public var listener: ProxyListenAddress
+    /// Permission bits of the socket file (Unix sockets only).
     public var mode: UInt32
     /// Client connections open at once; more are refused with SQLSTATE 53300.
     public var maxConnections: Int
@@ -51,21 +51,28 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
     public var handshakeTimeout: Duration
     /// TCP connect to the server.
     public var connectTimeout: Duration
+    /// An established session with no bytes either way for this long is closed; nil: never.
+    public var idleTimeout: Duration?
     public var upstream: PostgresUpstream
 
-    public init(credential: String, directory: String, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), upstream: PostgresUpstream) {
+    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
+                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), idleTimeout: Duration? = nil,
+                upstream: PostgresUpstream) {
         self.credential = credential
-        self.directory = directory
+        self.listener = listener
         self.mode = mode
         self.maxConnections = maxConnections
         self.handshakeTimeout = handshakeTimeout
         self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
         self.upstream = upstream
     }
 
-    /// The socket file libpq connects to for `host=directory` (port 5432).
-    public var socketPath: String { directory + "/.s.PGSQL.5432" }
+    /// The socket file libpq connects to for `host=DIR` (port 5432); nil for a TCP listener.
+    public var socketPath: String? {
+        guard case let .unixDirectory(directory) = listener else { return nil }
+        return directory + "/.s.PGSQL.5432"
+    }
 }
 
 /// A local PostgreSQL listener whose clients need no password: each client connection is relayed
@@ -73,7 +80,7 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 /// current token (looked up for every new connection, so a rotation applies to new sessions while
 /// open ones carry on).
 ///
-/// ``start()`` binds the Unix socket; ``stop(grace:)`` closes the listener first, then gives open
+/// ``start()`` binds the Unix socket or loopback TCP port; ``stop(grace:)`` closes the listener first, then gives open
 /// sessions up to `grace` before closing them.
 public final class PostgresProxy: Sendable {
     public let configuration: PostgresProxyConfiguration
@@ -110,8 +117,9 @@ public final class PostgresProxy: Sendable {
     /// Open connections (sessions, handshakes and cancels).
     public var openConnections: Int { running.withLockedValue { $0.connections.count } }
 
-    /// Prepares the directory, loads the CA bundle and binds the socket; does nothing when
-    /// already listening. Throws `UnixSocketFileError` or ``UpstreamTLSError``.
+    /// Prepares the directory, loads the CA bundle and binds the socket (or the loopback TCP
+    /// port); does nothing when already listening. Throws `UnixSocketFileError` or
+    /// ``UpstreamTLSError``.
     public func start() async throws {
         if running.withLockedValue({ $0.listener != nil }) { return }
         let upstream = configuration.upstream
@@ -121,14 +129,28 @@ public final class PostgresProxy: Sendable {
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                return UnixPeerCredentials.of(channel).flatMapThrowing { peer in
+                return self.peer(of: channel).flatMapThrowing { peer in
                     let refusal = self.admit(channel, peer: peer)
                     try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
                 }
             }
-        let (listener, inode) = try await socketFile.listen(
-            bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
-            close: { try? await $0.close() })
+        let listener: any Channel
+        var inode: UInt64 = 0
+        switch (configuration.listener, socketFile) {
+        case let (.loopbackTCP(host, port), _):
+            do {
+                listener = try await bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .bind(host: host, port: port).get()
+            } catch {
+                throw UnixSocketFileError(path: configuration.listener.description, message: "cannot listen: \(error)")
+            }
+        case let (.unixDirectory, socketFile?):
+            (listener, inode) = try await socketFile.listen(
+                bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
+                close: { try? await $0.close() })
+        case (.unixDirectory, nil):
+            preconditionFailure("a Unix listener always has a socket path")
+        }
         running.withLockedValue {
             $0.listener = listener
             $0.inode = inode
@@ -136,9 +158,9 @@ public final class PostgresProxy: Sendable {
         }
     }
 
-    /// The socket file at ``PostgresProxyConfiguration/socketPath``.
-    private var socketFile: UnixSocketFile {
-        UnixSocketFile(path: configuration.socketPath, mode: configuration.mode, setting: "proxy.listen")
+    /// The socket file at ``PostgresProxyConfiguration/socketPath``; nil for a TCP listener.
+    private var socketFile: UnixSocketFile? {
+        configuration.socketPath.map { UnixSocketFile(path: $0, mode: configuration.mode, setting: "proxy.listen") }
     }
 
     /// Counts the connection and decides whether it will be refused (after its startup packet,
@@ -159,6 +181,15 @@ public final class PostgresProxy: Sendable {
         }
         guard let peer, allows(peer) else { return .peerNotAllowed(credential: name, uid: peer?.uid) }
         return nil
+    }
+
+    /// The connecting process: `SO_PEERCRED` on a Unix socket, the kernel's socket diagnostics on
+    /// loopback TCP (uid only).
+    private func peer(of channel: any Channel) -> EventLoopFuture<UnixPeerCredentials?> {
+        switch configuration.listener {
+        case .unixDirectory: UnixPeerCredentials.of(channel)
+        case .loopbackTCP: channel.eventLoop.makeSucceededFuture(LoopbackPeer.of(channel))
+        }
     }
 
     var tlsContext: UpstreamTLSContext? { running.withLockedValue { $0.tls } }
@@ -184,7 +215,7 @@ public final class PostgresProxy: Sendable {
         }
         guard let listener else { return }
         try? await listener.close()
-        socketFile.remove(inode: inode)
+        socketFile?.remove(inode: inode)
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(20))

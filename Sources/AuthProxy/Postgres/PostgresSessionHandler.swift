@@ -169,6 +169,10 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
             let upstreamPipeline = upstream.pipeline.syncOperations
             upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: PostgresUpstreamHandler.self), promise: nil)
             try upstreamPipeline.addHandler(serverSide)
+            // Every relayed byte crosses the client's channel: its idleness is the session's.
+            if let idle = proxy.configuration.idleTimeout {
+                try context.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: TimeAmount(idle)))
+            }
             try context.pipeline.syncOperations.addHandler(clientSide)
         } catch {
             return refuse(context, .upstreamProtocol(credential: credentialName, reason: "the relay could not be set up: \(error)"))

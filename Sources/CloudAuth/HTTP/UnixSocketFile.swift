@@ -111,7 +111,7 @@ public struct UnixSocketFile: Sendable {
     }
 
     /// Whether something accepts connections on the Unix socket at `path`.
-    static func isListening(_ path: String) -> Bool {
+    public static func isListening(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }

@@ -7,12 +7,15 @@ extension ConfigReader {
     /// The `proxy:` block of a postgres credential at `path`, or nil (with issues) when unusable.
     mutating func proxy(_ node: Node, _ path: String) -> ProxyConfig? {
         guard let map = mapping(node, path, allowed: ["listen", "mode", "max_connections", "allow", "handshake_timeout",
-                                                      "shutdown_grace"]) else { return nil }
+                                                      "idle_timeout", "shutdown_grace"]) else { return nil }
         guard let listen = requiredString(map, "listen", path) else { return nil }
-        guard let directory = proxyDirectory(listen, "\(path).listen") else { return nil }
-        var config = ProxyConfig(directory: directory)
-        if config.postgresSocketPath.utf8.count > 107 {
-            issue("\(path).listen", "makes the socket \(config.postgresSocketPath), \(config.postgresSocketPath.utf8.count) bytes long; a Unix socket path may have at most 107")
+        guard let address = proxyListenAddress(listen, "\(path).listen") else { return nil }
+        var config = ProxyConfig(listen: address)
+        if case let .unixDirectory(directory) = address {
+            let socket = directory + "/.s.PGSQL.5432"
+            if socket.utf8.count > 107 {
+                issue("\(path).listen", "makes the socket \(socket), \(socket.utf8.count) bytes long; a Unix socket path may have at most 107")
+            }
         }
         if let text = map["mode"].flatMap({ string($0, "\(path).mode") }) {
             if text.count >= 3, text.count <= 4, let mode = UInt32(text, radix: 8), mode <= 0o777 {
@@ -32,30 +35,42 @@ extension ConfigReader {
         if let value = map["handshake_timeout"].flatMap({ seconds($0, "\(path).handshake_timeout", 1...300) }) {
             config.handshakeTimeout = value
         }
+        if let value = map["idle_timeout"].flatMap({ seconds($0, "\(path).idle_timeout", 1...86400) }) {
+            config.idleTimeout = value
+        }
         if let value = map["shutdown_grace"].flatMap({ seconds($0, "\(path).shutdown_grace", 0...3600) }) {
             config.shutdownGrace = value
         }
         return config
     }
 
-    /// The directory of `unix:/DIR`. Loopback TCP addresses are recognised and refused for now;
-    /// any other address is refused for good: a proxy never listens beyond this machine.
-    private mutating func proxyDirectory(_ listen: String, _ path: String) -> String? {
+    /// `unix:/DIR`, `127.0.0.1:PORT` (any 127.0.0.0/8 address) or `[::1]:PORT`; any other address
+    /// is refused: a proxy never listens beyond this machine.
+    private mutating func proxyListenAddress(_ listen: String, _ path: String) -> ProxyListenAddress? {
         if listen.hasPrefix("unix:") {
             let directory = String(listen.dropFirst("unix:".count))
             guard directory.hasPrefix("/"), directory.count > 1 else {
                 issue(path, "'\(listen)' does not name an absolute directory: use unix:/run/credagent/NAME")
                 return nil
             }
-            return directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+            return .unixDirectory(directory.hasSuffix("/") ? String(directory.dropLast()) : directory)
         }
-        let host = listen.lastIndex(of: ":").map { String(listen[..<$0]) } ?? listen
-        if HostAddress.isLoopback(host) {
-            issue(path, "'\(listen)': loopback TCP listeners are not available in this version; use unix:/DIR")
-        } else {
-            issue(path, "'\(listen)' is not a loopback address: a proxy listens on a Unix socket (unix:/DIR) or loopback only")
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (1...65535).contains(port) else {
+            issue(path, "'\(listen)' is neither unix:/DIR nor a loopback address with a port, like 127.0.0.1:6432 or [::1]:6432")
+            return nil
         }
-        return nil
+        let written = String(listen[..<colon])
+        let host = written.hasPrefix("[") && written.hasSuffix("]") ? String(written.dropFirst().dropLast()) : written
+        var ipv4 = in_addr()
+        var ipv6 = in6_addr()
+        let isIPv4Loopback = inet_pton(AF_INET, host, &ipv4) == 1 && host.hasPrefix("127.")
+        let isIPv6Loopback = written.hasPrefix("[") && inet_pton(AF_INET6, host, &ipv6) == 1 && HostAddress.isLoopback(host)
+        guard isIPv4Loopback || isIPv6Loopback else {
+            issue(path, "'\(listen)' is not a loopback address: a proxy listens on a Unix socket (unix:/DIR), 127.0.0.1:PORT or [::1]:PORT only")
+            return nil
+        }
+        return .loopbackTCP(host: host, port: port)
     }
 
     private mutating func seconds(_ node: Node, _ path: String, _ range: ClosedRange<TimeInterval>) -> TimeInterval? {

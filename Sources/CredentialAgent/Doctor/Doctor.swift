@@ -255,7 +255,7 @@ public enum Doctor {
         } else {
             socketRow.mode = String(format: "%04o", info.st_mode & 0o7777)
             socketRow.ownerUID = info.st_uid
-            if !SocketFile.isListening(path) {
+            if !UnixSocketFile.isListening(path) {
                 (socketRow.status, socketRow.problem) = (.warning, "nobody listens on it (left by an agent that stopped)")
                 socketRow.remedy = "start the agent; it replaces the stale socket"
             } else if let expectedMode, info.st_mode & 0o777 != expectedMode {
