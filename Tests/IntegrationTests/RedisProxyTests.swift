@@ -1,5 +1,6 @@
 import AuthProxy
 import CloudAuth
+import CloudEmulator
 import CredentialAgent
 import Foundation
 import Logging
@@ -31,7 +32,7 @@ final class RedisProxyFixture: Sendable {
         socketPath = try Peers.scratchDirectory(label) + "/redis.sock"
         metrics = AgentMetrics()
         let box = self.token
-        proxy = try RedisProxy(
+        proxy = RedisProxy(
             configuration: RedisProxyConfiguration(
                 credential: label, socketPath: socketPath, mode: mode, maxConnections: 64, reauthBefore: reauthBefore,
                 upstream: RedisUpstream(host: RedisPeer.host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: RedisPeer.caFile)),
@@ -345,5 +346,61 @@ extension RawRedisConnection {
     func sendRaw(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    }
+}
+
+/// The agent as a process with a `proxy:` block on a redis credential: redis-cli connects with no
+/// password, and a connection left open re-authenticates with the token of the agent's rotation.
+@Suite(.enabled(if: RedisPeer.available, "needs the redis peer (run scripts/test)"))
+struct AgentRedisProxyTests {
+    @Test("An agent's Redis proxy serves redis-cli without a password and re-authenticates open connections after a rotation")
+    func agentRedisProxy() async throws {
+        let user = uniqueUser("cache")
+        let emulator = try await startEmulator(tokenLifetime: 600)
+        defer { Task { try? await emulator.stop() } }
+        let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
+        let agent = try await AgentProcess(label: "agent-redis-proxy", config: """
+            socket:
+              path: SOCKET
+            credentials:
+              - name: sessions
+                kind: redis
+                provider: azure
+                host: \(RedisPeer.host)
+                port: \(RedisPeer.tlsPort)
+                user: \(user)
+                ca_file: \(RedisPeer.caFile ?? "")
+                proxy:
+                  listen: unix:\(socket)
+                  reauth_before: 2s
+                  shutdown_grace: 5s
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let first = try await agent.credential("sessions")
+        try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
+
+        let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
+        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
+
+        let open = try RawRedisConnection(path: socket)
+        open.send([["PING"]])
+        #expect(open.replies(1).replies == ["+PONG"])
+        var second: [String: Any] = [:]
+        try await waitUntil("the agent holds version 2", timeout: 30) {
+            second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
+            return second["version"] as? Int == 2
+        }
+        let newToken = Secret(second["password"] as? String ?? "")
+        _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
+        try await Task.sleep(for: .seconds(3))
+        open.send([["ACL", "WHOAMI"]])
+        #expect(open.replies(1).replies == [user])
+        let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+        #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
+        #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
+
+        #expect(FileManager.default.fileExists(atPath: socket))
+        #expect(await agent.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }

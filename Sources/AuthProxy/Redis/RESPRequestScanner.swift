@@ -176,6 +176,8 @@ struct RESPRequestScanner {
         if interesting == .all, parsed - commandStart > Self.maxInlineLength {
             return fail("\(name) command too long")
         }
+        // A command being streamed: what arrived of it may go on now.
+        if forwardingCommand { forwardable = parsed }
         return nil
     }
 
@@ -197,6 +199,20 @@ struct RESPRequestScanner {
         forwardable = max(0, forwardable - offset)
         commandStart = max(0, commandStart - offset)
         compact()
+    }
+
+    /// Drops the bytes of the command just ended (held back, never forwarded), keeping forwardable
+    /// bytes of earlier commands that were not taken yet.
+    private mutating func removeCommandBytes() {
+        guard commandStart > 0 else { return discard(upTo: parsed) }
+        var kept = ByteBuffer()
+        kept.reserveCapacity(buffer.readableBytes - (parsed - commandStart))
+        var before = buffer.getSlice(at: buffer.readerIndex, length: commandStart)!
+        var after = buffer.getSlice(at: buffer.readerIndex + parsed, length: buffer.readableBytes - parsed)!
+        kept.writeBuffer(&before)
+        kept.writeBuffer(&after)
+        buffer = kept
+        parsed = commandStart
     }
 
     private mutating func compact() {
@@ -293,7 +309,7 @@ struct RESPRequestScanner {
     private mutating func commandDone() -> RESPRequestEvent {
         state = .start
         let command = RESPCommand(name: name, arguments: arguments, intercepted: interesting == .all)
-        if command.intercepted { discard(upTo: parsed) }
+        if command.intercepted { removeCommandBytes() }
         argumentIndex = 0
         interesting = .none
         forwardingCommand = false

@@ -1,6 +1,7 @@
 import CloudAuth
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -76,18 +77,15 @@ public final class RedisProxy: Sendable {
     let metrics: ProxyMetrics
     let logger: Logger
     private let listener: ProxyListener
-    private let tls: UpstreamTLSContext?
+    private let tls = NIOLockedValueBox<UpstreamTLSContext?>(nil)
 
-    /// Loads the CA bundle (throws ``UpstreamTLSError`` naming the file) but does not listen yet.
     public init(configuration: RedisProxyConfiguration, credential: @escaping @Sendable () -> ExpiringProxyCredential?,
                 allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
-                group: any EventLoopGroup) throws {
+                group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
         self.metrics = metrics
         self.logger = logger
-        let upstream = configuration.upstream
-        tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
         listener = ProxyListener(credential: configuration.credential, socketPath: configuration.socketPath,
                                  mode: configuration.mode, maxConnections: configuration.maxConnections,
                                  allows: allows, metrics: metrics, group: group)
@@ -95,8 +93,12 @@ public final class RedisProxy: Sendable {
 
     public var openConnections: Int { listener.openConnections }
 
-    /// Binds the socket; does nothing when already listening. Throws ``ProxySocketError``.
+    /// Loads the CA bundle and binds the socket; does nothing when already listening. Throws
+    /// ``ProxySocketError`` or ``UpstreamTLSError`` (naming the CA file).
     public func start() async throws {
+        let upstream = configuration.upstream
+        let context = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
+        tls.withLockedValue { $0 = context }
         try await listener.start { [weak self] channel, refusal in
             guard let self else { return }
             try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
@@ -112,7 +114,7 @@ public final class RedisProxy: Sendable {
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
         let upstream = configuration.upstream
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        let tls = self.tls
+        let tls = self.tls.withLockedValue { $0 }
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.so_keepalive), value: 1)
@@ -127,5 +129,5 @@ public final class RedisProxy: Sendable {
             .connect(host: upstream.host, port: upstream.port)
     }
 
-    var usesTLS: Bool { tls != nil }
+    var usesTLS: Bool { configuration.upstream.tls != .disable }
 }

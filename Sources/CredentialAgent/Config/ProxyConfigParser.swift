@@ -4,15 +4,24 @@ import Foundation
 import Yams
 
 extension ConfigReader {
-    /// The `proxy:` block of a postgres credential at `path`, or nil (with issues) when unusable.
-    mutating func proxy(_ node: Node, _ path: String) -> ProxyConfig? {
+    /// The `proxy:` block of a postgres or redis credential at `path`, or nil (with issues) when
+    /// unusable. A postgres proxy listens in a directory, a redis proxy on a socket file.
+    mutating func proxy(_ node: Node, _ path: String, kind: CredentialKind) -> ProxyConfig? {
+        let redisKeys = kind == .redis ? ["reauth_before"] : []
         guard let map = mapping(node, path, allowed: ["listen", "mode", "max_connections", "allow", "handshake_timeout",
-                                                      "shutdown_grace"]) else { return nil }
+                                                      "shutdown_grace"] + redisKeys) else { return nil }
         guard let listen = requiredString(map, "listen", path) else { return nil }
-        guard let directory = proxyDirectory(listen, "\(path).listen") else { return nil }
-        var config = ProxyConfig(directory: directory)
-        if config.postgresSocketPath.utf8.count > 107 {
-            issue("\(path).listen", "makes the socket \(config.postgresSocketPath), \(config.postgresSocketPath.utf8.count) bytes long; a Unix socket path may have at most 107")
+        guard let unixPath = proxyUnixPath(listen, "\(path).listen") else { return nil }
+        var config: ProxyConfig
+        if kind == .redis {
+            config = ProxyConfig(directory: (unixPath as NSString).deletingLastPathComponent)
+            config.socketFile = unixPath
+        } else {
+            config = ProxyConfig(directory: unixPath)
+        }
+        let socketPath = config.socketFile ?? config.postgresSocketPath
+        if socketPath.utf8.count > 107 {
+            issue("\(path).listen", "makes the socket \(socketPath), \(socketPath.utf8.count) bytes long; a Unix socket path may have at most 107")
         }
         if let text = map["mode"].flatMap({ string($0, "\(path).mode") }) {
             if text.count >= 3, text.count <= 4, let mode = UInt32(text, radix: 8), mode <= 0o777 {
@@ -35,16 +44,19 @@ extension ConfigReader {
         if let value = map["shutdown_grace"].flatMap({ seconds($0, "\(path).shutdown_grace", 0...3600) }) {
             config.shutdownGrace = value
         }
+        if let value = map["reauth_before"].flatMap({ seconds($0, "\(path).reauth_before", 1...86400) }) {
+            config.reauthBefore = value
+        }
         return config
     }
 
-    /// The directory of `unix:/DIR`. Loopback TCP addresses are recognised and refused for now;
+    /// The path of `unix:/PATH`. Loopback TCP addresses are recognised and refused for now;
     /// any other address is refused for good: a proxy never listens beyond this machine.
-    private mutating func proxyDirectory(_ listen: String, _ path: String) -> String? {
+    private mutating func proxyUnixPath(_ listen: String, _ path: String) -> String? {
         if listen.hasPrefix("unix:") {
             let directory = String(listen.dropFirst("unix:".count))
             guard directory.hasPrefix("/"), directory.count > 1 else {
-                issue(path, "'\(listen)' does not name an absolute directory: use unix:/run/credagent/NAME")
+                issue(path, "'\(listen)' does not name an absolute path: use unix:/run/credagent/NAME")
                 return nil
             }
             return directory.hasSuffix("/") ? String(directory.dropLast()) : directory
