@@ -82,8 +82,21 @@ struct ProxyConfigParserTests {
         #expect(issues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
     }
 
-    @Test("Only postgres credentials take a proxy in this version")
-    func otherKinds() {
-        #expect(issues(config("listen: unix:/run/cache", kind: "redis")).contains { $0.contains("credentials[0].proxy") })
+    @Test("A redis credential's proxy listens on a socket file and takes reauth_before; a vault credential takes no proxy yet")
+    func otherKinds() throws {
+        let parsed = try ConfigParser.parse(yaml: config("listen: unix:/run/credagent/sessions.sock\nreauth_before: 30m", kind: "redis"),
+                                            file: "test.yaml")
+        let proxy = try #require(parsed.credentials.first?.proxy)
+        #expect(proxy.socketFile == "/run/credagent/sessions.sock")
+        #expect(proxy.directory == "/run/credagent")
+        #expect(proxy.reauthBefore == 1800)
+        let defaults = try ConfigParser.parse(yaml: config("listen: unix:/run/credagent/sessions.sock", kind: "redis"), file: "test.yaml")
+        #expect(defaults.credentials.first?.proxy?.reauthBefore == TimeInterval(11 * 3600))
+        #expect(issues(config("listen: unix:/run/s.sock\nreauth_before: 0s", kind: "redis"))
+            .contains { $0.contains("credentials[0].proxy.reauth_before") })
+        #expect(issues(config("listen: unix:/run/db\nreauth_before: 1h")).contains { $0.contains("credentials[0].proxy.reauth_before") })
+        let vault = "credentials:\n  - name: v\n    kind: vault\n    provider: azure\n    method: jwt\n    address: https://vault:8200\n"
+            + "    role: r\n    proxy:\n      listen: unix:/run/v.sock\n"
+        #expect(issues(vault).contains { $0.contains("credentials[0].proxy") })
     }
 }

@@ -56,7 +56,7 @@ extension ConfigReader {
         if listen.hasPrefix("unix:") {
             let directory = String(listen.dropFirst("unix:".count))
             guard directory.hasPrefix("/"), directory.count > 1 else {
-                issue(path, "'\(listen)' does not name an absolute path: use unix:/run/credagent/NAME")
+                issue(path, "'\(listen)' does not name an absolute directory or socket path: use unix:/run/credagent/NAME")
                 return nil
             }
             return directory.hasSuffix("/") ? String(directory.dropLast()) : directory
