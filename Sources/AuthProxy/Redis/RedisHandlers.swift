@@ -8,7 +8,6 @@ final class RedisClientHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     let session: RedisSession
-    private var pendingRead = false
 
     init(session: RedisSession) {
         self.session = session
@@ -38,20 +37,9 @@ final class RedisClientHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// Held while the server's side cannot take more; its writability change asks again.
     func read(context: ChannelHandlerContext) {
-        if session.clientMayRead {
-            pendingRead = false
-            context.read()
-        } else {
-            pendingRead = true
-        }
-    }
-
-    /// Reads again after the server's side drained (or the session began relaying).
-    func resume(_ context: ChannelHandlerContext) {
-        guard pendingRead else { return }
-        pendingRead = false
-        context.read()
+        if session.clientMayRead { context.read() }
     }
 }
 
@@ -63,7 +51,6 @@ final class RedisServerHandler: ChannelDuplexHandler {
 
     let session: RedisSession
     private var ready = false
-    private var pendingRead = false
 
     init(session: RedisSession) {
         self.session = session
@@ -105,25 +92,12 @@ final class RedisServerHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let client = session.client {
-            (try? client.pipeline.syncOperations.handler(type: RedisClientHandler.self))?.resume(client)
-        }
+        if context.channel.isWritable { session.client?.channel.read() }
         context.fireChannelWritabilityChanged()
     }
 
+    /// Held while the client's side cannot take more; its writability change asks again.
     func read(context: ChannelHandlerContext) {
-        if session.serverMayRead {
-            pendingRead = false
-            context.read()
-        } else {
-            pendingRead = true
-        }
-    }
-
-    /// Reads again after the client's side drained.
-    func resume(_ context: ChannelHandlerContext) {
-        guard pendingRead else { return }
-        pendingRead = false
-        context.read()
+        if session.serverMayRead { context.read() }
     }
 }

@@ -145,7 +145,6 @@ final class RedisSession {
         var written = false
         var rangeStart = bytes.readerIndex
         var index = bytes.readerIndex
-        var forwarding = true
         func emit(upTo end: Int) {
             if end > rangeStart, let slice = bytes.getSlice(at: rangeStart, length: end - rangeStart) {
                 proxy.metrics.relayed(serverToClient: slice.readableBytes)
@@ -157,8 +156,8 @@ final class RedisSession {
         while index < bytes.writerIndex, phase == .relaying {
             if replies.atMessageStart {
                 messageIsPush = bytes.getInteger(at: index, as: UInt8.self) == UInt8(ascii: ">")
-                forwarding = messageIsPush || !isSwallowed(expected.first)
-                if !forwarding {
+                messageForwarded = messageIsPush || !isSwallowed(expected.first)
+                if !messageForwarded {
                     emit(upTo: index)
                     swallowed.clear()
                 }
@@ -175,12 +174,12 @@ final class RedisSession {
                 closed()
                 return
             }
-            if !forwarding, swallowed.readableBytes < 256, let part = bytes.getSlice(at: index, length: min(progress.count, 256)) {
+            if !messageForwarded, swallowed.readableBytes < 256, let part = bytes.getSlice(at: index, length: min(progress.count, 256)) {
                 var part = part
                 swallowed.writeBuffer(&part)
             }
             index += progress.count
-            if !forwarding { rangeStart = index }
+            if !messageForwarded { rangeStart = index }
             if progress.completed {
                 if !messageIsPush {
                     emit(upTo: index)
@@ -199,6 +198,8 @@ final class RedisSession {
 
     /// Whether the message being relayed is a RESP3 push (out of band: it answers no request).
     private var messageIsPush = false
+    /// Whether the message being relayed goes to the client (else it answers an injected AUTH).
+    private var messageForwarded = true
 
     private func isSwallowed(_ entry: Expected?) -> Bool {
         if case .injectedAuth = entry { return true }
