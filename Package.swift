@@ -138,7 +138,8 @@ let package = Package(
         // libFuzzer there; built plainly, it replays the committed corpora (a regression test).
         .executableTarget(
             name: "credagent-fuzz",
-            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity"],
+            dependencies: ["CloudAuth", "CredentialAgent", "Connectivity", "AuthProxy",
+                           .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/Sources",
             swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
         ),

@@ -1,8 +1,10 @@
+@testable import AuthProxy
 import CloudAuth
 @testable import Connectivity
 import CredentialAgent
 import Dispatch
 import Foundation
+import NIOCore
 
 /// One fuzzing harness: hands bytes of outside input to one parser of credagent. Bad input is
 /// expected and may be refused with an error; a crash, a trap or a hang is a defect.
@@ -23,6 +25,7 @@ enum Harnesses {
         Harness(name: "jwt", run: jwt),
         Harness(name: "sigv4-verifier", run: sigV4Verifier),
         Harness(name: "resp", run: resp),
+        Harness(name: "resp-relay", run: respRelay),
     ]
 
     static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
@@ -152,6 +155,29 @@ enum Harnesses {
             let fed: Bool = piece.withUnsafeBytes { (try? reader.feed($0)) != nil }
             guard fed else { return }
             while let reply = try? reader.next() { _ = reply }
+        }
+    }
+
+    /// The Redis proxy's boundary scanners: the bytes (after the first, which picks where they are
+    /// split in two) read both as a client's commands and as a server's replies.
+    static func respRelay(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let input = Array(bytes.dropFirst())
+        let middle = input.isEmpty ? 0 : Int(first) % (input.count + 1)
+        var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
+        var replies = RESPReplyScanner()
+        for piece in [input[..<middle], input[middle...]] {
+            var buffer = ByteBuffer(bytes: piece)
+            requests.append(&buffer)
+            while let event = requests.next() {
+                if case .protocolError = event { break }
+            }
+            _ = requests.takeForwardable()
+            var index = piece.startIndex
+            while index < piece.endIndex {
+                guard let progress = try? piece[index...].withUnsafeBytes({ try replies.consume($0) }) else { return }
+                index += progress.count
+            }
         }
     }
 
