@@ -78,16 +78,13 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 public final class PostgresProxy: Sendable {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
-    let allows: @Sendable (UnixPeerCredentials) -> Bool
     let metrics: ProxyMetrics
     let logger: Logger
-    private let group: any EventLoopGroup
+
+    private let listener: ProxyListener
 
     private struct Running {
-        var listener: (any Channel)?
-        var inode: UInt64 = 0
         var tls: UpstreamTLSContext?
-        var connections: [ObjectIdentifier: any Channel] = [:]
         /// The cancel keys of the sessions open through this proxy: only these are forwarded.
         var cancelKeys: Set<CancelKey> = []
     }
@@ -101,71 +98,27 @@ public final class PostgresProxy: Sendable {
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.allows = allows
         self.metrics = metrics
         self.logger = logger
-        self.group = group
+        listener = ProxyListener(credential: configuration.credential, socketPath: configuration.socketPath,
+                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
+                                 allows: allows, metrics: metrics, group: group)
     }
 
     /// Open connections (sessions, handshakes and cancels).
-    public var openConnections: Int { running.withLockedValue { $0.connections.count } }
+    public var openConnections: Int { listener.openConnections }
 
     /// Prepares the directory, loads the CA bundle and binds the socket; does nothing when
     /// already listening. Throws ``ProxySocketError`` or ``UpstreamTLSError``.
     public func start() async throws {
-        if running.withLockedValue({ $0.listener != nil }) { return }
+        if listener.isListening { return }
         let upstream = configuration.upstream
         let tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
-        let path = configuration.socketPath
-        try ProxySocketFile.prepare(path: path)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelInitializer { [weak self] channel in
-                guard let self else { return channel.close() }
-                return UnixPeerCredentials.of(channel).flatMapThrowing { peer in
-                    let refusal = self.admit(channel, peer: peer)
-                    try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
-                }
-            }
-        let listener: any Channel
-        do {
-            listener = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-        } catch {
-            throw ProxySocketError(path: path, message: "cannot listen: \(error)")
-        }
-        let inode: UInt64
-        do {
-            inode = try ProxySocketFile.finish(path: path, mode: configuration.mode)
-        } catch {
-            try? await listener.close()
-            throw error
-        }
-        running.withLockedValue {
-            $0.listener = listener
-            $0.inode = inode
-            $0.tls = tls
-        }
-    }
-
-    /// Counts the connection and decides whether it will be refused (after its startup packet,
-    /// so the client can read the ErrorResponse).
-    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> ProxyRefusal? {
-        let name = configuration.credential
-        let admitted = running.withLockedValue { running in
-            guard running.listener != nil, running.connections.count < configuration.maxConnections else { return false }
-            running.connections[ObjectIdentifier(channel)] = channel
-            return true
-        }
-        guard admitted else { return .tooManyConnections(credential: name, limit: configuration.maxConnections) }
-        metrics.connectionOpened()
-        channel.closeFuture.whenComplete { [weak self] _ in
+        running.withLockedValue { $0.tls = tls }
+        try await listener.start { [weak self] channel, refusal in
             guard let self else { return }
-            self.metrics.connectionClosed()
-            _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+            try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
         }
-        guard let peer, allows(peer) else { return .peerNotAllowed(credential: name, uid: peer?.uid) }
-        return nil
     }
 
     var tlsContext: UpstreamTLSContext? { running.withLockedValue { $0.tls } }
@@ -185,20 +138,7 @@ public final class PostgresProxy: Sendable {
     /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
     /// then closes those left.
     public func stop(grace: Duration) async {
-        let (listener, inode) = running.withLockedValue { running in
-            defer { running.listener = nil }
-            return (running.listener, running.inode)
-        }
-        guard let listener else { return }
-        try? await listener.close()
-        ProxySocketFile.remove(path: configuration.socketPath, inode: inode)
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        for connection in running.withLockedValue({ Array($0.connections.values) }) {
-            try? await connection.close()
-        }
+        await listener.stop(grace: grace)
     }
 
     // MARK: Upstream connections
@@ -209,7 +149,7 @@ public final class PostgresProxy: Sendable {
         let timeout = configuration.connectTimeout
         let boundHandler = NIOLoopBound(handler, eventLoop: eventLoop)
         return ClientBootstrap(group: eventLoop)
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(timeout.timeAmount)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
