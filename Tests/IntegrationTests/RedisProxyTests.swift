@@ -197,6 +197,15 @@ struct RedisProxyTests {
         let hello = try await fixture.cli(["-3", "HELLO", "3", "AUTH", "someone", "guess", "SETNAME", "proxied-app"])
         #expect(hello.stdout.contains("proto"), "\(hello.stdout) \(hello.stderr)")
         #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"redis-proxy-cli\"} 5"), "\(fixture.exposition)")
+
+        // In a pipeline the local answer to AUTH keeps its place; RESET (which logs the connection
+        // out) is followed by a fresh AUTH; SELECT and CLIENT SETNAME pass through.
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        connection.send([["PING"], ["AUTH", "someone", "guess"], ["ECHO", "after"], ["RESET"], ["ACL", "WHOAMI"],
+                         ["SELECT", "1"], ["CLIENT", "SETNAME", "proxied"], ["CLIENT", "GETNAME"], ["AUTH"]])
+        let replies = connection.replies(9).replies
+        #expect(replies == ["+PONG", "+OK", "after", "+RESET", fixture.user, "+OK", "+OK", "proxied",
+                            "-ERR wrong number of arguments for 'auth' command"], "\(replies)")
     }
 
     @Test("redis-benchmark runs through the proxy: every request answered")

@@ -181,10 +181,8 @@ final class RedisSession {
             index += progress.count
             if !messageForwarded { rangeStart = index }
             if progress.completed {
-                if !messageIsPush {
-                    emit(upTo: index)
-                    replyCompleted()
-                }
+                emit(upTo: index)
+                if messageIsPush { writeLocalAnswers() } else { replyCompleted() }
                 if closeAtBoundary {
                     emit(upTo: index)
                     forceClose()
@@ -260,6 +258,11 @@ final class RedisSession {
         case "EXEC", "DISCARD":
             inTransaction = false
             expect(.forward(1))
+        case "RESET" where untracked:
+            // Its reply cannot be told from the messages before it, so neither can an AUTH's
+            // behind it: the client reconnects instead.
+            forwardRequests()
+            scheduleCloseAtBoundary()
         case "RESET":
             inTransaction = false
             expect(.forward(1))
@@ -297,11 +300,6 @@ final class RedisSession {
     private func answerLocally(_ text: String, thenClose: Bool) {
         var answer = ByteBuffer()
         answer.writeString(text)
-        if untracked && expected.isEmpty {
-            client?.writeAndFlush(NIOAny(answer), promise: nil)
-            if thenClose { forceClose() }
-            return
-        }
         expected.append(.local(answer, thenClose: thenClose))
         writeLocalAnswers()
     }
