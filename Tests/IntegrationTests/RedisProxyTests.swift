@@ -80,8 +80,8 @@ extension RedisPeer {
 }
 
 /// A blocking Unix socket client that speaks raw RESP, for pipelining and for watching where a
-/// connection ends.
-final class RawRedisConnection {
+/// connection ends. One thread writes and another reads at most (a socket allows that).
+final class RawRedisConnection: @unchecked Sendable {
     fileprivate let descriptor: Int32
 
     init(path: String) throws {
@@ -348,6 +348,34 @@ struct RedisProxyTests {
         #expect(bad.readsEndOfFile().closed)
         good.send([["PING"]])
         #expect(good.replies(1).replies == ["+PONG"])
+
+        // An inline command that never ends is cut at 64 KB.
+        let unterminated = try RawRedisConnection(path: fixture.socketPath)
+        unterminated.sendRaw(String(repeating: "a", count: 70_000))
+        #expect(unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
+        #expect(unterminated.readsEndOfFile().closed)
+    }
+
+    @Test("A client that stops reading stalls only itself, and later gets every reply whole and in order")
+    func slowReader() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-slow")
+        defer { Task { await fixture.stop() } }
+        let key = "big-\(fixture.user)"
+        let value = String(repeating: "v", count: 100_000)
+        let slow = try RawRedisConnection(path: fixture.socketPath)
+        slow.send([["SET", key, value]])
+        #expect(slow.replies(1).replies == ["+OK"])
+        // 200 replies of 100 KB (20 MB) requested, none read yet.
+        let writer = Task.detached { slow.send(Array(repeating: ["GET", key], count: 200) + [["ECHO", "last"]]) }
+        try await Task.sleep(for: .seconds(1))
+        let other = try RawRedisConnection(path: fixture.socketPath)
+        other.send([["PING"]])
+        #expect(other.replies(1).replies == ["+PONG"])
+        let result = slow.replies(201)
+        await writer.value
+        #expect(result.replies.count == 201)
+        #expect(result.replies.dropLast().allSatisfy { $0 == value })
+        #expect(result.replies.last == "last")
     }
 }
 
