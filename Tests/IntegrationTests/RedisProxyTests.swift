@@ -22,8 +22,8 @@ final class RedisProxyFixture: Sendable {
     private let token: NIOLockedValueBox<Secret>
     private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    init(label: String, reauthBefore: Duration = .seconds(3600), mode: UInt32 = 0o660,
-         allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
+    init(label: String, reauthBefore: Duration = .seconds(3600), mode: UInt32 = 0o660, caFile: String? = RedisPeer.caFile,
+         host: String = RedisPeer.host, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
         let user = uniqueUser("proxy")
         self.user = user
         let token = fakeIAMToken()
@@ -35,7 +35,7 @@ final class RedisProxyFixture: Sendable {
         proxy = RedisProxy(
             configuration: RedisProxyConfiguration(
                 credential: label, socketPath: socketPath, mode: mode, maxConnections: 64, reauthBefore: reauthBefore,
-                upstream: RedisUpstream(host: RedisPeer.host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: RedisPeer.caFile)),
+                upstream: RedisUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
             credential: {
                 ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
             },
@@ -330,6 +330,21 @@ struct RedisProxyTests {
         #expect(result.stdout.contains("credagent proxy for redis-proxy-peer: this process (uid 65534) may not use it"),
                 "\(result.stdout) \(result.stderr)")
         #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+    }
+
+    @Test("A server certificate the CA file does not trust, or that does not name the host, is refused with the reason")
+    func upstreamTLSChecked() async throws {
+        let untrusted = try await RedisProxyFixture(label: "redis-proxy-ca", caFile: RedisPeer.otherCAFile)
+        defer { Task { await untrusted.stop() } }
+        let refused = try await untrusted.cli(["PING"])
+        #expect(refused.stdout.contains("credagent proxy for redis-proxy-ca: cannot connect to the database")
+                && refused.stdout.contains("not trusted"), "\(refused.stdout) \(refused.stderr)")
+        #expect(untrusted.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-ca\",reason=\"upstream_unreachable\"} 1"))
+        // The test certificate names localhost and 127.0.0.1, not the name 127.1 (which resolves to 127.0.0.1).
+        let misnamed = try await RedisProxyFixture(label: "redis-proxy-name", host: "127.1")
+        defer { Task { await misnamed.stop() } }
+        let wrongName = try await misnamed.cli(["PING"])
+        #expect(wrongName.stdout.contains("does not name '127.1'"), "\(wrongName.stdout) \(wrongName.stderr)")
     }
 
     @Test("A bulk length of 2^40 from a client is a protocol error for that client only")
