@@ -109,8 +109,14 @@ final class RedisSession {
         let upstream = proxy.configuration.upstream
         proxy.connectUpstream(on: context.eventLoop, RedisServerHandler(session: self)).assumeIsolated().whenComplete { [self] result in
             switch result {
-            case .success:
+            case let .success(channel):
                 proxy.metrics.upstreamConnected(after: .now - started)
+                if phase == .connecting {
+                    // Closed with the client even before its TLS handshake ends.
+                    client?.channel.closeFuture.whenComplete { _ in channel.close(promise: nil) }
+                } else {
+                    channel.close(promise: nil)
+                }
             case let .failure(error):
                 refuse(.upstreamUnreachable(credential: name, reason: "\(upstream.host):\(upstream.port): \(error)"))
             }
