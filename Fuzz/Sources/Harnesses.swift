@@ -26,6 +26,7 @@ enum Harnesses {
         Harness(name: "sigv4-verifier", run: sigV4Verifier),
         Harness(name: "resp", run: resp),
         Harness(name: "postgres", run: postgres),
+        Harness(name: "resp-relay", run: respRelay),
     ]
 
     static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
@@ -180,6 +181,31 @@ enum Harnesses {
                 case .fail, .ready: return
                 default: continue
                 }
+            }
+        }
+    }
+
+    // MARK: Redis proxy
+
+    /// The Redis proxy's boundary scanners: the bytes (after the first, which picks where they are
+    /// split in two) read both as a client's commands and as a server's replies.
+    static func respRelay(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let input = Array(bytes.dropFirst())
+        let middle = input.isEmpty ? 0 : Int(first) % (input.count + 1)
+        var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
+        var replies = RESPReplyScanner()
+        for piece in [input[..<middle], input[middle...]] {
+            var buffer = ByteBuffer(bytes: piece)
+            requests.append(&buffer)
+            while let event = requests.next() {
+                if case .protocolError = event { break }
+            }
+            _ = requests.takeForwardable()
+            var index = piece.startIndex
+            while index < piece.endIndex {
+                guard let progress = try? piece[index...].withUnsafeBytes({ try replies.consume($0) }) else { return }
+                index += progress.count
             }
         }
     }

@@ -13,6 +13,8 @@ public final class ProxyMetrics: Sendable {
     private let clientToServer: CoreMetrics.Counter
     private let serverToClient: CoreMetrics.Counter
     private let authFailures: CoreMetrics.Counter
+    private let reauths: CoreMetrics.Counter
+    private let forcedReconnects: CoreMetrics.Counter
     private let rejected = NIOLockedValueBox([String: CoreMetrics.Counter]())
 
     public init(proxy: String, factory: any MetricsFactory) {
@@ -28,6 +30,8 @@ public final class ProxyMetrics: Sendable {
         serverToClient = CoreMetrics.Counter(label: "credagent_proxy_bytes_total",
                                              dimensions: label + [("direction", "server_to_client")], factory: factory)
         authFailures = CoreMetrics.Counter(label: "credagent_proxy_auth_failures_total", dimensions: label, factory: factory)
+        reauths = CoreMetrics.Counter(label: "credagent_proxy_reauths_total", dimensions: label, factory: factory)
+        forcedReconnects = CoreMetrics.Counter(label: "credagent_proxy_forced_reconnects_total", dimensions: label, factory: factory)
     }
 
     func connectionOpened() {
@@ -54,6 +58,13 @@ public final class ProxyMetrics: Sendable {
     func upstreamConnected(after duration: Duration) {
         upstreamConnect.recordNanoseconds(Int64(duration / .nanoseconds(1)))
     }
+
+    /// An open session authenticated again with a fresh token.
+    func reauthenticated() { reauths.increment() }
+    /// An open session re-authenticated unsuccessfully (the server refused the token).
+    func reauthFailed() { authFailures.increment() }
+    /// An open session closed at a reply boundary because it could not re-authenticate in place.
+    func forcedReconnect() { forcedReconnects.increment() }
 
     func relayed(clientToServer bytes: Int) { clientToServer.increment(by: Int64(bytes)) }
     func relayed(serverToClient bytes: Int) { serverToClient.increment(by: Int64(bytes)) }

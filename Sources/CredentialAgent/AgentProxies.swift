@@ -11,7 +11,10 @@ import NIOPosix
 /// connection. Their listeners start with the agent's socket; readiness does not depend on them.
 final class AgentProxies: Sendable {
     private struct Entry: Sendable {
-        var proxy: PostgresProxy
+        var name: String
+        var listen: ProxyListenAddress
+        var start: @Sendable () async throws -> Void
+        var stop: @Sendable (Duration) async -> Void
         var shutdownGrace: Duration
     }
     private let entries: [Entry]
@@ -26,38 +29,61 @@ final class AgentProxies: Sendable {
             ? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount) : nil
         self.group = group
         entries = config.credentials.compactMap { credential in
-            guard let group else { return nil }
-            guard let settings = credential.proxy, case let .postgres(target) = credential.target else { return nil }
+            guard let group, let settings = credential.proxy else { return nil }
             let name = credential.name.rawValue
-            let configuredUser = target.login.user
-            let upstream = target.connection
             let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
-            let configuration = PostgresProxyConfiguration(
-                credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                handshakeTimeout: .seconds(settings.handshakeTimeout),
-                idleTimeout: settings.idleTimeout.map { .seconds($0) },
-                upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
-                                           caFile: upstream.caFile, serverName: nil))
-            let proxy = PostgresProxy(
-                configuration: configuration,
-                credential: {
-                    guard let held = store.snapshot(name)?.machine.servable(at: now()),
-                          let user = held.credential.username ?? configuredUser else { return nil }
-                    return ProxyCredential(username: user, password: held.credential.secret)
-                },
-                allows: { peer in (ownPolicy ?? socketPolicy()).allows(peer) },
-                metrics: metrics.proxy(name), logger: logger, group: group)
-            return Entry(proxy: proxy, shutdownGrace: .seconds(settings.shutdownGrace))
+            let allows: @Sendable (UnixPeerCredentials) -> Bool = { peer in (ownPolicy ?? socketPolicy()).allows(peer) }
+            let grace = Duration.seconds(settings.shutdownGrace)
+            let handshakeTimeout = Duration.seconds(settings.handshakeTimeout)
+            switch credential.target {
+            case let .postgres(target):
+                let configuredUser = target.login.user
+                let upstream = target.connection
+                let configuration = PostgresProxyConfiguration(
+                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
+                    handshakeTimeout: handshakeTimeout, idleTimeout: settings.idleTimeout.map { .seconds($0) },
+                    upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
+                                               caFile: upstream.caFile, serverName: nil))
+                let proxy = PostgresProxy(
+                    configuration: configuration,
+                    credential: {
+                        guard let held = store.snapshot(name)?.machine.servable(at: now()),
+                              let user = held.credential.username ?? configuredUser else { return nil }
+                        return ProxyCredential(username: user, password: held.credential.secret)
+                    },
+                    allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
+                return Entry(name: name, listen: settings.listen, start: { try await proxy.start() },
+                             stop: { await proxy.stop(grace: $0) }, shutdownGrace: grace)
+            case let .redis(target):
+                guard let host = target.connection.host else { return nil }
+                let configuredUser = target.login.user
+                let configuration = RedisProxyConfiguration(
+                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
+                    handshakeTimeout: handshakeTimeout, reauthBefore: .seconds(settings.reauthBefore),
+                    upstream: RedisUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
+                                            caFile: target.connection.caFile))
+                let proxy = RedisProxy(
+                    configuration: configuration,
+                    credential: {
+                        guard let held = store.snapshot(name)?.machine.servable(at: now()),
+                              let user = held.credential.username ?? configuredUser else { return nil }
+                        return ExpiringProxyCredential(credential: ProxyCredential(username: user, password: held.credential.secret),
+                                                       expiresAt: held.credential.expiresAt)
+                    },
+                    allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
+                return Entry(name: name, listen: settings.listen, start: { try await proxy.start() },
+                             stop: { await proxy.stop(grace: $0) }, shutdownGrace: grace)
+            case .vault:
+                return nil
+            }
         }
     }
 
     /// Binds every proxy's socket; throws the first failure (naming the path).
     func start(logger: Logger) async throws {
         for entry in entries {
-            try await entry.proxy.start()
-            logger.info("proxy listening", metadata: [
-                "proxy": "\(entry.proxy.configuration.credential)", "listen": "\(entry.proxy.configuration.listener.description)",
-            ])
+            try await entry.start()
+            logger.info("proxy listening", metadata: ["proxy": "\(entry.name)", "listen": "\(entry.listen.description)"])
         }
     }
 
@@ -66,7 +92,7 @@ final class AgentProxies: Sendable {
     func stop() async {
         await withDiscardingTaskGroup { group in
             for entry in entries {
-                group.addTask { await entry.proxy.stop(grace: entry.shutdownGrace) }
+                group.addTask { await entry.stop(entry.shutdownGrace) }
             }
         }
         try? await group?.shutdownGracefully()

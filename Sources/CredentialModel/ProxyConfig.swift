@@ -5,7 +5,8 @@ import Foundation
 /// docs/PROXY.md). Built only by the config parser, so a value of this type is valid.
 public struct ProxyConfig: Sendable, Equatable {
     /// `listen`: a Unix socket directory (a PostgreSQL proxy's socket is `DIR/.s.PGSQL.5432`,
-    /// which libpq finds for `host=DIR`) or a loopback TCP address.
+    /// which libpq finds for `host=DIR`), a Unix socket file (a Redis proxy's), or a loopback TCP
+    /// address.
     public var listen: ProxyListenAddress
     /// Permission bits of the socket file (Unix sockets only).
     public var mode: UInt32 = 0o660
@@ -20,6 +21,8 @@ public struct ProxyConfig: Sendable, Equatable {
     public var idleTimeout: TimeInterval?
     /// Seconds open sessions are given to finish when the agent stops.
     public var shutdownGrace: TimeInterval = 30
+    /// Redis: seconds after which an open connection authenticates again (`reauth_before`).
+    public var reauthBefore: TimeInterval = 11 * 3600
 
     public init(listen: ProxyListenAddress) {
         self.listen = listen

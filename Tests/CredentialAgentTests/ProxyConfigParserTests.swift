@@ -82,8 +82,23 @@ struct ProxyConfigParserTests {
         #expect(configIssues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
     }
 
-    @Test("Only postgres credentials take a proxy in this version")
-    func otherKinds() {
-        #expect(configIssues(config("listen: unix:/run/cache", kind: "redis")).contains { $0.contains("credentials[0].proxy") })
+    @Test("A redis credential's proxy listens on a socket file or loopback TCP and takes reauth_before; a vault credential takes no proxy yet")
+    func otherKinds() throws {
+        let parsed = try ConfigParser.parse(yaml: config("listen: unix:/run/credagent/sessions.sock\nreauth_before: 30m", kind: "redis"),
+                                            file: "test.yaml")
+        let proxy = try #require(parsed.credentials.first?.proxy)
+        #expect(proxy.listen == .unixSocket("/run/credagent/sessions.sock"))
+        #expect(proxy.reauthBefore == 1800)
+        let defaults = try ConfigParser.parse(yaml: config("listen: unix:/run/credagent/sessions.sock", kind: "redis"), file: "test.yaml")
+        #expect(defaults.credentials.first?.proxy?.reauthBefore == TimeInterval(11 * 3600))
+        #expect(configIssues(config("listen: unix:/run/s.sock\nreauth_before: 0s", kind: "redis"))
+            .contains { $0.contains("credentials[0].proxy.reauth_before") })
+        #expect(configIssues(config("listen: unix:/run/db\nreauth_before: 1h")).contains { $0.contains("credentials[0].proxy.reauth_before") })
+        #expect(configIssues(config("listen: unix:/run/s.sock\nidle_timeout: 1h", kind: "redis")).contains { $0.contains("credentials[0].proxy.idle_timeout") })
+        let tcp = try ConfigParser.parse(yaml: config("listen: 127.0.0.1:16379", kind: "redis"), file: "test.yaml")
+        #expect(tcp.credentials.first?.proxy?.listen == .loopbackTCP(host: "127.0.0.1", port: 16379))
+        let vault = "credentials:\n  - name: v\n    kind: vault\n    provider: azure\n    method: jwt\n    address: https://vault:8200\n"
+            + "    role: r\n    proxy:\n      listen: unix:/run/v.sock\n"
+        #expect(configIssues(vault).contains { $0.contains("credentials[0].proxy") })
     }
 }

@@ -70,8 +70,7 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 
     /// The socket file libpq connects to for `host=DIR` (port 5432); nil for a TCP listener.
     public var socketPath: String? {
-        guard case let .unixDirectory(directory) = listener else { return nil }
-        return directory + "/.s.PGSQL.5432"
+        listener.socketPath(inDirectoryNamed: ".s.PGSQL.5432")
     }
 }
 
@@ -85,16 +84,13 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 public final class PostgresProxy: Sendable {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
-    let allows: @Sendable (UnixPeerCredentials) -> Bool
     let metrics: ProxyMetrics
     let logger: Logger
-    private let group: any EventLoopGroup
+
+    private let listener: ProxyListener
 
     private struct Running {
-        var listener: (any Channel)?
-        var inode: UInt64 = 0
         var tls: UpstreamTLSContext?
-        var connections: [ObjectIdentifier: any Channel] = [:]
         /// The cancel keys of the sessions open through this proxy: only these are forwarded.
         var cancelKeys: Set<CancelKey> = []
     }
@@ -108,87 +104,27 @@ public final class PostgresProxy: Sendable {
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.allows = allows
         self.metrics = metrics
         self.logger = logger
-        self.group = group
+        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: ".s.PGSQL.5432",
+                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
+                                 allows: allows, metrics: metrics, group: group)
     }
 
     /// Open connections (sessions, handshakes and cancels).
-    public var openConnections: Int { running.withLockedValue { $0.connections.count } }
+    public var openConnections: Int { listener.openConnections }
 
     /// Prepares the directory, loads the CA bundle and binds the socket (or the loopback TCP
     /// port); does nothing when already listening. Throws `UnixSocketFileError` or
     /// ``UpstreamTLSError``.
     public func start() async throws {
-        if running.withLockedValue({ $0.listener != nil }) { return }
+        if listener.isListening { return }
         let upstream = configuration.upstream
         let tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelInitializer { [weak self] channel in
-                guard let self else { return channel.close() }
-                return self.peer(of: channel).flatMapThrowing { peer in
-                    let refusal = self.admit(channel, peer: peer)
-                    try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
-                }
-            }
-        let listener: any Channel
-        var inode: UInt64 = 0
-        switch (configuration.listener, socketFile) {
-        case let (.loopbackTCP(host, port), _):
-            do {
-                listener = try await bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .bind(host: host, port: port).get()
-            } catch {
-                throw UnixSocketFileError(path: configuration.listener.description, message: "cannot listen: \(error)")
-            }
-        case let (.unixDirectory, socketFile?):
-            (listener, inode) = try await socketFile.listen(
-                bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
-                close: { try? await $0.close() })
-        case (.unixDirectory, nil):
-            preconditionFailure("a Unix listener always has a socket path")
-        }
-        running.withLockedValue {
-            $0.listener = listener
-            $0.inode = inode
-            $0.tls = tls
-        }
-    }
-
-    /// The socket file at ``PostgresProxyConfiguration/socketPath``; nil for a TCP listener.
-    private var socketFile: UnixSocketFile? {
-        configuration.socketPath.map { UnixSocketFile(path: $0, mode: configuration.mode, setting: "proxy.listen") }
-    }
-
-    /// Counts the connection and decides whether it will be refused (after its startup packet,
-    /// so the client can read the ErrorResponse).
-    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> ProxyRefusal? {
-        let name = configuration.credential
-        let admitted = running.withLockedValue { running in
-            guard running.listener != nil, running.connections.count < configuration.maxConnections else { return false }
-            running.connections[ObjectIdentifier(channel)] = channel
-            return true
-        }
-        guard admitted else { return .tooManyConnections(credential: name, limit: configuration.maxConnections) }
-        metrics.connectionOpened()
-        channel.closeFuture.whenComplete { [weak self] _ in
+        running.withLockedValue { $0.tls = tls }
+        try await listener.start { [weak self] channel, refusal in
             guard let self else { return }
-            self.metrics.connectionClosed()
-            _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
-        }
-        guard let peer, allows(peer) else { return .peerNotAllowed(credential: name, uid: peer?.uid) }
-        return nil
-    }
-
-    /// The connecting process: `SO_PEERCRED` on a Unix socket, the kernel's socket diagnostics on
-    /// loopback TCP (uid only).
-    private func peer(of channel: any Channel) -> EventLoopFuture<UnixPeerCredentials?> {
-        switch configuration.listener {
-        case .unixDirectory: UnixPeerCredentials.of(channel)
-        case .loopbackTCP: channel.eventLoop.makeSucceededFuture(LoopbackPeer.of(channel))
+            try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
         }
     }
 
@@ -209,20 +145,7 @@ public final class PostgresProxy: Sendable {
     /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
     /// then closes those left.
     public func stop(grace: Duration) async {
-        let (listener, inode) = running.withLockedValue { running in
-            defer { running.listener = nil }
-            return (running.listener, running.inode)
-        }
-        guard let listener else { return }
-        try? await listener.close()
-        socketFile?.remove(inode: inode)
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        for connection in running.withLockedValue({ Array($0.connections.values) }) {
-            try? await connection.close()
-        }
+        await listener.stop(grace: grace)
     }
 
     // MARK: Upstream connections

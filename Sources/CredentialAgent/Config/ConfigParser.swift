@@ -222,7 +222,7 @@ struct ConfigReader {
     static let commonKeys = ["name", "kind", "provider"]
     static let kindKeys: [CredentialKind: [String]] = [
         .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource", "proxy"],
-        .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine"],
+        .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine", "proxy"],
         .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file", "tls_server_name",
                  "revoke_on_shutdown"],
     ]
@@ -279,7 +279,10 @@ struct ConfigReader {
         case .vault: vault(map, path, provider, caFile: caFile).map(CredentialTarget.vault)
         }
         var proxy: ProxyConfig?
-        if kind == .postgres, let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy") }
+        if kind != .vault, let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy", kind: kind) }
+        if proxy != nil, case let .redis(redis)? = target, redis.connection.host == nil {
+            issue("\(path).proxy", "needs the cache's host: set host (the proxy connects to it)")
+        }
         let sinks = credentialSinks(map, path, kind: kind)
         guard let validName = CredentialName(name), let target else { return (name, nil) }
         return (name, CredentialConfig(name: validName, target: target, proxy: proxy, sinks: sinks))

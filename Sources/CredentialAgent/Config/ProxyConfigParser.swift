@@ -4,18 +4,17 @@ import Foundation
 import Yams
 
 extension ConfigReader {
-    /// The `proxy:` block of a postgres credential at `path`, or nil (with issues) when unusable.
-    mutating func proxy(_ node: Node, _ path: String) -> ProxyConfig? {
+    /// The `proxy:` block of a postgres or redis credential at `path`, or nil (with issues) when
+    /// unusable. A postgres proxy's `unix:` names a directory, a redis proxy's a socket file.
+    mutating func proxy(_ node: Node, _ path: String, kind: CredentialKind) -> ProxyConfig? {
+        let kindKeys = kind == .redis ? ["reauth_before"] : ["idle_timeout"]
         guard let map = mapping(node, path, allowed: ["listen", "mode", "max_connections", "allow", "handshake_timeout",
-                                                      "idle_timeout", "shutdown_grace"]) else { return nil }
+                                                      "shutdown_grace"] + kindKeys) else { return nil }
         guard let listen = requiredString(map, "listen", path) else { return nil }
-        guard let address = proxyListenAddress(listen, "\(path).listen") else { return nil }
+        guard let address = proxyListenAddress(listen, "\(path).listen", kind: kind) else { return nil }
         var config = ProxyConfig(listen: address)
-        if case let .unixDirectory(directory) = address {
-            let socket = directory + "/.s.PGSQL.5432"
-            if socket.utf8.count > 107 {
-                issue("\(path).listen", "makes the socket \(socket), \(socket.utf8.count) bytes long; a Unix socket path may have at most 107")
-            }
+        if let socket = address.socketPath(inDirectoryNamed: ".s.PGSQL.5432"), socket.utf8.count > 107 {
+            issue("\(path).listen", "makes the socket \(socket), \(socket.utf8.count) bytes long; a Unix socket path may have at most 107")
         }
         if let text = map["mode"].flatMap({ string($0, "\(path).mode") }) {
             if text.count >= 3, text.count <= 4, let mode = UInt32(text, radix: 8), mode <= 0o777 {
@@ -41,19 +40,24 @@ extension ConfigReader {
         if let value = map["shutdown_grace"].flatMap({ seconds($0, "\(path).shutdown_grace", 0...3600) }) {
             config.shutdownGrace = value
         }
+        if let value = map["reauth_before"].flatMap({ seconds($0, "\(path).reauth_before", 1...86400) }) {
+            config.reauthBefore = value
+        }
         return config
     }
 
-    /// `unix:/DIR`, `127.0.0.1:PORT` (any 127.0.0.0/8 address) or `[::1]:PORT`; any other address
-    /// is refused: a proxy never listens beyond this machine.
-    private mutating func proxyListenAddress(_ listen: String, _ path: String) -> ProxyListenAddress? {
+    /// `unix:/PATH` (a directory for postgres, a socket file for redis), `127.0.0.1:PORT` (any
+    /// 127.0.0.0/8 address) or `[::1]:PORT`; any other address is refused: a proxy never listens
+    /// beyond this machine.
+    private mutating func proxyListenAddress(_ listen: String, _ path: String, kind: CredentialKind) -> ProxyListenAddress? {
         if listen.hasPrefix("unix:") {
             let directory = String(listen.dropFirst("unix:".count))
             guard directory.hasPrefix("/"), directory.count > 1 else {
-                issue(path, "'\(listen)' does not name an absolute directory: use unix:/run/credagent/NAME")
+                issue(path, "'\(listen)' does not name an absolute directory or socket path: use unix:/run/credagent/NAME")
                 return nil
             }
-            return .unixDirectory(directory.hasSuffix("/") ? String(directory.dropLast()) : directory)
+            let trimmed = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+            return kind == .redis ? .unixSocket(trimmed) : .unixDirectory(trimmed)
         }
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (1...65535).contains(port) else {

@@ -1,0 +1,129 @@
+import CloudAuth
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The protocol-independent part of a proxy: a Unix socket or loopback TCP listener that counts connections
+/// against `max_connections`, decides at accept whether a peer is allowed (the refusal is
+/// delivered by the protocol's handler, in the protocol's own words), tracks open connections, and
+/// stops gracefully (listener first, then up to `grace` for open sessions).
+final class ProxyListener: Sendable {
+    let credential: String
+    let address: ProxyListenAddress
+    /// The socket file of a Unix listener; nil for TCP.
+    let socketPath: String?
+    let mode: UInt32
+    let maxConnections: Int
+    let allows: @Sendable (UnixPeerCredentials) -> Bool
+    let metrics: ProxyMetrics
+    private let group: any EventLoopGroup
+
+    private struct Running {
+        var listener: (any Channel)?
+        var inode: UInt64 = 0
+        var connections: [ObjectIdentifier: any Channel] = [:]
+    }
+    private let running = NIOLockedValueBox(Running())
+
+    /// - Parameter socketName: the socket file's name when `address` is a directory.
+    init(credential: String, address: ProxyListenAddress, socketName: String, mode: UInt32, maxConnections: Int,
+         allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, group: any EventLoopGroup) {
+        self.credential = credential
+        self.address = address
+        self.socketPath = address.socketPath(inDirectoryNamed: socketName)
+        self.mode = mode
+        self.maxConnections = maxConnections
+        self.allows = allows
+        self.metrics = metrics
+        self.group = group
+    }
+
+    var openConnections: Int { running.withLockedValue { $0.connections.count } }
+    var isListening: Bool { running.withLockedValue { $0.listener != nil } }
+
+    /// Prepares the socket file and binds it (or binds the loopback TCP port); `install` adds the
+    /// protocol's handler to each accepted channel (which does not read on its own), with the
+    /// refusal decided at accept. Throws `UnixSocketFileError` naming the address.
+    func start(install: @escaping @Sendable (any Channel, ProxyRefusal?) throws -> Void) async throws {
+        if isListening { return }
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                return self.peer(of: channel).flatMapThrowing { peer in
+                    try install(channel, self.admit(channel, peer: peer))
+                }
+            }
+        let listener: any Channel
+        var inode: UInt64 = 0
+        if let socketFile {
+            (listener, inode) = try await socketFile.listen(
+                bind: { try await bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: false).get() },
+                close: { try? await $0.close() })
+        } else {
+            guard case let .loopbackTCP(host, port) = address else { return }
+            do {
+                listener = try await bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .bind(host: host, port: port).get()
+            } catch {
+                throw UnixSocketFileError(path: address.description, message: "cannot listen: \(error)")
+            }
+        }
+        running.withLockedValue {
+            $0.listener = listener
+            $0.inode = inode
+        }
+    }
+
+    /// The socket file at ``socketPath``; nil for a TCP listener.
+    private var socketFile: UnixSocketFile? {
+        socketPath.map { UnixSocketFile(path: $0, mode: mode, setting: "proxy.listen") }
+    }
+
+    /// The connecting process: `SO_PEERCRED` on a Unix socket, the kernel's socket diagnostics on
+    /// loopback TCP (uid only).
+    private func peer(of channel: any Channel) -> EventLoopFuture<UnixPeerCredentials?> {
+        switch address {
+        case .unixDirectory, .unixSocket: UnixPeerCredentials.of(channel)
+        case .loopbackTCP: channel.eventLoop.makeSucceededFuture(LoopbackPeer.of(channel))
+        }
+    }
+
+    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> ProxyRefusal? {
+        let admitted = running.withLockedValue { running in
+            guard running.listener != nil, running.connections.count < maxConnections else { return false }
+            running.connections[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        guard admitted else { return .tooManyConnections(credential: credential, limit: maxConnections) }
+        metrics.connectionOpened()
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self else { return }
+            self.metrics.connectionClosed()
+            _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+        guard let peer, allows(peer) else { return .peerNotAllowed(credential: credential, uid: peer?.uid) }
+        return nil
+    }
+
+    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
+    /// then closes those left.
+    func stop(grace: Duration) async {
+        let (listener, inode) = running.withLockedValue { running in
+            defer { running.listener = nil }
+            return (running.listener, running.inode)
+        }
+        guard let listener else { return }
+        try? await listener.close()
+        socketFile?.remove(inode: inode)
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for connection in running.withLockedValue({ Array($0.connections.values) }) {
+            try? await connection.close()
+        }
+    }
+}

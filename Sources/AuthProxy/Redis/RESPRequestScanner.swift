@@ -1,0 +1,360 @@
+import NIOCore
+
+/// A client command as far as the Redis proxy needs to know it: its name (upper-cased) and, for
+/// the few commands whose arguments matter to the proxy, those arguments.
+struct RESPCommand: Equatable {
+    /// The first argument, upper-cased; empty when it is longer than the proxy looks at.
+    var name: String
+    /// Every argument after the name for an intercepted command; for a few others (`CLIENT`,
+    /// `XREAD`, `XREADGROUP`) the short ones among the first eight; otherwise empty.
+    var arguments: [[UInt8]]
+    /// Whether the command's bytes were held back (not forwarded): the proxy answers or rewrites it.
+    var intercepted: Bool
+}
+
+/// What the scanner found next in the client's bytes.
+enum RESPRequestEvent: Equatable {
+    /// A command ended here. Its bytes, unless intercepted, are forwardable
+    /// (``RESPRequestScanner/takeForwardable()``).
+    case command(RESPCommand)
+    /// The client broke the protocol; the message is Redis' own wording for the same fault.
+    case protocolError(String)
+}
+
+/// An incremental parser of the client-to-server half of RESP (multi-bulk commands, and inline
+/// commands as typed into telnet) that finds command boundaries without copying arguments: bulk
+/// payloads are skipped by length, so a 100 MB `SET` streams through.
+///
+/// Bytes of ordinary commands become forwardable as soon as the command's name is known; the
+/// bytes of intercepted commands (`AUTH`, `HELLO`) are held until the command ends and then
+/// dropped, the proxy answering or rewriting them. Limits follow Redis: a bulk of at most 512 MB,
+/// an inline command or an intercepted command of at most 64 KB.
+struct RESPRequestScanner {
+    static let maxBulkLength = 512 * 1024 * 1024
+    static let maxMultiBulkLength = 1024 * 1024 * 1024
+    static let maxInlineLength = 64 * 1024
+    /// A name longer than this is no command the proxy knows: forwarded as is.
+    static let maxNameLength = 64
+
+    private enum State {
+        /// Between commands.
+        case start
+        /// `*` seen; reading the argument count.
+        case multiBulkCount(Int, digits: Int)
+        /// Expecting `$` of argument `index`.
+        case bulkHeader
+        /// Reading the length after `$`.
+        case bulkLength(Int, digits: Int)
+        /// Reading a bulk's payload: `remaining` bytes left.
+        case bulkBody(remaining: Int)
+        /// The CR LF after a payload: `seen` of the two read.
+        case bulkEnd(seen: Int)
+        /// A line-length field ended with CR; expecting LF.
+        case lengthLF(next: LengthKind)
+        /// Inside an inline command line.
+        case inline
+        /// A protocol error was reported; nothing more is read.
+        case failed
+    }
+
+    private enum LengthKind {
+        case count(Int)
+        case bulk(Int)
+
+        var isCount: Bool {
+            if case .count = self { return true }
+            return false
+        }
+    }
+
+    /// The names whose commands are held back and handed over whole.
+    private let interceptedNames: Set<String>
+    private var buffer = ByteBuffer()
+    /// Offset (from the buffer's reader index) up to which bytes are parsed.
+    private var parsed = 0
+    /// Offset up to which parsed bytes may be forwarded.
+    private var forwardable = 0
+    private var state = State.start
+    private var argumentsLeft = 0
+    private var argumentIndex = 0
+    /// Bytes of the current argument kept (name, or arguments of interest).
+    private var current: [UInt8] = []
+    private var keepCurrent = false
+    private var name = ""
+    private var arguments: [[UInt8]] = []
+    private var interesting = ArgumentInterest.none
+    /// Where the current command started (an offset like `parsed`).
+    private var commandStart = 0
+
+    private enum ArgumentInterest {
+        case none
+        /// Every argument (intercepted commands).
+        case all
+        /// Arguments of at most 16 bytes among the first eight.
+        case shortLeading
+    }
+
+    init(interceptedNames: Set<String>) {
+        self.interceptedNames = interceptedNames
+    }
+
+    /// Whether the bytes forwarded so far end at a command boundary (nothing of a started command
+    /// has been handed out), so that another command may be written upstream here.
+    var forwardedAtBoundary: Bool { !forwardingCommand }
+    /// Whether bytes of the unfinished current command were made forwardable.
+    private var forwardingCommand = false
+
+    /// Adds bytes the client sent.
+    mutating func append(_ bytes: inout ByteBuffer) {
+        if buffer.readableBytes == 0 {
+            buffer = bytes
+            bytes = ByteBuffer()
+            parsed = 0
+            forwardable = 0
+            commandStart = 0
+        } else {
+            buffer.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next command boundary or error, or nil when more bytes are needed.
+    mutating func next() -> RESPRequestEvent? {
+        while parsed < buffer.readableBytes {
+            if case .failed = state { return nil }
+            let byte = buffer.getInteger(at: buffer.readerIndex + parsed, as: UInt8.self)!
+            switch state {
+            case .start:
+                commandStart = parsed
+                if byte == UInt8(ascii: "*") {
+                    state = .multiBulkCount(0, digits: 0)
+                    parsed += 1
+                } else {
+                    state = .inline
+                }
+            case let .multiBulkCount(value, digits):
+                parsed += 1
+                if let event = lengthDigit(byte, value: value, digits: digits, kind: { .count($0) }, limit: Self.maxMultiBulkLength,
+                                           error: "invalid multibulk length") { return event }
+            case .bulkHeader:
+                parsed += 1
+                guard byte == UInt8(ascii: "$") else { return fail("expected '$', got '\(Self.printable(byte))'") }
+                state = .bulkLength(0, digits: 0)
+            case let .bulkLength(value, digits):
+                parsed += 1
+                if let event = lengthDigit(byte, value: value, digits: digits, kind: { .bulk($0) }, limit: Self.maxBulkLength,
+                                           error: "invalid bulk length") { return event }
+            case let .lengthLF(next):
+                parsed += 1
+                guard byte == UInt8(ascii: "\n") else {
+                    return fail(next.isCount ? "invalid multibulk length" : "invalid bulk length")
+                }
+                if let event = lengthDone(next) { return event }
+            case let .bulkBody(remaining):
+                let available = buffer.readableBytes - parsed
+                let take = min(available, remaining)
+                if keepCurrent, take > 0 {
+                    current.append(contentsOf: buffer.getBytes(at: buffer.readerIndex + parsed, length: take)!)
+                }
+                parsed += take
+                state = remaining - take == 0 ? .bulkEnd(seen: 0) : .bulkBody(remaining: remaining - take)
+            case let .bulkEnd(seen):
+                parsed += 1
+                guard byte == (seen == 0 ? UInt8(ascii: "\r") : UInt8(ascii: "\n")) else {
+                    return fail("expected CR LF after a bulk argument")
+                }
+                if seen == 0 {
+                    state = .bulkEnd(seen: 1)
+                } else if let event = argumentDone() {
+                    return event
+                }
+            case .inline:
+                return inlineCommand()
+            case .failed:
+                return nil
+            }
+        }
+        if interesting == .all, parsed - commandStart > Self.maxInlineLength {
+            return fail("\(name) command too long")
+        }
+        // A command being streamed: what arrived of it may go on now.
+        if forwardingCommand { forwardable = parsed }
+        return nil
+    }
+
+    /// Parsed bytes that may go to the server, taken out of the scanner.
+    mutating func takeForwardable() -> ByteBuffer? {
+        guard forwardable > 0 else { return nil }
+        let slice = buffer.readSlice(length: forwardable)
+        parsed -= forwardable
+        commandStart = max(0, commandStart - forwardable)
+        forwardable = 0
+        compact()
+        return slice
+    }
+
+    /// Drops bytes before `offset` (held bytes of an intercepted command).
+    private mutating func discard(upTo offset: Int) {
+        buffer.moveReaderIndex(forwardBy: offset)
+        parsed -= offset
+        forwardable = max(0, forwardable - offset)
+        commandStart = max(0, commandStart - offset)
+        compact()
+    }
+
+    /// Drops the bytes of the command just ended (held back, never forwarded), keeping forwardable
+    /// bytes of earlier commands that were not taken yet.
+    private mutating func removeCommandBytes() {
+        guard commandStart > 0 else { return discard(upTo: parsed) }
+        var kept = ByteBuffer()
+        kept.reserveCapacity(buffer.readableBytes - (parsed - commandStart))
+        var before = buffer.getSlice(at: buffer.readerIndex, length: commandStart)!
+        var after = buffer.getSlice(at: buffer.readerIndex + parsed, length: buffer.readableBytes - parsed)!
+        kept.writeBuffer(&before)
+        kept.writeBuffer(&after)
+        buffer = kept
+        parsed = commandStart
+    }
+
+    private mutating func compact() {
+        if buffer.readableBytes == 0 {
+            buffer.clear()
+        } else if buffer.readerIndex > 64 * 1024 {
+            buffer.discardReadBytes()
+        }
+    }
+
+    // MARK: Lengths
+
+    /// A digit (or the sign, or the CR) of a length line. A negative count (`*-1`) is read as
+    /// zero: Redis ignores such a command.
+    private mutating func lengthDigit(_ byte: UInt8, value: Int, digits: Int, kind: (Int) -> LengthKind, limit: Int,
+                                      error: String) -> RESPRequestEvent? {
+        let isCount = kind(0).isCount
+        let negative = digits >= Self.negativeMarker
+        func store(_ value: Int, _ digits: Int) {
+            state = isCount ? .multiBulkCount(value, digits: digits) : .bulkLength(value, digits: digits)
+        }
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let next = negative ? 0 : value * 10 + Int(byte - UInt8(ascii: "0"))
+            guard next <= limit, digits % Self.negativeMarker < 12 else { return fail(error) }
+            store(next, digits + 1)
+        case UInt8(ascii: "-") where digits == 0 && isCount:
+            store(0, Self.negativeMarker)
+        case UInt8(ascii: "\r") where digits % Self.negativeMarker > 0:
+            state = .lengthLF(next: kind(value))
+        default:
+            return fail(error)
+        }
+        return nil
+    }
+
+    private static let negativeMarker = 100
+
+    private mutating func lengthDone(_ kind: LengthKind) -> RESPRequestEvent? {
+        switch kind {
+        case let .count(count):
+            guard count > 0 else {
+                // An empty command: Redis ignores it, so it is dropped here.
+                discard(upTo: parsed)
+                state = .start
+                return nil
+            }
+            argumentsLeft = count
+            argumentIndex = 0
+            name = ""
+            arguments = []
+            interesting = .none
+            state = .bulkHeader
+        case let .bulk(length):
+            keepCurrent = switch interesting {
+            case _ where argumentIndex == 0: length <= Self.maxNameLength
+            case .all: true
+            case .shortLeading: argumentIndex < 8 && length <= 16
+            case .none: false
+            }
+            current.removeAll(keepingCapacity: true)
+            if interesting == .all, parsed - commandStart + length > Self.maxInlineLength {
+                return fail("\(name) command too long")
+            }
+            state = length == 0 ? .bulkEnd(seen: 0) : .bulkBody(remaining: length)
+        }
+        return nil
+    }
+
+    private mutating func argumentDone() -> RESPRequestEvent? {
+        if argumentIndex == 0 {
+            name = keepCurrent ? String(decoding: current, as: UTF8.self).uppercased() : ""
+            if interceptedNames.contains(name) {
+                interesting = .all
+            } else {
+                interesting = ["CLIENT", "XREAD", "XREADGROUP"].contains(name) ? .shortLeading : .none
+            }
+        } else if keepCurrent {
+            arguments.append(current)
+        }
+        if interesting != .all {
+            forwardable = parsed
+            forwardingCommand = true
+        }
+        argumentIndex += 1
+        argumentsLeft -= 1
+        guard argumentsLeft == 0 else {
+            state = .bulkHeader
+            return nil
+        }
+        return commandDone()
+    }
+
+    private mutating func commandDone() -> RESPRequestEvent {
+        state = .start
+        let command = RESPCommand(name: name, arguments: arguments, intercepted: interesting == .all)
+        if command.intercepted { removeCommandBytes() }
+        argumentIndex = 0
+        interesting = .none
+        forwardingCommand = false
+        arguments = []
+        return .command(command)
+    }
+
+    // MARK: Inline commands
+
+    /// An inline command (`PING\r\n`): the whole line is needed first. It is forwarded unchanged
+    /// unless intercepted.
+    private mutating func inlineCommand() -> RESPRequestEvent? {
+        let lineStart = buffer.readerIndex + parsed
+        let view = buffer.readableBytesView.dropFirst(parsed)
+        guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
+            if view.count > Self.maxInlineLength { return fail("too big inline request") }
+            return nil
+        }
+        var line = Array(buffer.readableBytesView[view.startIndex..<newline])
+        if line.last == UInt8(ascii: "\r") { line.removeLast() }
+        let lineLength = newline - lineStart + 1
+        parsed += lineLength
+        let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Array.init)
+        guard let first = words.first else {
+            // An empty line: Redis ignores it.
+            discard(upTo: parsed)
+            state = .start
+            return nil
+        }
+        name = first.count <= Self.maxNameLength ? String(decoding: first, as: UTF8.self).uppercased() : ""
+        interesting = interceptedNames.contains(name) ? .all : .none
+        arguments = Array(words.dropFirst())
+        if interesting != .all {
+            forwardable = parsed
+            if !["CLIENT", "XREAD", "XREADGROUP"].contains(name) { arguments = [] }
+        }
+        return commandDone()
+    }
+
+    private mutating func fail(_ message: String) -> RESPRequestEvent {
+        state = .failed
+        return .protocolError("Protocol error: \(message)")
+    }
+
+    private static func printable(_ byte: UInt8) -> String {
+        (0x21...0x7e).contains(byte) ? String(UnicodeScalar(byte)) : "\\x" + String(byte, radix: 16)
+    }
+}

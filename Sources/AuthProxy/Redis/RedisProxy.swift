@@ -1,0 +1,133 @@
+import CloudAuth
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Where a Redis proxy connects to, and how it checks the server.
+public struct RedisUpstream: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// `.disable` (plain, loopback only) or `.verifyFull`.
+    public var tls: UpstreamTLSMode
+    /// CA bundle for the server's certificate; the system store when nil.
+    public var caFile: String?
+
+    public init(host: String, port: Int, tls: UpstreamTLSMode, caFile: String? = nil) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.caFile = caFile
+    }
+}
+
+/// A Redis proxy's settings, valid by construction (the agent's config parser checks them).
+public struct RedisProxyConfiguration: Sendable, Equatable {
+    /// The credential's name: it labels metrics and is named in every refusal.
+    public var credential: String
+    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to.
+    public var listener: ProxyListenAddress
+    public var mode: UInt32
+    public var maxConnections: Int
+    /// From a client's first command to the upstream connection being ready (connect and TLS).
+    public var handshakeTimeout: Duration
+    public var connectTimeout: Duration
+    /// An open connection is authenticated again once its last AUTH is this old.
+    public var reauthBefore: Duration
+    public var upstream: RedisUpstream
+
+    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
+                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5),
+                reauthBefore: Duration = .seconds(11 * 3600), upstream: RedisUpstream) {
+        self.credential = credential
+        self.listener = listener
+        self.mode = mode
+        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.connectTimeout = connectTimeout
+        self.reauthBefore = reauthBefore
+        self.upstream = upstream
+    }
+
+    /// How long a due re-authentication may wait for a transaction or a blocking command to end
+    /// before the connection is closed at a reply boundary instead: a quarter of `reauthBefore`,
+    /// at most a minute.
+    var reauthGrace: Duration { min(.seconds(60), reauthBefore / 4) }
+}
+
+/// A credential's secret with the instant it stops being valid, for re-authentication before it.
+public struct ExpiringProxyCredential: Sendable {
+    public var credential: ProxyCredential
+    public var expiresAt: Date?
+
+    public init(credential: ProxyCredential, expiresAt: Date?) {
+        self.credential = credential
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A local Redis listener whose clients need no password: each client connection is relayed to
+/// the real server over a connection the proxy opened and authenticated (`AUTH user token`) with
+/// the credential's current token. Long-lived connections are authenticated again with a fresh
+/// token between replies (see ``RedisSession``).
+public final class RedisProxy: Sendable {
+    public let configuration: RedisProxyConfiguration
+    let credential: @Sendable () -> ExpiringProxyCredential?
+    let metrics: ProxyMetrics
+    let logger: Logger
+    private let listener: ProxyListener
+    private let tls = NIOLockedValueBox<UpstreamTLSContext?>(nil)
+
+    public init(configuration: RedisProxyConfiguration, credential: @escaping @Sendable () -> ExpiringProxyCredential?,
+                allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
+                group: any EventLoopGroup) {
+        self.configuration = configuration
+        self.credential = credential
+        self.metrics = metrics
+        self.logger = logger
+        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: "redis.sock",
+                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
+                                 allows: allows, metrics: metrics, group: group)
+    }
+
+    public var openConnections: Int { listener.openConnections }
+
+    /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
+    /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
+    public func start() async throws {
+        let upstream = configuration.upstream
+        let context = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
+        tls.withLockedValue { $0 = context }
+        try await listener.start { [weak self] channel, refusal in
+            guard let self else { return }
+            try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
+        }
+    }
+
+    /// Stops accepting, then gives open sessions up to `grace` before closing them.
+    public func stop(grace: Duration) async {
+        await listener.stop(grace: grace)
+    }
+
+    /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
+    func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
+        let upstream = configuration.upstream
+        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
+        let tls = self.tls.withLockedValue { $0 }
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls { try pipeline.addHandler(OpenSSLClientHandler(context: tls, serverName: upstream.host)) }
+                    try pipeline.addHandler(bound.value)
+                }
+            }
+            .connect(host: upstream.host, port: upstream.port)
+    }
+
+    var usesTLS: Bool { configuration.upstream.tls != .disable }
+}

@@ -1,0 +1,461 @@
+import CloudAuth
+import Foundation
+import Logging
+import NIOCore
+
+/// One proxied Redis connection: the client's channel and the upstream channel the proxy opened,
+/// both on the client's event loop. Requests are scanned for command boundaries, replies for
+/// message boundaries, and a queue says what each upcoming reply is for (the client, a blocking
+/// command, an AUTH the proxy injected, or a local answer), so injected commands' replies never
+/// reach the client and pipelined replies keep their order.
+///
+/// Authentication: `AUTH user token` goes upstream before the client's first command (and after a
+/// `RESET`); the client's own `AUTH` is answered `+OK` locally, and `HELLO` is forwarded without its
+/// `AUTH` part. Once the last AUTH is `reauth_before` old (or its token is a minute from expiry) a
+/// fresh `AUTH` is injected at the next request boundary outside `MULTI`, with no blocking command
+/// outstanding; a connection in subscribe mode, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose replies
+/// cannot be counted), or one still in a transaction or blocked after the grace, is closed at a
+/// reply boundary instead, and the client reconnects.
+final class RedisSession {
+    private enum Phase {
+        case waitingForClient
+        case connecting
+        case relaying
+        case closing
+    }
+
+    /// What an upcoming reply is for.
+    private enum Expected {
+        /// `count` replies for the client.
+        case forward(Int)
+        /// A blocking command's reply, for the client.
+        case blocking
+        /// The reply to an AUTH the proxy sent: never shown to the client.
+        case injectedAuth(initial: Bool, expiresAt: Date?)
+        /// An answer the proxy makes itself, written when its turn comes.
+        case local(ByteBuffer, thenClose: Bool)
+    }
+
+    private static let blockingNames: Set<String> = [
+        "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
+    ]
+    private static let subscribeNames: Set<String> = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
+
+    let proxy: RedisProxy
+    private let refusal: ProxyRefusal?
+    private var phase = Phase.waitingForClient
+    var client: ChannelHandlerContext?
+    var server: ChannelHandlerContext?
+    private var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
+    private var replies = RESPReplyScanner()
+    private var expected = CircularBuffer<Expected>()
+    private var inTransaction = false
+    /// Replies can no longer be counted (subscribe mode, MONITOR, CLIENT REPLY OFF or SKIP).
+    private var untracked = false
+    private var blockingOutstanding = 0
+    private var reauthPending = false
+    private var closeAtBoundary = false
+    private var reauthTimer: Scheduled<Void>?
+    private var graceTimer: Scheduled<Void>?
+    private var handshakeTimer: Scheduled<Void>?
+    /// The first bytes of a swallowed reply, for the log when it is an error.
+    private var swallowed = ByteBuffer()
+
+    init(proxy: RedisProxy, refusal: ProxyRefusal?) {
+        self.proxy = proxy
+        self.refusal = refusal
+    }
+
+    private var name: String { proxy.configuration.credential }
+
+    // MARK: Client side
+
+    func clientActive(_ context: ChannelHandlerContext) {
+        client = context
+        context.read()
+    }
+
+    func clientRead(_ context: ChannelHandlerContext, _ bytes: inout ByteBuffer) {
+        proxy.metrics.relayed(clientToServer: bytes.readableBytes)
+        requests.append(&bytes)
+        switch phase {
+        case .waitingForClient: begin(context)
+        case .relaying: processRequests()
+        case .connecting, .closing: break
+        }
+    }
+
+    /// Whether the client may be read: only while relaying and the server takes more.
+    var clientMayRead: Bool { phase == .relaying && (server?.channel.isWritable ?? false) }
+    var serverMayRead: Bool { client?.channel.isWritable ?? false }
+
+    func closed() {
+        phase = .closing
+        for timer in [reauthTimer, graceTimer, handshakeTimer] { timer?.cancel() }
+        client?.close(promise: nil)
+        server?.close(promise: nil)
+    }
+
+    /// The first bytes: refuse, or connect upstream (the client is not read meanwhile).
+    private func begin(_ context: ChannelHandlerContext) {
+        if let refusal { return refuse(refusal) }
+        phase = .connecting
+        let limit = proxy.configuration.handshakeTimeout
+        handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [self] in
+            guard phase == .connecting else { return }
+            refuse(.upstreamUnreachable(credential: name, reason: "no connection within \(limit.components.seconds) s"))
+        }
+        let started = ContinuousClock.now
+        let upstream = proxy.configuration.upstream
+        proxy.connectUpstream(on: context.eventLoop, RedisServerHandler(session: self)).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case let .success(channel):
+                proxy.metrics.upstreamConnected(after: .now - started)
+                if phase == .connecting {
+                    // Closed with the client even before its TLS handshake ends.
+                    client?.channel.closeFuture.whenComplete { _ in channel.close(promise: nil) }
+                } else {
+                    channel.close(promise: nil)
+                }
+            case let .failure(error):
+                refuse(.upstreamUnreachable(credential: name, reason: "\(upstream.host):\(upstream.port): \(error)"))
+            }
+        }
+    }
+
+    // MARK: Server side
+
+    func serverReady(_ context: ChannelHandlerContext) {
+        guard phase == .connecting else {
+            context.close(promise: nil)
+            return
+        }
+        server = context
+        handshakeTimer?.cancel()
+        phase = .relaying
+        guard injectAuth(initial: true) else { return }
+        processRequests()
+        client?.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+    }
+
+    func serverFailed(_ reason: String) {
+        if phase == .connecting {
+            refuse(.upstreamUnreachable(credential: name, reason: reason))
+        } else {
+            closed()
+        }
+    }
+
+    func serverRead(_ bytes: ByteBuffer) {
+        guard phase == .relaying, let client else { return }
+        var written = false
+        var rangeStart = bytes.readerIndex
+        var index = bytes.readerIndex
+        func emit(upTo end: Int) {
+            if end > rangeStart, let slice = bytes.getSlice(at: rangeStart, length: end - rangeStart) {
+                proxy.metrics.relayed(serverToClient: slice.readableBytes)
+                client.write(NIOAny(slice), promise: nil)
+                written = true
+            }
+            rangeStart = end
+        }
+        while index < bytes.writerIndex, phase == .relaying {
+            if replies.atMessageStart {
+                messageIsPush = bytes.getInteger(at: index, as: UInt8.self) == UInt8(ascii: ">")
+                messageForwarded = messageIsPush || !isSwallowed(expected.first)
+                if !messageForwarded {
+                    emit(upTo: index)
+                    swallowed.clear()
+                }
+            }
+            let progress: (count: Int, completed: Bool)
+            do {
+                progress = try bytes.withUnsafeReadableBytes { all throws(RESPReplyError) in
+                    try replies.consume(UnsafeRawBufferPointer(rebasing: all[(index - bytes.readerIndex)...]))
+                }
+            } catch {
+                proxy.logger.warning("Redis server broke the protocol; connection closed",
+                                     metadata: ["proxy": "\(name)", "error": "\(error.reason)"])
+                emit(upTo: index)
+                closed()
+                return
+            }
+            if !messageForwarded, swallowed.readableBytes < 256, let part = bytes.getSlice(at: index, length: min(progress.count, 256)) {
+                var part = part
+                swallowed.writeBuffer(&part)
+            }
+            index += progress.count
+            if !messageForwarded { rangeStart = index }
+            if progress.completed {
+                emit(upTo: index)
+                if messageIsPush { writeLocalAnswers() } else { replyCompleted() }
+                if closeAtBoundary {
+                    emit(upTo: index)
+                    forceClose()
+                    return
+                }
+            }
+        }
+        emit(upTo: index)
+        if written { client.flush() }
+    }
+
+    /// Whether the message being relayed is a RESP3 push (out of band: it answers no request).
+    private var messageIsPush = false
+    /// Whether the message being relayed goes to the client (else it answers an injected AUTH).
+    private var messageForwarded = true
+
+    private func isSwallowed(_ entry: Expected?) -> Bool {
+        if case .injectedAuth = entry { return true }
+        return false
+    }
+
+    private func replyCompleted() {
+        guard let head = expected.first else { return }
+        switch head {
+        case let .forward(count):
+            if count > 1 { expected[expected.startIndex] = .forward(count - 1) } else { expected.removeFirst() }
+        case .blocking:
+            expected.removeFirst()
+            blockingOutstanding -= 1
+        case let .injectedAuth(initial, expiresAt):
+            expected.removeFirst()
+            authAnswered(initial: initial, expiresAt: expiresAt)
+        case .local:
+            break
+        }
+        writeLocalAnswers()
+        if reauthPending { injectIfPossible() }
+    }
+
+    // MARK: Requests
+
+    private func processRequests() {
+        while phase == .relaying, let event = requests.next() {
+            switch event {
+            case let .command(command):
+                handle(command)
+            case let .protocolError(message):
+                forwardRequests()
+                answerLocally("-ERR \(message)\r\n", thenClose: true)
+                return
+            }
+        }
+        forwardRequests()
+        server?.flush()
+    }
+
+    private func forwardRequests() {
+        if let bytes = requests.takeForwardable() { server?.write(NIOAny(bytes), promise: nil) }
+    }
+
+    private func handle(_ command: RESPCommand) {
+        switch command.name {
+        case "AUTH":
+            answerLocally((2...3).contains(command.arguments.count) ? "+OK\r\n"
+                          : "-ERR wrong number of arguments for 'auth' command\r\n", thenClose: false)
+        case "HELLO":
+            forwardRequests()
+            server?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
+            expect(.forward(1))
+        case "MULTI":
+            inTransaction = true
+            expect(.forward(1))
+        case "EXEC", "DISCARD":
+            inTransaction = false
+            expect(.forward(1))
+        case "RESET" where untracked:
+            // Its reply cannot be told from the messages before it, so neither can an AUTH's
+            // behind it: the client reconnects instead.
+            forwardRequests()
+            scheduleCloseAtBoundary()
+        case "RESET":
+            inTransaction = false
+            expect(.forward(1))
+            // RESET logs the connection out: log in again right behind it.
+            forwardRequests()
+            _ = injectAuth(initial: false)
+        case _ where Self.subscribeNames.contains(command.name):
+            untracked = true
+        case "CLIENT" where command.arguments.count >= 2 && String(decoding: command.arguments[0], as: UTF8.self).uppercased() == "REPLY"
+            && String(decoding: command.arguments[1], as: UTF8.self).uppercased() != "ON":
+            untracked = true
+        case _ where ["XREAD", "XREADGROUP"].contains(command.name) && command.arguments.contains { String(decoding: $0, as: UTF8.self).uppercased() == "BLOCK" }:
+            expect(.blocking)
+            blockingOutstanding += 1
+        case _ where Self.blockingNames.contains(command.name):
+            expect(.blocking)
+            blockingOutstanding += 1
+        default:
+            expect(.forward(1))
+        }
+        if reauthPending { injectIfPossible() }
+        if untracked, reauthPending || closeAtBoundary { scheduleCloseAtBoundary() }
+    }
+
+    /// Queues what the next reply is for; nothing once replies cannot be counted.
+    private func expect(_ entry: Expected) {
+        guard !untracked else { return }
+        if case let .forward(added) = entry, case let .forward(count)? = expected.last {
+            expected[expected.index(before: expected.endIndex)] = .forward(count + added)
+        } else {
+            expected.append(entry)
+        }
+    }
+
+    private func answerLocally(_ text: String, thenClose: Bool) {
+        var answer = ByteBuffer()
+        answer.writeString(text)
+        expected.append(.local(answer, thenClose: thenClose))
+        writeLocalAnswers()
+    }
+
+    /// Writes local answers that have reached the head of the queue.
+    private func writeLocalAnswers() {
+        while case let .local(answer, thenClose)? = expected.first, replies.atMessageStart {
+            expected.removeFirst()
+            client?.writeAndFlush(NIOAny(answer), promise: nil)
+            if thenClose {
+                closed()
+                return
+            }
+        }
+    }
+
+    // MARK: Authentication
+
+    /// Sends `AUTH user token` upstream; false (and the session refused or closed) without a token.
+    @discardableResult
+    private func injectAuth(initial: Bool) -> Bool {
+        guard let current = proxy.credential() else {
+            if initial {
+                refuse(.noCredential(credential: name))
+            } else {
+                proxy.logger.warning("no valid token to authenticate an open Redis connection again; closing it at a reply boundary",
+                                     metadata: ["proxy": "\(name)"])
+                scheduleCloseAtBoundary()
+            }
+            return false
+        }
+        let credential = current.credential
+        server?.write(NIOAny(Self.encode([Array("AUTH".utf8), Array(credential.username.utf8),
+                                          Array(credential.password.reveal().utf8)])), promise: nil)
+        server?.flush()
+        expected.append(.injectedAuth(initial: initial, expiresAt: current.expiresAt))
+        reauthPending = false
+        graceTimer?.cancel()
+        return true
+    }
+
+    private func authAnswered(initial: Bool, expiresAt: Date?) {
+        let answer = swallowed.getString(at: swallowed.readerIndex, length: swallowed.readableBytes) ?? ""
+        let ok = answer.hasPrefix("+OK")
+        let serverMessage = String(answer.dropFirst().prefix { $0 != "\r" })
+        if ok {
+            if !initial { proxy.metrics.reauthenticated() }
+            scheduleReauth(expiresAt: expiresAt)
+        } else if initial {
+            refuse(.tokenRejected(credential: name, serverMessage: serverMessage))
+        } else {
+            proxy.metrics.reauthFailed()
+            proxy.logger.warning("Redis refused the fresh token of an open connection; closing it at a reply boundary",
+                                 metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
+            scheduleCloseAtBoundary()
+        }
+    }
+
+    private func scheduleReauth(expiresAt: Date?) {
+        guard let eventLoop = client?.eventLoop else { return }
+        reauthTimer?.cancel()
+        var delay = proxy.configuration.reauthBefore
+        if let expiresAt {
+            let untilExpiry = Duration.milliseconds(Int64((expiresAt.timeIntervalSinceNow - 60) * 1000))
+            delay = min(delay, max(untilExpiry, .seconds(5)))
+        }
+        reauthTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in reauthDue() }
+    }
+
+    private func reauthDue() {
+        guard phase == .relaying else { return }
+        reauthPending = true
+        if untracked {
+            scheduleCloseAtBoundary()
+            return
+        }
+        injectIfPossible()
+        guard reauthPending, let eventLoop = client?.eventLoop else { return }
+        graceTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(proxy.configuration.reauthGrace)) { [self] in
+            if reauthPending { scheduleCloseAtBoundary() }
+        }
+    }
+
+    /// Injects the pending re-AUTH when the request stream is at a boundary outside a
+    /// transaction, with no blocking command outstanding and replies still counted.
+    private func injectIfPossible() {
+        guard reauthPending, phase == .relaying, !untracked, !inTransaction, blockingOutstanding == 0,
+              requests.forwardedAtBoundary else { return }
+        forwardRequests()
+        injectAuth(initial: false)
+    }
+
+    /// Closes the connection after the reply being relayed (now if none is).
+    private func scheduleCloseAtBoundary() {
+        closeAtBoundary = true
+        if replies.atMessageStart { forceClose() }
+    }
+
+    private func forceClose() {
+        guard phase == .relaying else { return }
+        proxy.metrics.forcedReconnect()
+        proxy.logger.info("Redis connection closed at a reply boundary to authenticate again on a new one",
+                          metadata: ["proxy": "\(name)"])
+        client?.flush()
+        closed()
+    }
+
+    // MARK: Refusals
+
+    /// Answers `-ERR credagent proxy for NAME: ...` and closes; counted by reason.
+    private func refuse(_ refusal: ProxyRefusal) {
+        guard phase != .closing, let client else { return }
+        phase = .closing
+        handshakeTimer?.cancel()
+        server?.close(promise: nil)
+        proxy.metrics.rejected(refusal)
+        proxy.logger.log(level: refusal.metricReason == "peer_not_allowed" || refusal.metricReason == "too_many_connections" ? .debug : .warning,
+                         "proxy connection refused",
+                         metadata: ["proxy": "\(name)", "reason": "\(refusal.metricReason)", "error": "\(refusal.message)"])
+        var answer = ByteBuffer()
+        answer.writeString("-ERR \(refusal.message.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "))\r\n")
+        client.writeAndFlush(NIOAny(answer)).assumeIsolated().whenComplete { _ in client.close(promise: nil) }
+    }
+
+    // MARK: Encoding
+
+    /// A command in RESP's multi-bulk form.
+    static func encode(_ arguments: [[UInt8]]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("*\(arguments.count)\r\n")
+        for argument in arguments {
+            buffer.writeString("$\(argument.count)\r\n")
+            buffer.writeBytes(argument)
+            buffer.writeString("\r\n")
+        }
+        return buffer
+    }
+
+    /// `HELLO [protover] [SETNAME name]` from the client's arguments with `AUTH user pass` left out.
+    static func helloWithoutAuth(_ arguments: [[UInt8]]) -> [[UInt8]] {
+        var result = [Array("HELLO".utf8)]
+        var index = 0
+        while index < arguments.count {
+            if String(decoding: arguments[index], as: UTF8.self).uppercased() == "AUTH", index > 0 {
+                index += 3
+                continue
+            }
+            result.append(arguments[index])
+            index += 1
+        }
+        return result
+    }
+}

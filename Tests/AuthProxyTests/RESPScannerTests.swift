@@ -1,0 +1,112 @@
+@testable import AuthProxy
+import NIOCore
+import Testing
+
+/// The Redis proxy's RESP scanners on byte streams split at every position.
+struct RESPScannerTests {
+    private static let intercepted: Set<String> = ["AUTH", "HELLO"]
+
+    /// Feeds `input` in pieces of `chunk` bytes; returns the events and the forwarded bytes.
+    private func scan(_ input: String, chunk: Int) -> (events: [RESPRequestEvent], forwarded: String) {
+        var scanner = RESPRequestScanner(interceptedNames: Self.intercepted)
+        var events: [RESPRequestEvent] = []
+        var forwarded = ""
+        let bytes = Array(input.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            var piece = ByteBuffer(bytes: bytes[offset..<min(offset + chunk, bytes.count)])
+            offset += chunk
+            scanner.append(&piece)
+            while let event = scanner.next() { events.append(event) }
+            if var out = scanner.takeForwardable() { forwarded += out.readString(length: out.readableBytes) ?? "" }
+        }
+        return (events, forwarded)
+    }
+
+    @Test("Commands are found at any split; AUTH and HELLO are held back, everything else forwarded unchanged")
+    func requestBoundaries() {
+        let input = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*3\r\n$4\r\nauth\r\n$1\r\nu\r\n$1\r\np\r\nPING\r\n"
+            + "*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
+        for chunk in 1...input.utf8.count {
+            let (events, forwarded) = scan(input, chunk: chunk)
+            #expect(events == [
+                .command(RESPCommand(name: "SET", arguments: [], intercepted: false)),
+                .command(RESPCommand(name: "AUTH", arguments: [Array("u".utf8), Array("p".utf8)], intercepted: true)),
+                .command(RESPCommand(name: "PING", arguments: [], intercepted: false)),
+                .command(RESPCommand(name: "HELLO", arguments: [Array("3".utf8), Array("SETNAME".utf8), Array("x".utf8)], intercepted: true)),
+                .command(RESPCommand(name: "CLIENT", arguments: [Array("REPLY".utf8), Array("OFF".utf8)], intercepted: false)),
+            ], "chunk \(chunk)")
+            #expect(forwarded == "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n",
+                    "chunk \(chunk)")
+        }
+    }
+
+    @Test("Malformed requests are protocol errors in Redis' words; a 2^40 bulk is refused before any payload")
+    func malformedRequests() {
+        #expect(scan("*2\r\n$3\r\nGET\r\n$1099511627776\r\n", chunk: 64).events == [.protocolError("Protocol error: invalid bulk length")])
+        #expect(scan("*1\r\nxGET\r\n", chunk: 64).events == [.protocolError("Protocol error: expected '$', got 'x'")])
+        #expect(scan("*1\r\n$3\r\nGETxx", chunk: 64).events == [.protocolError("Protocol error: expected CR LF after a bulk argument")])
+        #expect(scan("*abc\r\n", chunk: 64).events == [.protocolError("Protocol error: invalid multibulk length")])
+        let unterminated = String(repeating: "a", count: RESPRequestScanner.maxInlineLength + 10)
+        #expect(scan(unterminated, chunk: 4096).events == [.protocolError("Protocol error: too big inline request")])
+        let hugeAuth = "*2\r\n$4\r\nAUTH\r\n$100000\r\n" + String(repeating: "p", count: 100_000) + "\r\n"
+        #expect(scan(hugeAuth, chunk: 4096).events == [.protocolError("Protocol error: AUTH command too long")])
+        // Empty and negative counts are ignored, as Redis does.
+        #expect(scan("*0\r\n*-1\r\nPING\r\n", chunk: 3).events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false))])
+    }
+
+    @Test("A large payload streams: its bytes are forwardable before the command ends")
+    func largePayloadStreams() {
+        var scanner = RESPRequestScanner(interceptedNames: Self.intercepted)
+        var head = ByteBuffer(string: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n" + String(repeating: "v", count: 1000))
+        scanner.append(&head)
+        #expect(scanner.next() == nil)
+        #expect((scanner.takeForwardable()?.readableBytes ?? 0) > 1000)
+        #expect(!scanner.forwardedAtBoundary)
+    }
+
+    /// Splits `input` into top-level messages with the reply scanner, fed in pieces of `chunk`.
+    private func messages(_ input: String, chunk: Int) throws -> [String] {
+        var scanner = RESPReplyScanner()
+        let bytes = Array(input.utf8)
+        var result: [String] = []
+        var current: [UInt8] = []
+        var offset = 0
+        while offset < bytes.count {
+            let piece = Array(bytes[offset..<min(offset + chunk, bytes.count)])
+            offset += chunk
+            var index = 0
+            while index < piece.count {
+                let (count, completed) = try piece[index...].withUnsafeBytes { try scanner.consume($0) }
+                current += piece[index..<(index + count)]
+                index += count
+                if completed {
+                    result.append(String(decoding: current, as: UTF8.self))
+                    current = []
+                }
+            }
+        }
+        #expect(current.isEmpty && scanner.atMessageStart)
+        return result
+    }
+
+    @Test("Replies of every RESP2 and RESP3 type are split into whole messages at any chunking")
+    func replyBoundaries() throws {
+        let replies = ["+OK\r\n", "-ERR wrong\r\n", ":42\r\n", "$5\r\nhe\r\no\r\n", "$-1\r\n", "*-1\r\n", "*0\r\n",
+                       "*2\r\n*1\r\n:1\r\n$3\r\nabc\r\n", "%1\r\n+k\r\n*2\r\n_\r\n,1.5\r\n", "~1\r\n#t\r\n",
+                       ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n", "|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n", "=7\r\ntxt:abc\r\n",
+                       "!3\r\nbad\r\n", "(123456789012345678901234567890\r\n"]
+        let input = replies.joined()
+        for chunk in [1, 2, 3, 7, 64, input.utf8.count] {
+            #expect(try messages(input, chunk: chunk) == replies, "chunk \(chunk)")
+        }
+    }
+
+    @Test("Broken replies are errors, not hangs")
+    func brokenReplies() {
+        #expect(throws: RESPReplyError.self) { try messages("?x\r\n", chunk: 8) }
+        #expect(throws: RESPReplyError.self) { try messages("$3\r\nabcXY", chunk: 8) }
+        #expect(throws: RESPReplyError.self) { try messages("$99999999999999999\r\n", chunk: 8) }
+        #expect(throws: RESPReplyError.self) { try messages(String(repeating: "*1\r\n", count: 100) + ":1\r\n", chunk: 8) }
+    }
+}

@@ -1,0 +1,475 @@
+import AuthProxy
+import CloudAuth
+import CloudEmulator
+import CredentialAgent
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Redis proxy run in process against the real Redis (over its TLS port), the ACL user's
+/// password playing the cloud's token: the test sets it and hands it to the proxy.
+final class RedisProxyFixture: Sendable {
+    let user: String
+    let socketPath: String
+    /// The loopback TCP port when the proxy listens there instead of on ``socketPath``.
+    let tcpPort: Int?
+    let proxy: RedisProxy
+    let metrics: AgentMetrics
+    private let token: NIOLockedValueBox<Secret>
+    private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    init(label: String, reauthBefore: Duration = .seconds(3600), mode: UInt32 = 0o660, caFile: String? = RedisPeer.caFile,
+         host: String = RedisPeer.host, overTCP: Bool = false,
+         allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
+        let user = uniqueUser("proxy")
+        self.user = user
+        let token = fakeIAMToken()
+        try await RedisPeer.createUser(user, password: token)
+        self.token = NIOLockedValueBox(token)
+        socketPath = try Peers.scratchDirectory(label) + "/redis.sock"
+        tcpPort = overTCP ? try closedLoopbackPort() : nil
+        metrics = AgentMetrics()
+        let box = self.token
+        proxy = RedisProxy(
+            configuration: RedisProxyConfiguration(
+                credential: label, listener: tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath), mode: mode, maxConnections: 64, reauthBefore: reauthBefore,
+                upstream: RedisUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
+            credential: {
+                ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
+            },
+            allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "redis-proxy-test"), group: Self.group)
+        try await proxy.start()
+    }
+
+    /// Gives the user a new password (the old one removed) and hands it to the proxy: a rotation.
+    func rotate() async throws {
+        let token = fakeIAMToken()
+        _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(token.reveal())", masking: token)
+        self.token.withLockedValue { $0 = token }
+    }
+
+    /// redis-cli on the proxy's socket or port, without a password.
+    func cli(_ arguments: [String], prefix: [String] = []) async throws -> ProcessResult {
+        let all = (tcpPort.map { ["-h", "127.0.0.1", "-p", String($0)] } ?? ["-s", socketPath]) + arguments
+        guard let program = prefix.first else { return try await ChildProcess.run("/usr/bin/redis-cli", all, environment: [:]) }
+        return try await ChildProcess.run(program, Array(prefix.dropFirst()) + ["/usr/bin/redis-cli"] + all, environment: [:])
+    }
+
+    var exposition: String { String(decoding: metrics.exposition([], now: Date()), as: UTF8.self) }
+
+    func stop() async { await proxy.stop(grace: .seconds(1)) }
+}
+
+extension RedisPeer {
+    /// Runs `command` as the admin (redis-cli on stdin, the admin password in its environment) and
+    /// returns its output; `masking` is hidden in any error.
+    static func admin(_ command: String, masking secret: Secret? = nil) async throws -> String {
+        let passwordFile = Peers.env("CREDAGENT_TEST_REDIS_ADMIN_PASSWORD_FILE") ?? ""
+        let adminPassword = try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try await ChildProcess.run(
+            "/usr/bin/redis-cli", ["-h", "127.0.0.1", "-p", String(port), "--no-auth-warning"],
+            environment: ["REDISCLI_AUTH": adminPassword], stdin: Data((command + "\n").utf8))
+        guard result.status == 0 else {
+            let text = result.stderr
+            throw TestFailure("admin command failed: \(secret.map { text.replacingOccurrences(of: $0.reveal(), with: "<redacted>") } ?? text)")
+        }
+        return result.stdout
+    }
+}
+
+/// A blocking Unix socket client that speaks raw RESP, for pipelining and for watching where a
+/// connection ends. One thread writes and another reads at most (a socket allows that).
+final class RawRedisConnection: @unchecked Sendable {
+    fileprivate let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            let bytes = Array(path.utf8)
+            buffer.copyBytes(from: bytes)
+            buffer[bytes.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else { throw TestFailure("cannot connect to \(path)") }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    func send(_ commands: [[String]]) {
+        var bytes: [UInt8] = []
+        for command in commands {
+            bytes += Array("*\(command.count)\r\n".utf8)
+            for argument in command { bytes += Array("$\(argument.utf8.count)\r\n\(argument)\r\n".utf8) }
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+
+    /// Reads until `count` complete replies arrived (or the connection ended): the replies, and
+    /// the bytes after the last complete one.
+    func replies(_ count: Int) -> (replies: [String], rest: [UInt8], closed: Bool) {
+        var received: [UInt8] = []
+        var replies: [String] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var closed = false
+        while replies.count < count {
+            while let (reply, length) = Self.parse(received), replies.count < count {
+                replies.append(reply)
+                received.removeFirst(length)
+            }
+            if replies.count == count { break }
+            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n <= 0 {
+                closed = true
+                break
+            }
+            received += chunk[0..<n]
+        }
+        return (replies, received, closed)
+    }
+
+    /// Whether the server closes the connection (within the read timeout) without sending anything.
+    func readsEndOfFile() -> (closed: Bool, bytes: [UInt8]) {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n == 0 { return (true, received) }
+            if n < 0 { return (false, received) }
+            received += chunk[0..<n]
+        }
+    }
+
+    /// One RESP2 reply at the start of `bytes` as text (arrays joined by spaces), and its length.
+    static func parse(_ bytes: [UInt8]) -> (String, Int)? {
+        guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")), newline > 0 else { return nil }
+        let line = String(decoding: bytes[1..<(newline - 1)], as: UTF8.self)
+        switch bytes[0] {
+        case UInt8(ascii: "$"):
+            guard let length = Int(line) else { return nil }
+            if length < 0 { return ("(nil)", newline + 1) }
+            guard bytes.count >= newline + 1 + length + 2 else { return nil }
+            return (String(decoding: bytes[(newline + 1)..<(newline + 1 + length)], as: UTF8.self), newline + 1 + length + 2)
+        case UInt8(ascii: "*"):
+            guard let count = Int(line) else { return nil }
+            var offset = newline + 1
+            var parts: [String] = []
+            for _ in 0..<max(count, 0) {
+                guard let (part, length) = parse(Array(bytes[offset...])) else { return nil }
+                parts.append(part)
+                offset += length
+            }
+            return (parts.joined(separator: " "), offset)
+        default:
+            return (String(decoding: bytes[0..<(newline - 1)], as: UTF8.self), newline + 1)
+        }
+    }
+}
+
+@Suite("Redis proxy against the real server", .enabled(if: RedisPeer.available, "needs scripts/peers/redis"), .serialized)
+struct RedisProxyTests {
+    @Test("redis-cli works through the proxy with no password, as the credential's user, over TLS")
+    func redisCLI() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-cli")
+        defer { Task { await fixture.stop() } }
+        let whoami = try await fixture.cli(["ACL", "WHOAMI"])
+        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
+        let set = try await fixture.cli(["SET", "proxied-\(fixture.user)", "value 1"])
+        #expect(set.stdout.contains("OK"))
+        let get = try await fixture.cli(["GET", "proxied-\(fixture.user)"])
+        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "value 1")
+        // The client's own credentials are answered locally: still the credential's user.
+        let own = try await fixture.cli(["--user", "someone", "--pass", "guess", "--no-auth-warning", "ACL", "WHOAMI"])
+        #expect(own.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(own.stdout) \(own.stderr)")
+        // HELLO 3 (RESP3) with AUTH: the AUTH part is dropped, the map reply reaches the client.
+        let hello = try await fixture.cli(["-3", "HELLO", "3", "AUTH", "someone", "guess", "SETNAME", "proxied-app"])
+        #expect(hello.stdout.contains("proto"), "\(hello.stdout) \(hello.stderr)")
+        #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"redis-proxy-cli\"} 5"), "\(fixture.exposition)")
+
+        // In a pipeline the local answer to AUTH keeps its place; RESET (which logs the connection
+        // out) is followed by a fresh AUTH; SELECT and CLIENT SETNAME pass through.
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        connection.send([["PING"], ["AUTH", "someone", "guess"], ["ECHO", "after"], ["RESET"], ["ACL", "WHOAMI"],
+                         ["SELECT", "1"], ["CLIENT", "SETNAME", "proxied"], ["CLIENT", "GETNAME"], ["AUTH"]])
+        let replies = connection.replies(9).replies
+        #expect(replies == ["+PONG", "+OK", "after", "+RESET", fixture.user, "+OK", "+OK", "proxied",
+                            "-ERR wrong number of arguments for 'auth' command"], "\(replies)")
+    }
+
+    @Test("redis-benchmark runs through the proxy: every request answered")
+    func redisBenchmark() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-bench")
+        defer { Task { await fixture.stop() } }
+        let plain = try await ChildProcess.run("/usr/bin/redis-benchmark", ["-s", fixture.socketPath, "-n", "5000", "-c", "10", "-t", "set,get", "-q"],
+                                               environment: [:])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout.contains("SET:") && plain.stdout.contains("GET:"), "\(plain.stdout) \(plain.stderr)")
+        let pipelined = try await ChildProcess.run("/usr/bin/redis-benchmark",
+                                                   ["-s", fixture.socketPath, "-n", "20000", "-c", "10", "-P", "16", "-t", "set,get", "-q"],
+                                                   environment: [:])
+        #expect(pipelined.status == 0, "\(pipelined.stderr)")
+        #expect(pipelined.stdout.contains("GET:"), "\(pipelined.stdout) \(pipelined.stderr)")
+        #expect(!fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-bench\""), "\(fixture.exposition)")
+    }
+
+    @Test("An open connection re-authenticates with the rotated token between replies; the server sees each AUTH")
+    func reauthAcrossRotation() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-reauth", reauthBefore: .seconds(2))
+        defer { Task { await fixture.stop() } }
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        connection.send([["ACL", "WHOAMI"]])
+        #expect(connection.replies(1).replies == [fixture.user])
+        try await fixture.rotate()
+        try await Task.sleep(for: .seconds(3))
+        // The old password is gone from the server: a fresh AUTH with it would have failed and
+        // closed the connection; the proxy sent the new one.
+        connection.send([["ACL", "WHOAMI"], ["PING"]])
+        let after = connection.replies(2)
+        #expect(after.replies == [fixture.user, "+PONG"], "\(after)")
+        #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 1"), "\(fixture.exposition)")
+        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 0"))
+
+        // The server changes the password behind the proxy's back: the next re-AUTH reaches the
+        // server (its ACL LOG records the refused AUTH for this user), and the connection is
+        // closed at a reply boundary rather than kept on a token the server no longer takes.
+        _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) resetpass >\(fakeIAMToken().reveal())")
+        let end = connection.readsEndOfFile()
+        #expect(end.closed && end.bytes.isEmpty, "\(end)")
+        let log = try await RedisPeer.admin("ACL LOG 20")
+        #expect(log.contains(fixture.user) && log.contains("auth"), "\(log)")
+        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 1"))
+        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-reauth\"} 1"))
+    }
+
+    @Test("10,000 pipelined commands across re-auth points get exactly their 10,000 replies, in order")
+    func pipeliningAcrossReauth() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-pipeline", reauthBefore: .seconds(1))
+        defer { Task { await fixture.stop() } }
+        let key = "counter-\(fixture.user)"
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        // 20 batches of 500, 150 ms apart: the 1 s re-auth point falls inside the stream.
+        for _ in 0..<20 {
+            connection.send(Array(repeating: ["INCR", key], count: 500))
+            try await Task.sleep(for: .milliseconds(150))
+        }
+        let result = connection.replies(10_000)
+        #expect(result.replies.count == 10_000)
+        #expect(result.replies == (1...10_000).map { ":\($0)" })
+        connection.send([["PING"]])
+        #expect(connection.replies(1).replies == ["+PONG"])
+        let exposition = fixture.exposition
+        #expect(!exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-pipeline\"} 0"), "\(exposition)")
+    }
+
+    @Test("A transaction left open across the re-auth point is closed at a reply boundary; nothing of it is applied")
+    func transactionClosedAtBoundary() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-multi", reauthBefore: .seconds(2))
+        defer { Task { await fixture.stop() } }
+        let key = "multi-\(fixture.user)"
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        connection.send([["MULTI"], ["SET", key, "1"]])
+        #expect(connection.replies(2).replies == ["+OK", "+QUEUED"])
+        // Due after 2 s; the transaction gets a quarter of that (0.5 s) to end, then the connection is closed.
+        let end = connection.readsEndOfFile()
+        #expect(end.closed && end.bytes.isEmpty, "\(end)")
+        #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-multi\"} 1"))
+
+        // A transaction that ends before the re-auth point runs whole, and the re-auth follows it.
+        let second = try RawRedisConnection(path: fixture.socketPath)
+        second.send([["MULTI"], ["SET", key, "2"], ["EXEC"]])
+        #expect(second.replies(3).replies == ["+OK", "+QUEUED", "+OK"])
+        try await Task.sleep(for: .seconds(3))
+        second.send([["GET", key]])
+        #expect(second.replies(1).replies == ["2"])
+        #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-multi\"} 1"), "\(fixture.exposition)")
+    }
+
+    @Test("A subscriber is closed at a message boundary at the re-auth point: every message it got is whole")
+    func subscriberClosedAtBoundary() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-sub", reauthBefore: .seconds(2))
+        defer { Task { await fixture.stop() } }
+        let channel = "news-\(fixture.user)"
+        let connection = try RawRedisConnection(path: fixture.socketPath)
+        connection.send([["SUBSCRIBE", channel]])
+        #expect(connection.replies(1).replies == ["subscribe \(channel) :1"])
+        let payload = String(repeating: "x", count: 200_000)
+        let publisher = Task {
+            for _ in 0..<40 {
+                _ = try? await RedisPeer.admin("PUBLISH \(channel) \(payload)")
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        let received = connection.replies(1000)
+        publisher.cancel()
+        #expect(received.closed)
+        #expect(received.rest.isEmpty, "a partial message of \(received.rest.count) bytes")
+        #expect(received.replies.count >= 1)
+        #expect(received.replies.allSatisfy { $0 == "message \(channel) \(payload)" })
+        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-sub\"} 1"))
+    }
+
+    @Test("A process whose uid is not allowed is refused with an error naming the credential")
+    func peerNotAllowed() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-peer", mode: 0o666)
+        defer { Task { await fixture.stop() } }
+        chmod((fixture.socketPath as NSString).deletingLastPathComponent, 0o755)
+        let result = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        #expect(result.stdout.contains("credagent proxy for redis-proxy-peer: this process (uid 65534) may not use it"),
+                "\(result.stdout) \(result.stderr)")
+        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+    }
+
+    @Test("Over loopback TCP, redis-cli works with no password; a process of another uid is refused by its socket's owner")
+    func loopbackTCP() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-tcp", overTCP: true)
+        defer { Task { await fixture.stop() } }
+        #expect(!FileManager.default.fileExists(atPath: fixture.socketPath), "no socket file for a TCP listener")
+        let whoami = try await fixture.cli(["ACL", "WHOAMI"])
+        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
+        let foreign = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        #expect(foreign.stdout.contains("credagent proxy for redis-proxy-tcp: this process (uid 65534) may not use it"),
+                "\(foreign.stdout) \(foreign.stderr)")
+        #expect(!foreign.stdout.contains("PONG"))
+    }
+
+    @Test("A server certificate the CA file does not trust, or that does not name the host, is refused with the reason")
+    func upstreamTLSChecked() async throws {
+        let untrusted = try await RedisProxyFixture(label: "redis-proxy-ca", caFile: RedisPeer.otherCAFile)
+        defer { Task { await untrusted.stop() } }
+        let refused = try await untrusted.cli(["PING"])
+        #expect(refused.stdout.contains("credagent proxy for redis-proxy-ca: cannot connect to the database")
+                && refused.stdout.contains("not trusted"), "\(refused.stdout) \(refused.stderr)")
+        #expect(untrusted.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-ca\",reason=\"upstream_unreachable\"} 1"))
+        // The test certificate names localhost and 127.0.0.1, not the name 127.1 (which resolves to 127.0.0.1).
+        let misnamed = try await RedisProxyFixture(label: "redis-proxy-name", host: "127.1")
+        defer { Task { await misnamed.stop() } }
+        let wrongName = try await misnamed.cli(["PING"])
+        #expect(wrongName.stdout.contains("does not name '127.1'"), "\(wrongName.stdout) \(wrongName.stderr)")
+    }
+
+    @Test("A bulk length of 2^40 from a client is a protocol error for that client only")
+    func hugeBulkLength() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-bad")
+        defer { Task { await fixture.stop() } }
+        let bad = try RawRedisConnection(path: fixture.socketPath)
+        let good = try RawRedisConnection(path: fixture.socketPath)
+        good.send([["PING"]])
+        #expect(good.replies(1).replies == ["+PONG"])
+        bad.send([["PING"]])
+        _ = bad.replies(1)
+        bad.sendRaw("*2\r\n$3\r\nGET\r\n$1099511627776\r\n")
+        let answer = bad.replies(1)
+        #expect(answer.replies == ["-ERR Protocol error: invalid bulk length"], "\(answer)")
+        #expect(bad.readsEndOfFile().closed)
+        good.send([["PING"]])
+        #expect(good.replies(1).replies == ["+PONG"])
+
+        // An inline command that never ends is cut at 64 KB.
+        let unterminated = try RawRedisConnection(path: fixture.socketPath)
+        unterminated.sendRaw(String(repeating: "a", count: 70_000))
+        #expect(unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
+        #expect(unterminated.readsEndOfFile().closed)
+    }
+
+    @Test("A client that stops reading stalls only itself, and later gets every reply whole and in order")
+    func slowReader() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-slow")
+        defer { Task { await fixture.stop() } }
+        let key = "big-\(fixture.user)"
+        let value = String(repeating: "v", count: 100_000)
+        let slow = try RawRedisConnection(path: fixture.socketPath)
+        slow.send([["SET", key, value]])
+        #expect(slow.replies(1).replies == ["+OK"])
+        // 200 replies of 100 KB (20 MB) requested, none read yet.
+        let writer = Task.detached { slow.send(Array(repeating: ["GET", key], count: 200) + [["ECHO", "last"]]) }
+        try await Task.sleep(for: .seconds(1))
+        let other = try RawRedisConnection(path: fixture.socketPath)
+        other.send([["PING"]])
+        #expect(other.replies(1).replies == ["+PONG"])
+        let result = slow.replies(201)
+        await writer.value
+        #expect(result.replies.count == 201)
+        #expect(result.replies.dropLast().allSatisfy { $0 == value })
+        #expect(result.replies.last == "last")
+    }
+}
+
+extension RawRedisConnection {
+    func sendRaw(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    }
+}
+
+/// The agent as a process with a `proxy:` block on a redis credential: redis-cli connects with no
+/// password, and a connection left open re-authenticates with the token of the agent's rotation.
+@Suite(.enabled(if: RedisPeer.available, "needs the redis peer (run scripts/test)"))
+struct AgentRedisProxyTests {
+    @Test("An agent's Redis proxy serves redis-cli without a password and re-authenticates open connections after a rotation")
+    func agentRedisProxy() async throws {
+        let user = uniqueUser("cache")
+        let emulator = try await startEmulator(tokenLifetime: 600)
+        defer { Task { try? await emulator.stop() } }
+        let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
+        let agent = try await AgentProcess(label: "agent-redis-proxy", config: """
+            socket:
+              path: SOCKET
+            credentials:
+              - name: sessions
+                kind: redis
+                provider: azure
+                host: \(RedisPeer.host)
+                port: \(RedisPeer.tlsPort)
+                user: \(user)
+                ca_file: \(RedisPeer.caFile ?? "")
+                proxy:
+                  listen: unix:\(socket)
+                  reauth_before: 2s
+                  shutdown_grace: 5s
+            """, environment: cloudEnvironment(emulator))
+        defer { Task { _ = await agent.stop() } }
+        let first = try await agent.credential("sessions")
+        try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
+
+        let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
+        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
+
+        let open = try RawRedisConnection(path: socket)
+        open.send([["PING"]])
+        #expect(open.replies(1).replies == ["+PONG"])
+        var second: [String: Any] = [:]
+        try await waitUntil("the agent holds version 2", timeout: 30) {
+            second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
+            return second["version"] as? Int == 2
+        }
+        let newToken = Secret(second["password"] as? String ?? "")
+        _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
+        try await Task.sleep(for: .seconds(3))
+        open.send([["ACL", "WHOAMI"]])
+        #expect(open.replies(1).replies == [user])
+        let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+        #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
+        #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
+
+        #expect(FileManager.default.fileExists(atPath: socket))
+        #expect(await agent.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+}
