@@ -23,6 +23,9 @@ final class ProxyListener: Sendable {
         var listener: (any Channel)?
         var inode: UInt64 = 0
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Who waits in ``stop(grace:)`` for the last connection to close.
+        var drainWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
     }
     private let running = NIOLockedValueBox(Running())
 
@@ -102,7 +105,13 @@ final class ProxyListener: Sendable {
         channel.closeFuture.whenComplete { [weak self] _ in
             guard let self else { return }
             self.metrics.connectionClosed()
-            _ = self.running.withLockedValue { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+            let drained = self.running.withLockedValue { running -> [CheckedContinuation<Void, Never>] in
+                running.connections.removeValue(forKey: ObjectIdentifier(channel))
+                guard running.connections.isEmpty else { return [] }
+                defer { running.drainWaiters = [:] }
+                return Array(running.drainWaiters.values)
+            }
+            for waiter in drained { waiter.resume() }
         }
         guard let peer, allows(peer) else { return .peerNotAllowed(credential: credential, uid: peer?.uid) }
         return nil
@@ -118,12 +127,34 @@ final class ProxyListener: Sendable {
         guard let listener else { return }
         try? await listener.close()
         socketFile?.remove(inode: inode)
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, !running.withLockedValue({ $0.connections.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(20))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.allConnectionsClosed() }
+            group.addTask { try? await Task.sleep(for: grace) }
+            await group.next()
+            group.cancelAll()
         }
         for connection in running.withLockedValue({ Array($0.connections.values) }) {
             try? await connection.close()
+        }
+    }
+
+    /// Returns once no connection is open, or when the task is cancelled.
+    private func allConnectionsClosed() async {
+        let id = running.withLockedValue { running in
+            defer { running.nextWaiter += 1 }
+            return running.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+                let waitsForClose = running.withLockedValue { running in
+                    guard !running.connections.isEmpty, !Task.isCancelled else { return false }
+                    running.drainWaiters[id] = waiter
+                    return true
+                }
+                if !waitsForClose { waiter.resume() }
+            }
+        } onCancel: {
+            running.withLockedValue { $0.drainWaiters.removeValue(forKey: id) }?.resume()
         }
     }
 }
