@@ -72,46 +72,52 @@ struct ExecCommand: AsyncParsableCommand {
         }
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
-        let forwarding = Task {
-            for await signal in signals { sink.yield(.signal(signal.rawValue)) }
-        }
-        defer { forwarding.cancel() }
-        var watchers: [Task<Void, Never>] = []
-        if plan.policy != .none {
-            for (name, current) in fields {
-                watchers.append(Task { await Self.follow(name, from: current, client, into: sink) })
+        // Everything that feeds `events` is a child task of this group: ending the command's loop
+        // (its exit status thrown) cancels and awaits them all.
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                for await signal in signals { sink.yield(.signal(signal.rawValue)) }
             }
-        }
-        defer { for watcher in watchers { watcher.cancel() } }
-
-        var child = try start(argv, plan, fields, events: sink)
-        var restarting = false
-        var ending = false
-        for await event in events {
-            switch event {
-            case let .signal(number):
-                child.signal(number)
-                if number == SIGTERM || number == SIGINT { ending = true }
-            case let .rotated(name, newFields):
-                fields[name] = newFields
-                switch plan.policy {
-                case .none: break
-                case let .signal(number, _): child.signal(number)
-                case .restart:
-                    guard !restarting, !ending else { break }
-                    restarting = true
-                    child.signal(SIGTERM)
-                    Task { [child] in
-                        try? await Task.sleep(for: Self.restartGrace)
-                        child.signal(SIGKILL)
-                    }
+            if plan.policy != .none {
+                for (name, current) in fields {
+                    group.addTask { await Self.follow(name, from: current, client, into: sink) }
                 }
-            case let .exited(pid, status) where pid == child.pid:
-                guard restarting, !ending else { throw ExitCode(status.shellStatus) }
-                restarting = false
-                child = try start(argv, plan, fields, events: sink)
-            case .exited:
-                break
+            }
+            var child = try start(argv, plan, fields)
+            group.addTask { [child] in sink.yield(.exited(child.pid, await child.exit())) }
+            var restarting = false
+            var ending = false
+            for await event in events {
+                switch event {
+                case let .signal(number):
+                    child.signal(number)
+                    if number == SIGTERM || number == SIGINT { ending = true }
+                case let .rotated(name, newFields):
+                    fields[name] = newFields
+                    switch plan.policy {
+                    case .none: break
+                    case let .signal(number, _): child.signal(number)
+                    case .restart:
+                        guard !restarting, !ending else { break }
+                        restarting = true
+                        child.signal(SIGTERM)
+                        group.addTask { [pid = child.pid] in
+                            guard (try? await Task.sleep(for: Self.restartGrace)) != nil else { return }
+                            sink.yield(.stopTimedOut(pid))
+                        }
+                    }
+                case let .stopTimedOut(pid) where pid == child.pid && restarting:
+                    child.signal(SIGKILL)
+                case .stopTimedOut:
+                    break
+                case let .exited(pid, status) where pid == child.pid:
+                    guard restarting, !ending else { throw ExitCode(status.shellStatus) }
+                    restarting = false
+                    child = try start(argv, plan, fields)
+                    group.addTask { [child] in sink.yield(.exited(child.pid, await child.exit())) }
+                case .exited:
+                    break
+                }
             }
         }
     }
@@ -120,12 +126,13 @@ struct ExecCommand: AsyncParsableCommand {
     enum Event: Sendable {
         case signal(Int32)
         case rotated(String, CredentialFields)
+        /// A child asked to stop for a restart has not exited within ``restartGrace``.
+        case stopTimedOut(pid_t)
         case exited(pid_t, ChildExit)
     }
 
     /// Starts the command with the plan's variables over this process's environment.
-    private func start(_ argv: [String], _ plan: ExecPlan, _ fields: [String: CredentialFields],
-                       events: AsyncStream<Event>.Continuation) throws -> SpawnedProcess {
+    private func start(_ argv: [String], _ plan: ExecPlan, _ fields: [String: CredentialFields]) throws -> SpawnedProcess {
         let variables: [String: String]
         do {
             variables = try plan.variables(fields)
@@ -140,7 +147,6 @@ struct ExecCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("credagent: \(error.message)\n".utf8))
             throw ExitCode(127)
         }
-        Task { events.yield(.exited(process.pid, await process.exit())) }
         return process
     }
 

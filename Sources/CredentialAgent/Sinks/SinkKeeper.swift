@@ -86,7 +86,10 @@ final class SinkKeeper: Sendable {
             }
             await waitForChange(from: snapshot?.version, until: wakeAt)
         }
+        // A signal still waiting for its process is dropped; a command runs to its end (at most
+        // its timeout), so no hook outlives the keeper.
         if case .signal? = sinks.onRotate { hook?.cancel() }
+        await hook?.value
         await remove(except: stopState.withLockedValue { $0.keeping })
     }
 
