@@ -146,7 +146,7 @@ let package = Package(
             swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
         ),
 
-        // Child processes for the test targets (peers' clients, the oracle scripts, the binary).
+        // Child processes for the test targets (peers' clients, the oracle scripts, the binary) and their async cleanup.
         .target(
             name: "TestSupport",
             dependencies: [

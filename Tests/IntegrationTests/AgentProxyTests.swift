@@ -13,56 +13,62 @@ struct AgentProxyTests {
     func agentProxy() async throws {
         let user = uniqueUser("kong")
         let emulator = try await startEmulator(tokenLifetime: 600)
-        defer { Task { try? await emulator.stop() } }
-        let proxyDirectory = try Peers.scratchDirectory("agent-proxy") + "/orders-db"
-        let agent = try await AgentProcess(label: "agent-proxy", config: """
-            socket:
-              path: SOCKET
-            credentials:
-            \(PostgresPeer.gcpCredential("orders-db", user: user, more: [
-                "ca_file: \(PostgresPeer.caFile ?? "")", "proxy:", "  listen: unix:\(proxyDirectory)", "  shutdown_grace: 10s",
-            ]))
-            """, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let first = try await agent.credential("orders-db")
-        try await PostgresPeer.createRole(user, password: Secret(first["password"] as? String ?? ""))
+        try await withCleanup {
+            let proxyDirectory = try Peers.scratchDirectory("agent-proxy") + "/orders-db"
+            let agent = try await AgentProcess(label: "agent-proxy", config: """
+                socket:
+                  path: SOCKET
+                credentials:
+                \(PostgresPeer.gcpCredential("orders-db", user: user, more: [
+                    "ca_file: \(PostgresPeer.caFile ?? "")", "proxy:", "  listen: unix:\(proxyDirectory)", "  shutdown_grace: 10s",
+                ]))
+                """, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try await agent.credential("orders-db")
+                try await PostgresPeer.createRole(user, password: Secret(first["password"] as? String ?? ""))
 
-        let before = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v1 ' || current_user"])
-        #expect(before.status == 0, "\(before.stderr)")
-        #expect(before.stdout.contains("v1 \(user)"))
+                let before = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v1 ' || current_user"])
+                #expect(before.status == 0, "\(before.stderr)")
+                #expect(before.stdout.contains("v1 \(user)"))
 
-        // A session that stays open across the rotation.
-        async let open = psqlThroughProxy(directory: proxyDirectory, user: user,
-                                          ["SELECT 1", "SELECT pg_sleep(8)", "SELECT 'still ' || current_user"])
-        // The session logs in with the first token: the rotation starts once the server lists it.
-        try await waitUntil("the open session is logged in", timeout: 30) {
-            try await PostgresPeer.adminQuery("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(user)'") != "0"
+                // A session that stays open across the rotation.
+                async let open = psqlThroughProxy(directory: proxyDirectory, user: user,
+                                                  ["SELECT 1", "SELECT pg_sleep(8)", "SELECT 'still ' || current_user"])
+                // The session logs in with the first token: the rotation starts once the server lists it.
+                try await waitUntil("the open session is logged in", timeout: 30) {
+                    try await PostgresPeer.adminQuery("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(user)'") != "0"
+                }
+                // The agent refreshes on request once the held token is 5 s old.
+                var second: [String: Any] = [:]
+                try await waitUntil("the agent holds version 2", timeout: 30) {
+                    second = try await agent.json("POST", "/v1/credentials/orders-db/refresh").body
+                    return second["version"] as? Int == 2
+                }
+                let newToken = Secret(second["password"] as? String ?? "")
+                #expect(newToken.reveal() != first["password"] as? String)
+                try await PostgresPeer.setPassword(user, password: newToken)
+
+                let after = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v2 ' || current_user"])
+                #expect(after.status == 0, "\(after.stderr)")
+                #expect(after.stdout.contains("v2 \(user)"))
+                let session = try await open
+                #expect(session.status == 0, "\(session.stderr)")
+                #expect(session.stdout.contains("still \(user)"))
+
+                let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+                #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"orders-db\"} 3"), "\(metrics)")
+                #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"orders-db\"} 3"))
+
+                // Stopping removes the proxy's socket.
+                let socket = proxyDirectory + "/.s.PGSQL.5432"
+                #expect(FileManager.default.fileExists(atPath: socket))
+                #expect(await agent.stop() == 0)
+                #expect(!FileManager.default.fileExists(atPath: socket))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        // The agent refreshes on request once the held token is 5 s old.
-        var second: [String: Any] = [:]
-        try await waitUntil("the agent holds version 2", timeout: 30) {
-            second = try await agent.json("POST", "/v1/credentials/orders-db/refresh").body
-            return second["version"] as? Int == 2
-        }
-        let newToken = Secret(second["password"] as? String ?? "")
-        #expect(newToken.reveal() != first["password"] as? String)
-        try await PostgresPeer.setPassword(user, password: newToken)
-
-        let after = try await psqlThroughProxy(directory: proxyDirectory, user: user, ["SELECT 'v2 ' || current_user"])
-        #expect(after.status == 0, "\(after.stderr)")
-        #expect(after.stdout.contains("v2 \(user)"))
-        let session = try await open
-        #expect(session.status == 0, "\(session.stderr)")
-        #expect(session.stdout.contains("still \(user)"))
-
-        let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
-        #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"orders-db\"} 3"), "\(metrics)")
-        #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"orders-db\"} 3"))
-
-        // Stopping removes the proxy's socket.
-        let socket = proxyDirectory + "/.s.PGSQL.5432"
-        #expect(FileManager.default.fileExists(atPath: socket))
-        #expect(await agent.stop() == 0)
-        #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }

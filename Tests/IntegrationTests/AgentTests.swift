@@ -15,7 +15,7 @@ private let everyProviderConfig = """
       path: SOCKET
     refresh:
       backoff: {initial: 200ms, max: 1s}
-      client_min_interval: 1s
+      client_min_interval: 4s
     credentials:
       - name: orders-db
         kind: postgres
@@ -100,9 +100,10 @@ private let everyProviderConfig = """
         #expect(raw.headers["Cache-Control"] == "no-store")
         #expect(raw.headers["Content-Type"] == "application/json")
 
-        // A forced refresh makes a new version once the secret is a few seconds old; within
-        // seconds of a new secret it answers with that. min_valid asks for at most half the lifetime.
-        try await Task.sleep(for: .seconds(1))
+        // A forced refresh makes a new version once the secret is client_min_interval (4 s) old;
+        // within that of a new secret it answers with that (4 s leaves room for a loaded machine).
+        // min_valid asks for at most half the lifetime.
+        try await Task.sleep(for: .seconds(4))
         let refreshed = try await agent.json("POST", "/v1/credentials/az-pg/refresh")
         #expect(refreshed.status == 200)
         #expect(refreshed.body["version"] as? Int == 2)

@@ -32,33 +32,39 @@ struct ConnectivityCLITests {
 
     @Test func checksEveryCredentialOfARunningAgent() async throws {
         let emulator = try await startEmulator(tokenLifetime: 600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "conn-test", config: agentConfig, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let database = try await agent.credential("orders-db")
-        let cache = try await agent.credential("sessions")
-        let databaseToken = Secret(database["password"] as? String ?? "")
-        let cacheToken = Secret(cache["password"] as? String ?? "")
-        try await PostgresPeer.createRole(user, password: databaseToken)
-        try await RedisPeer.createUser(user, password: cacheToken)
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "conn-test", config: agentConfig, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let database = try await agent.credential("orders-db")
+                let cache = try await agent.credential("sessions")
+                let databaseToken = Secret(database["password"] as? String ?? "")
+                let cacheToken = Secret(cache["password"] as? String ?? "")
+                try await PostgresPeer.createRole(user, password: databaseToken)
+                try await RedisPeer.createUser(user, password: cacheToken)
 
-        let one = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", caFile])
-        #expect(one.status == 0, "\(one.stdout)\(one.stderr)")
-        #expect(one.stdout.hasPrefix("NAME"))
-        #expect(one.stdout.contains("orders-db  postgres  gcp       ok"))
+                let one = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", caFile])
+                #expect(one.status == 0, "\(one.stdout)\(one.stderr)")
+                #expect(one.stdout.hasPrefix("NAME"))
+                #expect(one.stdout.contains("orders-db  postgres  gcp       ok"))
 
-        let all = try await runCredagent(["test", "--all", "--json", "--socket", agent.socketPath, "--ca-file", caFile])
-        #expect(all.status == 1, "one credential's role does not exist, so the run fails: \(all.stdout)\(all.stderr)")
-        let document = try #require(try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])
-        let checks = try #require(document["checks"] as? [[String: Any]])
-        let byName = Dictionary(uniqueKeysWithValues: checks.map { ($0["name"] as? String ?? "", $0) })
-        #expect(byName["orders-db"]?["ok"] as? Bool == true)
-        #expect((byName["orders-db"]?["details"] as? [String: String])?["user"] == user)
-        #expect(byName["sessions"]?["ok"] as? Bool == true)
-        #expect(byName["sessions"]?["provider"] as? String == "azure")
-        #expect((byName["unknown-role"]?["failure"] as? [String: Any])?["cause"] as? String == "rejected")
-        for token in [databaseToken, cacheToken] {
-            #expect(!all.stdout.contains(token.reveal()) && !all.stderr.contains(token.reveal()))
+                let all = try await runCredagent(["test", "--all", "--json", "--socket", agent.socketPath, "--ca-file", caFile])
+                #expect(all.status == 1, "one credential's role does not exist, so the run fails: \(all.stdout)\(all.stderr)")
+                let document = try #require(try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])
+                let checks = try #require(document["checks"] as? [[String: Any]])
+                let byName = Dictionary(uniqueKeysWithValues: checks.map { ($0["name"] as? String ?? "", $0) })
+                #expect(byName["orders-db"]?["ok"] as? Bool == true)
+                #expect((byName["orders-db"]?["details"] as? [String: String])?["user"] == user)
+                #expect(byName["sessions"]?["ok"] as? Bool == true)
+                #expect(byName["sessions"]?["provider"] as? String == "azure")
+                #expect((byName["unknown-role"]?["failure"] as? [String: Any])?["cause"] as? String == "rejected")
+                for token in [databaseToken, cacheToken] {
+                    #expect(!all.stdout.contains(token.reveal()) && !all.stderr.contains(token.reveal()))
+                }
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
     }
 
@@ -81,41 +87,44 @@ struct ConnectivityCLITests {
     @Test(.enabled(if: BaoAdmin.available, "needs the OpenBao peer"))
     func checksDirectlyFromAConfigFile() async throws {
         let emulator = try await startEmulator(tokenLifetime: 600)
-        defer { Task { try? await emulator.stop() } }
-        let bao = try #require(BaoAdmin.fromEnvironment())
-        let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
-        try await bao.enableAuth("jwt", at: mount)
-        try await bao.call("POST", "auth/\(mount)/config", ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs",
-                                                            "bound_issuer": emulator.gcpIssuer])
-        try await bao.call("POST", "auth/\(mount)/role/gateway", [
-            "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
-            "token_policies": ["default"], "token_ttl": "5m",
-        ])
-        try await PostgresPeer.createRole(user, password: fakeIAMToken())
-        let directory = try Peers.scratchDirectory("conn-direct")
-        let config = directory + "/agent.yaml"
-        try """
-            credentials:
-              - name: vault
-                kind: vault
-                provider: gcp
-                method: jwt
-                audience: vault/gateway
-                address: \(bao.address)
-                mount: \(mount)
-                role: gateway
-            \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]))
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try await withCleanup {
+            let bao = try #require(BaoAdmin.fromEnvironment())
+            let mount = "jwt-\(UUID().uuidString.prefix(8).lowercased())"
+            try await bao.enableAuth("jwt", at: mount)
+            try await bao.call("POST", "auth/\(mount)/config", ["jwks_url": "\(emulator.gcpIssuer)/oauth2/v3/certs",
+                                                                "bound_issuer": emulator.gcpIssuer])
+            try await bao.call("POST", "auth/\(mount)/role/gateway", [
+                "role_type": "jwt", "bound_audiences": ["vault/gateway"], "user_claim": "email",
+                "token_policies": ["default"], "token_ttl": "5m",
+            ])
+            try await PostgresPeer.createRole(user, password: fakeIAMToken())
+            let directory = try Peers.scratchDirectory("conn-direct")
+            let config = directory + "/agent.yaml"
+            try """
+                credentials:
+                  - name: vault
+                    kind: vault
+                    provider: gcp
+                    method: jwt
+                    audience: vault/gateway
+                    address: \(bao.address)
+                    mount: \(mount)
+                    role: gateway
+                \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]))
+                """.write(toFile: config, atomically: true, encoding: .utf8)
 
-        let vault = try await runCredagent(["test", "vault", "--config", config, "--json"], environment: cloudEnvironment(emulator))
-        #expect(vault.status == 0, "\(vault.stdout)\(vault.stderr)")
-        let document = try #require(try JSONSerialization.jsonObject(with: Data(vault.stdout.utf8)) as? [String: Any])
-        let check = try #require((document["checks"] as? [[String: Any]])?.first)
-        #expect((check["details"] as? [String: String])?["policies"] == "default")
+            let vault = try await runCredagent(["test", "vault", "--config", config, "--json"], environment: cloudEnvironment(emulator))
+            #expect(vault.status == 0, "\(vault.stdout)\(vault.stderr)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(vault.stdout.utf8)) as? [String: Any])
+            let check = try #require((document["checks"] as? [[String: Any]])?.first)
+            #expect((check["details"] as? [String: String])?["policies"] == "default")
 
-        let database = try await runCredagent(["test", "orders-db", "--config", config], environment: cloudEnvironment(emulator))
-        #expect(database.status == 1)
-        #expect(database.stdout.contains("FAIL (rejected)"), "\(database.stdout)\(database.stderr)")
-        #expect(database.stdout.contains("password authentication failed"))
+            let database = try await runCredagent(["test", "orders-db", "--config", config], environment: cloudEnvironment(emulator))
+            #expect(database.status == 1)
+            #expect(database.stdout.contains("FAIL (rejected)"), "\(database.stdout)\(database.stderr)")
+            #expect(database.stdout.contains("password authentication failed"))
+        } cleanup: {
+            try? await emulator.stop()
+        }
     }
 }

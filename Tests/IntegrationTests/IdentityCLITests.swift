@@ -153,8 +153,11 @@ import Testing
         var configuration = CloudEmulator.Configuration()
         configuration.stateDirectory = stateDirectory
         let restarted = try await CloudEmulator.start(configuration)
-        defer { Task { try? await restarted.stop() } }
-        #expect(restarted.verify(token.token.reveal()).isValid)
+        await withCleanup {
+            #expect(restarted.verify(token.token.reveal()).isValid)
+        } cleanup: {
+            try? await restarted.stop()
+        }
     }
 
     @Test("emulate refuses a bad lifetime (exit 2) and a port in use (exit 1), saying which")
@@ -164,10 +167,13 @@ import Testing
         #expect(lifetime.stderr.contains("--token-ttl soon is not a duration"))
 
         let emulator = try await CloudEmulator.start()
-        defer { Task { try? await emulator.stop() } }
-        let busy = try await runCredagent(["emulate", "--aws", String(emulator.awsPort)])
-        #expect(busy.status == 1)
-        #expect(busy.stderr.contains("cannot listen on 127.0.0.1 ports aws \(emulator.awsPort)"))
-        #expect(busy.stderr.contains("choose other ports"))
+        try await withCleanup {
+            let busy = try await runCredagent(["emulate", "--aws", String(emulator.awsPort)])
+            #expect(busy.status == 1)
+            #expect(busy.stderr.contains("cannot listen on 127.0.0.1 ports aws \(emulator.awsPort)"))
+            #expect(busy.stderr.contains("choose other ports"))
+        } cleanup: {
+            try? await emulator.stop()
+        }
     }
 }

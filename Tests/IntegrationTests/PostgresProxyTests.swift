@@ -160,93 +160,111 @@ struct PostgresProxyTests {
     @Test("psql connects through the proxy with no password, as the credential's user, over TLS and SCRAM")
     func psqlThroughProxy() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-scram")
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(fixture.user) true")
-        // The socket is where libpq looks for host=DIR, with the configured mode.
-        var info = stat()
-        #expect(lstat(fixture.socketPath, &info) == 0)
-        #expect(info.st_mode & 0o777 == 0o660)
-        #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"pg-proxy-scram\"} 1"))
-        #expect(fixture.exposition.contains("credagent_proxy_bytes_total{proxy=\"pg-proxy-scram\",direction=\"server_to_client\"}"))
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(fixture.user) true")
+            // The socket is where libpq looks for host=DIR, with the configured mode.
+            var info = stat()
+            #expect(lstat(fixture.socketPath, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o660)
+            #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"pg-proxy-scram\"} 1"))
+            #expect(fixture.exposition.contains("credagent_proxy_bytes_total{proxy=\"pg-proxy-scram\",direction=\"server_to_client\"}"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("The client's startup parameters reach the server: application_name and options are kept")
     func startupParametersKept() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-params")
-        defer { Task { await fixture.stop() } }
-        let conninfo = "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database) application_name=proxied-app options='-c search_path=custom_path'"
-        let result = try await ChildProcess.run((Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
-                                                ["-X", "-A", "-t", "-d", conninfo, "-c", "SELECT current_setting('application_name') || ' ' || current_setting('search_path')"],
-                                                environment: [:])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "proxied-app custom_path")
+        try await withCleanup {
+            let conninfo = "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database) application_name=proxied-app options='-c search_path=custom_path'"
+            let result = try await ChildProcess.run((Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                                                    ["-X", "-A", "-t", "-d", conninfo, "-c", "SELECT current_setting('application_name') || ' ' || current_setting('search_path')"],
+                                                    environment: [:])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "proxied-app custom_path")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Cleartext password and MD5 requests are answered with the token", arguments: [false, true])
     func cleartextAndMD5(md5: Bool) async throws {
         let fixture = try await ProxyFixture(label: md5 ? "pg-proxy-md5" : "pg-proxy-cleartext",
                                              memberOf: md5 ? "credagent_md5" : "credagent_cleartext", md5: md5)
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT current_user"])
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user)
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT current_user"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user)
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A rotation leaves an open session running and the next session uses the new token")
     func rotation() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-rotation")
-        defer { Task { await fixture.stop() } }
-        async let open = fixture.psql(["SELECT 1", "SELECT pg_sleep(3)", "SELECT 'still ' || current_user"])
-        try await Task.sleep(for: .seconds(1))
-        try await fixture.rotate()
-        let after = try await fixture.psql(["SELECT 'new ' || current_user"])
-        #expect(after.status == 0, "\(after.stderr)")
-        #expect(after.stdout.contains("new \(fixture.user)"))
-        let session = try await open
-        #expect(session.status == 0, "\(session.stderr)")
-        #expect(session.stdout.contains("still \(fixture.user)"))
+        try await withCleanup {
+            async let open = fixture.psql(["SELECT 1", "SELECT pg_sleep(3)", "SELECT 'still ' || current_user"])
+            try await Task.sleep(for: .seconds(1))
+            try await fixture.rotate()
+            let after = try await fixture.psql(["SELECT 'new ' || current_user"])
+            #expect(after.status == 0, "\(after.stderr)")
+            #expect(after.stdout.contains("new \(fixture.user)"))
+            let session = try await open
+            #expect(session.status == 0, "\(session.stderr)")
+            #expect(session.stdout.contains("still \(fixture.user)"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A query is cancelled through the proxy: psql's cancel on SIGINT reaches the server")
     func cancel() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-cancel")
-        defer { Task { await fixture.stop() } }
-        let process = Process()
-        // The test process may block SIGINT in the mask a child inherits: python clears it, then runs psql.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
-                                 + "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
-                             (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
-                             "-X", "-d", "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database)",
-                             "-c", "SELECT pg_sleep(30)"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let started = Date()
-        try process.run()
-        // Until the query runs: its session is the proxy's only one with a cancel key.
-        try await waitUntil("the query runs", timeout: 20) {
-            let rows = try await fixture.psqlAdminCount("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(fixture.user)' AND query LIKE 'SELECT pg_sleep%'")
-            return rows == 1
+        try await withCleanup {
+            let process = Process()
+            // The test process may block SIGINT in the mask a child inherits: python clears it, then runs psql.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                                     + "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+                                 (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                                 "-X", "-d", "host=\(fixture.directory) user=\(fixture.user) dbname=\(PostgresPeer.database)",
+                                 "-c", "SELECT pg_sleep(30)"]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            let started = Date()
+            try process.run()
+            // Until the query runs: its session is the proxy's only one with a cancel key.
+            try await waitUntil("the query runs", timeout: 20) {
+                let rows = try await fixture.psqlAdminCount("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(fixture.user)' AND query LIKE 'SELECT pg_sleep%'")
+                return rows == 1
+            }
+            kill(process.processIdentifier, SIGINT)
+            try await waitUntil("psql exits", timeout: 20) { !process.isRunning }
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(stderr.contains("canceling statement due to user request"), "\(stderr)")
+            #expect(Date().timeIntervalSince(started) < 25)
+        } cleanup: {
+            await fixture.stop()
         }
-        kill(process.processIdentifier, SIGINT)
-        try await waitUntil("psql exits", timeout: 20) { !process.isRunning }
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(stderr.contains("canceling statement due to user request"), "\(stderr)")
-        #expect(Date().timeIntervalSince(started) < 25)
     }
 
     @Test("A process whose uid is not allowed is refused with 28000 naming the credential")
     func peerNotAllowed() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-peer", mode: 0o666)
-        defer { Task { await fixture.stop() } }
-        chmod(fixture.directory, 0o755)
-        let result = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("credagent proxy for pg-proxy-peer: this process (uid 65534) may not use it"), "\(result.stderr)")
-        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"pg-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+        try await withCleanup {
+            chmod(fixture.directory, 0o755)
+            let result = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("credagent proxy for pg-proxy-peer: this process (uid 65534) may not use it"), "\(result.stderr)")
+            #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"pg-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A loopback TCP listener serves psql as the credential's user, on 127.0.0.1 and ::1")
@@ -263,152 +281,185 @@ struct PostgresProxyTests {
     @Test("A uid not allowed is refused with SQLSTATE 28000 on both listener kinds, its uid found through the kernel")
     func foreignUIDRefusedOnBothListeners() async throws {
         let unix = try await ProxyFixture(label: "pg-proxy-foreign-unix", mode: 0o666)
-        defer { Task { await unix.stop() } }
-        chmod(unix.directory, 0o755)
-        let tcp = try await ProxyFixture(label: "pg-proxy-foreign-tcp", tcpHost: "127.0.0.1")
-        defer { Task { await tcp.stop() } }
-        for fixture in [unix, tcp] {
-            let answer = try await fixture.startupAnswerAsNobody()
-            #expect(sqlState(in: answer) == "28000", "\(answer)")
-            #expect(answer.contains("this process (uid 65534) may not use it"), "\(answer)")
-            let psql = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            #expect(psql.status != 0)
-            #expect(psql.stderr.contains("(uid 65534) may not use it"), "\(psql.stderr)")
-            // The agent's own uid is allowed on the same listener.
-            #expect(try await fixture.psql(["SELECT 1"]).status == 0)
+        try await withCleanup {
+            chmod(unix.directory, 0o755)
+            let tcp = try await ProxyFixture(label: "pg-proxy-foreign-tcp", tcpHost: "127.0.0.1")
+            try await withCleanup {
+                for fixture in [unix, tcp] {
+                    let answer = try await fixture.startupAnswerAsNobody()
+                    #expect(sqlState(in: answer) == "28000", "\(answer)")
+                    #expect(answer.contains("this process (uid 65534) may not use it"), "\(answer)")
+                    let psql = try await fixture.psql(["SELECT 1"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                    #expect(psql.status != 0)
+                    #expect(psql.stderr.contains("(uid 65534) may not use it"), "\(psql.stderr)")
+                    // The agent's own uid is allowed on the same listener.
+                    #expect(try await fixture.psql(["SELECT 1"]).status == 0)
+                }
+            } cleanup: {
+                await tcp.stop()
+            }
+        } cleanup: {
+            await unix.stop()
         }
     }
 
     @Test("idle_timeout closes a session with no bytes either way for that long; a busier one runs on")
     func idleTimeout() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-idle", idleTimeout: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        async let busy = fixture.psql(["SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT 'busy done'"])
-        let idle = try await fixture.psql(["SELECT 'before'", "SELECT pg_sleep(4)", "SELECT 'after'"])
-        #expect(idle.status != 0)
-        #expect(idle.stdout.contains("before"))
-        #expect(!idle.stdout.contains("after"))
-        #expect(idle.stderr.contains("server closed the connection unexpectedly"), "\(idle.stderr)")
-        let busyResult = try await busy
-        #expect(busyResult.status == 0, "\(busyResult.stderr)")
-        #expect(busyResult.stdout.contains("busy done"))
+        try await withCleanup {
+            async let busy = fixture.psql(["SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT pg_sleep(1)", "SELECT 'busy done'"])
+            let idle = try await fixture.psql(["SELECT 'before'", "SELECT pg_sleep(4)", "SELECT 'after'"])
+            #expect(idle.status != 0)
+            #expect(idle.stdout.contains("before"))
+            #expect(!idle.stdout.contains("after"))
+            #expect(idle.stderr.contains("server closed the connection unexpectedly"), "\(idle.stderr)")
+            let busyResult = try await busy
+            #expect(busyResult.status == 0, "\(busyResult.stderr)")
+            #expect(busyResult.stdout.contains("busy done"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("1,000 idle client connections: other sessions are unaffected and each idle one gets 08P01 at the handshake timeout")
     func thousandIdleConnections() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-thousand", maxConnections: 1100, handshakeTimeout: .seconds(4))
-        defer { Task { await fixture.stop() } }
-        let idle = try (0..<1000).map { _ in try connectUnix(fixture.socketPath) }
-        defer { idle.forEach { close($0) } }
-        let started = Date()
-        try await waitUntil("the proxy holds 1,000 connections", timeout: 10) { fixture.proxy.openConnections >= 1000 }
-        let session = try await fixture.psql(["SELECT 'served ' || current_user"])
-        #expect(session.status == 0, "\(session.stderr)")
-        #expect(session.stdout.contains("served \(fixture.user)"))
-        #expect(Date().timeIntervalSince(started) < 4, "the session was set up while the idle connections were held")
-        // Each idle client is told why once its handshake time is up, then closed.
-        var timedOut = 0
-        for fd in idle {
-            var wait = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-            var buffer = [UInt8](repeating: 0, count: 512)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count > 0, sqlState(in: String(decoding: buffer[0..<count], as: UTF8.self)) == "08P01" { timedOut += 1 }
+        try await withCleanup {
+            let idle = try (0..<1000).map { _ in try connectUnix(fixture.socketPath) }
+            defer { idle.forEach { close($0) } }
+            let started = Date()
+            try await waitUntil("the proxy holds 1,000 connections", timeout: 10) { fixture.proxy.openConnections >= 1000 }
+            let session = try await fixture.psql(["SELECT 'served ' || current_user"])
+            #expect(session.status == 0, "\(session.stderr)")
+            #expect(session.stdout.contains("served \(fixture.user)"))
+            #expect(Date().timeIntervalSince(started) < 4, "the session was set up while the idle connections were held")
+            // Each idle client is told why once its handshake time is up, then closed.
+            var timedOut = 0
+            for fd in idle {
+                var wait = timeval(tv_sec: 10, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+                var buffer = [UInt8](repeating: 0, count: 512)
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count > 0, sqlState(in: String(decoding: buffer[0..<count], as: UTF8.self)) == "08P01" { timedOut += 1 }
+            }
+            #expect(timedOut == 1000)
+            try await waitUntil("the proxy closed them", timeout: 10) { fixture.proxy.openConnections == 0 }
+        } cleanup: {
+            await fixture.stop()
         }
-        #expect(timedOut == 1000)
-        try await waitUntil("the proxy closed them", timeout: 10) { fixture.proxy.openConnections == 0 }
     }
 
     @Test("Another user than the credential's is refused with 28000")
     func userMismatch() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-user")
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT 1"], user: "someone_else")
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("user \"someone_else\" is not the credential's user; connect as \"\(fixture.user)\""), "\(result.stderr)")
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT 1"], user: "someone_else")
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("user \"someone_else\" is not the credential's user; connect as \"\(fixture.user)\""), "\(result.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A token the server rejects is refused with 28000 and the server's reason")
     func tokenRejected() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-rejected", tokenOverride: Secret("not-the-token"))
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT 1"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("the database rejected the credential's token: password authentication failed for user"), "\(result.stderr)")
-        #expect(!result.stderr.contains("not-the-token"))
-        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"pg-proxy-rejected\"} 1"))
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT 1"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("the database rejected the credential's token: password authentication failed for user"), "\(result.stderr)")
+            #expect(!result.stderr.contains("not-the-token"))
+            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"pg-proxy-rejected\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("An unreachable server is reported with 08006 naming the credential")
     func upstreamDown() async throws {
         let closedPort = try closedLoopbackPort()
         let fixture = try await ProxyFixture(label: "pg-proxy-down", port: closedPort)
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT 1"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("credagent proxy for pg-proxy-down: cannot connect to the database"), "\(result.stderr)")
-        let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
-        #expect(sqlState(in: answer) == "08006")
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT 1"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("credagent proxy for pg-proxy-down: cannot connect to the database"), "\(result.stderr)")
+            let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
+            #expect(sqlState(in: answer) == "08006")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A server certificate from another CA is refused with 08006 saying why")
     func wrongCA() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-ca", caFile: PostgresPeer.otherCAFile)
-        defer { Task { await fixture.stop() } }
-        let result = try await fixture.psql(["SELECT 1"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("credagent proxy for pg-proxy-ca: cannot connect to the database: the server certificate is not trusted"),
-                "\(result.stderr)")
+        try await withCleanup {
+            let result = try await fixture.psql(["SELECT 1"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("credagent proxy for pg-proxy-ca: cannot connect to the database: the server certificate is not trusted"),
+                    "\(result.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A protocol 3.2 startup reaches the server, whose NegotiateProtocolVersion reaches the client before AuthenticationOk")
     func protocol32() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-32")
-        defer { Task { await fixture.stop() } }
-        var packet = startupPacket(user: fixture.user)
-        packet[7] = 2
-        let answer = try rawExchange(fixture.socketPath, packet, timeout: 3)
-        // PostgreSQL 15 speaks 3.0: it says so, then the login proceeds.
-        #expect(answer.hasPrefix("v"), "\(answer.prefix(40).debugDescription)")
-        #expect(answer.contains("R\0\0\0\u{8}\0\0\0\0"), "no AuthenticationOk")
-        #expect(answer.contains("Z\0\0\0\u{5}I"), "no ReadyForQuery")
+        try await withCleanup {
+            var packet = startupPacket(user: fixture.user)
+            packet[7] = 2
+            let answer = try rawExchange(fixture.socketPath, packet, timeout: 3)
+            // PostgreSQL 15 speaks 3.0: it says so, then the login proceeds.
+            #expect(answer.hasPrefix("v"), "\(answer.prefix(40).debugDescription)")
+            #expect(answer.contains("R\0\0\0\u{8}\0\0\0\0"), "no AuthenticationOk")
+            #expect(answer.contains("Z\0\0\0\u{5}I"), "no ReadyForQuery")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Connections over max_connections are refused with 53300, the others unaffected")
     func tooManyConnections() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-limit", maxConnections: 1)
-        defer { Task { await fixture.stop() } }
-        let held = try connectUnix(fixture.socketPath)
-        defer { close(held) }
-        try await waitUntil("the held connection is counted", timeout: 10) { fixture.proxy.openConnections == 1 }
-        let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
-        #expect(sqlState(in: answer) == "53300")
-        #expect(answer.contains("too many connections (max_connections is 1)"))
-        close(held)
-        try await waitUntil("the held connection is gone", timeout: 10) { fixture.proxy.openConnections == 0 }
-        let result = try await fixture.psql(["SELECT 1"])
-        #expect(result.status == 0, "\(result.stderr)")
+        try await withCleanup {
+            let held = try connectUnix(fixture.socketPath)
+            defer { close(held) }
+            try await waitUntil("the held connection is counted", timeout: 10) { fixture.proxy.openConnections == 1 }
+            let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
+            #expect(sqlState(in: answer) == "53300")
+            #expect(answer.contains("too many connections (max_connections is 1)"))
+            close(held)
+            try await waitUntil("the held connection is gone", timeout: 10) { fixture.proxy.openConnections == 0 }
+            let result = try await fixture.psql(["SELECT 1"])
+            #expect(result.status == 0, "\(result.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Garbage, a 10 MB length prefix and a startup that never completes get an ErrorResponse and a close")
     func hostileStartups() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-hostile", handshakeTimeout: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        let garbage = try rawExchange(fixture.socketPath, Array("GET / HTTP/1.1\r\nhost: x\r\n\r\n".utf8))
-        #expect(sqlState(in: garbage) == "08P01")
-        var huge: [UInt8] = [0x00, 0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00]
-        huge += [UInt8](repeating: 0x61, count: 1000)
-        let hugeAnswer = try rawExchange(fixture.socketPath, huge)
-        #expect(sqlState(in: hugeAnswer) == "08P01")
-        #expect(hugeAnswer.contains("invalid length of startup packet"))
-        let started = Date()
-        let partial = try rawExchange(fixture.socketPath, Array(startupPacket(user: fixture.user).prefix(12)))
-        #expect(sqlState(in: partial) == "08P01")
-        #expect(partial.contains("not completed within 2 s"))
-        #expect(Date().timeIntervalSince(started) < 10)
-        // Sessions still work.
-        let result = try await fixture.psql(["SELECT 1"])
-        #expect(result.status == 0, "\(result.stderr)")
+        try await withCleanup {
+            let garbage = try rawExchange(fixture.socketPath, Array("GET / HTTP/1.1\r\nhost: x\r\n\r\n".utf8))
+            #expect(sqlState(in: garbage) == "08P01")
+            var huge: [UInt8] = [0x00, 0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00]
+            huge += [UInt8](repeating: 0x61, count: 1000)
+            let hugeAnswer = try rawExchange(fixture.socketPath, huge)
+            #expect(sqlState(in: hugeAnswer) == "08P01")
+            #expect(hugeAnswer.contains("invalid length of startup packet"))
+            let started = Date()
+            let partial = try rawExchange(fixture.socketPath, Array(startupPacket(user: fixture.user).prefix(12)))
+            #expect(sqlState(in: partial) == "08P01")
+            #expect(partial.contains("not completed within 2 s"))
+            #expect(Date().timeIntervalSince(started) < 10)
+            // Sessions still work.
+            let result = try await fixture.psql(["SELECT 1"])
+            #expect(result.status == 0, "\(result.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Stopping closes the listener and removes the socket; an open session may finish within the grace")

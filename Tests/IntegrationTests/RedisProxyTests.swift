@@ -187,227 +187,268 @@ struct RedisProxyTests {
     @Test("redis-cli works through the proxy with no password, as the credential's user, over TLS")
     func redisCLI() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-cli")
-        defer { Task { await fixture.stop() } }
-        let whoami = try await fixture.cli(["ACL", "WHOAMI"])
-        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
-        let set = try await fixture.cli(["SET", "proxied-\(fixture.user)", "value 1"])
-        #expect(set.stdout.contains("OK"))
-        let get = try await fixture.cli(["GET", "proxied-\(fixture.user)"])
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "value 1")
-        // The client's own credentials are answered locally: still the credential's user.
-        let own = try await fixture.cli(["--user", "someone", "--pass", "guess", "--no-auth-warning", "ACL", "WHOAMI"])
-        #expect(own.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(own.stdout) \(own.stderr)")
-        // HELLO 3 (RESP3) with AUTH: the AUTH part is dropped, the map reply reaches the client.
-        let hello = try await fixture.cli(["-3", "HELLO", "3", "AUTH", "someone", "guess", "SETNAME", "proxied-app"])
-        #expect(hello.stdout.contains("proto"), "\(hello.stdout) \(hello.stderr)")
-        #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"redis-proxy-cli\"} 5"), "\(fixture.exposition)")
+        try await withCleanup {
+            let whoami = try await fixture.cli(["ACL", "WHOAMI"])
+            #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
+            let set = try await fixture.cli(["SET", "proxied-\(fixture.user)", "value 1"])
+            #expect(set.stdout.contains("OK"))
+            let get = try await fixture.cli(["GET", "proxied-\(fixture.user)"])
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "value 1")
+            // The client's own credentials are answered locally: still the credential's user.
+            let own = try await fixture.cli(["--user", "someone", "--pass", "guess", "--no-auth-warning", "ACL", "WHOAMI"])
+            #expect(own.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(own.stdout) \(own.stderr)")
+            // HELLO 3 (RESP3) with AUTH: the AUTH part is dropped, the map reply reaches the client.
+            let hello = try await fixture.cli(["-3", "HELLO", "3", "AUTH", "someone", "guess", "SETNAME", "proxied-app"])
+            #expect(hello.stdout.contains("proto"), "\(hello.stdout) \(hello.stderr)")
+            #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"redis-proxy-cli\"} 5"), "\(fixture.exposition)")
 
-        // In a pipeline the local answer to AUTH keeps its place; RESET (which logs the connection
-        // out) is followed by a fresh AUTH; SELECT and CLIENT SETNAME pass through.
-        let connection = try RawRedisConnection(path: fixture.socketPath)
-        connection.send([["PING"], ["AUTH", "someone", "guess"], ["ECHO", "after"], ["RESET"], ["ACL", "WHOAMI"],
-                         ["SELECT", "1"], ["CLIENT", "SETNAME", "proxied"], ["CLIENT", "GETNAME"], ["AUTH"]])
-        let replies = connection.replies(9).replies
-        #expect(replies == ["+PONG", "+OK", "after", "+RESET", fixture.user, "+OK", "+OK", "proxied",
-                            "-ERR wrong number of arguments for 'auth' command"], "\(replies)")
+            // In a pipeline the local answer to AUTH keeps its place; RESET (which logs the connection
+            // out) is followed by a fresh AUTH; SELECT and CLIENT SETNAME pass through.
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["PING"], ["AUTH", "someone", "guess"], ["ECHO", "after"], ["RESET"], ["ACL", "WHOAMI"],
+                             ["SELECT", "1"], ["CLIENT", "SETNAME", "proxied"], ["CLIENT", "GETNAME"], ["AUTH"]])
+            let replies = connection.replies(9).replies
+            #expect(replies == ["+PONG", "+OK", "after", "+RESET", fixture.user, "+OK", "+OK", "proxied",
+                                "-ERR wrong number of arguments for 'auth' command"], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("redis-benchmark runs through the proxy: every request answered")
     func redisBenchmark() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-bench")
-        defer { Task { await fixture.stop() } }
-        let plain = try await ChildProcess.run("/usr/bin/redis-benchmark", ["-s", fixture.socketPath, "-n", "5000", "-c", "10", "-t", "set,get", "-q"],
-                                               environment: [:])
-        #expect(plain.status == 0, "\(plain.stderr)")
-        #expect(plain.stdout.contains("SET:") && plain.stdout.contains("GET:"), "\(plain.stdout) \(plain.stderr)")
-        let pipelined = try await ChildProcess.run("/usr/bin/redis-benchmark",
-                                                   ["-s", fixture.socketPath, "-n", "20000", "-c", "10", "-P", "16", "-t", "set,get", "-q"],
+        try await withCleanup {
+            let plain = try await ChildProcess.run("/usr/bin/redis-benchmark", ["-s", fixture.socketPath, "-n", "5000", "-c", "10", "-t", "set,get", "-q"],
                                                    environment: [:])
-        #expect(pipelined.status == 0, "\(pipelined.stderr)")
-        #expect(pipelined.stdout.contains("GET:"), "\(pipelined.stdout) \(pipelined.stderr)")
-        #expect(!fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-bench\""), "\(fixture.exposition)")
+            #expect(plain.status == 0, "\(plain.stderr)")
+            #expect(plain.stdout.contains("SET:") && plain.stdout.contains("GET:"), "\(plain.stdout) \(plain.stderr)")
+            let pipelined = try await ChildProcess.run("/usr/bin/redis-benchmark",
+                                                       ["-s", fixture.socketPath, "-n", "20000", "-c", "10", "-P", "16", "-t", "set,get", "-q"],
+                                                       environment: [:])
+            #expect(pipelined.status == 0, "\(pipelined.stderr)")
+            #expect(pipelined.stdout.contains("GET:"), "\(pipelined.stdout) \(pipelined.stderr)")
+            #expect(!fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-bench\""), "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("An open connection re-authenticates with the rotated token between replies; the server sees each AUTH")
     func reauthAcrossRotation() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-reauth", reauthBefore: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        let connection = try RawRedisConnection(path: fixture.socketPath)
-        connection.send([["ACL", "WHOAMI"]])
-        #expect(connection.replies(1).replies == [fixture.user])
-        try await fixture.rotate()
-        try await Task.sleep(for: .seconds(3))
-        // The old password is gone from the server: a fresh AUTH with it would have failed and
-        // closed the connection; the proxy sent the new one.
-        connection.send([["ACL", "WHOAMI"], ["PING"]])
-        let after = connection.replies(2)
-        #expect(after.replies == [fixture.user, "+PONG"], "\(after)")
-        #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 1"), "\(fixture.exposition)")
-        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 0"))
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["ACL", "WHOAMI"]])
+            #expect(connection.replies(1).replies == [fixture.user])
+            try await fixture.rotate()
+            try await Task.sleep(for: .seconds(3))
+            // The old password is gone from the server: a fresh AUTH with it would have failed and
+            // closed the connection; the proxy sent the new one.
+            connection.send([["ACL", "WHOAMI"], ["PING"]])
+            let after = connection.replies(2)
+            #expect(after.replies == [fixture.user, "+PONG"], "\(after)")
+            #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 1"), "\(fixture.exposition)")
+            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 0"))
 
-        // The server changes the password behind the proxy's back: the next re-AUTH reaches the
-        // server (its ACL LOG records the refused AUTH for this user), and the connection is
-        // closed at a reply boundary rather than kept on a token the server no longer takes.
-        _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) resetpass >\(fakeIAMToken().reveal())")
-        let end = connection.readsEndOfFile()
-        #expect(end.closed && end.bytes.isEmpty, "\(end)")
-        let log = try await RedisPeer.admin("ACL LOG 20")
-        #expect(log.contains(fixture.user) && log.contains("auth"), "\(log)")
-        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 1"))
-        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-reauth\"} 1"))
+            // The server changes the password behind the proxy's back: the next re-AUTH reaches the
+            // server (its ACL LOG records the refused AUTH for this user), and the connection is
+            // closed at a reply boundary rather than kept on a token the server no longer takes.
+            _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) resetpass >\(fakeIAMToken().reveal())")
+            let end = connection.readsEndOfFile()
+            #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            let log = try await RedisPeer.admin("ACL LOG 20")
+            #expect(log.contains(fixture.user) && log.contains("auth"), "\(log)")
+            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 1"))
+            #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-reauth\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("10,000 pipelined commands across re-auth points get exactly their 10,000 replies, in order")
     func pipeliningAcrossReauth() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-pipeline", reauthBefore: .seconds(1))
-        defer { Task { await fixture.stop() } }
-        let key = "counter-\(fixture.user)"
-        let connection = try RawRedisConnection(path: fixture.socketPath)
-        // 20 batches of 500, 150 ms apart: the 1 s re-auth point falls inside the stream.
-        for _ in 0..<20 {
-            connection.send(Array(repeating: ["INCR", key], count: 500))
-            try await Task.sleep(for: .milliseconds(150))
+        try await withCleanup {
+            let key = "counter-\(fixture.user)"
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            // 20 batches of 500, 150 ms apart: the 1 s re-auth point falls inside the stream.
+            for _ in 0..<20 {
+                connection.send(Array(repeating: ["INCR", key], count: 500))
+                try await Task.sleep(for: .milliseconds(150))
+            }
+            let result = connection.replies(10_000)
+            #expect(result.replies.count == 10_000)
+            #expect(result.replies == (1...10_000).map { ":\($0)" })
+            connection.send([["PING"]])
+            #expect(connection.replies(1).replies == ["+PONG"])
+            let exposition = fixture.exposition
+            #expect(!exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-pipeline\"} 0"), "\(exposition)")
+        } cleanup: {
+            await fixture.stop()
         }
-        let result = connection.replies(10_000)
-        #expect(result.replies.count == 10_000)
-        #expect(result.replies == (1...10_000).map { ":\($0)" })
-        connection.send([["PING"]])
-        #expect(connection.replies(1).replies == ["+PONG"])
-        let exposition = fixture.exposition
-        #expect(!exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-pipeline\"} 0"), "\(exposition)")
     }
 
     @Test("A transaction left open across the re-auth point is closed at a reply boundary; nothing of it is applied")
     func transactionClosedAtBoundary() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-multi", reauthBefore: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        let key = "multi-\(fixture.user)"
-        let connection = try RawRedisConnection(path: fixture.socketPath)
-        connection.send([["MULTI"], ["SET", key, "1"]])
-        #expect(connection.replies(2).replies == ["+OK", "+QUEUED"])
-        // Due after 2 s; the transaction gets a quarter of that (0.5 s) to end, then the connection is closed.
-        let end = connection.readsEndOfFile()
-        #expect(end.closed && end.bytes.isEmpty, "\(end)")
-        #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
-        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-multi\"} 1"))
+        try await withCleanup {
+            let key = "multi-\(fixture.user)"
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["MULTI"], ["SET", key, "1"]])
+            #expect(connection.replies(2).replies == ["+OK", "+QUEUED"])
+            // Due after 2 s; the transaction gets a quarter of that (0.5 s) to end, then the connection is closed.
+            let end = connection.readsEndOfFile()
+            #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+            #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-multi\"} 1"))
 
-        // A transaction that ends before the re-auth point runs whole, and the re-auth follows it.
-        let second = try RawRedisConnection(path: fixture.socketPath)
-        second.send([["MULTI"], ["SET", key, "2"], ["EXEC"]])
-        #expect(second.replies(3).replies == ["+OK", "+QUEUED", "+OK"])
-        try await Task.sleep(for: .seconds(3))
-        second.send([["GET", key]])
-        #expect(second.replies(1).replies == ["2"])
-        #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-multi\"} 1"), "\(fixture.exposition)")
+            // A transaction that ends before the re-auth point runs whole, and the re-auth follows it.
+            let second = try RawRedisConnection(path: fixture.socketPath)
+            second.send([["MULTI"], ["SET", key, "2"], ["EXEC"]])
+            #expect(second.replies(3).replies == ["+OK", "+QUEUED", "+OK"])
+            try await Task.sleep(for: .seconds(3))
+            second.send([["GET", key]])
+            #expect(second.replies(1).replies == ["2"])
+            #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-multi\"} 1"), "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A subscriber is closed at a message boundary at the re-auth point: every message it got is whole")
     func subscriberClosedAtBoundary() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-sub", reauthBefore: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        let channel = "news-\(fixture.user)"
-        let connection = try RawRedisConnection(path: fixture.socketPath)
-        connection.send([["SUBSCRIBE", channel]])
-        #expect(connection.replies(1).replies == ["subscribe \(channel) :1"])
-        let payload = String(repeating: "x", count: 200_000)
-        let publisher = Task {
-            for _ in 0..<40 {
-                _ = try? await RedisPeer.admin("PUBLISH \(channel) \(payload)")
-                try? await Task.sleep(for: .milliseconds(50))
-            }
+        try await withCleanup {
+            let channel = "news-\(fixture.user)"
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["SUBSCRIBE", channel]])
+            #expect(connection.replies(1).replies == ["subscribe \(channel) :1"])
+            let payload = String(repeating: "x", count: 200_000)
+            // The publisher stops between its commands (a redis-cli cut short could leave a
+            // message half sent) once the subscriber's connection has closed.
+            let done = NIOLockedValueBox(false)
+            async let published: Void = {
+                for _ in 0..<40 {
+                    if done.withLockedValue({ $0 }) { break }
+                    _ = try? await RedisPeer.admin("PUBLISH \(channel) \(payload)")
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }()
+            let received = connection.replies(1000)
+            done.withLockedValue { $0 = true }
+            await published
+            #expect(received.closed)
+            #expect(received.rest.isEmpty, "a partial message of \(received.rest.count) bytes")
+            #expect(received.replies.count >= 1)
+            #expect(received.replies.allSatisfy { $0 == "message \(channel) \(payload)" })
+            #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-sub\"} 1"))
+        } cleanup: {
+            await fixture.stop()
         }
-        let received = connection.replies(1000)
-        publisher.cancel()
-        #expect(received.closed)
-        #expect(received.rest.isEmpty, "a partial message of \(received.rest.count) bytes")
-        #expect(received.replies.count >= 1)
-        #expect(received.replies.allSatisfy { $0 == "message \(channel) \(payload)" })
-        #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-sub\"} 1"))
     }
 
     @Test("A process whose uid is not allowed is refused with an error naming the credential")
     func peerNotAllowed() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-peer", mode: 0o666)
-        defer { Task { await fixture.stop() } }
-        chmod((fixture.socketPath as NSString).deletingLastPathComponent, 0o755)
-        let result = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        #expect(result.stdout.contains("credagent proxy for redis-proxy-peer: this process (uid 65534) may not use it"),
-                "\(result.stdout) \(result.stderr)")
-        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+        try await withCleanup {
+            chmod((fixture.socketPath as NSString).deletingLastPathComponent, 0o755)
+            let result = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            #expect(result.stdout.contains("credagent proxy for redis-proxy-peer: this process (uid 65534) may not use it"),
+                    "\(result.stdout) \(result.stderr)")
+            #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-peer\",reason=\"peer_not_allowed\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Over loopback TCP, redis-cli works with no password; a process of another uid is refused by its socket's owner")
     func loopbackTCP() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-tcp", overTCP: true)
-        defer { Task { await fixture.stop() } }
-        #expect(!FileManager.default.fileExists(atPath: fixture.socketPath), "no socket file for a TCP listener")
-        let whoami = try await fixture.cli(["ACL", "WHOAMI"])
-        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
-        let foreign = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        #expect(foreign.stdout.contains("credagent proxy for redis-proxy-tcp: this process (uid 65534) may not use it"),
-                "\(foreign.stdout) \(foreign.stderr)")
-        #expect(!foreign.stdout.contains("PONG"))
+        try await withCleanup {
+            #expect(!FileManager.default.fileExists(atPath: fixture.socketPath), "no socket file for a TCP listener")
+            let whoami = try await fixture.cli(["ACL", "WHOAMI"])
+            #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == fixture.user, "\(whoami.stdout) \(whoami.stderr)")
+            let foreign = try await fixture.cli(["PING"], prefix: ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            #expect(foreign.stdout.contains("credagent proxy for redis-proxy-tcp: this process (uid 65534) may not use it"),
+                    "\(foreign.stdout) \(foreign.stderr)")
+            #expect(!foreign.stdout.contains("PONG"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A server certificate the CA file does not trust, or that does not name the host, is refused with the reason")
     func upstreamTLSChecked() async throws {
         let untrusted = try await RedisProxyFixture(label: "redis-proxy-ca", caFile: RedisPeer.otherCAFile)
-        defer { Task { await untrusted.stop() } }
-        let refused = try await untrusted.cli(["PING"])
-        #expect(refused.stdout.contains("credagent proxy for redis-proxy-ca: cannot connect to the database")
-                && refused.stdout.contains("not trusted"), "\(refused.stdout) \(refused.stderr)")
-        #expect(untrusted.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-ca\",reason=\"upstream_unreachable\"} 1"))
-        // The test certificate names localhost and 127.0.0.1, not the name 127.1 (which resolves to 127.0.0.1).
-        let misnamed = try await RedisProxyFixture(label: "redis-proxy-name", host: "127.1")
-        defer { Task { await misnamed.stop() } }
-        let wrongName = try await misnamed.cli(["PING"])
-        #expect(wrongName.stdout.contains("does not name '127.1'"), "\(wrongName.stdout) \(wrongName.stderr)")
+        try await withCleanup {
+            let refused = try await untrusted.cli(["PING"])
+            #expect(refused.stdout.contains("credagent proxy for redis-proxy-ca: cannot connect to the database")
+                    && refused.stdout.contains("not trusted"), "\(refused.stdout) \(refused.stderr)")
+            #expect(untrusted.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"redis-proxy-ca\",reason=\"upstream_unreachable\"} 1"))
+            // The test certificate names localhost and 127.0.0.1, not the name 127.1 (which resolves to 127.0.0.1).
+            let misnamed = try await RedisProxyFixture(label: "redis-proxy-name", host: "127.1")
+            try await withCleanup {
+                let wrongName = try await misnamed.cli(["PING"])
+                #expect(wrongName.stdout.contains("does not name '127.1'"), "\(wrongName.stdout) \(wrongName.stderr)")
+            } cleanup: {
+                await misnamed.stop()
+            }
+        } cleanup: {
+            await untrusted.stop()
+        }
     }
 
     @Test("A bulk length of 2^40 from a client is a protocol error for that client only")
     func hugeBulkLength() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-bad")
-        defer { Task { await fixture.stop() } }
-        let bad = try RawRedisConnection(path: fixture.socketPath)
-        let good = try RawRedisConnection(path: fixture.socketPath)
-        good.send([["PING"]])
-        #expect(good.replies(1).replies == ["+PONG"])
-        bad.send([["PING"]])
-        _ = bad.replies(1)
-        bad.sendRaw("*2\r\n$3\r\nGET\r\n$1099511627776\r\n")
-        let answer = bad.replies(1)
-        #expect(answer.replies == ["-ERR Protocol error: invalid bulk length"], "\(answer)")
-        #expect(bad.readsEndOfFile().closed)
-        good.send([["PING"]])
-        #expect(good.replies(1).replies == ["+PONG"])
+        try await withCleanup {
+            let bad = try RawRedisConnection(path: fixture.socketPath)
+            let good = try RawRedisConnection(path: fixture.socketPath)
+            good.send([["PING"]])
+            #expect(good.replies(1).replies == ["+PONG"])
+            bad.send([["PING"]])
+            _ = bad.replies(1)
+            bad.sendRaw("*2\r\n$3\r\nGET\r\n$1099511627776\r\n")
+            let answer = bad.replies(1)
+            #expect(answer.replies == ["-ERR Protocol error: invalid bulk length"], "\(answer)")
+            #expect(bad.readsEndOfFile().closed)
+            good.send([["PING"]])
+            #expect(good.replies(1).replies == ["+PONG"])
 
-        // An inline command that never ends is cut at 64 KB.
-        let unterminated = try RawRedisConnection(path: fixture.socketPath)
-        unterminated.sendRaw(String(repeating: "a", count: 70_000))
-        #expect(unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
-        #expect(unterminated.readsEndOfFile().closed)
+            // An inline command that never ends is cut at 64 KB.
+            let unterminated = try RawRedisConnection(path: fixture.socketPath)
+            unterminated.sendRaw(String(repeating: "a", count: 70_000))
+            #expect(unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
+            #expect(unterminated.readsEndOfFile().closed)
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A client that stops reading stalls only itself, and later gets every reply whole and in order")
     func slowReader() async throws {
         let fixture = try await RedisProxyFixture(label: "redis-proxy-slow")
-        defer { Task { await fixture.stop() } }
-        let key = "big-\(fixture.user)"
-        let value = String(repeating: "v", count: 100_000)
-        let slow = try RawRedisConnection(path: fixture.socketPath)
-        slow.send([["SET", key, value]])
-        #expect(slow.replies(1).replies == ["+OK"])
-        // 200 replies of 100 KB (20 MB) requested, none read yet.
-        let writer = Task.detached { slow.send(Array(repeating: ["GET", key], count: 200) + [["ECHO", "last"]]) }
-        try await Task.sleep(for: .seconds(1))
-        let other = try RawRedisConnection(path: fixture.socketPath)
-        other.send([["PING"]])
-        #expect(other.replies(1).replies == ["+PONG"])
-        let result = slow.replies(201)
-        await writer.value
-        #expect(result.replies.count == 201)
-        #expect(result.replies.dropLast().allSatisfy { $0 == value })
-        #expect(result.replies.last == "last")
+        try await withCleanup {
+            let key = "big-\(fixture.user)"
+            let value = String(repeating: "v", count: 100_000)
+            let slow = try RawRedisConnection(path: fixture.socketPath)
+            slow.send([["SET", key, value]])
+            #expect(slow.replies(1).replies == ["+OK"])
+            // 200 replies of 100 KB (20 MB) requested, none read yet.
+            let writer = Task.detached { slow.send(Array(repeating: ["GET", key], count: 200) + [["ECHO", "last"]]) }
+            try await Task.sleep(for: .seconds(1))
+            let other = try RawRedisConnection(path: fixture.socketPath)
+            other.send([["PING"]])
+            #expect(other.replies(1).replies == ["+PONG"])
+            let result = slow.replies(201)
+            await writer.value
+            #expect(result.replies.count == 201)
+            #expect(result.replies.dropLast().allSatisfy { $0 == value })
+            #expect(result.replies.last == "last")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 }
 
@@ -426,50 +467,56 @@ struct AgentRedisProxyTests {
     func agentRedisProxy() async throws {
         let user = uniqueUser("cache")
         let emulator = try await startEmulator(tokenLifetime: 600)
-        defer { Task { try? await emulator.stop() } }
-        let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
-        let agent = try await AgentProcess(label: "agent-redis-proxy", config: """
-            socket:
-              path: SOCKET
-            credentials:
-              - name: sessions
-                kind: redis
-                provider: azure
-                host: \(RedisPeer.host)
-                port: \(RedisPeer.tlsPort)
-                user: \(user)
-                ca_file: \(RedisPeer.caFile ?? "")
-                proxy:
-                  listen: unix:\(socket)
-                  reauth_before: 2s
-                  shutdown_grace: 5s
-            """, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let first = try await agent.credential("sessions")
-        try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
+        try await withCleanup {
+            let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
+            let agent = try await AgentProcess(label: "agent-redis-proxy", config: """
+                socket:
+                  path: SOCKET
+                credentials:
+                  - name: sessions
+                    kind: redis
+                    provider: azure
+                    host: \(RedisPeer.host)
+                    port: \(RedisPeer.tlsPort)
+                    user: \(user)
+                    ca_file: \(RedisPeer.caFile ?? "")
+                    proxy:
+                      listen: unix:\(socket)
+                      reauth_before: 2s
+                      shutdown_grace: 5s
+                """, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try await agent.credential("sessions")
+                try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
 
-        let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
-        #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
+                let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
+                #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
 
-        let open = try RawRedisConnection(path: socket)
-        open.send([["PING"]])
-        #expect(open.replies(1).replies == ["+PONG"])
-        var second: [String: Any] = [:]
-        try await waitUntil("the agent holds version 2", timeout: 30) {
-            second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
-            return second["version"] as? Int == 2
+                let open = try RawRedisConnection(path: socket)
+                open.send([["PING"]])
+                #expect(open.replies(1).replies == ["+PONG"])
+                var second: [String: Any] = [:]
+                try await waitUntil("the agent holds version 2", timeout: 30) {
+                    second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
+                    return second["version"] as? Int == 2
+                }
+                let newToken = Secret(second["password"] as? String ?? "")
+                _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
+                try await Task.sleep(for: .seconds(3))
+                open.send([["ACL", "WHOAMI"]])
+                #expect(open.replies(1).replies == [user])
+                let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+                #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
+                #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
+
+                #expect(FileManager.default.fileExists(atPath: socket))
+                #expect(await agent.stop() == 0)
+                #expect(!FileManager.default.fileExists(atPath: socket))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        let newToken = Secret(second["password"] as? String ?? "")
-        _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
-        try await Task.sleep(for: .seconds(3))
-        open.send([["ACL", "WHOAMI"]])
-        #expect(open.replies(1).replies == [user])
-        let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
-        #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
-        #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
-
-        #expect(FileManager.default.fileExists(atPath: socket))
-        #expect(await agent.stop() == 0)
-        #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }

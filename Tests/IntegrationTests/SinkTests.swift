@@ -150,35 +150,41 @@ private let hupCounter = """
             \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["sinks:", "  - {path: \(pgpass), format: pgpass}"]))
             """
         let emulator = try await startEmulator(tokenLifetime: 600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-pgpass", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let first = try await agent.credential("orders-db")
-        let firstToken = Secret(first["password"] as? String ?? "")
-        try await PostgresPeer.createRole(user, password: firstToken)
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-pgpass", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try await agent.credential("orders-db")
+                let firstToken = Secret(first["password"] as? String ?? "")
+                try await PostgresPeer.createRole(user, password: firstToken)
 
-        func psql() async throws -> ProcessResult {
-            try await ChildProcess.run(
-                (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
-                ["-X", "-At", "-h", PostgresPeer.host, "-p", String(PostgresPeer.port), "-U", user, "-d", PostgresPeer.database,
-                 "-c", "select current_user"],
-                environment: ["PGPASSFILE": pgpass, "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "10"])
-        }
-        try await waitUntil("the sink holds version 1", timeout: 10) { fileText(pgpass)?.contains(firstToken.reveal().replacingOccurrences(of: ":", with: "\\:")) == true }
-        #expect(fileStatus(pgpass).map { $0.st_mode & 0o777 } == 0o600, "libpq ignores a .pgpass readable by others")
-        let before = try await psql()
-        #expect(before.status == 0 && before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(before.stderr)")
+                func psql() async throws -> ProcessResult {
+                    try await ChildProcess.run(
+                        (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                        ["-X", "-At", "-h", PostgresPeer.host, "-p", String(PostgresPeer.port), "-U", user, "-d", PostgresPeer.database,
+                         "-c", "select current_user"],
+                        environment: ["PGPASSFILE": pgpass, "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "10"])
+                }
+                try await waitUntil("the sink holds version 1", timeout: 10) { fileText(pgpass)?.contains(firstToken.reveal().replacingOccurrences(of: ":", with: "\\:")) == true }
+                #expect(fileStatus(pgpass).map { $0.st_mode & 0o777 } == 0o600, "libpq ignores a .pgpass readable by others")
+                let before = try await psql()
+                #expect(before.status == 0 && before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(before.stderr)")
 
-        let second = try await rotate(agent, "orders-db", after: 1)
-        let secondToken = Secret(second["password"] as? String ?? "")
-        try await PostgresPeer.setPassword(user, password: secondToken)
-        try await waitUntil("the sink holds version 2", timeout: 10) {
-            fileText(pgpass) == "\(PostgresPeer.host):\(PostgresPeer.port):\(PostgresPeer.database):\(user):\(secondToken.reveal())\n"
+                let second = try await rotate(agent, "orders-db", after: 1)
+                let secondToken = Secret(second["password"] as? String ?? "")
+                try await PostgresPeer.setPassword(user, password: secondToken)
+                try await waitUntil("the sink holds version 2", timeout: 10) {
+                    fileText(pgpass) == "\(PostgresPeer.host):\(PostgresPeer.port):\(PostgresPeer.database):\(user):\(secondToken.reveal())\n"
+                }
+                let after = try await psql()
+                #expect(after.status == 0 && after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user,
+                        "psql logs in with the rotated token the sink holds: \(after.stderr)")
+                #expect(!agent.log.contains(secondToken.reveal()))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        let after = try await psql()
-        #expect(after.status == 0 && after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user,
-                "psql logs in with the rotated token the sink holds: \(after.stderr)")
-        #expect(!agent.log.contains(secondToken.reveal()))
     }
 
     @Test func modeAndOwnerAreAppliedOnEveryWrite() async throws {
@@ -189,51 +195,60 @@ private let hupCounter = """
         let owner = root ? UInt32(4321) : geteuid(), group = root ? UInt32(4322) : getegid()
         let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(path), format: password, mode: \"0640\", owner: \(owner), group: \(group)}]")])
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-owner", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let first = try await agent.credential("db")
-        try await waitUntil("the sink is written", timeout: 10) { fileText(path) == first["password"] as? String }
-        let written = try #require(fileStatus(path))
-        #expect(written.st_mode & 0o7777 == 0o640)
-        #expect(written.st_uid == owner && written.st_gid == group)
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-owner", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try await agent.credential("db")
+                try await waitUntil("the sink is written", timeout: 10) { fileText(path) == first["password"] as? String }
+                let written = try #require(fileStatus(path))
+                #expect(written.st_mode & 0o7777 == 0o640)
+                #expect(written.st_uid == owner && written.st_gid == group)
 
-        // Someone changes the file; the next version puts mode and owner back.
-        chmod(path, 0o666)
-        if root { chown(path, 0, 0) }
-        let second = try await rotate(agent, "db", after: 1)
-        try await waitUntil("the sink holds version 2", timeout: 10) { fileText(path) == second["password"] as? String }
-        let rewritten = try #require(fileStatus(path))
-        #expect(rewritten.st_mode & 0o7777 == 0o640)
-        #expect(rewritten.st_uid == owner && rewritten.st_gid == group)
+                // Someone changes the file; the next version puts mode and owner back.
+                chmod(path, 0o666)
+                if root { chown(path, 0, 0) }
+                let second = try await rotate(agent, "db", after: 1)
+                try await waitUntil("the sink holds version 2", timeout: 10) { fileText(path) == second["password"] as? String }
+                let rewritten = try #require(fileStatus(path))
+                #expect(rewritten.st_mode & 0o7777 == 0o640)
+                #expect(rewritten.st_uid == owner && rewritten.st_gid == group)
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
+        }
     }
 
     @Test func theSignalArrivesOncePerRotation() async throws {
         let directory = try Peers.scratchDirectory("sink-signal")
         let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
         let stop = directory + "/stop"
-        async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
-        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the application wrote its pid file", timeout: 60) { FileManager.default.fileExists(atPath: pidFile) }
         // A 3 s token is replaced every 1.5 s.
         let emulator = try await startEmulator(tokenLifetime: 3)
-        defer { Task { try? await emulator.stop() } }
-        let config = sinkAgentConfig([("db", "gcp", """
-                sinks: [{path: \(sink), format: template, template: "{{version}}"}]
-                on_rotate: {signal: HUP, pid_file: \(pidFile)}
-            """)])
-        let agent = try await AgentProcess(label: "sink-signal", config: config, environment: cloudEnvironment(emulator))
-        try await waitUntil("four rotations were signalled", timeout: 30) {
-            (fileText(received) ?? "").split(separator: "\n").count >= 4
+        try await withCleanup {
+            async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
+            defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+            try await waitUntil("the application wrote its pid file", timeout: 60) { FileManager.default.fileExists(atPath: pidFile) }
+            let config = sinkAgentConfig([("db", "gcp", """
+                    sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                    on_rotate: {signal: HUP, pid_file: \(pidFile)}
+                """)])
+            let agent = try await AgentProcess(label: "sink-signal", config: config, environment: cloudEnvironment(emulator))
+            try await waitUntil("four rotations were signalled", timeout: 30) {
+                (fileText(received) ?? "").split(separator: "\n").count >= 4
+            }
+            #expect(await agent.stop() == 0)
+            FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = try await app
+            let versions = (fileText(received) ?? "").split(separator: "\n").map(String.init)
+            let sent = agent.log.components(separatedBy: "on_rotate: sent SIGHUP").count - 1
+            #expect(versions.count == sent, "one signal per write: \(versions), \(sent) sent")
+            #expect(versions == (1...versions.count).map(String.init),
+                    "each version once, in order, already in the sink when the signal arrives: \(versions)")
+        } cleanup: {
+            try? await emulator.stop()
         }
-        #expect(await agent.stop() == 0)
-        FileManager.default.createFile(atPath: stop, contents: nil)
-        _ = try await app
-        let versions = (fileText(received) ?? "").split(separator: "\n").map(String.init)
-        let sent = agent.log.components(separatedBy: "on_rotate: sent SIGHUP").count - 1
-        #expect(versions.count == sent, "one signal per write: \(versions), \(sent) sent")
-        #expect(versions == (1...versions.count).map(String.init),
-                "each version once, in order, already in the sink when the signal arrives: \(versions)")
     }
 
     @Test func aPidFileMissingThenNamingNoProcessThenWithGarbageIsRetriedUntilItNamesTheProcess() async throws {
@@ -241,36 +256,42 @@ private let hupCounter = """
         let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
         let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let config = sinkAgentConfig([("db", "gcp", """
-                sinks: [{path: \(sink), format: template, template: "{{version}}"}]
-                on_rotate: {signal: HUP, pid_file: \(pidFile)}
-            """)])
-        let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        try await waitUntil("the missing file is reported", timeout: 10) {
-            agent.log.contains("on_rotate: pid file \(pidFile) does not exist yet; retrying")
+        try await withCleanup {
+            let config = sinkAgentConfig([("db", "gcp", """
+                    sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                    on_rotate: {signal: HUP, pid_file: \(pidFile)}
+                """)])
+            let agent = try await AgentProcess(label: "sink-pidfile", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                try await waitUntil("the missing file is reported", timeout: 10) {
+                    agent.log.contains("on_rotate: pid file \(pidFile) does not exist yet; retrying")
+                }
+                // A process that has ended: its id names no one.
+                let ended = try await ChildProcess.run("/bin/sh", ["-c", "echo $$"])
+                let endedPID = ended.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                try (endedPID + "\n").write(toFile: pidFile, atomically: true, encoding: .utf8)
+                try await waitUntil("the process that is not there is reported", timeout: 15) {
+                    agent.log.contains("on_rotate: process \(endedPID) named by \(pidFile) is not running; retrying")
+                }
+                try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+                try await waitUntil("the garbage is reported", timeout: 15) {
+                    agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
+                }
+                #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+                // The application comes up and writes its pid: the retried signal reaches it.
+                async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
+                defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+                try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
+                #expect(rename(appPidFile, pidFile) == 0)
+                try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
+                FileManager.default.createFile(atPath: stop, contents: nil)
+                _ = try await app
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        // A process that has ended: its id names no one.
-        let ended = try await ChildProcess.run("/bin/sh", ["-c", "echo $$"])
-        let endedPID = ended.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        try (endedPID + "\n").write(toFile: pidFile, atomically: true, encoding: .utf8)
-        try await waitUntil("the process that is not there is reported", timeout: 15) {
-            agent.log.contains("on_rotate: process \(endedPID) named by \(pidFile) is not running; retrying")
-        }
-        try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
-        try await waitUntil("the garbage is reported", timeout: 15) {
-            agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
-        }
-        #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
-        // The application comes up and writes its pid: the retried signal reaches it.
-        async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
-        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
-        #expect(rename(appPidFile, pidFile) == 0)
-        try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
-        FileManager.default.createFile(atPath: stop, contents: nil)
-        _ = try await app
     }
 
     @Test func aHookCommandGetsNoSecretAndIsKilledAtItsTimeout() async throws {
@@ -281,19 +302,25 @@ private let hupCounter = """
             ("hangs", "azure", "    on_rotate: {command: [/bin/sleep, '30'], timeout: 1s}"),
         ])
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-command", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let credential = try await agent.credential("dumps")
-        try await waitUntil("the command ran", timeout: 10) { fileText(environmentDump)?.contains("CREDAGENT_VERSION=1") == true }
-        let environment = fileText(environmentDump) ?? ""
-        #expect(environment.contains("CREDAGENT_CREDENTIAL=dumps"))
-        #expect(!environment.contains(credential["password"] as? String ?? "-"), "the secret is not in the hook's environment")
-        #expect(!environment.contains("GCE_METADATA_HOST"), "nor the agent's own environment")
-        try await waitUntil("the hanging command is killed", timeout: 10) {
-            agent.log.contains("on_rotate: /bin/sleep was killed after its timeout of 1s")
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-command", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let credential = try await agent.credential("dumps")
+                try await waitUntil("the command ran", timeout: 10) { fileText(environmentDump)?.contains("CREDAGENT_VERSION=1") == true }
+                let environment = fileText(environmentDump) ?? ""
+                #expect(environment.contains("CREDAGENT_CREDENTIAL=dumps"))
+                #expect(!environment.contains(credential["password"] as? String ?? "-"), "the secret is not in the hook's environment")
+                #expect(!environment.contains("GCE_METADATA_HOST"), "nor the agent's own environment")
+                try await waitUntil("the hanging command is killed", timeout: 10) {
+                    agent.log.contains("on_rotate: /bin/sleep was killed after its timeout of 1s")
+                }
+                #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
     }
 
     @Test func sinksAreRemovedWhenTheCredentialStopsBeingServable() async throws {
@@ -304,56 +331,68 @@ private let hupCounter = """
             ("az-db", "azure", "    sinks: [{path: \(azureSink), format: json}]"),
         ])
         let emulator = try await startEmulator(tokenLifetime: 4)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-remove", config: both, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        try await waitUntil("both sinks are written", timeout: 20) {
-            FileManager.default.fileExists(atPath: gcpSink) && FileManager.default.fileExists(atPath: azureSink)
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-remove", config: both, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                try await waitUntil("both sinks are written", timeout: 20) {
+                    FileManager.default.fileExists(atPath: gcpSink) && FileManager.default.fileExists(atPath: azureSink)
+                }
+
+                // GCP's identity fails: its token's serving window (3 s of 4) ends and its file goes.
+                emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .gcpMetadataToken)
+                try await waitUntil("gcp-db is expired", timeout: 20) { try await agent.state("gcp-db") == "expired" }
+                // The keeper wakes at the end of the serving window, which ends before the token does.
+                try await waitUntil("gcp-db's sink is removed", timeout: 2) { !FileManager.default.fileExists(atPath: gcpSink) }
+                #expect(FileManager.default.fileExists(atPath: azureSink))
+                emulator.clearFailure(at: .gcpMetadataToken)
+                try await waitUntil("gcp-db's sink is back", timeout: 20) { FileManager.default.fileExists(atPath: gcpSink) }
+
+                // A reload without az-db removes its file.
+                try sinkAgentConfig([("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]")])
+                    .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+                    .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+                agent.signal(SIGHUP)
+                try await waitUntil("az-db's sink is removed", timeout: 10) { !FileManager.default.fileExists(atPath: azureSink) }
+                #expect(FileManager.default.fileExists(atPath: gcpSink))
+
+                // The agent stops: nobody would remove the file at expiry, so it goes now.
+                #expect(await agent.stop() == 0)
+                #expect(!FileManager.default.fileExists(atPath: gcpSink))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-
-        // GCP's identity fails: its token's serving window (3 s of 4) ends and its file goes.
-        emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .gcpMetadataToken)
-        try await waitUntil("gcp-db is expired", timeout: 20) { try await agent.state("gcp-db") == "expired" }
-        // The keeper wakes at the end of the serving window, which ends before the token does.
-        try await waitUntil("gcp-db's sink is removed", timeout: 2) { !FileManager.default.fileExists(atPath: gcpSink) }
-        #expect(FileManager.default.fileExists(atPath: azureSink))
-        emulator.clearFailure(at: .gcpMetadataToken)
-        try await waitUntil("gcp-db's sink is back", timeout: 20) { FileManager.default.fileExists(atPath: gcpSink) }
-
-        // A reload without az-db removes its file.
-        try sinkAgentConfig([("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]")])
-            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
-            .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
-        agent.signal(SIGHUP)
-        try await waitUntil("az-db's sink is removed", timeout: 10) { !FileManager.default.fileExists(atPath: azureSink) }
-        #expect(FileManager.default.fileExists(atPath: gcpSink))
-
-        // The agent stops: nobody would remove the file at expiry, so it goes now.
-        #expect(await agent.stop() == 0)
-        #expect(!FileManager.default.fileExists(atPath: gcpSink))
     }
 
     @Test func aReloadThatChangesOnlySinksKeepsTheSecretAndMovesTheFiles() async throws {
         let directory = try Peers.scratchDirectory("sink-reload")
         let before = directory + "/before.pw", after = directory + "/after.json"
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]),
-                                           environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let credential = try await agent.credential("db")
-        try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]),
+                                               environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let credential = try await agent.credential("db")
+                try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
 
-        try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
-            .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
-            .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
-        agent.signal(SIGHUP)
-        try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
-            FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
+                try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
+                    .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+                    .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+                agent.signal(SIGHUP)
+                try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
+                    FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
+                }
+                let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
+                #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
+                #expect(written?["password"] as? String == credential["password"] as? String)
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
-        #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
-        #expect(written?["password"] as? String == credential["password"] as? String)
     }
 
     @Test func aSinkThatCannotBeWrittenIsReportedAndTheAgentKeepsServing() async throws {
@@ -372,18 +411,24 @@ private let hupCounter = """
         #expect(check.stderr.contains("credentials[0].sinks[1]: owner 'no-such-user-here' is not a known user on this system; use a numeric id or create it"), "\(check.stderr)")
 
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-bad", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let credential = try await agent.credential("db")
-        try await waitUntil("the failed write is logged", timeout: 10) {
-            agent.log.contains("sink \(missing)/db.pw: cannot create a file in \(missing): No such file or directory; create the directory")
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-bad", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let credential = try await agent.credential("db")
+                try await waitUntil("the failed write is logged", timeout: 10) {
+                    agent.log.contains("sink \(missing)/db.pw: cannot create a file in \(missing): No such file or directory; create the directory")
+                }
+                #expect(agent.log.contains("sink \(directory)/db.env: owner 'no-such-user-here' is not a known user"))
+                // Once the directory exists, the next attempt writes the file.
+                try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
+                try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
+                #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        #expect(agent.log.contains("sink \(directory)/db.env: owner 'no-such-user-here' is not a known user"))
-        // Once the directory exists, the next attempt writes the file.
-        try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
-        try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
-        #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
     }
 
     /// Whether this process may mount a file system (root, and a kernel or container that lets it).
@@ -411,17 +456,23 @@ private let hupCounter = """
         #expect(check.stderr.contains("credentials[0].sinks[0]: directory \(readOnly) cannot be written: Read-only file system; the file system is read-only: mount it writable or choose a path on a writable one"), "\(check.stderr)")
 
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let agent = try await AgentProcess(label: "sink-readonly", config: config, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let credential = try await agent.credential("db")
-        try await waitUntil("the failed write is logged", timeout: 10) {
-            agent.log.contains("sink \(readOnly)/db.pw:") && agent.log.contains("the file system is read-only: mount it writable")
+        try await withCleanup {
+            let agent = try await AgentProcess(label: "sink-readonly", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let credential = try await agent.credential("db")
+                try await waitUntil("the failed write is logged", timeout: 10) {
+                    agent.log.contains("sink \(readOnly)/db.pw:") && agent.log.contains("the file system is read-only: mount it writable")
+                }
+                #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+                // Mounted writable, the next attempt writes the file.
+                #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_REMOUNT), "size=1m,mode=0755") == 0)
+                try await waitUntil("the sink is written after all", timeout: 15) { fileText(readOnly + "/db.pw") == credential["password"] as? String }
+                #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-        #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
-        // Mounted writable, the next attempt writes the file.
-        #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_REMOUNT), "size=1m,mode=0755") == 0)
-        try await waitUntil("the sink is written after all", timeout: 15) { fileText(readOnly + "/db.pw") == credential["password"] as? String }
-        #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
     }
 }
