@@ -25,4 +25,22 @@ public enum ProxyListenAddress: Sendable, Equatable {
         case .loopbackTCP: nil
         }
     }
+
+    /// Reads `listen` as ``description`` writes it: `unix:/PATH` (a directory when
+    /// `socketIsDirectory`, else the socket file), `HOST:PORT` or `[HOST]:PORT`. Nil when it is
+    /// neither; whether the host is a loopback address is the config check's concern.
+    public init?(listen: String, socketIsDirectory: Bool) {
+        if listen.hasPrefix("unix:") {
+            let path = String(listen.dropFirst("unix:".count))
+            guard path.hasPrefix("/") else { return nil }
+            self = socketIsDirectory ? .unixDirectory(path) : .unixSocket(path)
+            return
+        }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        let written = String(listen[..<colon])
+        let host = written.hasPrefix("[") && written.hasSuffix("]") ? String(written.dropFirst().dropLast()) : written
+        guard !host.isEmpty else { return nil }
+        self = .loopbackTCP(host: host, port: port)
+    }
 }

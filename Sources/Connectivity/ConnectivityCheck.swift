@@ -15,10 +15,14 @@ public struct ConnectivityCheck: Sendable {
     /// The password or token.
     public var secret: Secret
     public var connection: CredentialConnection
+    /// When set, the check connects through the credential's local proxy listening here, with no
+    /// secret (the proxy authenticates), instead of to the server.
+    public var proxy: ProxyListenAddress?
 
     public init(name: String, provider: CredentialProvider? = nil, username: String? = nil, secret: Secret,
-                connection: CredentialConnection) {
+                connection: CredentialConnection, proxy: ProxyListenAddress? = nil) {
         self.name = name
+        self.proxy = proxy
         self.provider = provider
         self.username = username
         self.secret = secret
@@ -32,9 +36,10 @@ public struct ConnectivityCheck: Sendable {
     }
 
     /// Checks the agent's answer for `name` (its credential JSON); `caFile`, when given, takes the
-    /// place of the CA bundle the answer names. An answer this client cannot read is reported as
-    /// invalid input, an unknown kind saying which kinds there are.
-    public static func run(answer: [UInt8], name: String, caFile: String? = nil) async -> ProbeReport {
+    /// place of the CA bundle the answer names; `viaProxy` connects through the proxy the answer
+    /// names. An answer this client cannot read is reported as invalid input, an unknown kind
+    /// saying which kinds there are.
+    public static func run(answer: [UInt8], name: String, caFile: String? = nil, viaProxy: Bool = false) async -> ProbeReport {
         let credential: ServedCredential
         do {
             credential = try JSONDecoder().decode(ServedCredential.self, from: Data(answer))
@@ -52,6 +57,10 @@ public struct ConnectivityCheck: Sendable {
         }
         var check = ConnectivityCheck(credential)
         if let caFile { check.connection.caFile = caFile }
+        if viaProxy {
+            guard let proxy = credential.proxy else { return check.noProxy() }
+            check.proxy = proxy
+        }
         return await check.run()
     }
 
@@ -64,21 +73,45 @@ public struct ConnectivityCheck: Sendable {
                 let lacking = [connection.database == nil ? "a database" : nil, username == nil ? "a username" : nil]
                 return missing(lacking.compactMap { $0 }.joined(separator: " and "))
             }
-            let target = PostgresTarget(host: connection.host, port: connection.port, database: database, user: username,
+            var target = PostgresTarget(host: connection.host, port: connection.port, database: database, user: username,
                                         password: secret, sslmode: connection.sslmode.rawValue, caFile: connection.caFile)
+            if let proxy {
+                // The local hop is plain; the proxy does TLS to the server and answers its password request.
+                switch proxy {
+                case let .unixDirectory(path), let .unixSocket(path): (target.host, target.port) = (path, 5432)
+                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
+                }
+                (target.password, target.sslmode, target.caFile) = (Secret(""), "disable", nil)
+            }
             report = await PostgresProbe(name: name, target: target).run()
         case let .redis(connection):
             guard let host = connection.host else { return missing("a host") }
-            let target = RedisTarget(host: host, port: connection.port, user: username, password: secret,
+            var target = RedisTarget(host: host, port: connection.port, user: username, password: secret,
                                      tls: connection.tls, caFile: connection.caFile)
+            if let proxy {
+                switch proxy {
+                case let .unixDirectory(path), let .unixSocket(path): target.unixPath = path
+                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
+                }
+                (target.password, target.tls, target.caFile) = (nil, false, nil)
+            }
             report = await RedisProbe(name: name, target: target).run()
         case let .vault(connection):
+            if proxy != nil { return noProxy() }
             let endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
                                          tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         }
         report.provider = provider?.rawValue
+        if let proxy { report.details.append(ProbeDetail("via", proxy.description)) }
         return report
+    }
+
+    /// The report for a `--via-proxy` check of a credential without a proxy.
+    public func noProxy() -> ProbeReport {
+        ProbeReport(name: name, kind: connection.kind.rawValue, provider: provider?.rawValue, endpoint: connection.endpoint,
+                    failure: ProbeFailure(.invalidInput, "the credential has no local proxy",
+                                          remedy: "give it a proxy: block in the agent's config (docs/PROXY.md), or check it without --via-proxy"))
     }
 
     private func missing(_ fields: String) -> ProbeReport {

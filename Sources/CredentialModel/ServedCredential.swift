@@ -23,12 +23,14 @@ public struct ServedCredential: Sendable {
     /// When the agent plans to replace it.
     public var refreshAt: Date
     public var connection: CredentialConnection
+    /// Where the credential's local proxy listens, when it has one (`proxy.listen` in the JSON).
+    public var proxy: ProxyListenAddress?
 
     public var kind: CredentialKind { connection.kind }
 
     public init(name: CredentialName, provider: CredentialProvider, version: Int, username: String?, secret: Secret,
                 attributes: [String: CredentialAttribute] = [:], issuedAt: Date, expiresAt: Date, refreshAt: Date,
-                connection: CredentialConnection) {
+                connection: CredentialConnection, proxy: ProxyListenAddress? = nil) {
         self.name = name
         self.provider = provider
         self.version = version
@@ -39,6 +41,7 @@ public struct ServedCredential: Sendable {
         self.expiresAt = expiresAt
         self.refreshAt = refreshAt
         self.connection = connection
+        self.proxy = proxy
     }
 
     /// The answer's JSON, fields in the documented order: Vault credentials carry `token`, the
@@ -67,6 +70,7 @@ public struct ServedCredential: Sendable {
         fields.append(("expires_at", .timestamp(expiresAt)))
         fields.append(("refresh_at", .timestamp(refreshAt)))
         fields.append(("connection", connection.json))
+        if let proxy { fields.append(("proxy", .object([("listen", .string(proxy.description))]))) }
         return .object(fields)
     }
 }
@@ -90,10 +94,10 @@ extension ServedCredential: Codable {
         static let name = Key("name"), kind = Key("kind"), provider = Key("provider"), version = Key("version")
         static let username = Key("username"), password = Key("password"), token = Key("token")
         static let issuedAt = Key("issued_at"), expiresAt = Key("expires_at"), refreshAt = Key("refresh_at")
-        static let connection = Key("connection")
+        static let connection = Key("connection"), proxy = Key("proxy")
         /// Keys that are not attributes.
         static let fixed: Set<String> = [name, kind, provider, version, username, password, token, issuedAt, expiresAt,
-                                         refreshAt, connection].reduce(into: []) { $0.insert($1.stringValue) }
+                                         refreshAt, connection, proxy].reduce(into: []) { $0.insert($1.stringValue) }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -120,7 +124,19 @@ extension ServedCredential: Codable {
             secret: Secret(try container.decode(String.self, forKey: kind == .vault ? .token : .password)),
             attributes: attributes, issuedAt: try date(.issuedAt), expiresAt: try date(.expiresAt),
             refreshAt: try date(.refreshAt),
-            connection: try CredentialConnection(kind: kind, from: try container.superDecoder(forKey: .connection)))
+            connection: try CredentialConnection(kind: kind, from: try container.superDecoder(forKey: .connection)),
+            proxy: try container.decodeIfPresent(ServedProxy.self, forKey: .proxy).map { proxy in
+                guard let address = ProxyListenAddress(listen: proxy.listen, socketIsDirectory: kind == .postgres) else {
+                    throw DecodingError.dataCorruptedError(forKey: .proxy, in: container,
+                                                           debugDescription: "'\(proxy.listen)' is not a proxy's listen address")
+                }
+                return address
+            })
+    }
+
+    /// The `proxy` object of the JSON.
+    private struct ServedProxy: Decodable {
+        var listen: String
     }
 
     /// Encodes ``json``; an encoder that keeps key order writes the agent's exact answer.

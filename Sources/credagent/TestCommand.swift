@@ -14,8 +14,10 @@ struct TestCommand: AsyncParsableCommand {
         discussion: """
             Fetches each credential from the running agent (or, with --config, obtains it directly \
             without an agent), then connects: PostgreSQL runs SELECT current_user, Redis sends AUTH \
-            and PING, Vault looks the token up. Prints a table, or JSON with --json. Exit codes: 0 \
-            every check passed, 1 a check failed, 2 usage or config error, 3 no agent answers.
+            and PING, Vault looks the token up. With --via-proxy it connects through the \
+            credential's local proxy instead, with no secret (with --config, none is obtained). \
+            Prints a table, or JSON with --json. Exit codes: 0 every check passed, 1 a check \
+            failed, 2 usage or config error, 3 no agent answers.
             """)
 
     @Argument(help: "The credential to check.") var name: String?
@@ -27,6 +29,8 @@ struct TestCommand: AsyncParsableCommand {
             help: ArgumentHelp("CA bundle to verify the servers' certificates with.",
                                discussion: "Over the socket it takes the place of the ca_file the agent's answer names; with --config it serves credentials without ca_file. Without either, the system store verifies."))
     var caFile: String?
+    @Flag(name: .customLong("via-proxy"), help: "Connect through the credential's local proxy (its proxy: block), without a secret.")
+    var viaProxy = false
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
@@ -59,7 +63,7 @@ struct TestCommand: AsyncParsableCommand {
         } catch {
             throw AgentExit.report(error)
         }
-        let caFile = self.caFile
+        let caFile = self.caFile, viaProxy = self.viaProxy
         return try await Self.concurrently(credentials) { entry in
             let answer: [UInt8]
             do {
@@ -70,7 +74,7 @@ struct TestCommand: AsyncParsableCommand {
             } catch {
                 throw AgentExit.report(error)
             }
-            return await ConnectivityCheck.run(answer: answer, name: entry.name, caFile: caFile)
+            return await ConnectivityCheck.run(answer: answer, name: entry.name, caFile: caFile, viaProxy: viaProxy)
         }
     }
 
@@ -95,6 +99,15 @@ struct TestCommand: AsyncParsableCommand {
         let factory = CredentialSourceFactory(
             providers: CloudProviders(config: agentConfig, http: http, environment: environment), http: http)
         let caFile = self.caFile
+        if viaProxy {
+            // The proxy authenticates: no secret is obtained, only the config's user and address.
+            return try await Self.concurrently(selected) { credential in
+                let check = ConnectivityCheck(name: credential.name.rawValue, provider: credential.provider,
+                                              username: credential.target.user, secret: Secret(""),
+                                              connection: credential.connection, proxy: credential.proxy?.listen)
+                return check.proxy == nil ? check.noProxy() : await check.run()
+            }
+        }
         return try await Self.concurrently(selected) { credential in
             let issued: IssuedCredential
             let source: any CredentialSource

@@ -59,6 +59,17 @@ struct AgentProxyTests {
                 #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"orders-db\"} 3"), "\(metrics)")
                 #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"orders-db\"} 3"))
 
+                // The answer names the proxy; `credagent test --via-proxy` goes through it with libpq,
+                // from the agent's answer or from the config alone (no secret obtained).
+                #expect(second["proxy"] as? [String: String] == ["listen": "unix:\(proxyDirectory)"])
+                let viaSocket = try await runCredagent(["test", "orders-db", "--via-proxy", "--socket", agent.socketPath])
+                #expect(viaSocket.status == 0, "\(viaSocket.stdout) \(viaSocket.stderr)")
+                #expect(viaSocket.stdout.contains(user) && viaSocket.stdout.contains(proxyDirectory), "\(viaSocket.stdout)")
+                let viaConfig = try await runCredagent(["test", "orders-db", "--via-proxy", "--config", agent.configPath])
+                #expect(viaConfig.status == 0, "\(viaConfig.stdout) \(viaConfig.stderr)")
+                #expect(viaConfig.stdout.contains(user), "\(viaConfig.stdout)")
+                #expect(!viaSocket.stdout.contains(newToken.reveal()) && !viaConfig.stdout.contains(newToken.reveal()))
+
                 // Stopping removes the proxy's socket.
                 let socket = proxyDirectory + "/.s.PGSQL.5432"
                 #expect(FileManager.default.fileExists(atPath: socket))

@@ -46,6 +46,8 @@ struct ConnectivityCLITests {
                 #expect(one.status == 0, "\(one.stdout)\(one.stderr)")
                 #expect(one.stdout.hasPrefix("NAME"))
                 #expect(one.stdout.contains("orders-db  postgres  gcp       ok"))
+                let noProxy = try await runCredagent(["test", "orders-db", "--via-proxy", "--socket", agent.socketPath])
+                #expect(noProxy.status == 1 && noProxy.stdout.contains("the credential has no local proxy"), "\(noProxy.stdout)\(noProxy.stderr)")
 
                 let all = try await runCredagent(["test", "--all", "--json", "--socket", agent.socketPath, "--ca-file", caFile])
                 #expect(all.status == 1, "one credential's role does not exist, so the run fails: \(all.stdout)\(all.stderr)")

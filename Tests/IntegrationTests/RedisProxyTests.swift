@@ -508,6 +508,9 @@ struct AgentRedisProxyTests {
                 let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
                 #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
                 #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
+                // `credagent test --via-proxy` sends PING through the proxy's socket, with no secret.
+                let viaProxy = try await runCredagent(["test", "sessions", "--via-proxy", "--socket", agent.socketPath])
+                #expect(viaProxy.status == 0 && viaProxy.stdout.contains(socket), "\(viaProxy.stdout) \(viaProxy.stderr)")
 
                 #expect(FileManager.default.fileExists(atPath: socket))
                 #expect(await agent.stop() == 0)

@@ -12,7 +12,7 @@ protocol ByteStream: AnyObject {
     var tlsDescription: String? { get }
 }
 
-extension TCPSocket: ByteStream {
+extension StreamSocket: ByteStream {
     var tlsDescription: String? { nil }
 }
 
@@ -50,13 +50,13 @@ final class TLSContext {
     deinit { SSL_CTX_free(handle) }
 }
 
-/// A TLS session over a ``TCPSocket``: the handshake verifies the chain and the server name.
+/// A TLS session over a ``StreamSocket``: the handshake verifies the chain and the server name.
 ///
 /// OpenSSL reads and writes memory buffers; this class moves the bytes to and from the socket
 /// itself, so every wait has a deadline and every send uses MSG_NOSIGNAL (OpenSSL's socket BIO
 /// calls write(), which raises SIGPIPE when the server has gone).
 final class TLSStream: ByteStream {
-    private let socket: TCPSocket
+    private let socket: StreamSocket
     private let context: TLSContext
     private let session: OpaquePointer
     /// Encrypted bytes from the server, for OpenSSL to read; owned by `session`.
@@ -69,7 +69,7 @@ final class TLSStream: ByteStream {
     private let readBuffer: UnsafeMutableRawBufferPointer
 
     /// Connects TLS over `socket` and completes the handshake before `deadline`.
-    init(socket: TCPSocket, settings: TLSSettings, deadline: Deadline) throws(ProbeFailure) {
+    init(socket: StreamSocket, settings: TLSSettings, deadline: Deadline) throws(ProbeFailure) {
         self.socket = socket
         context = try TLSContext(settings: settings)
         guard let session = SSL_new(context.handle) else {
@@ -98,7 +98,7 @@ final class TLSStream: ByteStream {
             // A TLS server answers a ClientHello at once; silence means the port speaks
             // something else (a plain Redis port waits for a newline that never comes).
             throw ProbeFailure(.tlsUnavailable,
-                               "no answer to the TLS handshake within \(TCPSocket.format(deadline.seconds)) s",
+                               "no answer to the TLS handshake within \(StreamSocket.format(deadline.seconds)) s",
                                remedy: Self.notTLSRemedy)
         } catch let failure where failure.cause == .tlsFailed {
             throw handshakeFailure(failure)
@@ -131,7 +131,7 @@ final class TLSStream: ByteStream {
             case SSL_ERROR_ZERO_RETURN: return false
             default:
                 if ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING || ERR_peek_last_error() == 0 {
-                    throw ProbeFailure(.closed, "the server closed the connection \(activity)", remedy: TCPSocket.closedRemedy)
+                    throw ProbeFailure(.closed, "the server closed the connection \(activity)", remedy: StreamSocket.closedRemedy)
                 }
                 throw ProbeFailure(.tlsFailed, "TLS failed \(activity) (\(openSSLErrorText()))")
             }

@@ -26,7 +26,7 @@ final class RedisConnection {
             let count = try buffer.withUnsafeMutableBytes { space in try stream.read(into: space, deadline: deadline) }
             guard count > 0 else {
                 throw ProbeFailure(.closed, "the server closed the connection without answering \(arguments[0])",
-                                   remedy: TCPSocket.closedRemedy)
+                                   remedy: StreamSocket.closedRemedy)
             }
             received += count
             guard received <= maxReplyBytes else {

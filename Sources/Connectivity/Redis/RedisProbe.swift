@@ -5,6 +5,8 @@ import Foundation
 public struct RedisTarget: Sendable {
     public var host: String
     public var port: Int
+    /// A Unix socket to connect to instead of `host` and `port` (a local proxy's).
+    public var unixPath: String?
     /// ACL user for `AUTH user password`; nil sends `AUTH password` (the default user).
     public var user: String?
     /// The password: for ElastiCache, MemoryDB and Azure, the IAM token. Nil skips AUTH.
@@ -20,8 +22,10 @@ public struct RedisTarget: Sendable {
     public var ioTimeout: Double
 
     public init(host: String, port: Int = 6379, user: String? = nil, password: Secret? = nil, tls: Bool = true,
-                caFile: String? = nil, serverName: String? = nil, connectTimeout: Double = 5, ioTimeout: Double = 5) {
+                caFile: String? = nil, serverName: String? = nil, connectTimeout: Double = 5, ioTimeout: Double = 5,
+                unixPath: String? = nil) {
         self.host = host
+        self.unixPath = unixPath
         self.port = port
         self.user = user
         self.password = password
@@ -31,6 +35,11 @@ public struct RedisTarget: Sendable {
         self.connectTimeout = connectTimeout
         self.ioTimeout = ioTimeout
     }
+}
+
+extension RedisTarget {
+    /// Where the probe connects, for the report and messages.
+    var endpoint: String { unixPath ?? "\(host):\(port)" }
 }
 
 /// Checks a Redis credential: connects (TLS through OpenSSL with SNI, CA and host name checks,
@@ -50,7 +59,7 @@ public struct RedisProbe: Sendable {
 
     public func run() async -> ProbeReport {
         let target = self.target
-        return await ProbeReport(name: name, kind: "redis", endpoint: "\(target.host):\(target.port)")
+        return await ProbeReport(name: name, kind: "redis", endpoint: target.endpoint)
             .completed(on: executor) { Self.check(target) }
     }
 
@@ -80,7 +89,7 @@ public struct RedisProbe: Sendable {
             return ProbeOutcome(steps: timer.steps, details: details)
         } catch let failure as ProbeFailure {
             var failure = failure
-            failure.message = "\(target.host):\(target.port): \(failure.message.redacting(target.password))"
+            failure.message = "\(target.endpoint): \(failure.message.redacting(target.password))"
             return ProbeOutcome(steps: timer.steps, details: details, failure: failure)
         } catch {
             return ProbeOutcome(steps: timer.steps, details: details,
@@ -90,7 +99,9 @@ public struct RedisProbe: Sendable {
 
     private static func open(_ target: RedisTarget, timer: inout StepTimer) throws -> RedisConnection {
         let socket = try timer.time("connect") {
-            try TCPSocket.connect(host: target.host, port: target.port, deadline: Deadline(seconds: target.connectTimeout))
+            let deadline = Deadline(seconds: target.connectTimeout)
+            if let path = target.unixPath { return try StreamSocket.connect(unixPath: path, deadline: deadline) }
+            return try StreamSocket.connect(host: target.host, port: target.port, deadline: deadline)
         }
         guard target.tls else { return RedisConnection(stream: socket, ioTimeout: target.ioTimeout) }
         let settings = TLSSettings(caFile: target.caFile, serverName: target.serverName ?? target.host)

@@ -215,6 +215,7 @@ extension ServedCredential {
         let issued = held.credential
         self.init(name: config.name, provider: config.provider, version: version, username: issued.username,
                   secret: issued.secret, attributes: issued.attributes, issuedAt: issued.issuedAt,
-                  expiresAt: issued.expiresAt, refreshAt: held.refreshAt, connection: config.connection)
+                  expiresAt: issued.expiresAt, refreshAt: held.refreshAt, connection: config.connection,
+                  proxy: config.proxy?.listen)
     }
 }

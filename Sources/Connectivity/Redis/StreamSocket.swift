@@ -18,11 +18,11 @@ struct Deadline {
     }
 }
 
-/// A connected, non-blocking TCP socket, closed when the object goes away. Waits are bounded by
+/// A connected, non-blocking TCP or Unix stream socket, closed when the object goes away. Waits are bounded by
 /// poll() with a deadline, so no call can hang.
 ///
 /// Every call blocks: use it only on a ``BlockingExecutor`` thread.
-final class TCPSocket {
+final class StreamSocket {
     let descriptor: Int32
 
     private init(descriptor: Int32) {
@@ -33,7 +33,7 @@ final class TCPSocket {
 
     /// Resolves `host` and connects to the first address that accepts within the deadline.
     /// Failure messages do not repeat the host and port: the caller names the endpoint.
-    static func connect(host: String, port: Int, deadline: Deadline) throws(ProbeFailure) -> TCPSocket {
+    static func connect(host: String, port: Int, deadline: Deadline) throws(ProbeFailure) -> StreamSocket {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -61,13 +61,31 @@ final class TCPSocket {
         throw lastFailure
     }
 
-    private static func connect(to address: addrinfo, deadline: Deadline) throws(ProbeFailure) -> TCPSocket {
+    /// Connects to the Unix socket at `path` within the deadline.
+    static func connect(unixPath path: String, deadline: Deadline) throws(ProbeFailure) -> StreamSocket {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ProbeFailure(.invalidInput, "the socket path is longer than a Unix socket path may be")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return try withUnsafePointer(to: &address) { (pointer) throws(ProbeFailure) -> StreamSocket in
+            var entry = addrinfo()
+            entry.ai_family = AF_UNIX
+            entry.ai_addrlen = socklen_t(MemoryLayout<sockaddr_un>.size)
+            entry.ai_addr = UnsafeMutableRawPointer(mutating: pointer).assumingMemoryBound(to: sockaddr.self)
+            return try connect(to: entry, deadline: deadline)
+        }
+    }
+
+    private static func connect(to address: addrinfo, deadline: Deadline) throws(ProbeFailure) -> StreamSocket {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         let descriptor = socket(address.ai_family, type, 0)
         guard descriptor >= 0 else {
             throw ProbeFailure(.failed, "socket() failed: \(String(cString: strerror(errno)))")
         }
-        let socket = TCPSocket(descriptor: descriptor)
+        let socket = StreamSocket(descriptor: descriptor)
         if Glibc.connect(descriptor, address.ai_addr, address.ai_addrlen) != 0 {
             guard errno == EINPROGRESS else { throw socket.connectFailure(errno) }
             try socket.wait(for: Int16(POLLOUT), deadline: deadline, doing: "connecting")
@@ -76,8 +94,10 @@ final class TCPSocket {
             getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)
             guard error == 0 else { throw socket.connectFailure(error) }
         }
-        var noDelay: Int32 = 1
-        setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        if address.ai_family != AF_UNIX {
+            var noDelay: Int32 = 1
+            setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        }
         return socket
     }
 
@@ -89,6 +109,10 @@ final class TCPSocket {
                                 remedy: "check the host and port, and that the server runs and listens there")
         case ETIMEDOUT:
             return ProbeFailure(.timeout, "\(reason)")
+        case ENOENT:
+            return ProbeFailure(.unreachable, "no socket at this path", remedy: "check the path, and that the process that should listen there runs")
+        case EACCES, EPERM:
+            return ProbeFailure(.notPermitted, "\(reason)", remedy: "the socket's or its directory's permissions do not admit this user")
         default:
             return ProbeFailure(.failed, "connect() failed: \(reason)")
         }
