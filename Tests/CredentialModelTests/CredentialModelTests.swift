@@ -73,6 +73,24 @@ import Testing
         #expect(decoded.refreshAt == times.refresh)
     }
 
+    @Test("a proxy's listen address is written last and read back for each listener kind")
+    func proxyListenRoundTrip() throws {
+        var served = postgres()
+        served.proxy = .unixDirectory("/run/credagent/orders-db")
+        let text = String(decoding: served.json.bytes, as: UTF8.self)
+        #expect(text.hasSuffix(#""sslmode":"verify-full"},"proxy":{"listen":"unix:/run/credagent/orders-db"}}"#))
+        for address in [ProxyListenAddress.unixDirectory("/run/p"), .loopbackTCP(host: "127.0.0.1", port: 15432),
+                        .loopbackTCP(host: "::1", port: 15432)] {
+            served.proxy = address
+            #expect(try JSONDecoder().decode(ServedCredential.self, from: Data(served.json.bytes)).proxy == address)
+        }
+        #expect(try JSONDecoder().decode(ServedCredential.self, from: Data(postgres().json.bytes)).proxy == nil)
+        #expect(ProxyListenAddress(listen: "unix:/run/s.sock", socketIsDirectory: false) == .unixSocket("/run/s.sock"))
+        #expect(ProxyListenAddress(listen: "unix:relative", socketIsDirectory: true) == nil)
+        #expect(ProxyListenAddress(listen: "127.0.0.1", socketIsDirectory: true) == nil)
+        #expect(ProxyListenAddress(listen: ":80", socketIsDirectory: true) == nil)
+    }
+
     @Test("a redis connection without a host is written as null and read back as nil")
     func redisWithoutHost() throws {
         let connection = CredentialConnection.redis(.init(host: nil, port: 6379, tls: true))
