@@ -11,7 +11,7 @@ import Glibc
 /// Kubernetes manifests, checked with the tools that read them.
 @Suite(.serialized) struct DeploymentTests {
     static let deploy = ChildProcess.packageRoot + "/deploy"
-    static let kustomizations = ["base", "overlays/eks", "overlays/aks", "overlays/gke"]
+    static let kustomizations = ["base", "overlays/eks", "overlays/aks", "overlays/gke", "overlays/kong-proxy"]
     /// The Kubernetes release the manifests are validated against (native sidecars are GA there).
     static let kubernetesVersion = "1.33.0"
     /// Whether kubectl and the schema validator are installed.
@@ -119,6 +119,36 @@ import Glibc
             let probed = try await runCredagent(Array(command.dropFirst()) + ["--socket", directory + "/absent.sock"])
             #expect(probed.status == 3, "\(command): \(probed.stderr)")
         }
+    }
+}
+
+extension DeploymentTests {
+    @Test("kong-proxy: Kong's database is the Postgres proxy's loopback port, as the agent's user, with no password")
+    func kongPointsAtTheLocalProxy() async throws {
+        try #require(await Self.toolsAvailable(), "needs kubectl (scripts/bootstrap installs it)")
+        let rendered = try await ChildProcess.run("/usr/bin/env", ["kubectl", "kustomize", Self.deploy + "/kubernetes/overlays/kong-proxy"])
+        try #require(rendered.status == 0, "\(rendered.stderr)")
+        let directory = try Peers.scratchDirectory("kustomize-kong-proxy-env")
+        try rendered.stdout.write(toFile: directory + "/rendered.yaml", atomically: true, encoding: .utf8)
+        let facts = try await ChildProcess.python(["-c", """
+            import json, sys, yaml
+            documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+            config = yaml.safe_load(next(d for d in documents if d["kind"] == "ConfigMap")["data"]["agent.yaml"])
+            database = next(c for c in config["credentials"] if c["kind"] == "postgres")
+            deployment = next(d for d in documents if d["kind"] == "Deployment")
+            kong = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "kong")
+            env = {e["name"]: e.get("value") for e in kong["env"]}
+            print(json.dumps({"listen": database["proxy"]["listen"], "user": database["user"],
+                              "host": env.get("KONG_PG_HOST"), "port": env.get("KONG_PG_PORT"),
+                              "kong_user": env.get("KONG_PG_USER"), "ssl": env.get("KONG_PG_SSL"),
+                              "password": "KONG_PG_PASSWORD" in env}))
+            """, directory + "/rendered.yaml"])
+        try #require(facts.status == 0, "\(facts.stderr)")
+        let values = try #require(try JSONSerialization.jsonObject(with: Data(facts.stdout.utf8)) as? [String: Any])
+        #expect(values["listen"] as? String == "\(values["host"] as? String ?? "?"):\(values["port"] as? String ?? "?")")
+        #expect(values["kong_user"] as? String == values["user"] as? String)
+        #expect(values["ssl"] as? String == "off")
+        #expect(values["password"] as? Bool == false, "Kong holds no database password")
     }
 }
 
