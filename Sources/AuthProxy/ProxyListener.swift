@@ -117,9 +117,8 @@ final class ProxyListener: Sendable {
         return nil
     }
 
-    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
-    /// then closes those left.
-    func stop(grace: Duration) async {
+    /// Stops accepting and removes the socket file at once; open sessions carry on.
+    func stopListening() async {
         let (listener, inode) = running.withLockedValue { running in
             defer { running.listener = nil }
             return (running.listener, running.inode)
@@ -127,6 +126,12 @@ final class ProxyListener: Sendable {
         guard let listener else { return }
         try? await listener.close()
         socketFile?.remove(inode: inode)
+    }
+
+    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
+    /// then closes those left.
+    func stop(grace: Duration) async {
+        await stopListening()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.allConnectionsClosed() }
             group.addTask { try? await Task.sleep(for: grace) }

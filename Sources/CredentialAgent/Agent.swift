@@ -80,7 +80,7 @@ public final class Agent: Service, Sendable {
             hangups.withLockedValue { $0 = $0 ?? trapped }
         }
         try await server.start()
-        try await proxies.start(logger: logger)
+        try await proxies.start()
     }
 
     public func run() async throws {
@@ -241,9 +241,7 @@ public final class Agent: Service, Sendable {
         if socketAsBefore != old.socket {
             logger.warning("socket settings other than socket.allow take effect only at restart")
         }
-        if new.credentials.map(\.proxy) != old.credentials.map(\.proxy) {
-            logger.warning("proxy settings take effect only at restart")
-        }
+        await proxies.reload(new)
         current.withLockedValue { $0 = Current(config: new, providers: providers) }
         sinks.apply(new.credentials)
         logger.notice("config reloaded", metadata: [

@@ -82,4 +82,55 @@ struct AgentProxyTests {
             try? await emulator.stop()
         }
     }
+
+    @Test("A reload moves a proxy to a new listener while a session on the old one carries on, then removes it")
+    func reloadMovesAndRemovesAProxy() async throws {
+        let user = uniqueUser("kong")
+        let emulator = try await startEmulator(tokenLifetime: 600)
+        try await withCleanup {
+            let scratch = try Peers.scratchDirectory("agent-proxy-reload")
+            let (before, after) = (scratch + "/before", scratch + "/after")
+            func config(socket: String, listen: String?) -> String {
+                let proxy = listen.map { ["proxy:", "  listen: unix:\($0)", "  shutdown_grace: 10s"] } ?? []
+                return "socket:\n  path: \(socket)\ncredentials:\n"
+                    + PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(PostgresPeer.caFile ?? "")"] + proxy) + "\n"
+            }
+            let agent = try await AgentProcess(label: "agent-proxy-reload", config: config(socket: "SOCKET", listen: before),
+                                               environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try await agent.credential("orders-db")
+                try await PostgresPeer.createRole(user, password: Secret(first["password"] as? String ?? ""))
+                async let open = psqlThroughProxy(directory: before, user: user,
+                                                  ["SELECT 1", "SELECT pg_sleep(6)", "SELECT 'still ' || current_user"])
+                try await waitUntil("the open session is logged in", timeout: 30) {
+                    try await PostgresPeer.adminQuery("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(user)'") != "0"
+                }
+
+                try config(socket: agent.socketPath, listen: after).write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+                agent.signal(SIGHUP)
+                try await waitUntil("the proxy listens in its new directory", timeout: 20) {
+                    FileManager.default.fileExists(atPath: after + "/.s.PGSQL.5432")
+                }
+                #expect(!FileManager.default.fileExists(atPath: before + "/.s.PGSQL.5432"), "the old listener is closed")
+                let moved = try await psqlThroughProxy(directory: after, user: user, ["SELECT 'moved ' || current_user"])
+                #expect(moved.status == 0 && moved.stdout.contains("moved \(user)"), "\(moved.stdout) \(moved.stderr)")
+                let session = try await open
+                #expect(session.status == 0 && session.stdout.contains("still \(user)"), "the open session carried on: \(session.stderr)")
+                #expect(agent.log.contains("proxy closed by a reload; its open sessions carry on"))
+
+                try config(socket: agent.socketPath, listen: nil).write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+                agent.signal(SIGHUP)
+                try await waitUntil("the removed proxy's socket is gone", timeout: 20) {
+                    !FileManager.default.fileExists(atPath: after + "/.s.PGSQL.5432")
+                }
+                let removed = try await psqlThroughProxy(directory: after, user: user, ["SELECT 1"])
+                #expect(removed.status != 0)
+                #expect(try await agent.request("GET", "/v1/ready").status == 200, "the credential itself is still served")
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
+        }
+    }
 }

@@ -81,7 +81,7 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 ///
 /// ``start()`` binds the Unix socket or loopback TCP port; ``stop(grace:)`` closes the listener first, then gives open
 /// sessions up to `grace` before closing them.
-public final class PostgresProxy: Sendable {
+public final class PostgresProxy: LocalProxy {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
     let metrics: ProxyMetrics
@@ -140,6 +140,11 @@ public final class PostgresProxy: Sendable {
 
     func isOpenSession(_ key: CancelKey) -> Bool {
         running.withLockedValue { $0.cancelKeys.contains(key) }
+    }
+
+    /// Closes the listener and removes the socket file; open sessions carry on.
+    public func stopListening() async {
+        await listener.stopListening()
     }
 
     /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,

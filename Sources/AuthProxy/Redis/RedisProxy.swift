@@ -71,7 +71,7 @@ public struct ExpiringProxyCredential: Sendable {
 /// the real server over a connection the proxy opened and authenticated (`AUTH user token`) with
 /// the credential's current token. Long-lived connections are authenticated again with a fresh
 /// token between replies (see ``RedisSession``).
-public final class RedisProxy: Sendable {
+public final class RedisProxy: LocalProxy {
     public let configuration: RedisProxyConfiguration
     let credential: @Sendable () -> ExpiringProxyCredential?
     let metrics: ProxyMetrics
@@ -103,6 +103,11 @@ public final class RedisProxy: Sendable {
             guard let self else { return }
             try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
         }
+    }
+
+    /// Closes the listener and removes the socket file; open sessions carry on.
+    public func stopListening() async {
+        await listener.stopListening()
     }
 
     /// Stops accepting, then gives open sessions up to `grace` before closing them.
