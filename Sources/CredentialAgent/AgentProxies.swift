@@ -160,7 +160,7 @@ final class AgentProxies: Sendable {
                 configuration: PostgresProxyConfiguration(
                     credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
                     handshakeTimeout: handshakeTimeout, idleTimeout: settings.idleTimeout.map { .seconds($0) },
-                    upstream: PostgresUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
+                    upstream: ProxyUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                                caFile: upstream.caFile, serverName: nil)),
                 credential: {
                     guard let held = store.snapshot(name)?.machine.servable(at: now()),
@@ -175,7 +175,7 @@ final class AgentProxies: Sendable {
                 configuration: RedisProxyConfiguration(
                     credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
                     handshakeTimeout: handshakeTimeout, reauthBefore: .seconds(settings.reauthBefore),
-                    upstream: RedisUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
+                    upstream: ProxyUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
                                             caFile: target.connection.caFile)),
                 credential: {
                     guard let held = store.snapshot(name)?.machine.servable(at: now()),

@@ -55,7 +55,7 @@ final class ProxyFixture: Sendable {
         }
         let configuration = PostgresProxyConfiguration(
             credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
-            idleTimeout: idleTimeout, upstream: PostgresUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
+            idleTimeout: idleTimeout, upstream: ProxyUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
         let box = self.token
         proxy = PostgresProxy(configuration: configuration,
                               credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },

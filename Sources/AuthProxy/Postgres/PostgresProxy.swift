@@ -16,25 +16,6 @@ public struct ProxyCredential: Sendable {
     }
 }
 
-/// Where a PostgreSQL proxy connects to, and how it checks the server.
-public struct PostgresUpstream: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var tls: UpstreamTLSMode
-    /// CA bundle for the server's certificate; the system store when nil.
-    public var caFile: String?
-    /// The name the certificate must carry (and SNI); the host when nil.
-    public var serverName: String?
-
-    public init(host: String, port: Int, tls: UpstreamTLSMode, caFile: String? = nil, serverName: String? = nil) {
-        self.host = host
-        self.port = port
-        self.tls = tls
-        self.caFile = caFile
-        self.serverName = serverName
-    }
-}
-
 /// A PostgreSQL proxy's settings, valid by construction (the agent's config parser checks them).
 public struct PostgresProxyConfiguration: Sendable, Equatable {
     /// The credential's name: it labels metrics and is named in every refusal.
@@ -53,11 +34,11 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
     public var connectTimeout: Duration
     /// An established session with no bytes either way for this long is closed; nil: never.
     public var idleTimeout: Duration?
-    public var upstream: PostgresUpstream
+    public var upstream: ProxyUpstream
 
     public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
                 handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), idleTimeout: Duration? = nil,
-                upstream: PostgresUpstream) {
+                upstream: ProxyUpstream) {
         self.credential = credential
         self.listener = listener
         self.mode = mode
@@ -155,19 +136,10 @@ public final class PostgresProxy: LocalProxy {
 
     // MARK: Upstream connections
 
-    /// Connects to the server on `eventLoop` with `handler` as the upstream protocol handler.
+    /// Connects to the server on `eventLoop` with `handler` as the upstream protocol handler (which
+    /// negotiates TLS itself, after PostgreSQL's SSLRequest).
     func connectUpstream(on eventLoop: any EventLoop, _ handler: PostgresUpstreamHandler) -> EventLoopFuture<any Channel> {
-        let upstream = configuration.upstream
-        let timeout = configuration.connectTimeout
-        let boundHandler = NIOLoopBound(handler, eventLoop: eventLoop)
-        return ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(timeout))
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                // The bootstrap's group is `eventLoop`: the channel is on it, where the handler lives.
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundHandler.value) }
-            }
-            .connect(host: upstream.host, port: upstream.port)
+        configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: nil,
+                                       handler: NIOLoopBound(handler, eventLoop: eventLoop))
     }
 }

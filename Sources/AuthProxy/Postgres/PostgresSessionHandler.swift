@@ -123,7 +123,7 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
     private func makeUpstreamHandler(_ purpose: PostgresUpstreamHandler.Purpose,
                                      events: @escaping (PostgresUpstreamHandler.Event) -> Void) -> PostgresUpstreamHandler {
         let upstream = proxy.configuration.upstream
-        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.tlsContext, serverName: upstream.serverName ?? upstream.host,
+        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.tlsContext, serverName: upstream.certificateName,
                                        credentialName: credentialName, events: events)
     }
 
@@ -225,7 +225,7 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
         context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
-    private static func describe(_ error: any Error, _ upstream: PostgresUpstream) -> String {
+    private static func describe(_ error: any Error, _ upstream: ProxyUpstream) -> String {
         let target = "\(upstream.host):\(upstream.port)"
         switch error {
         case is ChannelError:

@@ -5,23 +5,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Where a Redis proxy connects to, and how it checks the server.
-public struct RedisUpstream: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    /// `.disable` (plain, loopback only) or `.verifyFull`.
-    public var tls: UpstreamTLSMode
-    /// CA bundle for the server's certificate; the system store when nil.
-    public var caFile: String?
-
-    public init(host: String, port: Int, tls: UpstreamTLSMode, caFile: String? = nil) {
-        self.host = host
-        self.port = port
-        self.tls = tls
-        self.caFile = caFile
-    }
-}
-
 /// A Redis proxy's settings, valid by construction (the agent's config parser checks them).
 public struct RedisProxyConfiguration: Sendable, Equatable {
     /// The credential's name: it labels metrics and is named in every refusal.
@@ -35,11 +18,11 @@ public struct RedisProxyConfiguration: Sendable, Equatable {
     public var connectTimeout: Duration
     /// An open connection is authenticated again once its last AUTH is this old.
     public var reauthBefore: Duration
-    public var upstream: RedisUpstream
+    public var upstream: ProxyUpstream
 
     public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
                 handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5),
-                reauthBefore: Duration = .seconds(11 * 3600), upstream: RedisUpstream) {
+                reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
         self.credential = credential
         self.listener = listener
         self.mode = mode
@@ -117,21 +100,8 @@ public final class RedisProxy: LocalProxy {
 
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
-        let upstream = configuration.upstream
-        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        let tls = self.tls.withLockedValue { $0 }
-        return ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(configuration.connectTimeout))
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let tls { try pipeline.addHandler(OpenSSLClientHandler(context: tls, serverName: upstream.host)) }
-                    try pipeline.addHandler(bound.value)
-                }
-            }
-            .connect(host: upstream.host, port: upstream.port)
+        configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: tls.withLockedValue { $0 },
+                                       handler: NIOLoopBound(handler, eventLoop: eventLoop))
     }
 
     var usesTLS: Bool { configuration.upstream.tls != .disable }
