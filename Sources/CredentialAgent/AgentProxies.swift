@@ -22,9 +22,11 @@ final class AgentProxies: Sendable {
     /// socket API's prebuilt answers); made only when some credential has a proxy.
     private let group: MultiThreadedEventLoopGroup?
 
-    /// - Parameter socketPolicy: the socket's current `allow`, for proxies without their own.
-    init(config: AgentConfig, store: CredentialStore, metrics: AgentMetrics, socketPolicy: @escaping @Sendable () -> PeerPolicy,
-         logger: Logger, now: @escaping @Sendable () -> Date) {
+    /// - Parameters:
+    ///   - refreshers: asked for a fresh Vault token when Vault refuses a Vault proxy's.
+    ///   - socketPolicy: the socket's current `allow`, for proxies without their own.
+    init(config: AgentConfig, store: CredentialStore, refreshers: RefresherDirectory, metrics: AgentMetrics,
+         socketPolicy: @escaping @Sendable () -> PeerPolicy, logger: Logger, now: @escaping @Sendable () -> Date) {
         let group = config.credentials.contains { $0.proxy != nil }
             ? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount) : nil
         self.group = group
@@ -73,8 +75,27 @@ final class AgentProxies: Sendable {
                     allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
                 return Entry(name: name, listen: settings.listen, start: { try await proxy.start() },
                              stop: { await proxy.stop(grace: $0) }, shutdownGrace: grace)
-            case .vault:
-                return nil
+            case let .vault(target):
+                let connection = target.connection
+                guard let upstream = try? VaultUpstream(address: connection.address, namespace: connection.namespace,
+                                                        caFile: connection.caFile, serverName: connection.tlsServerName) else { return nil }
+                let configuration = VaultProxyConfiguration(
+                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
+                    handshakeTimeout: handshakeTimeout,
+                    idleTimeout: .seconds(settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout),
+                    requireRequestHeader: settings.requireRequestHeader, denyPaths: settings.denyPaths, upstream: upstream)
+                let proxy = VaultProxy(
+                    configuration: configuration,
+                    token: { store.snapshot(name)?.machine.servable(at: now())?.credential.secret },
+                    relogin: { _ in
+                        // A forced refresh: Vault's renewal of a revoked token fails, so the source logs in again.
+                        guard let refresher = refreshers[name],
+                              case let .success(snapshot) = await refresher.credential(minValid: 0, force: true) else { return nil }
+                        return snapshot.machine.servable(at: now())?.credential.secret
+                    },
+                    allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
+                return Entry(name: name, listen: settings.listen, start: { try await proxy.start() },
+                             stop: { await proxy.stop(grace: $0) }, shutdownGrace: grace)
             }
         }
     }
