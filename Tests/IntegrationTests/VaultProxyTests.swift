@@ -126,6 +126,25 @@ private final class RawConnection {
         _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// One response with a `Content-Length` body: the head and the body, or what came before the
+    /// connection ended.
+    func readResponse() -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n"),
+               let line = text[..<end.lowerBound].split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }),
+               let length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)),
+               text.utf8.count - text[..<end.upperBound].utf8.count >= length {
+                return text
+            }
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { return text }
+            received.append(contentsOf: buffer[0..<count])
+        }
+    }
+
     /// Everything until the server closes (or the receive timeout).
     func readToEnd() -> String {
         var received: [UInt8] = []
@@ -349,6 +368,38 @@ struct VaultProxyTests {
         // The next request, held whole, logs in again and is served.
         #expect(try await fixture.bao(["kv", "get", "-field=value", path]).status == 0)
         #expect(fixture.loginCount == 2)
+    }
+
+    @Test("Vault down: 502 naming the address and the reason")
+    func vaultUnreachable() async throws {
+        let address = "http://127.0.0.1:\(try closedLoopbackPort())"
+        let root = try #require(BaoAdmin.fromEnvironment()).rootToken
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-down", upstream: try VaultUpstream(address: address), fixedToken: root)
+        defer { Task { await fixture.stop() } }
+        let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
+        #expect(refused.status == 502)
+        let message = VaultProxyFixture.firstError(refused)
+        #expect(message.hasPrefix("credagent proxy for vault-proxy-down: cannot connect to Vault at \(address)"), "\(message)")
+        #expect(message.lowercased().contains("refused"), "\(message)")
+        #expect(fixture.exposition.contains(
+            "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-down\",reason=\"upstream_unreachable\"} 1"))
+    }
+
+    @Test("Keep-alive: several requests on one connection; at stop an idle connection is closed at once")
+    func keepAliveAndStop() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-keepalive")
+        let connection = try RawConnection(fixture.socketPath)
+        for _ in 0..<3 {
+            connection.send("GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
+            let answer = connection.readResponse()
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(300))")
+            #expect(!answer.lowercased().contains("connection: close"))
+        }
+        #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"vault-proxy-keepalive\"} 1"))
+        let started = Date()
+        await fixture.proxy.stop(grace: .seconds(20))
+        #expect(Date().timeIntervalSince(started) < 5, "the idle connection did not hold the stop for its grace")
+        #expect(connection.readToEnd().isEmpty, "closed without a word")
     }
 
     @Test(.enabled(if: Peers.env("CREDAGENT_TEST_BAO_TLS_ADDR") != nil, "needs the TLS OpenBao"))
