@@ -6,9 +6,11 @@ import CredentialModel
 
 @Suite("The proxy block of a credential")
 struct ProxyConfigParserTests {
+    /// A credential of `kind` (azure) with `proxyLines` as its proxy block.
     private func config(_ proxyLines: String, kind: String = "postgres") -> String {
-        var yaml = "credentials:\n  - name: orders-db\n    kind: \(kind)\n    provider: azure\n"
-            + "    host: db.internal\n    user: kong\n    proxy:\n"
+        let target = kind == "vault" ? "    method: jwt\n    address: https://vault.internal:8200\n    role: gateway\n    audience: api://vault\n"
+                                     : "    host: db.internal\n    user: kong\n"
+        var yaml = "credentials:\n  - name: orders-db\n    kind: \(kind)\n    provider: azure\n" + target + "    proxy:\n"
         for line in proxyLines.split(separator: "\n") { yaml += "      \(line)\n" }
         return yaml
     }
@@ -101,23 +103,16 @@ struct ProxyConfigParserTests {
             .contains { $0.contains("credentials[0].proxy.deny_paths") })
     }
 
-    private func vaultConfig(_ proxyLines: String) -> String {
-        var yaml = "credentials:\n  - name: vault\n    kind: vault\n    provider: azure\n    method: jwt\n"
-            + "    address: https://vault.internal:8200\n    role: gateway\n    audience: api://vault\n    proxy:\n"
-        for line in proxyLines.split(separator: "\n") { yaml += "      \(line)\n" }
-        return yaml
-    }
-
     @Test("A vault credential's proxy: a socket file or loopback TCP, require_request_header, deny_paths, idle_timeout")
     func vault() throws {
-        let full = try ConfigParser.parse(yaml: vaultConfig("""
+        let full = try ConfigParser.parse(yaml: config("""
             listen: unix:/run/credagent/vault.sock
             require_request_header: false
             deny_paths: [/v1/sys/, /v1/auth/token/create]
             idle_timeout: 1m
             handshake_timeout: 5s
             max_connections: 64
-            """), file: "test.yaml")
+            """, kind: "vault"), file: "test.yaml")
         let proxy = try #require(full.credentials.first?.proxy)
         #expect(proxy.listen == .unixSocket("/run/credagent/vault.sock"))
         #expect(proxy.requireRequestHeader == false)
@@ -126,7 +121,7 @@ struct ProxyConfigParserTests {
         #expect(proxy.handshakeTimeout == 5)
         #expect(proxy.maxConnections == 64)
 
-        let minimal = try ConfigParser.parse(yaml: vaultConfig("listen: \"[::1]:18200\""), file: "test.yaml")
+        let minimal = try ConfigParser.parse(yaml: config("listen: \"[::1]:18200\"", kind: "vault"), file: "test.yaml")
         let defaults = try #require(minimal.credentials.first?.proxy)
         #expect(defaults.listen == .loopbackTCP(host: "::1", port: 18200))
         #expect(defaults.requireRequestHeader == true)
@@ -136,19 +131,19 @@ struct ProxyConfigParserTests {
 
     @Test("Bad vault proxy values name their key and the fix")
     func vaultBadValues() {
-        let found = configIssues(vaultConfig("""
+        let found = configIssues(config("""
             listen: unix:/run/credagent/vault.sock
             require_request_header: maybe
             deny_paths: [v1/sys/, "/v1/sys/%6dounts", /v1/ok/]
             reauth_before: 1h
-            """))
+            """, kind: "vault"))
         #expect(found.contains { $0.contains("credentials[0].proxy.require_request_header") && $0.contains("is not true or false") })
         #expect(found.contains { $0.contains("credentials[0].proxy.deny_paths[0]") && $0.contains("like /v1/sys/") })
         #expect(found.contains { $0.contains("credentials[0].proxy.deny_paths[1]") })
         #expect(!found.contains { $0.contains("deny_paths[2]") })
         #expect(found.contains { $0.contains("credentials[0].proxy.reauth_before") })
-        #expect(configIssues(vaultConfig("listen: unix:/run/v.sock\ndeny_paths: /v1/sys/"))
+        #expect(configIssues(config("listen: unix:/run/v.sock\ndeny_paths: /v1/sys/", kind: "vault"))
             .contains { $0.contains("credentials[0].proxy.deny_paths") && $0.contains("must be a list") })
-        #expect(configIssues(vaultConfig("listen: 10.0.0.1:8200")).contains { $0.contains("is not a loopback address") })
+        #expect(configIssues(config("listen: 10.0.0.1:8200", kind: "vault")).contains { $0.contains("is not a loopback address") })
     }
 }
