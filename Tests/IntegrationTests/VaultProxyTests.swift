@@ -126,23 +126,30 @@ private final class RawConnection {
         _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// One response with a `Content-Length` body: the head and the body, or what came before the
-    /// connection ended.
-    func readResponse() -> String {
-        var received: [UInt8] = []
+    private var pending: [UInt8] = []
+
+    /// The responses to requests with `methods`, in order, each framed by its `Content-Length`
+    /// (none after a HEAD): each one's head and body, fewer when the connection ends first.
+    func readResponses(_ methods: [String]) -> [String] {
+        var responses: [String] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let text = String(decoding: received, as: UTF8.self)
-            if let end = text.range(of: "\r\n\r\n"),
-               let line = text[..<end.lowerBound].split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }),
-               let length = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)),
-               text.utf8.count - text[..<end.upperBound].utf8.count >= length {
-                return text
+        while responses.count < methods.count {
+            if let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
+                let lengthLine = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                let length = methods[responses.count] == "HEAD" ? 0
+                    : lengthLine.flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if pending.count - end.upperBound >= length {
+                    responses.append(String(decoding: pending[..<(end.upperBound + length)], as: UTF8.self))
+                    pending.removeFirst(end.upperBound + length)
+                    continue
+                }
             }
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { return text }
-            received.append(contentsOf: buffer[0..<count])
+            if count <= 0 { break }
+            pending.append(contentsOf: buffer[0..<count])
         }
+        return responses
     }
 
     /// Everything until the server closes (or the receive timeout).
@@ -389,12 +396,19 @@ struct VaultProxyTests {
     func keepAliveAndStop() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-keepalive")
         let connection = try RawConnection(fixture.socketPath)
-        for _ in 0..<3 {
-            connection.send("GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
-            let answer = connection.readResponse()
+        let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
+        for _ in 0..<2 {
+            connection.send(lookup)
+            let answer = connection.readResponses(["GET"]).first ?? ""
             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(300))")
             #expect(!answer.lowercased().contains("connection: close"))
         }
+        // Pipelined, with a local refusal and a HEAD among them: answered in order.
+        connection.send(lookup + "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\n\r\n"
+                        + "HEAD /v1/sys/health HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n" + lookup)
+        let answers = connection.readResponses(["GET", "GET", "HEAD", "GET"])
+        #expect(answers.map { String($0.prefix(12)) } == ["HTTP/1.1 200", "HTTP/1.1 412", "HTTP/1.1 200", "HTTP/1.1 200"], "\(answers)")
+        #expect(answers.last?.contains("\"accessor\"") == true)
         #expect(fixture.exposition.contains("credagent_proxy_connections_total{proxy=\"vault-proxy-keepalive\"} 1"))
         let started = Date()
         await fixture.proxy.stop(grace: .seconds(20))

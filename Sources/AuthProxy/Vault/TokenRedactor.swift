@@ -7,7 +7,7 @@ import NIOCore
 ///
 /// A chunk's end that could be the start of the token is held back until the next chunk (at most
 /// the token's length less one byte), and given out by ``finish()``.
-struct TokenRedactor {
+struct TokenRedactor: CustomReflectable {
     private let token: [UInt8]
     private var held = ByteBuffer()
 
@@ -43,6 +43,9 @@ struct TokenRedactor {
         defer { held = ByteBuffer() }
         return held
     }
+
+    /// Shows nothing of the token (as `Secret` does), should a redactor ever be dumped.
+    var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
 
     /// Offsets where the token starts, not overlapping.
     private func occurrences(in bytes: UnsafeRawBufferPointer) -> [Int] {

@@ -190,8 +190,7 @@ final class VaultSession {
         isClosed = true
         timer?.cancel()
         exchange = nil
-        upstream?.close(promise: nil)
-        upstream = nil
+        dropUpstream()
         client?.close(promise: nil)
     }
 
@@ -213,8 +212,7 @@ final class VaultSession {
         let started = if case .relaying = exchange?.response { true } else { false }
         let version = exchange?.head.version ?? .http1_1
         exchange = nil
-        upstream?.close(promise: nil)
-        upstream = nil
+        dropUpstream()
         if started { return closed() }
         writeError(error, version: version, closing: true)
     }
@@ -344,8 +342,7 @@ final class VaultSession {
         if upstreamKeepAlive {
             upstreamReused = true
         } else {
-            upstream?.close(promise: nil)
-            upstream = nil
+            dropUpstream()
         }
         switch exchange.response {
         case let .held(head, body): logInAgain(thenRelay: head, body)
@@ -378,6 +375,14 @@ final class VaultSession {
         }
     }
 
+    /// Forgets the upstream connection, then closes it (its close may report back at once: by then
+    /// it is no longer this session's).
+    private func dropUpstream() {
+        let connection = upstream
+        upstream = nil
+        connection?.close(promise: nil)
+    }
+
     // MARK: Answers
 
     private func relayHead(_ head: HTTPResponseHead) {
@@ -406,8 +411,7 @@ final class VaultSession {
         let closing = !exchange.keepAlive || stopping
         self.exchange = nil
         if closing {
-            upstream?.close(promise: nil)
-            upstream = nil
+            dropUpstream()
             timer?.cancel()
         } else {
             arm(.idle)
