@@ -34,7 +34,7 @@ final class VaultProxyFixture: Sendable {
     ///   - upstream: Vault to relay to; the plain-HTTP OpenBao by default.
     ///   - fixedToken: used as the proxy's token instead of an AppRole login (never replaced).
     init(label: String, requireRequestHeader: Bool = true, denyPaths: [String] = [], handshakeTimeout: Duration = .seconds(10),
-         overTCP: Bool = false, mode: UInt32 = 0o660, upstream: VaultUpstream? = nil, fixedToken: Secret? = nil,
+         maxConnections: Int = 32, overTCP: Bool = false, mode: UInt32 = 0o660, upstream: VaultUpstream? = nil, fixedToken: Secret? = nil,
          allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
         guard let admin = BaoAdmin.fromEnvironment() else { throw TestFailure("OpenBao is not running") }
         self.admin = admin
@@ -65,7 +65,7 @@ final class VaultProxyFixture: Sendable {
         let listener: ProxyListenAddress = tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath)
         proxy = VaultProxy(
             configuration: VaultProxyConfiguration(
-                credential: label, listener: listener, mode: mode, maxConnections: 32, handshakeTimeout: handshakeTimeout,
+                credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
                 requireRequestHeader: requireRequestHeader, denyPaths: denyPaths,
                 upstream: try upstream ?? VaultUpstream(address: admin.address)),
             token: { current.withLockedValue { $0 } },
@@ -185,6 +185,7 @@ struct VaultProxyTests {
         #expect(fixture.loginCount == 1)
         let metrics = fixture.exposition
         #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"vault-proxy-kv\"}"))
+        #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"vault-proxy-kv\"}"), "\(metrics)")
         #expect(metrics.contains("credagent_proxy_bytes_total{direction=\"server_to_client\",proxy=\"vault-proxy-kv\"}")
                 || metrics.contains("credagent_proxy_bytes_total{proxy=\"vault-proxy-kv\",direction=\"server_to_client\"}"), "\(metrics)")
     }
@@ -375,6 +376,21 @@ struct VaultProxyTests {
         // The next request, held whole, logs in again and is served.
         #expect(try await fixture.bao(["kv", "get", "-field=value", path]).status == 0)
         #expect(fixture.loginCount == 2)
+    }
+
+    @Test("Over max_connections a client is answered 503 naming the limit; the open connection is served on")
+    func tooManyConnections() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-full", maxConnections: 1)
+        defer { Task { await fixture.stop() } }
+        let first = try RawConnection(fixture.socketPath)
+        let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
+        first.send(lookup)
+        #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+        let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
+        #expect(refused.status == 503)
+        #expect(VaultProxyFixture.firstError(refused) == "credagent proxy for vault-proxy-full: too many connections (max_connections is 1)")
+        first.send(lookup)
+        #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
     }
 
     @Test("Vault down: 502 naming the address and the reason")
