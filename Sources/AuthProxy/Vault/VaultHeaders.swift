@@ -153,4 +153,14 @@ enum VaultHeaders {
 extension HTTPMethod {
     /// Methods whose requests carry a body (so a length of 0 is still sent).
     var sendsBody: Bool { self == .POST || self == .PUT || self == .PATCH }
+
+    /// Reads, which can be sent twice without changing anything (Vault's `LIST` included; its
+    /// `PUT` creates like `POST`).
+    var isSafe: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS: true
+        case let .RAW(value): value == "LIST"
+        default: false
+        }
+    }
 }

@@ -277,7 +277,7 @@ final class VaultSession {
                 upstreamKeepAlive = true
                 sendRequest()
             case let .failure(error):
-                fail(.upstreamUnreachable(credential: name, address: address, "\(error)"))
+                if !isClosed { fail(.upstreamUnreachable(credential: name, address: address, "\(error)")) }
             }
         }
     }
@@ -357,8 +357,10 @@ final class VaultSession {
         upstream = nil
         guard var exchange, exchange.sent else { return }
         switch exchange.response {
-        case .waiting where reused && exchange.retryable && exchange.complete && !exchange.resentOnNewConnection:
-            // Vault closed the idle connection as the request went out: once more on a new one.
+        case .waiting where reused && exchange.retryable && exchange.complete && !exchange.resentOnNewConnection
+            && exchange.head.method.isSafe:
+            // Vault closed the idle connection as the request went out: once more on a new one
+            // (only a read: a write may have been done before the connection ended).
             exchange.resentOnNewConnection = true
             exchange.sent = false
             self.exchange = exchange
