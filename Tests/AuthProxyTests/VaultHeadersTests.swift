@@ -29,6 +29,13 @@ struct VaultHeadersTests {
                         "transfer-encoding"] {
             #expect(!head.headers.contains(name: dropped), "\(dropped)")
         }
+        #expect(head.uri == "/v1/secret/data/x")
+        let behindPrefix = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"),
+                                                        upstream: try! VaultUpstream(address: "https://gateway.internal/vault/"),
+                                                        bodyLength: 11)
+        #expect(behindPrefix.uri == "/vault/v1/secret/data/x")
+        #expect(behindPrefix.headers["host"] == ["gateway.internal"])
+        #expect(behindPrefix.headers["x-vault-namespace"] == ["other"], "without a namespace of the credential's, the client's is kept")
         let streamed = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"), upstream: upstream, bodyLength: nil)
         #expect(streamed.headers["transfer-encoding"] == ["chunked"])
         #expect(!streamed.headers.contains(name: "content-length"))

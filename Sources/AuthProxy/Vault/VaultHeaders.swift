@@ -43,7 +43,7 @@ enum VaultHeaders {
     }
 
     /// The request Vault receives: the client's head without hop-by-hop fields and credentials,
-    /// HTTP/1.1, `Host` naming Vault, `X-Vault-Token` the agent's token and `X-Vault-Namespace`
+    /// HTTP/1.1, the target after the address's path, `Host` naming Vault, `X-Vault-Token` the agent's token and `X-Vault-Namespace`
     /// the credential's namespace (when it has one; else the client's). `bodyLength` is the body's
     /// size when known (buffered or the client's `Content-Length`), nil to send it chunked.
     static func upstreamRequest(_ head: HTTPRequestHead, token: Secret, upstream: VaultUpstream, bodyLength: Int?) -> HTTPRequestHead {
@@ -64,7 +64,7 @@ enum VaultHeaders {
         case .some: break
         case nil: headers.add(name: "Transfer-Encoding", value: "chunked")
         }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: upstream.pathPrefix + head.uri, headers: headers)
     }
 
     /// The response the client receives: Vault's head without hop-by-hop fields, in the client's

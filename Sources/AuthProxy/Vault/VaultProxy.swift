@@ -23,6 +23,9 @@ public struct VaultUpstream: Sendable, Equatable {
     public var namespace: String?
     /// The `Host` header Vault receives: the address's host and port.
     public var hostHeader: String
+    /// The address's path (a Vault behind a reverse proxy at `https://host/vault`), put before
+    /// every request's path; empty for most.
+    public var pathPrefix: String
 
     /// Reads `address` (`http(s)://host[:port]`); throws `CloudAuthError` naming it when it is not
     /// such a URL.
@@ -37,6 +40,7 @@ public struct VaultUpstream: Sendable, Equatable {
         self.serverName = serverName
         self.namespace = namespace
         hostHeader = url.port.map { "\(url.host):\($0)" } ?? url.host
+        pathPrefix = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
     }
 }
 
