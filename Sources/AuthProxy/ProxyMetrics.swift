@@ -42,7 +42,13 @@ public final class ProxyMetrics: Sendable {
     func connectionClosed() { open.decrement(by: 1) }
 
     func rejected(_ refusal: ProxyRefusal) {
-        let reason = refusal.metricReason
+        rejected(reason: refusal.metricReason)
+        if case .tokenRejected = refusal { authFailures.increment() }
+        if case .upstreamProtocol = refusal { authFailures.increment() }
+    }
+
+    /// A refusal counted under `reason` (a proxy's own reasons besides ``ProxyRefusal``'s).
+    func rejected(reason: String) {
         let counter = rejected.withLockedValue { counters in
             if let counter = counters[reason] { return counter }
             let counter = CoreMetrics.Counter(label: "credagent_proxy_connections_rejected_total",
@@ -51,8 +57,6 @@ public final class ProxyMetrics: Sendable {
             return counter
         }
         counter.increment()
-        if case .tokenRejected = refusal { authFailures.increment() }
-        if case .upstreamProtocol = refusal { authFailures.increment() }
     }
 
     func upstreamConnected(after duration: Duration) {

@@ -24,11 +24,17 @@ public struct ProxyUpstream: Sendable, Equatable {
     /// The name the server's certificate is checked against.
     var certificateName: String { serverName ?? host }
 
+    /// The TLS context for this server (its CA file loaded), nil when the connection is plain.
+    /// Throws ``UpstreamTLSError`` naming the CA file.
+    func tlsContext() throws -> UpstreamTLSContext? {
+        tls == .disable ? nil : try UpstreamTLSContext(mode: tls, caFile: caFile)
+    }
+
     /// Opens a TCP connection to the server on `eventLoop` (keep-alive, no delay) within
-    /// `timeout`, with TLS ahead of `handler` when `tls` is given. The handler lives on
-    /// `eventLoop`, where the channel is.
+    /// `timeout`, with TLS first when `tls` is given; `install` adds the protocol's handlers
+    /// after it, on `eventLoop`, where the channel is.
     func connect(on eventLoop: any EventLoop, timeout: Duration, tls: UpstreamTLSContext?,
-                 handler: NIOLoopBound<some ChannelHandler>) -> EventLoopFuture<any Channel> {
+                 install: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void) -> EventLoopFuture<any Channel> {
         let serverName = certificateName
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(timeout))
@@ -38,7 +44,7 @@ public struct ProxyUpstream: Sendable, Equatable {
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     if let tls { try pipeline.addHandler(OpenSSLClientHandler(context: tls, serverName: serverName)) }
-                    try pipeline.addHandler(handler.value)
+                    try install(pipeline)
                 }
             }
             .connect(host: host, port: port)

@@ -60,7 +60,8 @@ public final class Agent: Service, Sendable {
         sinks.apply(config.credentials)
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         server = SocketServer(socket: config.socket, context: context, group: eventLoops)
-        proxies = AgentProxies(config: config, store: store, metrics: metrics, socketPolicy: { [context] in context.policy },
+        proxies = AgentProxies(config: config, store: store, refreshers: refreshers, metrics: metrics,
+                               socketPolicy: { [context] in context.policy },
                                logger: logger, now: now)
         let factory = CredentialSourceFactory(providers: providers, http: http, environment: environment, logger: logger)
         // Every source first: a credential that cannot be made leaves nothing registered.

@@ -47,15 +47,19 @@ final class AgentProxies: Sendable {
     }
     private let state = NIOLockedValueBox(State())
     private let store: CredentialStore
+    private let refreshers: RefresherDirectory
     private let metrics: AgentMetrics
     private let socketPolicy: @Sendable () -> PeerPolicy
     private let logger: Logger
     private let now: @Sendable () -> Date
 
-    /// - Parameter socketPolicy: the socket's current `allow`, for proxies without their own.
-    init(config: AgentConfig, store: CredentialStore, metrics: AgentMetrics, socketPolicy: @escaping @Sendable () -> PeerPolicy,
-         logger: Logger, now: @escaping @Sendable () -> Date) {
+    /// - Parameters:
+    ///   - refreshers: asked for a fresh Vault token when Vault refuses a Vault proxy's.
+    ///   - socketPolicy: the socket's current `allow`, for proxies without their own.
+    init(config: AgentConfig, store: CredentialStore, refreshers: RefresherDirectory, metrics: AgentMetrics,
+         socketPolicy: @escaping @Sendable () -> PeerPolicy, logger: Logger, now: @escaping @Sendable () -> Date) {
         self.store = store
+        self.refreshers = refreshers
         self.metrics = metrics
         self.socketPolicy = socketPolicy
         self.logger = logger
@@ -184,8 +188,25 @@ final class AgentProxies: Sendable {
                                                    expiresAt: held.credential.expiresAt)
                 },
                 allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
-        case .vault:
-            return nil
+        case let .vault(target):
+            let connection = target.connection
+            guard let upstream = try? VaultUpstream(address: connection.address, namespace: connection.namespace,
+                                                    caFile: connection.caFile, serverName: connection.tlsServerName) else { return nil }
+            let refreshers = self.refreshers
+            proxy = VaultProxy(
+                configuration: VaultProxyConfiguration(
+                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
+                    handshakeTimeout: handshakeTimeout,
+                    idleTimeout: .seconds(settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout),
+                    requireRequestHeader: settings.requireRequestHeader, denyPaths: settings.denyPaths, upstream: upstream),
+                token: { store.snapshot(name)?.machine.servable(at: now())?.credential.secret },
+                relogin: { _ in
+                    // A forced refresh: Vault's renewal of a revoked token fails, so the source logs in again.
+                    guard let refresher = refreshers[name],
+                          case let .success(snapshot) = await refresher.credential(minValid: 0, force: true) else { return nil }
+                    return snapshot.machine.servable(at: now())?.credential.secret
+                },
+                allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
         }
         return Entry(name: name, proxy: proxy, identity: identity, shutdownGrace: .seconds(settings.shutdownGrace))
     }

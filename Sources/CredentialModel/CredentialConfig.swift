@@ -12,7 +12,7 @@ public struct CredentialConfig: Sendable, Equatable {
     public var name: CredentialName
     /// What the credential is for and whose identity obtains it.
     public var target: CredentialTarget
-    /// A local listener whose clients connect without a password (postgres only).
+    /// A local listener whose clients connect without a password.
     public var proxy: ProxyConfig?
     /// Files rewritten with every new secret, and the hook run after (`sinks:`, `on_rotate:`).
     public var sinks: CredentialSinks

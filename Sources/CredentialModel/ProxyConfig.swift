@@ -5,8 +5,8 @@ import Foundation
 /// docs/PROXY.md). Built only by the config parser, so a value of this type is valid.
 public struct ProxyConfig: Sendable, Equatable {
     /// `listen`: a Unix socket directory (a PostgreSQL proxy's socket is `DIR/.s.PGSQL.5432`,
-    /// which libpq finds for `host=DIR`), a Unix socket file (a Redis proxy's), or a loopback TCP
-    /// address.
+    /// which libpq finds for `host=DIR`), a Unix socket file (a Redis or Vault proxy's), or a
+    /// loopback TCP address.
     public var listen: ProxyListenAddress
     /// Permission bits of the socket file (Unix sockets only).
     public var mode: UInt32 = 0o660
@@ -17,12 +17,23 @@ public struct ProxyConfig: Sendable, Equatable {
     public var allowGIDs: [UInt32]?
     /// Seconds from a client's connect until its session is established.
     public var handshakeTimeout: TimeInterval = 10
-    /// Seconds without a byte either way after which an established session is closed; nil: never.
+    /// Seconds without a byte either way after which an established session is closed (Vault: a
+    /// connection with no request in progress); nil: never (Vault: ``defaultVaultIdleTimeout``).
     public var idleTimeout: TimeInterval?
     /// Seconds open sessions are given to finish when the agent stops.
     public var shutdownGrace: TimeInterval = 30
     /// Redis: seconds after which an open connection authenticates again (`reauth_before`).
     public var reauthBefore: TimeInterval = 11 * 3600
+    /// Vault: requests without `X-Vault-Request: true` are refused (412), as Vault Proxy's
+    /// `require_request_header` does: a browser cannot send that header cross-site.
+    public var requireRequestHeader = true
+    /// Vault: request paths (`/v1/...`, compared after percent-decoding and removing `.`, `..` and
+    /// doubled slashes) starting with one of these are refused (403) by the proxy itself.
+    public var denyPaths: [String] = []
+
+    /// How long a Vault proxy keeps a connection with no request in progress when `idle_timeout`
+    /// is not set: Vault's own listener's default.
+    public static let defaultVaultIdleTimeout: TimeInterval = 300
 
     public init(listen: ProxyListenAddress) {
         self.listen = listen

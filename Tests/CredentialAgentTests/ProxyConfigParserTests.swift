@@ -6,9 +6,11 @@ import CredentialModel
 
 @Suite("The proxy block of a credential")
 struct ProxyConfigParserTests {
+    /// A credential of `kind` (azure) with `proxyLines` as its proxy block.
     private func config(_ proxyLines: String, kind: String = "postgres") -> String {
-        var yaml = "credentials:\n  - name: orders-db\n    kind: \(kind)\n    provider: azure\n"
-            + "    host: db.internal\n    user: kong\n    proxy:\n"
+        let target = kind == "vault" ? "    method: jwt\n    address: https://vault.internal:8200\n    role: gateway\n    audience: api://vault\n"
+                                     : "    host: db.internal\n    user: kong\n"
+        var yaml = "credentials:\n  - name: orders-db\n    kind: \(kind)\n    provider: azure\n" + target + "    proxy:\n"
         for line in proxyLines.split(separator: "\n") { yaml += "      \(line)\n" }
         return yaml
     }
@@ -82,7 +84,7 @@ struct ProxyConfigParserTests {
         #expect(configIssues(config("listen: unix:\(directory)")).contains { $0.contains("a Unix socket path may have at most 107") })
     }
 
-    @Test("A redis credential's proxy listens on a socket file or loopback TCP and takes reauth_before; a vault credential takes no proxy yet")
+    @Test("A redis credential's proxy listens on a socket file or loopback TCP and takes reauth_before")
     func otherKinds() throws {
         let parsed = try ConfigParser.parse(yaml: config("listen: unix:/run/credagent/sessions.sock\nreauth_before: 30m", kind: "redis"),
                                             file: "test.yaml")
@@ -97,8 +99,51 @@ struct ProxyConfigParserTests {
         #expect(configIssues(config("listen: unix:/run/s.sock\nidle_timeout: 1h", kind: "redis")).contains { $0.contains("credentials[0].proxy.idle_timeout") })
         let tcp = try ConfigParser.parse(yaml: config("listen: 127.0.0.1:16379", kind: "redis"), file: "test.yaml")
         #expect(tcp.credentials.first?.proxy?.listen == .loopbackTCP(host: "127.0.0.1", port: 16379))
-        let vault = "credentials:\n  - name: v\n    kind: vault\n    provider: azure\n    method: jwt\n    address: https://vault:8200\n"
-            + "    role: r\n    proxy:\n      listen: unix:/run/v.sock\n"
-        #expect(configIssues(vault).contains { $0.contains("credentials[0].proxy") })
+        #expect(configIssues(config("listen: unix:/run/s.sock\ndeny_paths: [/v1/sys/]", kind: "redis"))
+            .contains { $0.contains("credentials[0].proxy.deny_paths") })
+    }
+
+    @Test("A vault credential's proxy: a socket file or loopback TCP, require_request_header, deny_paths, idle_timeout")
+    func vault() throws {
+        let full = try ConfigParser.parse(yaml: config("""
+            listen: unix:/run/credagent/vault.sock
+            require_request_header: false
+            deny_paths: [/v1/sys/, /v1/auth/token/create]
+            idle_timeout: 1m
+            handshake_timeout: 5s
+            max_connections: 64
+            """, kind: "vault"), file: "test.yaml")
+        let proxy = try #require(full.credentials.first?.proxy)
+        #expect(proxy.listen == .unixSocket("/run/credagent/vault.sock"))
+        #expect(proxy.requireRequestHeader == false)
+        #expect(proxy.denyPaths == ["/v1/sys/", "/v1/auth/token/create"])
+        #expect(proxy.idleTimeout == 60)
+        #expect(proxy.handshakeTimeout == 5)
+        #expect(proxy.maxConnections == 64)
+
+        let minimal = try ConfigParser.parse(yaml: config("listen: \"[::1]:18200\"", kind: "vault"), file: "test.yaml")
+        let defaults = try #require(minimal.credentials.first?.proxy)
+        #expect(defaults.listen == .loopbackTCP(host: "::1", port: 18200))
+        #expect(defaults.requireRequestHeader == true)
+        #expect(defaults.denyPaths.isEmpty)
+        #expect(defaults.idleTimeout == nil)
+    }
+
+    @Test("Bad vault proxy values name their key and the fix")
+    func vaultBadValues() {
+        let found = configIssues(config("""
+            listen: unix:/run/credagent/vault.sock
+            require_request_header: maybe
+            deny_paths: [v1/sys/, "/v1/sys/%6dounts", /v1/ok/]
+            reauth_before: 1h
+            """, kind: "vault"))
+        #expect(found.contains { $0.contains("credentials[0].proxy.require_request_header") && $0.contains("is not true or false") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.deny_paths[0]") && $0.contains("like /v1/sys/") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.deny_paths[1]") })
+        #expect(!found.contains { $0.contains("deny_paths[2]") })
+        #expect(found.contains { $0.contains("credentials[0].proxy.reauth_before") })
+        #expect(configIssues(config("listen: unix:/run/v.sock\ndeny_paths: /v1/sys/", kind: "vault"))
+            .contains { $0.contains("credentials[0].proxy.deny_paths") && $0.contains("must be a list") })
+        #expect(configIssues(config("listen: 10.0.0.1:8200", kind: "vault")).contains { $0.contains("is not a loopback address") })
     }
 }

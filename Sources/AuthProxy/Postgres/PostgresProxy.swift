@@ -100,8 +100,7 @@ public final class PostgresProxy: LocalProxy {
     /// ``UpstreamTLSError``.
     public func start() async throws {
         if listener.isListening { return }
-        let upstream = configuration.upstream
-        let tls = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
+        let tls = try configuration.upstream.tlsContext()
         running.withLockedValue { $0.tls = tls }
         try await listener.start { [weak self] channel, refusal in
             guard let self else { return }
@@ -139,7 +138,9 @@ public final class PostgresProxy: LocalProxy {
     /// Connects to the server on `eventLoop` with `handler` as the upstream protocol handler (which
     /// negotiates TLS itself, after PostgreSQL's SSLRequest).
     func connectUpstream(on eventLoop: any EventLoop, _ handler: PostgresUpstreamHandler) -> EventLoopFuture<any Channel> {
-        configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: nil,
-                                       handler: NIOLoopBound(handler, eventLoop: eventLoop))
+        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: nil) {
+            try $0.addHandler(bound.value)
+        }
     }
 }

@@ -79,8 +79,7 @@ public final class RedisProxy: LocalProxy {
     /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
     /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
     public func start() async throws {
-        let upstream = configuration.upstream
-        let context = upstream.tls == .disable ? nil : try UpstreamTLSContext(mode: upstream.tls, caFile: upstream.caFile)
+        let context = try configuration.upstream.tlsContext()
         tls.withLockedValue { $0 = context }
         try await listener.start { [weak self] channel, refusal in
             guard let self else { return }
@@ -100,8 +99,10 @@ public final class RedisProxy: LocalProxy {
 
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
-        configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: tls.withLockedValue { $0 },
-                                       handler: NIOLoopBound(handler, eventLoop: eventLoop))
+        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: tls.withLockedValue { $0 }) {
+            try $0.addHandler(bound.value)
+        }
     }
 
     var usesTLS: Bool { configuration.upstream.tls != .disable }

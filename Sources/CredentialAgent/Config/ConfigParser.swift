@@ -224,7 +224,7 @@ struct ConfigReader {
         .postgres: ["host", "port", "user", "database", "sslmode", "ca_file", "resource", "proxy"],
         .redis: ["host", "port", "user", "tls", "ca_file", "resource", "cache_name", "serverless", "engine", "proxy"],
         .vault: ["method", "address", "mount", "role", "server_id", "audience", "namespace", "ca_file", "tls_server_name",
-                 "revoke_on_shutdown"],
+                 "revoke_on_shutdown", "proxy"],
     ]
 
     mutating func credentials(_ node: Node) -> [CredentialConfig] {
@@ -279,7 +279,7 @@ struct ConfigReader {
         case .vault: vault(map, path, provider, caFile: caFile).map(CredentialTarget.vault)
         }
         var proxy: ProxyConfig?
-        if kind != .vault, let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy", kind: kind) }
+        if let node = map["proxy"] { proxy = self.proxy(node, "\(path).proxy", kind: kind) }
         if proxy != nil, case let .redis(redis)? = target, redis.connection.host == nil {
             issue("\(path).proxy", "needs the cache's host: set host (the proxy connects to it)")
         }

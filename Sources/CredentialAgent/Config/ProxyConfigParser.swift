@@ -4,10 +4,14 @@ import Foundation
 import Yams
 
 extension ConfigReader {
-    /// The `proxy:` block of a postgres or redis credential at `path`, or nil (with issues) when
-    /// unusable. A postgres proxy's `unix:` names a directory, a redis proxy's a socket file.
+    /// The `proxy:` block of a credential at `path`, or nil (with issues) when unusable. A
+    /// postgres proxy's `unix:` names a directory, a redis or vault proxy's a socket file.
     mutating func proxy(_ node: Node, _ path: String, kind: CredentialKind) -> ProxyConfig? {
-        let kindKeys = kind == .redis ? ["reauth_before"] : ["idle_timeout"]
+        let kindKeys = switch kind {
+        case .postgres: ["idle_timeout"]
+        case .redis: ["reauth_before"]
+        case .vault: ["idle_timeout", "require_request_header", "deny_paths"]
+        }
         guard let map = mapping(node, path, allowed: ["listen", "mode", "max_connections", "allow", "handshake_timeout",
                                                       "shutdown_grace"] + kindKeys) else { return nil }
         guard let listen = requiredString(map, "listen", path) else { return nil }
@@ -43,10 +47,31 @@ extension ConfigReader {
         if let value = map["reauth_before"].flatMap({ seconds($0, "\(path).reauth_before", 1...86400) }) {
             config.reauthBefore = value
         }
+        if let value = map["require_request_header"].flatMap({ bool($0, "\(path).require_request_header") }) {
+            config.requireRequestHeader = value
+        }
+        if let node = map["deny_paths"] { config.denyPaths = denyPaths(node, "\(path).deny_paths") }
         return config
     }
 
-    /// `unix:/PATH` (a directory for postgres, a socket file for redis), `127.0.0.1:PORT` (any
+    /// `deny_paths`: a list of request path prefixes, each starting with `/` (like `/v1/sys/`).
+    private mutating func denyPaths(_ node: Node, _ path: String) -> [String] {
+        guard case let .sequence(sequence) = node else {
+            issue(path, "must be a list of path prefixes, e.g. [/v1/sys/]")
+            return []
+        }
+        return sequence.enumerated().compactMap { index, item in
+            let itemPath = "\(path)[\(index)]"
+            guard let item = expanded(item, itemPath), let text = string(item, itemPath) else { return nil }
+            guard text.hasPrefix("/"), !text.contains("?"), !text.contains("%") else {
+                issue(itemPath, "'\(text)' is not a request path prefix: write it as Vault's API path, like /v1/sys/ (no query, no percent-encoding)")
+                return nil
+            }
+            return text
+        }
+    }
+
+    /// `unix:/PATH` (a directory for postgres, a socket file for redis and vault), `127.0.0.1:PORT` (any
     /// 127.0.0.0/8 address) or `[::1]:PORT`; any other address is refused: a proxy never listens
     /// beyond this machine.
     private mutating func proxyListenAddress(_ listen: String, _ path: String, kind: CredentialKind) -> ProxyListenAddress? {
@@ -57,7 +82,7 @@ extension ConfigReader {
                 return nil
             }
             let trimmed = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-            return kind == .redis ? .unixSocket(trimmed) : .unixDirectory(trimmed)
+            return kind == .postgres ? .unixDirectory(trimmed) : .unixSocket(trimmed)
         }
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (1...65535).contains(port) else {

@@ -1,0 +1,137 @@
+import NIOCore
+import NIOHTTP1
+
+/// Counts the bytes a proxy connection carries each way, at the very front of the client's
+/// pipeline (what the client sent and received, framing included).
+final class ByteCountingHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private let metrics: ProxyMetrics
+
+    init(metrics: ProxyMetrics) {
+        self.metrics = metrics
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        metrics.relayed(clientToServer: unwrapInboundIn(data).readableBytes)
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        metrics.relayed(serverToClient: unwrapOutboundIn(data).readableBytes)
+        context.write(data, promise: promise)
+    }
+}
+
+/// The client's channel of a ``VaultSession``, behind NIO's HTTP server pipeline (which holds a
+/// pipelined request until the response before it is complete). Reads only while the session can
+/// take more (a request body streamed to a slow Vault slows its client).
+final class VaultClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let session: VaultSession
+
+    init(session: VaultSession) {
+        self.session = session
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        session.clientActive(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): session.requestHead(head)
+        case let .body(bytes): session.requestBody(bytes)
+        case .end: session.requestEnd()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        session.closed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        session.clientFailed(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is VaultProxyStopping { session.proxyStopping() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { session.upstream?.channel.read() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Held while a streamed request body cannot be passed on; the upstream's writability change
+    /// asks again.
+    func read(context: ChannelHandlerContext) {
+        if session.clientMayRead { context.read() }
+    }
+}
+
+/// The upstream channel of a ``VaultSession``: Vault's responses, behind the HTTP client pipeline
+/// (and the TLS handler when the address is https).
+final class VaultUpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let session: VaultSession
+    /// This handler's place in the upstream pipeline: the session writes requests through it.
+    private(set) var context: ChannelHandlerContext?
+
+    init(session: VaultSession) {
+        self.session = session
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): session.responseHead(head, from: context)
+        case let .body(bytes): session.responseBody(bytes, from: context)
+        case .end: session.responseEnd(from: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        session.responseReadComplete(from: context)
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        session.upstreamFailed(context, "Vault closed the connection")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        session.upstreamFailed(context, (error as? UpstreamTLSError)?.description ?? "\(error)")
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { session.client?.channel.read() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Held while the client cannot take more; its writability change asks again.
+    func read(context: ChannelHandlerContext) {
+        if session.upstreamMayRead { context.read() }
+    }
+}

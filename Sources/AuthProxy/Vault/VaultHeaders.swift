@@ -1,0 +1,166 @@
+import CloudAuth
+import Foundation
+import NIOHTTP1
+
+/// How the Vault proxy rewrites the heads it relays: hop-by-hop fields (RFC 9110 section 7.6.1)
+/// stay on their own hop, the client's credentials never reach Vault, and the agent's token is
+/// added. Pure functions of the heads, so the rules are testable without a connection.
+enum VaultHeaders {
+    /// The fields that describe one connection, not the message.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade",
+    ]
+
+    /// The client's own credentials and the fields the proxy sets itself.
+    static let replacedInRequests: Set<String> = [
+        "x-vault-token", "authorization", "host", "content-length", "expect", "x-vault-namespace",
+    ]
+
+    /// Why `head` cannot be relayed safely, or nil: both `Transfer-Encoding` and
+    /// `Content-Length`, several `Content-Length` values (two ways to read where the body ends,
+    /// the ground of request smuggling), a transfer coding other than `chunked`, or a target that
+    /// is not a path.
+    static func framingProblem(_ head: HTTPRequestHead) -> String? {
+        let lengths = head.headers["content-length"].flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let codings = head.headers["transfer-encoding"]
+        if !codings.isEmpty, !lengths.isEmpty {
+            return "a request with both Transfer-Encoding and Content-Length is refused (it could be read two ways)"
+        }
+        if lengths.count > 1 { return "a request with more than one Content-Length is refused (it could be read two ways)" }
+        if !codings.isEmpty, codings.map({ $0.lowercased().trimmingCharacters(in: .whitespaces) }) != ["chunked"] {
+            return "Transfer-Encoding '\(codings.joined(separator: ", "))' is not supported; send chunked or a Content-Length"
+        }
+        guard head.uri.hasPrefix("/") else {
+            return "the request target must be a path like /v1/secret/data/app (absolute URLs and CONNECT are not proxied)"
+        }
+        return nil
+    }
+
+    /// Whether the client asked for `Expect: 100-continue`.
+    static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        head.headers["expect"].contains { $0.lowercased() == "100-continue" }
+    }
+
+    /// The request Vault receives: the client's head without hop-by-hop fields and credentials,
+    /// HTTP/1.1, the target after the address's path, `Host` naming Vault, `X-Vault-Token` the agent's token and `X-Vault-Namespace`
+    /// the credential's namespace (when it has one; else the client's). `bodyLength` is the body's
+    /// size when known (buffered or the client's `Content-Length`), nil to send it chunked.
+    static func upstreamRequest(_ head: HTTPRequestHead, token: Secret, upstream: VaultUpstream, bodyLength: Int?) -> HTTPRequestHead {
+        var headers = NIOHTTP1.HTTPHeaders()
+        let connectionNamed = connectionOptions(head.headers)
+        for (name, value) in head.headers {
+            let lowered = name.lowercased()
+            if hopByHop.contains(lowered) || connectionNamed.contains(lowered) || replacedInRequests.contains(lowered) { continue }
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "Host", value: upstream.hostHeader)
+        headers.add(name: "X-Vault-Token", value: token.reveal())
+        if let namespace = upstream.namespace ?? head.headers["x-vault-namespace"].first {
+            headers.add(name: "X-Vault-Namespace", value: namespace)
+        }
+        switch bodyLength {
+        case let length? where length > 0 || head.method.sendsBody: headers.add(name: "Content-Length", value: String(length))
+        case .some: break
+        case nil: headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: upstream.pathPrefix + head.uri, headers: headers)
+    }
+
+    /// The response the client receives: Vault's head without hop-by-hop fields, in the client's
+    /// HTTP version, `Connection: close` when the proxy closes after it (the encoder frames the
+    /// body again).
+    static func clientResponse(_ head: HTTPResponseHead, version: HTTPVersion, closing: Bool) -> HTTPResponseHead {
+        var headers = NIOHTTP1.HTTPHeaders()
+        let connectionNamed = connectionOptions(head.headers)
+        for (name, value) in head.headers {
+            let lowered = name.lowercased()
+            if hopByHop.contains(lowered) || connectionNamed.contains(lowered) { continue }
+            headers.add(name: name, value: value)
+        }
+        if closing { headers.add(name: "Connection", value: "close") }
+        return HTTPResponseHead(version: version, status: head.status, headers: headers)
+    }
+
+    /// An answer of the proxy's own, in Vault's error shape.
+    static func errorResponse(_ error: VaultProxyError, version: HTTPVersion, bodyLength: Int, closing: Bool) -> HTTPResponseHead {
+        var headers: NIOHTTP1.HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store", "Content-Length": String(bodyLength)]
+        if closing { headers.add(name: "Connection", value: "close") }
+        return HTTPResponseHead(version: version, status: error.status, headers: headers)
+    }
+
+    /// The field names a `Connection` header lists (lower-cased): hop-by-hop for this message.
+    private static func connectionOptions(_ headers: NIOHTTP1.HTTPHeaders) -> Set<String> {
+        Set(headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+    }
+
+    /// The path of a request target as Vault routes it: percent-decoded, with `.` and `..`
+    /// segments resolved and doubled slashes collapsed (what Go's server does before Vault sees
+    /// it), so that a deny prefix cannot be dodged by spelling the path differently. The query is
+    /// left out; a trailing slash is kept.
+    static func routedPath(_ uri: String) -> String {
+        let rawPath = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
+        let decoded = percentDecoded(rawPath)
+        var segments: [Substring] = []
+        for segment in decoded.split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..": _ = segments.popLast()
+            default: segments.append(segment)
+            }
+        }
+        let last = decoded.split(separator: "/", omittingEmptySubsequences: false).last
+        let trailingSlash = decoded.hasSuffix("/") || last == "." || last == ".."
+        let joined = "/" + segments.joined(separator: "/")
+        return trailingSlash && joined != "/" ? joined + "/" : joined
+    }
+
+    /// The first of `prefixes` that `path` (a ``routedPath(_:)``) falls under: it starts with the
+    /// prefix, or equals a prefix ending in `/` without that slash.
+    static func deniedPrefix(_ path: String, _ prefixes: [String]) -> String? {
+        prefixes.first { prefix in
+            path.hasPrefix(prefix) || (prefix.hasSuffix("/") && path == String(prefix.dropLast()))
+        }
+    }
+
+    private static func percentDecoded(_ text: String) -> String {
+        guard text.contains("%") else { return text }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+               let high = hexValue(iterator[iterator.startIndex]), let low = hexValue(iterator[iterator.startIndex + 1]) {
+                bytes.append(high << 4 | low)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
+
+extension HTTPMethod {
+    /// Methods whose requests carry a body (so a length of 0 is still sent).
+    var sendsBody: Bool { self == .POST || self == .PUT || self == .PATCH }
+
+    /// Reads, which can be sent twice without changing anything (Vault's `LIST` included; its
+    /// `PUT` creates like `POST`).
+    var isSafe: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS: true
+        case let .RAW(value): value == "LIST"
+        default: false
+        }
+    }
+}

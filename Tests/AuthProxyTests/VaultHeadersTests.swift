@@ -1,0 +1,91 @@
+@testable import AuthProxy
+import CloudAuth
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The Vault proxy's rules for heads, paths and the token in answers.
+struct VaultHeadersTests {
+    private let upstream = try! VaultUpstream(address: "https://vault.internal:8200", namespace: "team")
+
+    @Test("Hop-by-hop fields, the client's credentials and Host are dropped; the token, namespace and framing set")
+    func upstreamRequest() {
+        let client = HTTPRequestHead(version: .http1_0, method: .POST, uri: "/v1/secret/data/x", headers: [
+            "Host": "localhost", "X-Vault-Token": "s.client", "Authorization": "Bearer s.client", "Connection": "keep-alive, X-Trace",
+            "X-Trace": "1", "Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic x",
+            "Expect": "100-continue", "Content-Length": "11", "X-Vault-Namespace": "other", "X-Vault-Request": "true",
+            "Content-Type": "application/json",
+        ])
+        let head = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"), upstream: upstream, bodyLength: 11)
+        #expect(head.version == .http1_1)
+        #expect(head.headers["x-vault-token"] == ["s.agent"])
+        #expect(head.headers["x-vault-namespace"] == ["team"])
+        #expect(head.headers["host"] == ["vault.internal:8200"])
+        #expect(head.headers["content-length"] == ["11"])
+        #expect(head.headers["x-vault-request"] == ["true"])
+        #expect(head.headers["content-type"] == ["application/json"])
+        for dropped in ["authorization", "connection", "x-trace", "keep-alive", "te", "upgrade", "proxy-authorization", "expect",
+                        "transfer-encoding"] {
+            #expect(!head.headers.contains(name: dropped), "\(dropped)")
+        }
+        #expect(head.uri == "/v1/secret/data/x")
+        let behindPrefix = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"),
+                                                        upstream: try! VaultUpstream(address: "https://gateway.internal/vault/"),
+                                                        bodyLength: 11)
+        #expect(behindPrefix.uri == "/vault/v1/secret/data/x")
+        #expect(behindPrefix.headers["host"] == ["gateway.internal"])
+        #expect(behindPrefix.headers["x-vault-namespace"] == ["other"], "without a namespace of the credential's, the client's is kept")
+        let streamed = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"), upstream: upstream, bodyLength: nil)
+        #expect(streamed.headers["transfer-encoding"] == ["chunked"])
+        #expect(!streamed.headers.contains(name: "content-length"))
+    }
+
+    @Test("Framing that could be read two ways is named")
+    func framing() {
+        func problem(_ headers: NIOHTTP1.HTTPHeaders, uri: String = "/v1/x") -> String? {
+            VaultHeaders.framingProblem(HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers))
+        }
+        #expect(problem(["Content-Length": "5", "Transfer-Encoding": "chunked"])?.contains("both") == true)
+        #expect(problem(["Content-Length": "5", "content-length": "5"])?.contains("more than one") == true)
+        #expect(problem(["Content-Length": "5, 5"])?.contains("more than one") == true)
+        #expect(problem(["Transfer-Encoding": "gzip, chunked"])?.contains("not supported") == true)
+        #expect(problem([:], uri: "http://vault/v1/x")?.contains("must be a path") == true)
+        #expect(problem(["Transfer-Encoding": "chunked"]) == nil)
+        #expect(problem(["Content-Length": "5"]) == nil)
+    }
+
+    @Test("Paths are compared as Vault routes them")
+    func routedPaths() {
+        #expect(VaultHeaders.routedPath("/v1/sys/mounts?list=true") == "/v1/sys/mounts")
+        #expect(VaultHeaders.routedPath("/v1/%73ys/mounts") == "/v1/sys/mounts")
+        #expect(VaultHeaders.routedPath("//v1/sys//mounts/") == "/v1/sys/mounts/")
+        #expect(VaultHeaders.routedPath("/v1/secret/../sys/./mounts") == "/v1/sys/mounts")
+        #expect(VaultHeaders.routedPath("/v1/secret/%2e%2e/sys/mounts") == "/v1/sys/mounts")
+        #expect(VaultHeaders.routedPath("/../../v1/sys") == "/v1/sys")
+        #expect(VaultHeaders.deniedPrefix("/v1/sys/mounts", ["/v1/sys/"]) == "/v1/sys/")
+        #expect(VaultHeaders.deniedPrefix("/v1/sys", ["/v1/sys/"]) == "/v1/sys/")
+        #expect(VaultHeaders.deniedPrefix("/v1/system", ["/v1/sys/"]) == nil)
+        #expect(VaultHeaders.deniedPrefix("/v1/secret/data/x", ["/v1/sys/"]) == nil)
+    }
+
+    @Test("The token is masked wherever it falls in a stream cut at every position; other bytes pass unchanged")
+    func redaction() {
+        let token = "hvs.CAESIabcdefghijklmnop"
+        let body = #"{"data":{"id":"\#(token)","x":"hvs.CAE","y":"\#(token)\#(token)"},"end":"hvs.CAESIabcdefghijklmno"}"#
+        let expected = body.replacingOccurrences(of: token, with: String(repeating: "*", count: token.count))
+        let bytes = Array(body.utf8)
+        for cut in 0...bytes.count {
+            for second in [cut, min(bytes.count, cut + 3)] {
+                var redactor = TokenRedactor(token: token)
+                var out: [UInt8] = []
+                for piece in [bytes[..<cut], bytes[cut..<second], bytes[second...]] {
+                    let safe = redactor.redact(ByteBuffer(bytes: Array(piece)))
+                    out += safe.readableBytesView
+                }
+                out += redactor.finish().readableBytesView
+                #expect(String(decoding: out, as: UTF8.self) == expected, "cut at \(cut), \(second)")
+            }
+        }
+    }
+}
