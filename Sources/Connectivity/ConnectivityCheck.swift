@@ -97,9 +97,14 @@ public struct ConnectivityCheck: Sendable {
             }
             report = await RedisProbe(name: name, target: target).run()
         case let .vault(connection):
-            if proxy != nil { return noProxy() }
-            let endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
+            var endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
                                          tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
+            switch proxy {
+            // The proxy sets the token and the namespace.
+            case let .unixDirectory(path)?, let .unixSocket(path)?: endpoint = VaultEndpoint(address: "http://localhost", unixSocketPath: path)
+            case let .loopbackTCP(host, port)?: endpoint = VaultEndpoint(address: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+            case nil: break
+            }
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         }
         report.provider = provider?.rawValue

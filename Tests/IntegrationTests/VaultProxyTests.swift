@@ -172,111 +172,132 @@ struct VaultProxyTests {
     @Test("bao kv put and get through the Unix socket, with no token, as the agent's token")
     func kvRoundTripOverUnixSocket() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-kv")
-        defer { Task { await fixture.stop() } }
-        let path = uniquePath(), value = UUID().uuidString
-        let put = try await fixture.bao(["kv", "put", path, "value=\(value)"])
-        #expect(put.status == 0, "\(put.stdout) \(put.stderr)")
-        let get = try await fixture.bao(["kv", "get", "-field=value", path])
-        #expect(get.status == 0, "\(get.stderr)")
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
-        // Written as the proxy's token: the root token reads what the AppRole token wrote.
-        let stored = try await fixture.admin.call("GET", "\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))")
-        #expect(((stored["data"] as? [String: Any])?["data"] as? [String: Any])?["value"] as? String == value)
-        #expect(fixture.loginCount == 1)
-        let metrics = fixture.exposition
-        #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"vault-proxy-kv\"}"))
-        #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"vault-proxy-kv\"}"), "\(metrics)")
-        #expect(metrics.contains("credagent_proxy_bytes_total{direction=\"server_to_client\",proxy=\"vault-proxy-kv\"}")
-                || metrics.contains("credagent_proxy_bytes_total{proxy=\"vault-proxy-kv\",direction=\"server_to_client\"}"), "\(metrics)")
+        try await withCleanup {
+            let path = uniquePath(), value = UUID().uuidString
+            let put = try await fixture.bao(["kv", "put", path, "value=\(value)"])
+            #expect(put.status == 0, "\(put.stdout) \(put.stderr)")
+            let get = try await fixture.bao(["kv", "get", "-field=value", path])
+            #expect(get.status == 0, "\(get.stderr)")
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
+            // Written as the proxy's token: the root token reads what the AppRole token wrote.
+            let stored = try await fixture.admin.call("GET", "\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))")
+            #expect(((stored["data"] as? [String: Any])?["data"] as? [String: Any])?["value"] as? String == value)
+            #expect(fixture.loginCount == 1)
+            let metrics = fixture.exposition
+            #expect(metrics.contains("credagent_proxy_connections_total{proxy=\"vault-proxy-kv\"}"))
+            #expect(metrics.contains("credagent_proxy_upstream_connect_seconds_count{proxy=\"vault-proxy-kv\"}"), "\(metrics)")
+            #expect(metrics.contains("credagent_proxy_bytes_total{direction=\"server_to_client\",proxy=\"vault-proxy-kv\"}")
+                    || metrics.contains("credagent_proxy_bytes_total{proxy=\"vault-proxy-kv\",direction=\"server_to_client\"}"), "\(metrics)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Over loopback TCP, the CLI works with VAULT_ADDR=http://127.0.0.1:PORT")
     func kvRoundTripOverTCP() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-tcp", overTCP: true)
-        defer { Task { await fixture.stop() } }
-        #expect(!FileManager.default.fileExists(atPath: fixture.socketPath), "no socket file for a TCP listener")
-        let path = uniquePath(), value = UUID().uuidString
-        #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0)
-        let get = try await fixture.bao(["kv", "get", "-field=value", path])
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value, "\(get.stderr)")
+        try await withCleanup {
+            #expect(!FileManager.default.fileExists(atPath: fixture.socketPath), "no socket file for a TCP listener")
+            let path = uniquePath(), value = UUID().uuidString
+            #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0)
+            let get = try await fixture.bao(["kv", "get", "-field=value", path])
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value, "\(get.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A token revoked in Vault: the proxy logs in again and retries, the client never sees the 403")
     func revokedTokenIsReplaced() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-revoke")
-        defer { Task { await fixture.stop() } }
-        let path = uniquePath(), value = UUID().uuidString
-        #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0)
-        let first = fixture.token
-        try await fixture.admin.call("POST", "auth/token/revoke", ["token": first.reveal()])
+        try await withCleanup {
+            let path = uniquePath(), value = UUID().uuidString
+            #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0)
+            let first = fixture.token
+            try await fixture.admin.call("POST", "auth/token/revoke", ["token": first.reveal()])
 
-        let get = try await fixture.bao(["kv", "get", "-field=value", path])
-        #expect(get.status == 0, "\(get.stderr)")
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
-        #expect(fixture.loginCount == 2)
-        #expect(fixture.token != first)
+            let get = try await fixture.bao(["kv", "get", "-field=value", path])
+            #expect(get.status == 0, "\(get.stderr)")
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
+            #expect(fixture.loginCount == 2)
+            #expect(fixture.token != first)
 
-        // Once more at the HTTP level: the status the client reads is Vault's answer to the retry.
-        try await fixture.admin.call("POST", "auth/token/revoke", ["token": fixture.token.reveal()])
-        let response = try await fixture.request("GET", "/v1/\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))")
-        #expect(response.status == 200, "\(response.bodyText)")
-        #expect(fixture.loginCount == 3)
-        #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"vault-proxy-revoke\"} 2"), "\(fixture.exposition)")
+            // Once more at the HTTP level: the status the client reads is Vault's answer to the retry.
+            try await fixture.admin.call("POST", "auth/token/revoke", ["token": fixture.token.reveal()])
+            let response = try await fixture.request("GET", "/v1/\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))")
+            #expect(response.status == 200, "\(response.bodyText)")
+            #expect(fixture.loginCount == 3)
+            #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"vault-proxy-revoke\"} 2"), "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A 403 that a fresh token does not cure (a path the policy denies) is relayed after one retry")
     func policyDenialIsRelayedAfterOneRetry() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-denied")
-        defer { Task { await fixture.stop() } }
-        let response = try await fixture.request("GET", "/v1/sys/mounts")
-        #expect(response.status == 403)
-        #expect(VaultProxyFixture.firstError(response).contains("permission denied"), "\(response.bodyText)")
-        #expect(fixture.loginCount == 2, "exactly one re-login")
-        #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"vault-proxy-denied\"} 1"))
+        try await withCleanup {
+            let response = try await fixture.request("GET", "/v1/sys/mounts")
+            #expect(response.status == 403)
+            #expect(VaultProxyFixture.firstError(response).contains("permission denied"), "\(response.bodyText)")
+            #expect(fixture.loginCount == 2, "exactly one re-login")
+            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"vault-proxy-denied\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Without X-Vault-Request: true a request is refused with 412 in Vault's error shape; with it, served")
     func requestHeaderRequired() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-header")
-        defer { Task { await fixture.stop() } }
-        let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: [:])
-        #expect(refused.status == 412)
-        #expect(refused.headers["content-type"] == "application/json")
-        let message = VaultProxyFixture.firstError(refused)
-        #expect(message.contains("credagent proxy for vault-proxy-header") && message.contains("X-Vault-Request"), "\(message)")
-        #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
-        #expect(fixture.exposition.contains(
-            "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-header\",reason=\"missing_request_header\"} 1"))
+        try await withCleanup {
+            let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: [:])
+            #expect(refused.status == 412)
+            #expect(refused.headers["content-type"] == "application/json")
+            let message = VaultProxyFixture.firstError(refused)
+            #expect(message.contains("credagent proxy for vault-proxy-header") && message.contains("X-Vault-Request"), "\(message)")
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            #expect(fixture.exposition.contains(
+                "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-header\",reason=\"missing_request_header\"} 1"))
 
-        let relaxed = try await VaultProxyFixture(label: "vault-proxy-noheader", requireRequestHeader: false)
-        defer { Task { await relaxed.stop() } }
-        #expect(try await relaxed.request("GET", "/v1/auth/token/lookup-self", headers: [:]).status == 200)
+            let relaxed = try await VaultProxyFixture(label: "vault-proxy-noheader", requireRequestHeader: false)
+            try await withCleanup { () async throws in
+                #expect(try await relaxed.request("GET", "/v1/auth/token/lookup-self", headers: [:]).status == 200)
+            } cleanup: {
+                await relaxed.stop()
+            }
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("A client's X-Vault-Token (bogus or root) is replaced: requests run as the agent's token, never shown")
     func clientTokenIsReplaced() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-token")
-        defer { Task { await fixture.stop() } }
-        let own = try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient())
-            .lookupSelf(fixture.token)
-        let root = fixture.admin.rootToken.reveal()
-        let attempts: [CloudAuth.HTTPHeaders] = [
-            ["X-Vault-Request": "true", "X-Vault-Token": "s.bogus"],
-            ["X-Vault-Request": "true", "X-Vault-Token": root],
-            ["X-Vault-Request": "true", "Authorization": "Bearer \(root)"],
-        ]
-        for headers in attempts {
-            let response = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: headers)
-            #expect(response.status == 200, "\(response.bodyText)")
-            let data = try #require((try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["data"] as? [String: Any])
-            #expect(data["accessor"] as? String == own.accessor, "the request ran as the agent's token")
-            #expect((data["policies"] as? [String])?.contains("root") == false)
-            // Vault echoes the caller's token as `id`: the proxy masks it.
-            let id = try #require(data["id"] as? String)
-            #expect(!id.isEmpty && id.allSatisfy { $0 == "*" }, "\(id)")
-            #expect(!response.bodyText.contains(fixture.token.reveal()) && !response.bodyText.contains(root))
+        try await withCleanup {
+            let own = try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient())
+                .lookupSelf(fixture.token)
+            let root = fixture.admin.rootToken.reveal()
+            let attempts: [CloudAuth.HTTPHeaders] = [
+                ["X-Vault-Request": "true", "X-Vault-Token": "s.bogus"],
+                ["X-Vault-Request": "true", "X-Vault-Token": root],
+                ["X-Vault-Request": "true", "Authorization": "Bearer \(root)"],
+            ]
+            for headers in attempts {
+                let response = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: headers)
+                #expect(response.status == 200, "\(response.bodyText)")
+                let data = try #require((try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["data"] as? [String: Any])
+                #expect(data["accessor"] as? String == own.accessor, "the request ran as the agent's token")
+                #expect((data["policies"] as? [String])?.contains("root") == false)
+                // Vault echoes the caller's token as `id`: the proxy masks it.
+                let id = try #require(data["id"] as? String)
+                #expect(!id.isEmpty && id.allSatisfy { $0 == "*" }, "\(id)")
+                #expect(!response.bodyText.contains(fixture.token.reveal()) && !response.bodyText.contains(root))
+            }
+            #expect(fixture.loginCount == 1)
+        } cleanup: {
+            await fixture.stop()
         }
-        #expect(fixture.loginCount == 1)
     }
 
     @Test(.enabled(if: getuid() == 0, "needs root to connect as nobody"),
@@ -284,113 +305,128 @@ struct VaultProxyTests {
     func foreignUIDIsRefused(overTCP: Bool) async throws {
         let label = overTCP ? "vault-proxy-peer-tcp" : "vault-proxy-peer"
         let fixture = try await VaultProxyFixture(label: label, overTCP: overTCP, mode: 0o666)
-        defer { Task { await fixture.stop() } }
-        chmod((fixture.socketPath as NSString).deletingLastPathComponent, 0o755)
-        let target = overTCP ? ["http://127.0.0.1:\(fixture.tcpPort ?? 0)/v1/auth/token/lookup-self"]
-                             : ["--unix-socket", fixture.socketPath, "http://localhost/v1/auth/token/lookup-self"]
-        let result = try await ChildProcess.run("/usr/bin/setpriv", [
-            "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/curl", "-s", "-w", "\n%{http_code}",
-            "-H", "X-Vault-Request: true",
-        ] + target, environment: [:])
-        #expect(result.stdout.hasSuffix("\n403"), "\(result.stdout) \(result.stderr)")
-        #expect(result.stdout.contains("credagent proxy for \(label): this process (uid 65534) may not use it"), "\(result.stdout)")
-        #expect(!result.stdout.contains("accessor"))
-        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"\(label)\",reason=\"peer_not_allowed\"} 1"))
+        try await withCleanup {
+            chmod((fixture.socketPath as NSString).deletingLastPathComponent, 0o755)
+            let target = overTCP ? ["http://127.0.0.1:\(fixture.tcpPort ?? 0)/v1/auth/token/lookup-self"]
+                                 : ["--unix-socket", fixture.socketPath, "http://localhost/v1/auth/token/lookup-self"]
+            let result = try await ChildProcess.run("/usr/bin/setpriv", [
+                "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/curl", "-s", "-w", "\n%{http_code}",
+                "-H", "X-Vault-Request: true",
+            ] + target, environment: [:])
+            #expect(result.stdout.hasSuffix("\n403"), "\(result.stdout) \(result.stderr)")
+            #expect(result.stdout.contains("credagent proxy for \(label): this process (uid 65534) may not use it"), "\(result.stdout)")
+            #expect(!result.stdout.contains("accessor"))
+            #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"\(label)\",reason=\"peer_not_allowed\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Smuggling framing, oversize headers and an unfinished body get bounded, clear errors; other sessions go on")
     func badRequestsAreBounded() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-bad", handshakeTimeout: .seconds(2))
-        defer { Task { await fixture.stop() } }
-        let head = "POST /v1/secret/data/x HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n"
-        let cases: [(request: String, status: String)] = [
-            (head + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"),
-            (head + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "400"),
-            (head + "X-Big: \(String(repeating: "a", count: 100 * 1024))\r\nContent-Length: 0\r\n\r\n", "431"),
-        ]
-        for (request, status) in cases {
-            let connection = try RawConnection(fixture.socketPath)
-            connection.send(request)
-            let answer = connection.readToEnd()
-            #expect(answer.hasPrefix("HTTP/1.1 \(status)"), "\(answer.prefix(300))")
-            #expect(answer.contains("credagent proxy for vault-proxy-bad"), "\(answer.prefix(500))")
-        }
+        try await withCleanup {
+            let head = "POST /v1/secret/data/x HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n"
+            let cases: [(request: String, status: String)] = [
+                (head + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"),
+                (head + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "400"),
+                (head + "X-Big: \(String(repeating: "a", count: 100 * 1024))\r\nContent-Length: 0\r\n\r\n", "431"),
+            ]
+            for (request, status) in cases {
+                let connection = try RawConnection(fixture.socketPath)
+                connection.send(request)
+                let answer = connection.readToEnd()
+                #expect(answer.hasPrefix("HTTP/1.1 \(status)"), "\(answer.prefix(300))")
+                #expect(answer.contains("credagent proxy for vault-proxy-bad"), "\(answer.prefix(500))")
+            }
 
-        // A body that never ends: the connection waits at most handshake_timeout for its next part.
-        let stalled = try RawConnection(fixture.socketPath)
-        let started = Date()
-        stalled.send(head + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\":")
-        let path = uniquePath(), value = UUID().uuidString
-        #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0, "another session is served meanwhile")
-        let answer = stalled.readToEnd()
-        let waited = Date().timeIntervalSince(started)
-        #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer.prefix(300))")
-        #expect(answer.contains("not completed within 2 s"), "\(answer)")
-        #expect(waited >= 1.5 && waited < 8, "\(waited) s")
-        let get = try await fixture.bao(["kv", "get", "-field=value", path])
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
-        #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-bad\",reason=\"bad_request\"} 3"))
+            // A body that never ends: the connection waits at most handshake_timeout for its next part.
+            let stalled = try RawConnection(fixture.socketPath)
+            let started = Date()
+            stalled.send(head + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\":")
+            let path = uniquePath(), value = UUID().uuidString
+            #expect(try await fixture.bao(["kv", "put", path, "value=\(value)"]).status == 0, "another session is served meanwhile")
+            let answer = stalled.readToEnd()
+            let waited = Date().timeIntervalSince(started)
+            #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer.prefix(300))")
+            #expect(answer.contains("not completed within 2 s"), "\(answer)")
+            #expect(waited >= 1.5 && waited < 8, "\(waited) s")
+            let get = try await fixture.bao(["kv", "get", "-field=value", path])
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
+            #expect(fixture.exposition.contains("credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-bad\",reason=\"bad_request\"} 3"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("deny_paths prefixes are refused locally however the path is spelled; others pass")
     func denyPaths() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-deny", denyPaths: ["/v1/sys/mounts/"])
-        defer { Task { await fixture.stop() } }
-        let listing = try await fixture.bao(["secrets", "list"])
-        #expect(listing.status != 0)
-        #expect(listing.stderr.contains("/v1/sys/mounts is denied by proxy.deny_paths"), "\(listing.stderr)")
-        for spelling in ["/v1/sys/%6dounts", "/v1/secret/../sys/mounts/secret", "//v1/sys//mounts"] {
-            let connection = try RawConnection(fixture.socketPath)
-            connection.send("GET \(spelling) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\nConnection: close\r\n\r\n")
-            let answer = connection.readToEnd()
-            #expect(answer.hasPrefix("HTTP/1.1 403"), "\(spelling): \(answer.prefix(300))")
-            #expect(answer.contains("denied by proxy.deny_paths"), "\(spelling)")
+        try await withCleanup {
+            let listing = try await fixture.bao(["secrets", "list"])
+            #expect(listing.status != 0)
+            #expect(listing.stderr.contains("/v1/sys/mounts is denied by proxy.deny_paths"), "\(listing.stderr)")
+            for spelling in ["/v1/sys/%6dounts", "/v1/secret/../sys/mounts/secret", "//v1/sys//mounts"] {
+                let connection = try RawConnection(fixture.socketPath)
+                connection.send("GET \(spelling) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\nConnection: close\r\n\r\n")
+                let answer = connection.readToEnd()
+                #expect(answer.hasPrefix("HTTP/1.1 403"), "\(spelling): \(answer.prefix(300))")
+                #expect(answer.contains("denied by proxy.deny_paths"), "\(spelling)")
+            }
+            // The kv commands look their mount up under sys/internal/ui/mounts: not denied here.
+            let path = uniquePath()
+            #expect(try await fixture.bao(["kv", "put", path, "value=1"]).status == 0)
+            #expect(fixture.loginCount == 1, "a local refusal is no reason to log in again")
+        } cleanup: {
+            await fixture.stop()
         }
-        // The kv commands look their mount up under sys/internal/ui/mounts: not denied here.
-        let path = uniquePath()
-        #expect(try await fixture.bao(["kv", "put", path, "value=1"]).status == 0)
-        #expect(fixture.loginCount == 1, "a local refusal is no reason to log in again")
     }
 
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")
-        defer { Task { await fixture.stop() } }
-        let valueFile = fixture.home + "/value"
-        let value = String(repeating: "0123456789abcdef", count: 3 * 65536)  // 3 MiB
-        try value.write(toFile: valueFile, atomically: true, encoding: .utf8)
-        let path = uniquePath()
-        let put = try await fixture.bao(["kv", "put", path, "value=@\(valueFile)"])
-        #expect(put.status == 0, "\(put.stderr)")
-        let get = try await fixture.bao(["kv", "get", "-field=value", path])
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
+        try await withCleanup {
+            let valueFile = fixture.home + "/value"
+            let value = String(repeating: "0123456789abcdef", count: 3 * 65536)  // 3 MiB
+            try value.write(toFile: valueFile, atomically: true, encoding: .utf8)
+            let path = uniquePath()
+            let put = try await fixture.bao(["kv", "put", path, "value=@\(valueFile)"])
+            #expect(put.status == 0, "\(put.stderr)")
+            let get = try await fixture.bao(["kv", "get", "-field=value", path])
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value)
 
-        // With the token revoked, the streamed write reaches the client as Vault's 403.
-        try await fixture.admin.call("POST", "auth/token/revoke", ["token": fixture.token.reveal()])
-        let body = try JSONSerialization.data(withJSONObject: ["data": ["value": value]])
-        let refused = try await fixture.request("POST", "/v1/\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))",
-                                                headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
-                                                body: Array(body))
-        #expect(refused.status == 403, "\(refused.bodyText)")
-        #expect(fixture.loginCount == 1)
-        // The next request, held whole, logs in again and is served.
-        #expect(try await fixture.bao(["kv", "get", "-field=value", path]).status == 0)
-        #expect(fixture.loginCount == 2)
+            // With the token revoked, the streamed write reaches the client as Vault's 403.
+            try await fixture.admin.call("POST", "auth/token/revoke", ["token": fixture.token.reveal()])
+            let body = try JSONSerialization.data(withJSONObject: ["data": ["value": value]])
+            let refused = try await fixture.request("POST", "/v1/\(path.replacingOccurrences(of: "secret/", with: "secret/data/"))",
+                                                    headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                    body: Array(body))
+            #expect(refused.status == 403, "\(refused.bodyText)")
+            #expect(fixture.loginCount == 1)
+            // The next request, held whole, logs in again and is served.
+            #expect(try await fixture.bao(["kv", "get", "-field=value", path]).status == 0)
+            #expect(fixture.loginCount == 2)
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Over max_connections a client is answered 503 naming the limit; the open connection is served on")
     func tooManyConnections() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-full", maxConnections: 1)
-        defer { Task { await fixture.stop() } }
-        let first = try RawConnection(fixture.socketPath)
-        let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
-        first.send(lookup)
-        #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
-        let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
-        #expect(refused.status == 503)
-        #expect(VaultProxyFixture.firstError(refused) == "credagent proxy for vault-proxy-full: too many connections (max_connections is 1)")
-        first.send(lookup)
-        #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+        try await withCleanup {
+            let first = try RawConnection(fixture.socketPath)
+            let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
+            first.send(lookup)
+            #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+            let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
+            #expect(refused.status == 503)
+            #expect(VaultProxyFixture.firstError(refused) == "credagent proxy for vault-proxy-full: too many connections (max_connections is 1)")
+            first.send(lookup)
+            #expect(first.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Vault down: 502 naming the address and the reason")
@@ -398,14 +434,17 @@ struct VaultProxyTests {
         let address = "http://127.0.0.1:\(try closedLoopbackPort())"
         let root = try #require(BaoAdmin.fromEnvironment()).rootToken
         let fixture = try await VaultProxyFixture(label: "vault-proxy-down", upstream: try VaultUpstream(address: address), fixedToken: root)
-        defer { Task { await fixture.stop() } }
-        let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
-        #expect(refused.status == 502)
-        let message = VaultProxyFixture.firstError(refused)
-        #expect(message.hasPrefix("credagent proxy for vault-proxy-down: cannot connect to Vault at \(address)"), "\(message)")
-        #expect(message.lowercased().contains("refused"), "\(message)")
-        #expect(fixture.exposition.contains(
-            "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-down\",reason=\"upstream_unreachable\"} 1"))
+        try await withCleanup {
+            let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self")
+            #expect(refused.status == 502)
+            let message = VaultProxyFixture.firstError(refused)
+            #expect(message.hasPrefix("credagent proxy for vault-proxy-down: cannot connect to Vault at \(address)"), "\(message)")
+            #expect(message.lowercased().contains("refused"), "\(message)")
+            #expect(fixture.exposition.contains(
+                "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-down\",reason=\"upstream_unreachable\"} 1"))
+        } cleanup: {
+            await fixture.stop()
+        }
     }
 
     @Test("Keep-alive: several requests on one connection; at stop an idle connection is closed at once")
@@ -439,22 +478,28 @@ struct VaultProxyTests {
         let root = try #require(BaoAdmin.fromEnvironment()).rootToken
         let trusted = try await VaultProxyFixture(label: "vault-proxy-tls", upstream: try VaultUpstream(address: address, caFile: caFile),
                                                   fixedToken: root)
-        defer { Task { await trusted.stop() } }
-        let path = uniquePath(), value = UUID().uuidString
-        #expect(try await trusted.bao(["kv", "put", path, "value=\(value)"]).status == 0)
-        let get = try await trusted.bao(["kv", "get", "-field=value", path])
-        #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value, "\(get.stderr)")
+        try await withCleanup {
+            let path = uniquePath(), value = UUID().uuidString
+            #expect(try await trusted.bao(["kv", "put", path, "value=\(value)"]).status == 0)
+            let get = try await trusted.bao(["kv", "get", "-field=value", path])
+            #expect(get.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == value, "\(get.stderr)")
 
-        // The system store does not know OpenBao's dev CA.
-        let untrusted = try await VaultProxyFixture(label: "vault-proxy-untrusted", upstream: try VaultUpstream(address: address),
-                                                    fixedToken: root)
-        defer { Task { await untrusted.stop() } }
-        let refused = try await untrusted.request("GET", "/v1/auth/token/lookup-self")
-        #expect(refused.status == 502)
-        let message = VaultProxyFixture.firstError(refused)
-        #expect(message.contains("credagent proxy for vault-proxy-untrusted: cannot connect to Vault at \(address)")
-                && message.contains("not trusted"), "\(message)")
-        #expect(!refused.bodyText.contains(root.reveal()))
+            // The system store does not know OpenBao's dev CA.
+            let untrusted = try await VaultProxyFixture(label: "vault-proxy-untrusted", upstream: try VaultUpstream(address: address),
+                                                        fixedToken: root)
+            try await withCleanup {
+                let refused = try await untrusted.request("GET", "/v1/auth/token/lookup-self")
+                #expect(refused.status == 502)
+                let message = VaultProxyFixture.firstError(refused)
+                #expect(message.contains("credagent proxy for vault-proxy-untrusted: cannot connect to Vault at \(address)")
+                        && message.contains("not trusted"), "\(message)")
+                #expect(!refused.bodyText.contains(root.reveal()))
+            } cleanup: {
+                await untrusted.stop()
+            }
+        } cleanup: {
+            await trusted.stop()
+        }
     }
 }
 
@@ -466,44 +511,54 @@ struct VaultProxyAgentTests {
 
     @Test func agentProxiesTheCLIAndLogsInAgainWhenItsTokenIsRevoked() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)
-        defer { Task { try? await emulator.stop() } }
-        let mount = try await admin.mountGCPJWT(emulator, ttl: "10m", maxTTL: "1h")
-        let directory = try Peers.scratchDirectory("vault-proxy-agent")
-        let socket = directory + "/vault.sock"
-        let agent = try await AgentProcess(label: "vault-proxy-agent", config: """
-            socket: {path: SOCKET}
-            refresh: {client_min_interval: 0s, backoff: {initial: 200ms, max: 1s}}
-            \(admin.vaultCredentialsYAML(mount: mount, extra: ["proxy: {listen: \"unix:\(socket)\", deny_paths: [/v1/sys/mounts]}"]))
-            """, environment: cloudEnvironment(emulator))
-        defer { Task { _ = await agent.stop() } }
-        let first = try #require(try await agent.credential("vault")["token"] as? String)
-        let home = directory + "/home"
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-        func bao(_ arguments: [String]) async throws -> ProcessResult {
-            try await ChildProcess.run("/usr/bin/env", ["bao"] + arguments, environment: ["BAO_ADDR": "unix://\(socket)", "HOME": home])
+        try await withCleanup {
+            let mount = try await admin.mountGCPJWT(emulator, ttl: "10m", maxTTL: "1h")
+            let directory = try Peers.scratchDirectory("vault-proxy-agent")
+            let socket = directory + "/vault.sock"
+            let agent = try await AgentProcess(label: "vault-proxy-agent", config: """
+                socket: {path: SOCKET}
+                refresh: {client_min_interval: 0s, backoff: {initial: 200ms, max: 1s}}
+                \(admin.vaultCredentialsYAML(mount: mount, extra: ["proxy: {listen: \"unix:\(socket)\", deny_paths: [/v1/sys/mounts]}"]))
+                """, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                let first = try #require(try await agent.credential("vault")["token"] as? String)
+                let home = directory + "/home"
+                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+                func bao(_ arguments: [String]) async throws -> ProcessResult {
+                    try await ChildProcess.run("/usr/bin/env", ["bao"] + arguments, environment: ["BAO_ADDR": "unix://\(socket)", "HOME": home])
+                }
+
+                // The default policy gives every token its cubbyhole and lookup-self.
+                #expect(try await bao(["write", "cubbyhole/proxy", "value=through-the-agent"]).status == 0)
+                let read = try await bao(["read", "-field=value", "cubbyhole/proxy"])
+                #expect(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "through-the-agent", "\(read.stderr)")
+                let listing = try await bao(["secrets", "list"])
+                #expect(listing.status != 0 && listing.stderr.contains("denied by proxy.deny_paths"), "\(listing.stderr)")
+
+                try await admin.call("POST", "auth/token/revoke", ["token": first])
+                let lookup = try await bao(["token", "lookup", "-format=json"])
+                #expect(lookup.status == 0, "\(lookup.stderr)")
+                let second = try #require(try await agent.credential("vault")["token"] as? String)
+                #expect(second != first, "the agent logged in again")
+                let accessor = try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
+                    .lookupSelf(Secret(second)).accessor
+                #expect(lookup.stdout.contains(accessor), "the lookup ran as the new token")
+                #expect(!lookup.stdout.contains(second), "the token itself is masked")
+
+                let metrics = try await agent.request("GET", "/metrics")
+                #expect(metrics.bodyText.contains("credagent_proxy_reauths_total{proxy=\"vault\"} 1"), "\(metrics.bodyText)")
+                // `credagent test --via-proxy` looks the token up through the proxy, holding none.
+                let viaProxy = try await runCredagent(["test", "vault", "--via-proxy", "--socket", agent.socketPath])
+                #expect(viaProxy.status == 0 && viaProxy.stdout.contains("via=unix:\(socket)"), "\(viaProxy.stdout) \(viaProxy.stderr)")
+                #expect(!viaProxy.stdout.contains(second))
+                #expect(await agent.stop() == 0)
+                #expect(!FileManager.default.fileExists(atPath: socket), "the proxy's socket is removed at stop")
+                for token in [first, second] { #expect(!agent.log.contains(token), "a Vault token reached the log") }
+            } cleanup: {
+                _ = await agent.stop()
+            }
+        } cleanup: {
+            try? await emulator.stop()
         }
-
-        // The default policy gives every token its cubbyhole and lookup-self.
-        #expect(try await bao(["write", "cubbyhole/proxy", "value=through-the-agent"]).status == 0)
-        let read = try await bao(["read", "-field=value", "cubbyhole/proxy"])
-        #expect(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "through-the-agent", "\(read.stderr)")
-        let listing = try await bao(["secrets", "list"])
-        #expect(listing.status != 0 && listing.stderr.contains("denied by proxy.deny_paths"), "\(listing.stderr)")
-
-        try await admin.call("POST", "auth/token/revoke", ["token": first])
-        let lookup = try await bao(["token", "lookup", "-format=json"])
-        #expect(lookup.status == 0, "\(lookup.stderr)")
-        let second = try #require(try await agent.credential("vault")["token"] as? String)
-        #expect(second != first, "the agent logged in again")
-        let accessor = try await VaultClient(endpoint: VaultEndpoint(address: admin.address), http: CurlHTTPClient())
-            .lookupSelf(Secret(second)).accessor
-        #expect(lookup.stdout.contains(accessor), "the lookup ran as the new token")
-        #expect(!lookup.stdout.contains(second), "the token itself is masked")
-
-        let metrics = try await agent.request("GET", "/metrics")
-        #expect(metrics.bodyText.contains("credagent_proxy_reauths_total{proxy=\"vault\"} 1"), "\(metrics.bodyText)")
-        #expect(await agent.stop() == 0)
-        #expect(!FileManager.default.fileExists(atPath: socket), "the proxy's socket is removed at stop")
-        for token in [first, second] { #expect(!agent.log.contains(token), "a Vault token reached the log") }
     }
 }

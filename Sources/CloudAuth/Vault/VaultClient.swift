@@ -8,11 +8,15 @@ public struct VaultEndpoint: Sendable, Equatable {
     public var namespace: String?
     /// CA bundle and server name for TLS.
     public var tls: TLSOptions
+    /// A Unix socket to send the requests through (a local Vault proxy's); `address` then only
+    /// gives the scheme and the `Host`.
+    public var unixSocketPath: String?
 
-    public init(address: String, namespace: String? = nil, tls: TLSOptions = TLSOptions()) {
+    public init(address: String, namespace: String? = nil, tls: TLSOptions = TLSOptions(), unixSocketPath: String? = nil) {
         self.address = address.hasSuffix("/") ? String(address.dropLast()) : address
         self.namespace = namespace
         self.tls = tls
+        self.unixSocketPath = unixSocketPath
     }
 }
 
@@ -116,7 +120,7 @@ public struct VaultClient: Sendable {
         if !body.isEmpty { headers.add("Content-Type", "application/json") }
         headers.add("X-Vault-Request", "true")
         let request = HTTPRequest(method: method, url: "\(endpoint.address)/v1/\(path)", headers: headers,
-                                  body: body, timeouts: .standard, tls: endpoint.tls)
+                                  body: body, timeouts: .standard, tls: endpoint.tls, unixSocketPath: endpoint.unixSocketPath)
         let response = try await http.execute(request)
         let parsed = response.body.isEmpty ? [:] : (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         guard response.isSuccess else {
