@@ -1,12 +1,17 @@
-// N keep-alive connections over AF_UNIX, each sending the next GET as soon as the previous
-// response (Content-Length framed) is complete. Waits by polling (spin) or in epoll_wait (block).
+// N keep-alive connections over AF_UNIX (or TCP with SOCKET tcp:IPV4:PORT), each sending the next
+// GET as soon as the previous response (Content-Length framed) is complete. Waits by polling (spin)
+// or in epoll_wait (block). UNIXLOAD_HEADERS, when set, adds header lines (newline-separated) to
+// every request: a token goes there, never into the arguments.
 // Prints throughput and latency percentiles, and appends "microseconds count" lines of its latency
 // histogram to HISTOGRAM. With REQUESTS, stops once that many responses have arrived (or at the
 // end of SECONDS, whichever first).
 //
 //   unixload SOCKET PATH CONNECTIONS SECONDS spin|block HISTOGRAM [REQUESTS]
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,15 +39,41 @@ int main(int argc, char **argv) {
   int connections = atoi(argv[3]); double seconds = atof(argv[4]);
   int wait_ms = strcmp(argv[5], "spin") == 0 ? 0 : 100;
   uint64_t limit = argc == 8 ? strtoull(argv[7], NULL, 10) : 0;
-  char request[512];
-  int request_len = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
+  char extra[2048] = "";
+  const char *headers = getenv("UNIXLOAD_HEADERS");
+  for (size_t used = 0; headers && *headers && used + 4 < sizeof extra; headers++) {
+    if (*headers == '\n') { extra[used++] = '\r'; extra[used++] = '\n'; }
+    else extra[used++] = *headers;
+    extra[used] = 0;
+  }
+  if (extra[0] && strcmp(extra + strlen(extra) - 2, "\r\n") != 0) strcat(extra, "\r\n");
+  char request[4096];
+  int request_len = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n", path, extra);
+  int tcp_port = 0;
+  char tcp_host[64] = "";
+  if (strncmp(socket_path, "tcp:", 4) == 0) {
+    const char *colon = strrchr(socket_path + 4, ':');
+    if (!colon || (size_t)(colon - socket_path - 4) >= sizeof tcp_host) { fprintf(stderr, "tcp:IPV4:PORT expected\n"); return 2; }
+    memcpy(tcp_host, socket_path + 4, (size_t)(colon - socket_path - 4));
+    tcp_port = atoi(colon + 1);
+  }
   int ep = epoll_create1(0);
   conn_t *conns = calloc((size_t)connections, sizeof(conn_t));
   for (int i = 0; i < connections; i++) {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    strncpy(addr.sun_path, socket_path, sizeof addr.sun_path - 1);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) { perror("connect"); return 1; }
+    int fd;
+    if (tcp_port) {
+      fd = socket(AF_INET, SOCK_STREAM, 0);
+      struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)tcp_port) };
+      if (inet_pton(AF_INET, tcp_host, &addr.sin_addr) != 1) { fprintf(stderr, "not an IPv4 address: %s\n", tcp_host); return 2; }
+      if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) { perror("connect"); return 1; }
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    } else {
+      fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      struct sockaddr_un addr = { .sun_family = AF_UNIX };
+      strncpy(addr.sun_path, socket_path, sizeof addr.sun_path - 1);
+      if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) { perror("connect"); return 1; }
+    }
     fcntl(fd, F_SETFL, O_NONBLOCK);
     conns[i].fd = fd;
     struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
