@@ -111,8 +111,7 @@ final class TLSStream: ByteStream {
     }
 
     private static func isIPAddress(_ name: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, name, &v4) == 1 || inet_pton(AF_INET6, name, &v6) == 1
+        HostAddress.ipVersion(name) != nil
     }
 
     /// Runs an OpenSSL operation until it completes, sending what it produced and feeding it what

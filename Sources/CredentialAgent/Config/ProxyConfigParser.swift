@@ -91,10 +91,8 @@ extension ConfigReader {
         }
         let written = String(listen[..<colon])
         let host = written.hasPrefix("[") && written.hasSuffix("]") ? String(written.dropFirst().dropLast()) : written
-        var ipv4 = in_addr()
-        var ipv6 = in6_addr()
-        let isIPv4Loopback = inet_pton(AF_INET, host, &ipv4) == 1 && host.hasPrefix("127.")
-        let isIPv6Loopback = written.hasPrefix("[") && inet_pton(AF_INET6, host, &ipv6) == 1 && HostAddress.isLoopback(host)
+        let isIPv4Loopback = HostAddress.ipVersion(host) == 4 && host.hasPrefix("127.")
+        let isIPv6Loopback = written.hasPrefix("[") && HostAddress.ipVersion(host) == 6 && HostAddress.isLoopback(host)
         guard isIPv4Loopback || isIPv6Loopback else {
             issue(path, "'\(listen)' is not a loopback address: a proxy listens on a Unix socket (unix:/DIR), 127.0.0.1:PORT or [::1]:PORT only")
             return nil
