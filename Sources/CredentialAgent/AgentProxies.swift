@@ -44,6 +44,7 @@ final class AgentProxies: Sendable {
         /// The proxies' own event loops, one per CPU (relaying and TLS are CPU work, unlike the
         /// socket API's prebuilt answers); made when the first proxy is.
         var group: MultiThreadedEventLoopGroup?
+        var started = false
     }
     private let state = NIOLockedValueBox(State())
     private let store: CredentialStore
@@ -69,8 +70,13 @@ final class AgentProxies: Sendable {
     }
 
     /// Binds every proxy's socket; throws the first failure (naming the path).
+    /// Does nothing once they listen (the CLI starts listening before ``Agent/run()`` does).
     func start() async throws {
-        for entry in state.withLockedValue({ $0.active }) {
+        let entries = state.withLockedValue { state -> [Entry] in
+            defer { state.started = true }
+            return state.started ? [] : state.active
+        }
+        for entry in entries {
             try await entry.proxy.start()
             logListening(entry)
         }

@@ -54,6 +54,17 @@ final class RedisProxyFixture: Sendable {
         self.token.withLockedValue { $0 = token }
     }
 
+    /// Hands the proxy a token the server does not know yet (a rotation the cloud has not
+    /// propagated yet).
+    func handProxyEarly(_ token: Secret) {
+        self.token.withLockedValue { $0 = token }
+    }
+
+    /// Adds `token` to the user's passwords on the server, keeping the others.
+    func addServerPassword(_ token: Secret) async throws {
+        _ = try await RedisPeer.admin("ACL SETUSER \(user) >\(token.reveal())", masking: token)
+    }
+
     /// redis-cli on the proxy's socket or port, without a password.
     func cli(_ arguments: [String], prefix: [String] = []) async throws -> ProcessResult {
         let all = (tcpPort.map { ["-h", "127.0.0.1", "-p", String($0)] } ?? ["-s", socketPath]) + arguments
@@ -251,15 +262,30 @@ struct RedisProxyTests {
             #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 1"), "\(fixture.exposition)")
             #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 0"))
 
-            // The server changes the password behind the proxy's back: the next re-AUTH reaches the
-            // server (its ACL LOG records the refused AUTH for this user), and the connection is
-            // closed at a reply boundary rather than kept on a token the server no longer takes.
+            // A token the server learns a moment after the proxy has it: the refused re-AUTH leaves
+            // the connection logged in as before, is tried again a second later, and succeeds.
+            let early = fakeIAMToken()
+            fixture.handProxyEarly(early)
+            try await waitUntil("a re-AUTH with the early token is refused", timeout: 10) {
+                fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 1")
+            }
+            try await fixture.addServerPassword(early)
+            try await waitUntil("the retried re-AUTH succeeds", timeout: 10) {
+                fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 2")
+            }
+            connection.send([["PING"]])
+            #expect(connection.replies(1).replies == ["+PONG"], "the connection carried on")
+
+            // The server changes the password behind the proxy's back: the next re-AUTHs reach the
+            // server (its ACL LOG records the refused AUTH for this user), and after the retry is
+            // refused too the connection is closed at a reply boundary rather than kept on a token
+            // the server no longer takes.
             _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) resetpass >\(fakeIAMToken().reveal())")
             let end = connection.readsEndOfFile()
             #expect(end.closed && end.bytes.isEmpty, "\(end)")
             let log = try await RedisPeer.admin("ACL LOG 20")
             #expect(log.contains(fixture.user) && log.contains("auth"), "\(log)")
-            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 1"))
+            #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 3"))
             #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-reauth\"} 1"))
         } cleanup: {
             await fixture.stop()

@@ -79,6 +79,7 @@ public final class RedisProxy: LocalProxy {
     /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
     /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
     public func start() async throws {
+        if listener.isListening { return }
         let context = try configuration.upstream.tlsContext()
         tls.withLockedValue { $0 = context }
         try await listener.start { [weak self] channel, refusal in

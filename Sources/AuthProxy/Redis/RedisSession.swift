@@ -40,6 +40,8 @@ final class RedisSession {
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
     private static let subscribeNames: Set<String> = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
+    /// How long after a refused re-AUTH it is tried again.
+    static let reauthRetryDelay: Duration = .seconds(1)
 
     let proxy: RedisProxy
     private let refusal: ProxyRefusal?
@@ -54,6 +56,10 @@ final class RedisSession {
     private var untracked = false
     private var blockingOutstanding = 0
     private var reauthPending = false
+    /// Re-AUTHs refused in a row. Redis leaves a connection logged in as it was when an AUTH fails,
+    /// so the first refusal is tried again shortly (the server may not yet know a token issued a
+    /// moment ago); a second closes the connection at a reply boundary.
+    private var refusedReauths = 0
     private var closeAtBoundary = false
     private var reauthTimer: Scheduled<Void>?
     private var graceTimer: Scheduled<Void>?
@@ -353,14 +359,23 @@ final class RedisSession {
         let serverMessage = String(answer.dropFirst().prefix { $0 != "\r" })
         if ok {
             if !initial { proxy.metrics.reauthenticated() }
+            refusedReauths = 0
             scheduleReauth(expiresAt: expiresAt)
         } else if initial {
             refuse(.tokenRejected(credential: name, serverMessage: serverMessage))
         } else {
             proxy.metrics.reauthFailed()
-            proxy.logger.warning("Redis refused the fresh token of an open connection; closing it at a reply boundary",
-                                 metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
-            scheduleCloseAtBoundary()
+            refusedReauths += 1
+            if refusedReauths == 1, let eventLoop = client?.eventLoop {
+                proxy.logger.info("Redis refused the fresh token of an open connection, which keeps its earlier login; trying again shortly",
+                                  metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
+                reauthTimer?.cancel()
+                reauthTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(Self.reauthRetryDelay)) { [self] in reauthDue() }
+            } else {
+                proxy.logger.warning("Redis refused the fresh token of an open connection; closing it at a reply boundary",
+                                     metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
+                scheduleCloseAtBoundary()
+            }
         }
     }
 
