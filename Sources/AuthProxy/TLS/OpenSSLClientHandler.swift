@@ -1,4 +1,5 @@
 internal import COpenSSL
+import CloudAuth
 import Foundation
 import NIOCore
 

@@ -1,4 +1,5 @@
 internal import COpenSSL
+import CloudAuth
 import Foundation
 
 /// A connected byte stream with deadlines: plain TCP or TLS over TCP. The Redis protocol code
