@@ -284,11 +284,11 @@ struct RESPRequestScanner {
 
     private mutating func argumentDone() -> RESPRequestEvent? {
         if argumentIndex == 0 {
-            name = keepCurrent ? String(decoding: current, as: UTF8.self).uppercased() : ""
+            name = keepCurrent ? Self.asciiUppercased(current) : ""
             if interceptedNames.contains(name) {
                 interesting = .all
             } else {
-                interesting = ["CLIENT", "XREAD", "XREADGROUP"].contains(name) ? .shortLeading : .none
+                interesting = Self.namesWithLeadingArguments.contains(name) ? .shortLeading : .none
             }
         } else if keepCurrent {
             arguments.append(current)
@@ -339,14 +339,28 @@ struct RESPRequestScanner {
             state = .start
             return nil
         }
-        name = first.count <= Self.maxNameLength ? String(decoding: first, as: UTF8.self).uppercased() : ""
+        name = first.count <= Self.maxNameLength ? Self.asciiUppercased(first) : ""
         interesting = interceptedNames.contains(name) ? .all : .none
         arguments = Array(words.dropFirst())
         if interesting != .all {
             forwardable = parsed
-            if !["CLIENT", "XREAD", "XREADGROUP"].contains(name) { arguments = [] }
+            if !Self.namesWithLeadingArguments.contains(name) { arguments = [] }
         }
         return commandDone()
+    }
+
+    /// Commands whose first few short arguments the proxy reads (`CLIENT REPLY`, `XREAD BLOCK`).
+    private static let namesWithLeadingArguments: Set<String> = ["CLIENT", "XREAD", "XREADGROUP"]
+
+    /// A command name upper-cased byte by byte (Redis' names are ASCII): every command passes
+    /// here, and Unicode case mapping is far slower.
+    static func asciiUppercased(_ bytes: [UInt8]) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[index] = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) ? byte - 0x20 : byte
+            }
+            return bytes.count
+        }
     }
 
     private mutating func fail(_ message: String) -> RESPRequestEvent {
