@@ -27,6 +27,7 @@ enum Harnesses {
         Harness(name: "resp", run: resp),
         Harness(name: "postgres", run: postgres),
         Harness(name: "resp-relay", run: respRelay),
+        Harness(name: "vault-proxy", run: vaultProxy),
     ]
 
     static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
@@ -208,6 +209,32 @@ enum Harnesses {
                 index += progress.count
             }
         }
+    }
+
+    // MARK: Vault proxy
+
+    /// The Vault proxy's pure parts, checked for what they promise: a request target as Vault
+    /// routes it keeps no empty, `.` or `..` segment (so no spelling dodges a deny prefix), and a
+    /// streamed answer split in two (where the first byte says) comes out as long as it went in,
+    /// with the token nowhere in it.
+    static func vaultProxy(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let input = Array(bytes.dropFirst())
+        let path = VaultHeaders.routedPath(String(decoding: input, as: UTF8.self))
+        let inner = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().dropLast()
+        precondition(path.hasPrefix("/") && !inner.contains { $0.isEmpty || $0 == "." || $0 == ".." },
+                     "a routed path kept a segment Vault would resolve: \(path)")
+
+        let token = "s.fuzzTOKEN"
+        var redactor = TokenRedactor(token: token)
+        let middle = Int(first) % (input.count + 1)
+        var output: [UInt8] = []
+        for piece in [input[..<middle], input[middle...]] {
+            output += redactor.redact(ByteBuffer(bytes: piece)).readableBytesView
+        }
+        output += redactor.finish().readableBytesView
+        precondition(output.count == input.count, "masking changed the answer's length")
+        precondition(String(decoding: output, as: UTF8.self).range(of: token) == nil, "the token got through")
     }
 
     /// Runs `operation` to its end from the fuzzer's own (non-cooperative) thread.
