@@ -193,10 +193,17 @@ public final class Agent: Service, Sendable {
         do {
             for credential in new.credentials {
                 let existing = refreshers[credential.name.rawValue]
-                // Sinks are written from the store: a change of them alone leaves the secret be.
-                let same = existing.flatMap { $0.config.withSinks(credential.sinks) == credential ? $0 : nil }
+                // Sinks are written from the store and proxies only use the secret: a change of
+                // them alone leaves the secret be. A changed proxy still needs a new refresher,
+                // which carries the held secret, for the served `proxy.listen`.
+                let same = existing.flatMap { refresher -> CredentialRefresher? in
+                    var unchanged = refresher.config.withSinks(credential.sinks)
+                    unchanged.proxy = credential.proxy
+                    return unchanged == credential ? refresher : nil
+                }
+                let proxyChanged = same.map { $0.config.proxy != credential.proxy } ?? false
                 let changedProvider = providerChanged(credential.provider)
-                if same != nil, old.refresh == new.refresh, !changedProvider {
+                if same != nil, old.refresh == new.refresh, !changedProvider, !proxyChanged {
                     kept += 1
                     continue
                 }

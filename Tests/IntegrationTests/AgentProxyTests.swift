@@ -112,6 +112,11 @@ struct AgentProxyTests {
                     FileManager.default.fileExists(atPath: after + "/.s.PGSQL.5432")
                 }
                 #expect(!FileManager.default.fileExists(atPath: before + "/.s.PGSQL.5432"), "the old listener is closed")
+                // Moving the proxy is no rotation: the same secret and version, the new address served.
+                let afterReload = try await agent.credential("orders-db")
+                #expect(afterReload["version"] as? Int == first["version"] as? Int)
+                #expect(afterReload["password"] as? String == first["password"] as? String)
+                #expect(afterReload["proxy"] as? [String: String] == ["listen": "unix:\(after)"])
                 let moved = try await psqlThroughProxy(directory: after, user: user, ["SELECT 'moved ' || current_user"])
                 #expect(moved.status == 0 && moved.stdout.contains("moved \(user)"), "\(moved.stdout) \(moved.stderr)")
                 let session = try await open
