@@ -533,7 +533,9 @@ struct AgentRedisProxyTests {
                 #expect(open.replies(1).replies == [user])
                 let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
                 #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
-                #expect(metrics.contains("credagent_proxy_auth_failures_total{proxy=\"sessions\"} 0"), "\(metrics)")
+                // A re-AUTH between the agent's rotation and the password change above is refused
+                // and tried again on the same connection: never a forced reconnect.
+                #expect(metrics.contains("credagent_proxy_forced_reconnects_total{proxy=\"sessions\"} 0"), "\(metrics)")
                 // `credagent test --via-proxy` sends PING through the proxy's socket, with no secret.
                 let viaProxy = try await runCredagent(["test", "sessions", "--via-proxy", "--socket", agent.socketPath])
                 #expect(viaProxy.status == 0 && viaProxy.stdout.contains(socket), "\(viaProxy.stdout) \(viaProxy.stderr)")
