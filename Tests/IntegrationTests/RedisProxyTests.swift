@@ -133,8 +133,14 @@ final class RawRedisConnection: @unchecked Sendable {
     }
 
     /// Reads until `count` complete replies arrived (or the connection ended): the replies, and
-    /// the bytes after the last complete one.
-    func replies(_ count: Int) -> (replies: [String], rest: [UInt8], closed: Bool) {
+    /// the bytes after the last complete one. The blocking reads run on a thread of their own:
+    /// tests run side by side on the cooperative pool, whose few threads one blocked read would
+    /// take from every other test.
+    func replies(_ count: Int) async -> (replies: [String], rest: [UInt8], closed: Bool) {
+        await Self.offThePool { self.blockingReplies(count) }
+    }
+
+    private func blockingReplies(_ count: Int) -> (replies: [String], rest: [UInt8], closed: Bool) {
         var received: [UInt8] = []
         var replies: [String] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -156,7 +162,18 @@ final class RawRedisConnection: @unchecked Sendable {
     }
 
     /// Whether the server closes the connection (within the read timeout) without sending anything.
-    func readsEndOfFile() -> (closed: Bool, bytes: [UInt8]) {
+    func readsEndOfFile() async -> (closed: Bool, bytes: [UInt8]) {
+        await Self.offThePool { self.blockingReadToEnd() }
+    }
+
+    /// Runs `body` on a new thread and returns its result.
+    private static func offThePool<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body()) }.start()
+        }
+    }
+
+    private func blockingReadToEnd() -> (closed: Bool, bytes: [UInt8]) {
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -218,7 +235,7 @@ struct RedisProxyTests {
             let connection = try RawRedisConnection(path: fixture.socketPath)
             connection.send([["PING"], ["AUTH", "someone", "guess"], ["ECHO", "after"], ["RESET"], ["ACL", "WHOAMI"],
                              ["SELECT", "1"], ["CLIENT", "SETNAME", "proxied"], ["CLIENT", "GETNAME"], ["AUTH"]])
-            let replies = connection.replies(9).replies
+            let replies = await connection.replies(9).replies
             #expect(replies == ["+PONG", "+OK", "after", "+RESET", fixture.user, "+OK", "+OK", "proxied",
                                 "-ERR wrong number of arguments for 'auth' command"], "\(replies)")
         } cleanup: {
@@ -251,13 +268,13 @@ struct RedisProxyTests {
         try await withCleanup {
             let connection = try RawRedisConnection(path: fixture.socketPath)
             connection.send([["ACL", "WHOAMI"]])
-            #expect(connection.replies(1).replies == [fixture.user])
+            #expect(await connection.replies(1).replies == [fixture.user])
             try await fixture.rotate()
             try await Task.sleep(for: .seconds(3))
             // The old password is gone from the server: a fresh AUTH with it would have failed and
             // closed the connection; the proxy sent the new one.
             connection.send([["ACL", "WHOAMI"], ["PING"]])
-            let after = connection.replies(2)
+            let after = await connection.replies(2)
             #expect(after.replies == [fixture.user, "+PONG"], "\(after)")
             #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 1"), "\(fixture.exposition)")
             #expect(fixture.exposition.contains("credagent_proxy_auth_failures_total{proxy=\"redis-proxy-reauth\"} 0"))
@@ -274,14 +291,14 @@ struct RedisProxyTests {
                 fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-reauth\"} 2")
             }
             connection.send([["PING"]])
-            #expect(connection.replies(1).replies == ["+PONG"], "the connection carried on")
+            #expect(await connection.replies(1).replies == ["+PONG"], "the connection carried on")
 
             // The server changes the password behind the proxy's back: the next re-AUTHs reach the
             // server (its ACL LOG records the refused AUTH for this user), and after the retry is
             // refused too the connection is closed at a reply boundary rather than kept on a token
             // the server no longer takes.
             _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) resetpass >\(fakeIAMToken().reveal())")
-            let end = connection.readsEndOfFile()
+            let end = await connection.readsEndOfFile()
             #expect(end.closed && end.bytes.isEmpty, "\(end)")
             let log = try await RedisPeer.admin("ACL LOG 20")
             #expect(log.contains(fixture.user) && log.contains("auth"), "\(log)")
@@ -303,11 +320,11 @@ struct RedisProxyTests {
                 connection.send(Array(repeating: ["INCR", key], count: 500))
                 try await Task.sleep(for: .milliseconds(150))
             }
-            let result = connection.replies(10_000)
+            let result = await connection.replies(10_000)
             #expect(result.replies.count == 10_000)
             #expect(result.replies == (1...10_000).map { ":\($0)" })
             connection.send([["PING"]])
-            #expect(connection.replies(1).replies == ["+PONG"])
+            #expect(await connection.replies(1).replies == ["+PONG"])
             let exposition = fixture.exposition
             #expect(!exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-pipeline\"} 0"), "\(exposition)")
         } cleanup: {
@@ -322,9 +339,9 @@ struct RedisProxyTests {
             let key = "multi-\(fixture.user)"
             let connection = try RawRedisConnection(path: fixture.socketPath)
             connection.send([["MULTI"], ["SET", key, "1"]])
-            #expect(connection.replies(2).replies == ["+OK", "+QUEUED"])
+            #expect(await connection.replies(2).replies == ["+OK", "+QUEUED"])
             // Due after 2 s; the transaction gets a quarter of that (0.5 s) to end, then the connection is closed.
-            let end = connection.readsEndOfFile()
+            let end = await connection.readsEndOfFile()
             #expect(end.closed && end.bytes.isEmpty, "\(end)")
             #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
             #expect(fixture.exposition.contains("credagent_proxy_forced_reconnects_total{proxy=\"redis-proxy-multi\"} 1"))
@@ -332,10 +349,10 @@ struct RedisProxyTests {
             // A transaction that ends before the re-auth point runs whole, and the re-auth follows it.
             let second = try RawRedisConnection(path: fixture.socketPath)
             second.send([["MULTI"], ["SET", key, "2"], ["EXEC"]])
-            #expect(second.replies(3).replies == ["+OK", "+QUEUED", "+OK"])
+            #expect(await second.replies(3).replies == ["+OK", "+QUEUED", "+OK"])
             try await Task.sleep(for: .seconds(3))
             second.send([["GET", key]])
-            #expect(second.replies(1).replies == ["2"])
+            #expect(await second.replies(1).replies == ["2"])
             #expect(fixture.exposition.contains("credagent_proxy_reauths_total{proxy=\"redis-proxy-multi\"} 1"), "\(fixture.exposition)")
         } cleanup: {
             await fixture.stop()
@@ -349,7 +366,7 @@ struct RedisProxyTests {
             let channel = "news-\(fixture.user)"
             let connection = try RawRedisConnection(path: fixture.socketPath)
             connection.send([["SUBSCRIBE", channel]])
-            #expect(connection.replies(1).replies == ["subscribe \(channel) :1"])
+            #expect(await connection.replies(1).replies == ["subscribe \(channel) :1"])
             let payload = String(repeating: "x", count: 200_000)
             // The publisher stops between its commands (a redis-cli cut short could leave a
             // message half sent) once the subscriber's connection has closed.
@@ -361,7 +378,7 @@ struct RedisProxyTests {
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }()
-            let received = connection.replies(1000)
+            let received = await connection.replies(1000)
             done.withLockedValue { $0 = true }
             await published
             #expect(received.closed)
@@ -432,21 +449,21 @@ struct RedisProxyTests {
             let bad = try RawRedisConnection(path: fixture.socketPath)
             let good = try RawRedisConnection(path: fixture.socketPath)
             good.send([["PING"]])
-            #expect(good.replies(1).replies == ["+PONG"])
+            #expect(await good.replies(1).replies == ["+PONG"])
             bad.send([["PING"]])
-            _ = bad.replies(1)
+            _ = await bad.replies(1)
             bad.sendRaw("*2\r\n$3\r\nGET\r\n$1099511627776\r\n")
-            let answer = bad.replies(1)
+            let answer = await bad.replies(1)
             #expect(answer.replies == ["-ERR Protocol error: invalid bulk length"], "\(answer)")
-            #expect(bad.readsEndOfFile().closed)
+            #expect(await bad.readsEndOfFile().closed)
             good.send([["PING"]])
-            #expect(good.replies(1).replies == ["+PONG"])
+            #expect(await good.replies(1).replies == ["+PONG"])
 
             // An inline command that never ends is cut at 64 KB.
             let unterminated = try RawRedisConnection(path: fixture.socketPath)
             unterminated.sendRaw(String(repeating: "a", count: 70_000))
-            #expect(unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
-            #expect(unterminated.readsEndOfFile().closed)
+            #expect(await unterminated.replies(1).replies == ["-ERR Protocol error: too big inline request"])
+            #expect(await unterminated.readsEndOfFile().closed)
         } cleanup: {
             await fixture.stop()
         }
@@ -460,14 +477,14 @@ struct RedisProxyTests {
             let value = String(repeating: "v", count: 100_000)
             let slow = try RawRedisConnection(path: fixture.socketPath)
             slow.send([["SET", key, value]])
-            #expect(slow.replies(1).replies == ["+OK"])
+            #expect(await slow.replies(1).replies == ["+OK"])
             // 200 replies of 100 KB (20 MB) requested, none read yet.
             let writer = Task.detached { slow.send(Array(repeating: ["GET", key], count: 200) + [["ECHO", "last"]]) }
             try await Task.sleep(for: .seconds(1))
             let other = try RawRedisConnection(path: fixture.socketPath)
             other.send([["PING"]])
-            #expect(other.replies(1).replies == ["+PONG"])
-            let result = slow.replies(201)
+            #expect(await other.replies(1).replies == ["+PONG"])
+            let result = await slow.replies(201)
             await writer.value
             #expect(result.replies.count == 201)
             #expect(result.replies.dropLast().allSatisfy { $0 == value })
@@ -520,7 +537,7 @@ struct AgentRedisProxyTests {
 
                 let open = try RawRedisConnection(path: socket)
                 open.send([["PING"]])
-                #expect(open.replies(1).replies == ["+PONG"])
+                #expect(await open.replies(1).replies == ["+PONG"])
                 var second: [String: Any] = [:]
                 try await waitUntil("the agent holds version 2", timeout: 30) {
                     second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
@@ -530,7 +547,7 @@ struct AgentRedisProxyTests {
                 _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
                 try await Task.sleep(for: .seconds(3))
                 open.send([["ACL", "WHOAMI"]])
-                #expect(open.replies(1).replies == [user])
+                #expect(await open.replies(1).replies == [user])
                 let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
                 #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
                 // A re-AUTH between the agent's rotation and the password change above is refused
