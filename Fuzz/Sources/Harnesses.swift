@@ -220,9 +220,9 @@ enum Harnesses {
     static func vaultProxy(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let input = Array(bytes.dropFirst())
-        let path = VaultHeaders.routedPath(String(decoding: input, as: UTF8.self))
-        let inner = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().dropLast()
-        precondition(path.hasPrefix("/") && !inner.contains { $0.isEmpty || $0 == "." || $0 == ".." },
+        let path = Array(VaultHeaders.routedPath(String(decoding: input, as: UTF8.self)).utf8)
+        let inner = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst().dropLast()
+        precondition(path.first == UInt8(ascii: "/") && !inner.contains { $0.isEmpty || $0.elementsEqual(Array("..".utf8)) || $0.elementsEqual([UInt8(ascii: ".")]) },
                      "a routed path kept a segment Vault would resolve: \(path)")
 
         let token = "s.fuzzTOKEN"

@@ -97,37 +97,48 @@ enum VaultHeaders {
     /// The path of a request target as Vault routes it: percent-decoded, with `.` and `..`
     /// segments resolved and doubled slashes collapsed (what Go's server does before Vault sees
     /// it), so that a deny prefix cannot be dodged by spelling the path differently. The query is
-    /// left out; a trailing slash is kept.
+    /// left out; a trailing slash is kept. It works on bytes, as Go does: as characters, a `/`
+    /// followed by a combining mark would not be a separator, and `/v1/sys/\u{301}/../mounts`
+    /// would pass a deny of `/v1/sys/` while Vault routes it to `/v1/sys/mounts`.
     static func routedPath(_ uri: String) -> String {
-        let rawPath = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
-        let decoded = percentDecoded(rawPath)
-        var segments: [Substring] = []
-        for segment in decoded.split(separator: "/", omittingEmptySubsequences: true) {
-            switch segment {
-            case ".": continue
-            case "..": _ = segments.popLast()
-            default: segments.append(segment)
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        let rawPath = uri.utf8.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? []
+        let decoded = percentDecoded(Array(rawPath))
+        var segments: [ArraySlice<UInt8>] = []
+        for segment in decoded.split(separator: slash, omittingEmptySubsequences: true) {
+            if segment.elementsEqual([dot]) { continue }
+            if segment.elementsEqual([dot, dot]) {
+                _ = segments.popLast()
+                continue
             }
+            segments.append(segment)
         }
-        let last = decoded.split(separator: "/", omittingEmptySubsequences: false).last
-        let trailingSlash = decoded.hasSuffix("/") || last == "." || last == ".."
-        let joined = "/" + segments.joined(separator: "/")
-        return trailingSlash && joined != "/" ? joined + "/" : joined
+        let last = decoded.split(separator: slash, omittingEmptySubsequences: false).last
+        let trailingSlash = decoded.last == slash || last.map { $0.elementsEqual([dot]) || $0.elementsEqual([dot, dot]) } == true
+        var joined: [UInt8] = [slash]
+        for (index, segment) in segments.enumerated() {
+            if index > 0 { joined.append(slash) }
+            joined += segment
+        }
+        if trailingSlash, !segments.isEmpty { joined.append(slash) }
+        return String(decoding: joined, as: UTF8.self)
     }
 
     /// The first of `prefixes` that `path` (a ``routedPath(_:)``) falls under: it starts with the
-    /// prefix, or equals a prefix ending in `/` without that slash.
+    /// prefix, or equals a prefix ending in `/` without that slash. Compared as bytes, like the
+    /// path.
     static func deniedPrefix(_ path: String, _ prefixes: [String]) -> String? {
         prefixes.first { prefix in
-            path.hasPrefix(prefix) || (prefix.hasSuffix("/") && path == String(prefix.dropLast()))
+            path.utf8.starts(with: prefix.utf8)
+                || (prefix.hasSuffix("/") && path.utf8.elementsEqual(prefix.utf8.dropLast()))
         }
     }
 
-    private static func percentDecoded(_ text: String) -> String {
-        guard text.contains("%") else { return text }
+    private static func percentDecoded(_ text: [UInt8]) -> [UInt8] {
+        guard text.contains(UInt8(ascii: "%")) else { return text }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = Array(text.utf8)[...]
+        bytes.reserveCapacity(text.count)
+        var iterator = text[...]
         while let byte = iterator.popFirst() {
             if byte == UInt8(ascii: "%"), iterator.count >= 2,
                let high = hexValue(iterator[iterator.startIndex]), let low = hexValue(iterator[iterator.startIndex + 1]) {
@@ -137,7 +148,7 @@ enum VaultHeaders {
                 bytes.append(byte)
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
