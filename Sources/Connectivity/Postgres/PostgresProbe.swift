@@ -18,6 +18,12 @@ public struct PostgresTarget: Sendable {
     /// Seconds for the whole connection set-up, TLS and authentication included (libpq counts
     /// whole seconds and treats less than 2 as 2).
     public var connectTimeout: Int
+    /// When set, the server (a local proxy) must run as one of these uids, or its answer is not
+    /// believed.
+    public var trustedServer: TrustedServerUIDs?
+
+    /// `host:port` (a directory and port for a Unix socket).
+    var endpoint: String { "\(host):\(port)" }
 
     public init(host: String, port: Int = 5432, database: String, user: String, password: Secret,
                 sslmode: String = "verify-full", caFile: String? = nil, hostAddress: String? = nil,
@@ -62,7 +68,7 @@ public struct PostgresProbe: Sendable {
 
     public func run() async -> ProbeReport {
         let target = self.target
-        return await ProbeReport(name: name, kind: "postgres", endpoint: "\(target.host):\(target.port)")
+        return await ProbeReport(name: name, kind: "postgres", endpoint: target.endpoint)
             .completed(on: executor) { Self.check(target) }
     }
 
@@ -82,6 +88,9 @@ public struct PostgresProbe: Sendable {
         guard let connection else { return ProbeFailure(.failed, "libpq could not allocate a connection") }
         guard connection.isConnected else {
             return PostgresFailure.classify(connection.errorMessage.redacting(target.password), sslmode: target.sslmode)
+        }
+        if let trusted = target.trustedServer, let untrusted = trusted.failure(connected: connection.socket, address: target.endpoint) {
+            return untrusted
         }
         if let version = connection.parameterStatus("server_version") {
             details.append(ProbeDetail("server_version", version))
