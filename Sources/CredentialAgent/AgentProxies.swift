@@ -159,7 +159,6 @@ final class AgentProxies: Sendable {
         let name = credential.name.rawValue
         let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
         let allows: @Sendable (UnixPeerCredentials) -> Bool = { [socketPolicy] peer in (ownPolicy ?? socketPolicy()).allows(peer) }
-        let handshakeTimeout = Duration.seconds(settings.handshakeTimeout)
         let (store, now) = (self.store, self.now)
         let proxy: any LocalProxy
         switch credential.target {
@@ -169,7 +168,7 @@ final class AgentProxies: Sendable {
             proxy = PostgresProxy(
                 configuration: PostgresProxyConfiguration(
                     credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: handshakeTimeout, idleTimeout: settings.idleTimeout.map { .seconds($0) },
+                    handshakeTimeout: settings.handshakeTimeout, idleTimeout: settings.idleTimeout,
                     upstream: ProxyUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                                caFile: upstream.caFile, serverName: nil)),
                 credential: {
@@ -184,7 +183,7 @@ final class AgentProxies: Sendable {
             proxy = RedisProxy(
                 configuration: RedisProxyConfiguration(
                     credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: handshakeTimeout, reauthBefore: .seconds(settings.reauthBefore),
+                    handshakeTimeout: settings.handshakeTimeout, reauthBefore: settings.reauthBefore,
                     upstream: ProxyUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
                                             caFile: target.connection.caFile)),
                 credential: {
@@ -202,8 +201,8 @@ final class AgentProxies: Sendable {
             proxy = VaultProxy(
                 configuration: VaultProxyConfiguration(
                     credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: handshakeTimeout,
-                    idleTimeout: .seconds(settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout),
+                    handshakeTimeout: settings.handshakeTimeout,
+                    idleTimeout: settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout,
                     requireRequestHeader: settings.requireRequestHeader, denyPaths: settings.denyPaths, upstream: upstream),
                 token: { store.snapshot(name)?.machine.servable(at: now())?.credential.secret },
                 relogin: { _ in
@@ -214,6 +213,6 @@ final class AgentProxies: Sendable {
                 },
                 allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
         }
-        return Entry(name: name, proxy: proxy, identity: identity, shutdownGrace: .seconds(settings.shutdownGrace))
+        return Entry(name: name, proxy: proxy, identity: identity, shutdownGrace: settings.shutdownGrace)
     }
 }
