@@ -32,13 +32,6 @@ private func asNobody(_ script: String, _ arguments: [String]) async throws -> P
                                                     "/usr/bin/python3", "-c", script] + arguments, environment: [:])
 }
 
-/// The resident set of process `pid`, in MB.
-private func residentMB(_ pid: Int32) -> Double {
-    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-    return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
-}
-
 /// Four connections that pipeline `GET /metrics` as fast as the agent takes them and never read
 /// an answer, for `seconds`; prints how many bytes of requests the agent took.
 private let pipelineWithoutReading = """

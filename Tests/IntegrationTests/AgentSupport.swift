@@ -305,3 +305,10 @@ func emulatorAgentConfig(socket: [String] = [], backoffMax: String = "1s") -> St
 
 /// ``emulatorAgentConfig(socket:backoffMax:)`` with its defaults.
 let emulatorOnlyConfig = emulatorAgentConfig()
+
+/// The resident set of process `pid`, in MB.
+func residentMB(_ pid: Int32) -> Double {
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
+}

@@ -98,8 +98,11 @@ final class RedisSession {
     func closed() {
         phase = .closing
         for timer in [reauthTimer, graceTimer, handshakeTimer] { timer?.cancel() }
-        client?.close(promise: nil)
-        server?.close(promise: nil)
+        // The session lets go of both contexts, whose handlers hold the session: all of them
+        // are freed with the channels.
+        let connections = [client, server]
+        (client, server) = (nil, nil)
+        for connection in connections { connection?.close(promise: nil) }
     }
 
     /// The first bytes: refuse, or connect upstream (the client is not read meanwhile).

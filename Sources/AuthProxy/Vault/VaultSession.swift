@@ -191,7 +191,11 @@ final class VaultSession {
         timer?.cancel()
         exchange = nil
         dropUpstream()
-        client?.close(promise: nil)
+        // The session lets go of the client's context, whose handler holds the session: the
+        // three are freed with the channel.
+        let connection = client
+        client = nil
+        connection?.close(promise: nil)
     }
 
     /// Answers `head` with the proxy's own error; the connection stays open when no body follows
