@@ -77,10 +77,9 @@ public struct ConnectivityCheck: Sendable {
                                         password: secret, sslmode: connection.sslmode.rawValue, caFile: connection.caFile)
             if let proxy {
                 // The local hop is plain; the proxy does TLS to the server and answers its password request.
-                switch proxy {
-                case let .unixDirectory(path), let .unixSocket(path): (target.host, target.port) = (path, 5432)
-                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
-                }
+                // A socket directory's socket is .s.PGSQL.5432, which libpq finds with port 5432.
+                let (hostOrPath, port) = proxy.clientEndpoint
+                (target.host, target.port) = (hostOrPath, port ?? 5432)
                 (target.password, target.sslmode, target.caFile) = (Secret(""), "disable", nil)
             }
             report = await PostgresProbe(name: name, target: target).run()
@@ -89,21 +88,19 @@ public struct ConnectivityCheck: Sendable {
             var target = RedisTarget(host: host, port: connection.port, user: username, password: secret,
                                      tls: connection.tls, caFile: connection.caFile)
             if let proxy {
-                switch proxy {
-                case let .unixDirectory(path), let .unixSocket(path): target.unixPath = path
-                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
-                }
+                let (hostOrPath, port) = proxy.clientEndpoint
+                if let port { (target.host, target.port) = (hostOrPath, port) } else { target.unixPath = hostOrPath }
                 (target.password, target.tls, target.caFile) = (nil, false, nil)
             }
             report = await RedisProbe(name: name, target: target).run()
         case let .vault(connection):
             var endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
                                          tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
-            switch proxy {
-            // The proxy sets the token and the namespace.
-            case let .unixDirectory(path)?, let .unixSocket(path)?: endpoint = VaultEndpoint(address: "http://localhost", unixSocketPath: path)
-            case let .loopbackTCP(host, port)?: endpoint = VaultEndpoint(address: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
-            case nil: break
+            if let proxy {
+                // The proxy sets the token and the namespace.
+                let (hostOrPath, port) = proxy.clientEndpoint
+                endpoint = port == nil ? VaultEndpoint(address: "http://localhost", unixSocketPath: hostOrPath)
+                                       : VaultEndpoint(address: "http://\(proxy.description)")
             }
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         }

@@ -51,8 +51,13 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 
     /// The socket file libpq connects to for `host=DIR` (port 5432); nil for a TCP listener.
     public var socketPath: String? {
-        listener.socketPath(inDirectoryNamed: ".s.PGSQL.5432")
+        listener.socketPath(inDirectoryNamed: Self.socketName)
     }
+}
+
+extension PostgresProxyConfiguration: ProxyListenerSettings {
+    static let socketName = ".s.PGSQL.5432"
+    var upstreamServer: ProxyUpstream { upstream }
 }
 
 /// A local PostgreSQL listener whose clients need no password: each client connection is relayed
@@ -62,20 +67,12 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 ///
 /// ``start()`` binds the Unix socket or loopback TCP port; ``stop(grace:)`` closes the listener first, then gives open
 /// sessions up to `grace` before closing them.
-public final class PostgresProxy: LocalProxy {
+public final class PostgresProxy: ListeningProxy {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
-    let metrics: ProxyMetrics
-    let logger: Logger
-
-    private let listener: ProxyListener
-
-    private struct Running {
-        var tls: UpstreamTLSContext?
-        /// The cancel keys of the sessions open through this proxy: only these are forwarded.
-        var cancelKeys: Set<CancelKey> = []
-    }
-    private let running = NIOLockedValueBox(Running())
+    let listener: ProxyListener
+    /// The cancel keys of the sessions open through this proxy: only these are forwarded.
+    private let cancelKeys = NIOLockedValueBox(Set<CancelKey>())
 
     /// - Parameters:
     ///   - credential: the current user and token, or nil when the credential has none valid.
@@ -85,52 +82,23 @@ public final class PostgresProxy: LocalProxy {
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.metrics = metrics
-        self.logger = logger
-        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: ".s.PGSQL.5432",
-                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
-                                 allows: allows, metrics: metrics, group: group)
+        listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 
-    /// Open connections (sessions, handshakes and cancels).
-    public var openConnections: Int { listener.openConnections }
-
-    /// Prepares the directory, loads the CA bundle and binds the socket (or the loopback TCP
-    /// port); does nothing when already listening. Throws `UnixSocketFileError` or
-    /// ``UpstreamTLSError``.
-    public func start() async throws {
-        if listener.isListening { return }
-        let tls = try configuration.upstream.tlsContext()
-        running.withLockedValue { $0.tls = tls }
-        try await listener.start { [weak self] channel, refusal in
-            guard let self else { return }
-            try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
-        }
+    func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
+        try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
     }
-
-    var tlsContext: UpstreamTLSContext? { running.withLockedValue { $0.tls } }
 
     func sessionOpened(cancelKey: CancelKey) {
-        _ = running.withLockedValue { $0.cancelKeys.insert(cancelKey) }
+        _ = cancelKeys.withLockedValue { $0.insert(cancelKey) }
     }
 
     func sessionClosed(cancelKey: CancelKey) {
-        _ = running.withLockedValue { $0.cancelKeys.remove(cancelKey) }
+        _ = cancelKeys.withLockedValue { $0.remove(cancelKey) }
     }
 
     func isOpenSession(_ key: CancelKey) -> Bool {
-        running.withLockedValue { $0.cancelKeys.contains(key) }
-    }
-
-    /// Closes the listener and removes the socket file; open sessions carry on.
-    public func stopListening() async {
-        await listener.stopListening()
-    }
-
-    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
-    /// then closes those left.
-    public func stop(grace: Duration) async {
-        await listener.stop(grace: grace)
+        cancelKeys.withLockedValue { $0.contains(key) }
     }
 
     // MARK: Upstream connections

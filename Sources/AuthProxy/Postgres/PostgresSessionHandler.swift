@@ -123,7 +123,7 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
     private func makeUpstreamHandler(_ purpose: PostgresUpstreamHandler.Purpose,
                                      events: @escaping (PostgresUpstreamHandler.Event) -> Void) -> PostgresUpstreamHandler {
         let upstream = proxy.configuration.upstream
-        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.tlsContext, serverName: upstream.certificateName,
+        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.listener.upstreamTLS, serverName: upstream.certificateName,
                                        credentialName: credentialName, events: events)
     }
 

@@ -1,7 +1,6 @@
 import CloudAuth
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -39,6 +38,11 @@ public struct RedisProxyConfiguration: Sendable, Equatable {
     var reauthGrace: Duration { min(.seconds(60), reauthBefore / 4) }
 }
 
+extension RedisProxyConfiguration: ProxyListenerSettings {
+    static let socketName = "redis.sock"
+    var upstreamServer: ProxyUpstream { upstream }
+}
+
 /// A credential's secret with the instant it stops being valid, for re-authentication before it.
 public struct ExpiringProxyCredential: Sendable {
     public var credential: ProxyCredential
@@ -54,54 +58,27 @@ public struct ExpiringProxyCredential: Sendable {
 /// the real server over a connection the proxy opened and authenticated (`AUTH user token`) with
 /// the credential's current token. Long-lived connections are authenticated again with a fresh
 /// token between replies (see ``RedisSession``).
-public final class RedisProxy: LocalProxy {
+public final class RedisProxy: ListeningProxy {
     public let configuration: RedisProxyConfiguration
     let credential: @Sendable () -> ExpiringProxyCredential?
-    let metrics: ProxyMetrics
-    let logger: Logger
-    private let listener: ProxyListener
-    private let tls = NIOLockedValueBox<UpstreamTLSContext?>(nil)
+    let listener: ProxyListener
 
     public init(configuration: RedisProxyConfiguration, credential: @escaping @Sendable () -> ExpiringProxyCredential?,
                 allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.metrics = metrics
-        self.logger = logger
-        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: "redis.sock",
-                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
-                                 allows: allows, metrics: metrics, group: group)
+        listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 
-    public var openConnections: Int { listener.openConnections }
-
-    /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
-    /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
-    public func start() async throws {
-        if listener.isListening { return }
-        let context = try configuration.upstream.tlsContext()
-        tls.withLockedValue { $0 = context }
-        try await listener.start { [weak self] channel, refusal in
-            guard let self else { return }
-            try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
-        }
-    }
-
-    /// Closes the listener and removes the socket file; open sessions carry on.
-    public func stopListening() async {
-        await listener.stopListening()
-    }
-
-    /// Stops accepting, then gives open sessions up to `grace` before closing them.
-    public func stop(grace: Duration) async {
-        await listener.stop(grace: grace)
+    func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
+        try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
     }
 
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: tls.withLockedValue { $0 }) {
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: listener.upstreamTLS) {
             try $0.addHandler(bound.value)
         }
     }

@@ -18,7 +18,7 @@ import NIOHTTP1
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
-final class VaultSession {
+final class VaultSession: RelaySession {
     /// What has come of the current request's answer.
     private enum Response {
         /// Nothing yet.
