@@ -26,9 +26,9 @@ extension RelaySide {
     }
 }
 
-/// A proxy session that owns both sides of its connection (Redis's and Vault's): its client
-/// channel and the upstream channel it opened, and when each may read.
-protocol RelaySession: AnyObject {
+/// A proxy session that is its client channel's handler (Redis's and Vault's): it starts and
+/// ends with that channel, owns the upstream channel it opens, and says when each side may read.
+protocol ClientSession: RelaySide {
     /// The client channel's end of the session, once active.
     var client: ChannelHandlerContext? { get }
     /// The upstream channel's end of the session, once connected.
@@ -41,31 +41,24 @@ protocol RelaySession: AnyObject {
     func closed()
 }
 
-/// The handler at the end of a session's client channel: it starts and ends the session with the
-/// channel and reads at the pace the session sets.
-protocol SessionClientSide: RelaySide {
-    associatedtype Session: RelaySession
-    var session: Session { get }
-}
-
-extension SessionClientSide {
-    var partner: ChannelHandlerContext? { session.upstream }
-    var mayRead: Bool { session.clientMayRead }
+extension ClientSession {
+    var partner: ChannelHandlerContext? { upstream }
+    var mayRead: Bool { clientMayRead }
 
     func channelActive(context: ChannelHandlerContext) {
-        session.clientActive(context)
+        clientActive(context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session.closed()
+        closed()
         context.fireChannelInactive()
     }
 }
 
 /// The handler at the end of a session's upstream channel: it reads at the pace the session sets.
 protocol SessionUpstreamSide: RelaySide {
-    associatedtype Session: RelaySession
+    associatedtype Session: ClientSession
     var session: Session { get }
 }
 

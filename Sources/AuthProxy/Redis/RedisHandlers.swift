@@ -1,27 +1,5 @@
 import NIOCore
 
-/// The client's channel of a ``RedisSession``: hands reads to the session and reads only while
-/// the session relays and the server's side can take more (so a slow server slows its client).
-final class RedisClientHandler: SessionClientSide {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-
-    let session: RedisSession
-
-    init(session: RedisSession) {
-        self.session = session
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        session.clientRead(context, &bytes)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        session.closed()
-    }
-}
-
 /// The upstream channel of a ``RedisSession`` (behind the TLS handler when there is one); reads
 /// only while the client's side can take more.
 final class RedisServerHandler: SessionUpstreamSide {

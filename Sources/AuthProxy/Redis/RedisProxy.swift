@@ -72,7 +72,7 @@ public final class RedisProxy: ListeningProxy {
     }
 
     func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
-        try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
+        try channel.pipeline.syncOperations.addHandler(RedisSession(proxy: self, refusal: refusal))
     }
 
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.

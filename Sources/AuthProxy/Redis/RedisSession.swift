@@ -16,7 +16,13 @@ import NIOCore
 /// outstanding; a connection in subscribe mode, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose replies
 /// cannot be counted), or one still in a transaction or blocked after the grace, is closed at a
 /// reply boundary instead, and the client reconnects.
-final class RedisSession: RelaySession {
+///
+/// The session is the handler of the client's channel: it reads the client only while relaying
+/// and while the server's side can take more.
+final class RedisSession: ClientSession {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+
     private enum Phase {
         case waitingForClient
         case connecting
@@ -81,7 +87,8 @@ final class RedisSession: RelaySession {
         context.read()
     }
 
-    func clientRead(_ context: ChannelHandlerContext, _ bytes: inout ByteBuffer) {
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
         proxy.metrics.relayed(clientToServer: bytes.readableBytes)
         requests.append(&bytes)
         switch phase {
@@ -94,6 +101,10 @@ final class RedisSession: RelaySession {
     /// Whether the client may be read: only while relaying and the server takes more.
     var clientMayRead: Bool { phase == .relaying && (upstream?.channel.isWritable ?? false) }
     var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closed()
+    }
 
     func closed() {
         phase = .closing

@@ -26,37 +26,6 @@ final class ByteCountingHandler: ChannelDuplexHandler {
     }
 }
 
-/// The client's channel of a ``VaultSession``, behind NIO's HTTP server pipeline (which holds a
-/// pipelined request until the response before it is complete). Reads only while the session can
-/// take more (a request body streamed to a slow Vault slows its client).
-final class VaultClientHandler: SessionClientSide {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-
-    let session: VaultSession
-
-    init(session: VaultSession) {
-        self.session = session
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case let .head(head): session.requestHead(head)
-        case let .body(bytes): session.requestBody(bytes)
-        case .end: session.requestEnd()
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        session.clientFailed(error)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ProxyStopping { session.proxyStopping() }
-        context.fireUserInboundEventTriggered(event)
-    }
-}
-
 /// The upstream channel of a ``VaultSession``: Vault's responses, behind the HTTP client pipeline
 /// (and the TLS handler when the address is https). Reads a relayed answer only as fast as the
 /// client takes it.

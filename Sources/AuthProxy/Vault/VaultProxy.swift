@@ -122,7 +122,7 @@ public final class VaultProxy: ListeningProxy {
         try pipeline.addHandler(ByteCountingHandler(metrics: metrics))
         try pipeline.configureHTTPServerPipeline(withErrorHandling: false, withEncoderConfiguration: .init(),
                                                  withDecoderLimitConfiguration: VaultProxyConfiguration.headerLimits)
-        try pipeline.addHandler(VaultClientHandler(session: VaultSession(proxy: self, refusal: refusal)))
+        try pipeline.addHandler(VaultSession(proxy: self, refusal: refusal))
     }
 
     /// Connects to Vault on `eventLoop` (TLS when the address is https) with `handler` at the end

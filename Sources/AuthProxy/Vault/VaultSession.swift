@@ -18,7 +18,13 @@ import NIOHTTP1
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
-final class VaultSession: RelaySession {
+///
+/// The session is the handler of the client's channel, behind NIO's HTTP server pipeline (which
+/// holds a pipelined request until the response before it is complete).
+final class VaultSession: ClientSession {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+
     /// What has come of the current request's answer.
     private enum Response {
         /// Nothing yet.
@@ -96,6 +102,23 @@ final class VaultSession: RelaySession {
         context.read()
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): requestHead(head)
+        case let .body(bytes): requestBody(bytes)
+        case .end: requestEnd()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        clientFailed(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ProxyStopping { proxyStopping() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     /// Whether the client may be read: always, except while a streamed body waits for Vault.
     var clientMayRead: Bool {
         guard let exchange, !exchange.retryable, !exchange.complete else { return true }
@@ -108,7 +131,7 @@ final class VaultSession: RelaySession {
         return client?.channel.isWritable ?? false
     }
 
-    func requestHead(_ head: HTTPRequestHead) {
+    private func requestHead(_ head: HTTPRequestHead) {
         guard !isClosed else { return }
         timer?.cancel()
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
@@ -132,7 +155,7 @@ final class VaultSession: RelaySession {
         }
     }
 
-    func requestBody(_ bytes: ByteBuffer) {
+    private func requestBody(_ bytes: ByteBuffer) {
         guard !discarding, var exchange, !exchange.complete else { return }
         arm(.request)
         if exchange.retryable || !exchange.sent {
@@ -147,7 +170,7 @@ final class VaultSession: RelaySession {
         }
     }
 
-    func requestEnd() {
+    private func requestEnd() {
         if discarding {
             discarding = false
             arm(.idle)
@@ -165,7 +188,7 @@ final class VaultSession: RelaySession {
     }
 
     /// The client sent something that is not HTTP/1.1 (the decoder's error), or its connection failed.
-    func clientFailed(_ error: any Error) {
+    private func clientFailed(_ error: any Error) {
         guard !isClosed else { return }
         guard let parserError = error as? HTTPParserError else { return closed() }
         let refusal: VaultProxyError = switch parserError {
@@ -179,7 +202,7 @@ final class VaultSession: RelaySession {
         fail(refusal)
     }
 
-    func proxyStopping() {
+    private func proxyStopping() {
         stopping = true
         exchange?.keepAlive = false
         if exchange == nil, !discarding { closed() }
