@@ -4,16 +4,39 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// What a proxy's settings give its listener; every protocol's configuration has them.
+/// The settings every proxy has, whatever its protocol; valid by construction (the agent's config
+/// parser checks them). What the handshake timeout spans is the protocol's (see its
+/// configuration).
+public struct ProxySettings: Sendable, Equatable {
+    /// The credential's name: it labels metrics and is named in every refusal.
+    public var credential: String
+    /// A Unix socket (a directory for PostgreSQL, else the socket file) or a loopback TCP address.
+    public var listener: ProxyListenAddress
+    /// Permission bits of the socket file (Unix sockets only).
+    public var mode: UInt32
+    /// Client connections open at once; more are refused in the protocol's own words.
+    public var maxConnections: Int
+    /// How long a client's connection may take to be set up.
+    public var handshakeTimeout: Duration
+    /// TCP connect to the server.
+    public var connectTimeout: Duration
+
+    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
+                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5)) {
+        self.credential = credential
+        self.listener = listener
+        self.mode = mode
+        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.connectTimeout = connectTimeout
+    }
+}
+
+/// What a protocol's configuration gives its listener.
 protocol ProxyListenerSettings: Sendable {
     /// The socket file's name when the address is a directory.
     static var socketName: String { get }
-    /// The credential's name: it labels metrics and is named in every refusal.
-    var credential: String { get }
-    var listener: ProxyListenAddress { get }
-    /// Permission bits of the socket file (Unix sockets only).
-    var mode: UInt32 { get }
-    var maxConnections: Int { get }
+    var common: ProxySettings { get }
     /// The server the sessions connect to; its TLS context is loaded when listening starts.
     var upstreamServer: ProxyUpstream { get }
 }
@@ -53,11 +76,11 @@ final class ProxyListener: Sendable {
 
     init<Settings: ProxyListenerSettings>(settings: Settings, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool,
                                           metrics: ProxyMetrics, logger: Logger, group: any EventLoopGroup) {
-        credential = settings.credential
-        address = settings.listener
-        socketPath = settings.listener.socketPath(inDirectoryNamed: Settings.socketName)
-        mode = settings.mode
-        maxConnections = settings.maxConnections
+        credential = settings.common.credential
+        address = settings.common.listener
+        socketPath = address.socketPath(inDirectoryNamed: Settings.socketName)
+        mode = settings.common.mode
+        maxConnections = settings.common.maxConnections
         upstream = settings.upstreamServer
         self.allows = allows
         self.metrics = metrics

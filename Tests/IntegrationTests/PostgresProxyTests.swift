@@ -54,7 +54,7 @@ final class ProxyFixture: Sendable {
             listener = .unixDirectory(directory)
         }
         let configuration = PostgresProxyConfiguration(
-            credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
+            ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
             idleTimeout: idleTimeout, upstream: ProxyUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
         let box = self.token
         proxy = PostgresProxy(configuration: configuration,

@@ -18,40 +18,24 @@ public struct ProxyCredential: Sendable {
 
 /// A PostgreSQL proxy's settings, valid by construction (the agent's config parser checks them).
 public struct PostgresProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
     /// A Unix socket directory (the socket is `DIR/.s.PGSQL.5432`, as libpq expects for
-    /// `host=DIR`) or a loopback TCP address.
-    public var listener: ProxyListenAddress
-    /// Permission bits of the socket file (Unix sockets only).
-    public var mode: UInt32
-    /// Client connections open at once; more are refused with SQLSTATE 53300.
-    public var maxConnections: Int
-    /// From a client's connect to its session being established (startup, upstream connect, TLS,
-    /// authentication).
-    public var handshakeTimeout: Duration
-    /// TCP connect to the server.
-    public var connectTimeout: Duration
+    /// `host=DIR`) or a loopback TCP address; more connections than allowed are refused with
+    /// SQLSTATE 53300; the handshake spans a client's connect to its session being established
+    /// (startup, upstream connect, TLS, authentication).
+    public var common: ProxySettings
     /// An established session with no bytes either way for this long is closed; nil: never.
     public var idleTimeout: Duration?
     public var upstream: ProxyUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), idleTimeout: Duration? = nil,
-                upstream: ProxyUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
-        self.connectTimeout = connectTimeout
+    public init(_ common: ProxySettings, idleTimeout: Duration? = nil, upstream: ProxyUpstream) {
+        self.common = common
         self.idleTimeout = idleTimeout
         self.upstream = upstream
     }
 
     /// The socket file libpq connects to for `host=DIR` (port 5432); nil for a TCP listener.
     public var socketPath: String? {
-        listener.socketPath(inDirectoryNamed: Self.socketName)
+        common.listener.socketPath(inDirectoryNamed: Self.socketName)
     }
 }
 
@@ -107,7 +91,7 @@ public final class PostgresProxy: ListeningProxy {
     /// negotiates TLS itself, after PostgreSQL's SSLRequest).
     func connectUpstream(on eventLoop: any EventLoop, _ handler: PostgresUpstreamHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: nil) {
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.common.connectTimeout, tls: nil) {
             try $0.addHandler(bound.value)
         }
     }

@@ -6,28 +6,16 @@ import NIOPosix
 
 /// A Redis proxy's settings, valid by construction (the agent's config parser checks them).
 public struct RedisProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
-    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to.
-    public var listener: ProxyListenAddress
-    public var mode: UInt32
-    public var maxConnections: Int
-    /// From a client's first command to the upstream connection being ready (connect and TLS).
-    public var handshakeTimeout: Duration
-    public var connectTimeout: Duration
+    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to;
+    /// the handshake spans a client's first command to the upstream connection being ready
+    /// (connect and TLS).
+    public var common: ProxySettings
     /// An open connection is authenticated again once its last AUTH is this old.
     public var reauthBefore: Duration
     public var upstream: ProxyUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5),
-                reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
-        self.connectTimeout = connectTimeout
+    public init(_ common: ProxySettings, reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
+        self.common = common
         self.reauthBefore = reauthBefore
         self.upstream = upstream
     }
@@ -78,7 +66,7 @@ public final class RedisProxy: ListeningProxy {
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: listener.upstreamTLS) {
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.common.connectTimeout, tls: listener.upstreamTLS) {
             try $0.addHandler(bound.value)
         }
     }

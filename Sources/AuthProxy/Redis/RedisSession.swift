@@ -78,7 +78,7 @@ final class RedisSession: ClientSession {
         self.refusal = refusal
     }
 
-    private var name: String { proxy.configuration.credential }
+    private var name: String { proxy.configuration.common.credential }
 
     // MARK: Client side
 
@@ -117,7 +117,7 @@ final class RedisSession: ClientSession {
     private func begin(_ context: ChannelHandlerContext) {
         if let refusal { return refuse(refusal) }
         phase = .connecting
-        let limit = proxy.configuration.handshakeTimeout
+        let limit = proxy.configuration.common.handshakeTimeout
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [self] in
             guard phase == .connecting else { return }
             refuse(.upstreamUnreachable(credential: name, reason: "no connection within \(limit.components.seconds) s"))

@@ -38,18 +38,12 @@ public struct VaultUpstream: Sendable, Equatable {
 
 /// A Vault proxy's settings, valid by construction (the agent's config parser checks them).
 public struct VaultProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
-    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to.
-    public var listener: ProxyListenAddress
-    public var mode: UInt32
-    public var maxConnections: Int
-    /// How long a client may take to send its first request, and at most between two parts of
-    /// a request's body; answered 408 and closed when over.
-    public var handshakeTimeout: Duration
+    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to;
+    /// the handshake timeout is how long a client may take to send its first request, and at most
+    /// between two parts of a request's body (answered 408 and closed when over).
+    public var common: ProxySettings
     /// A connection with no request in progress is closed after this long.
     public var idleTimeout: Duration
-    public var connectTimeout: Duration
     /// Refuse requests without `X-Vault-Request: true` (412).
     public var requireRequestHeader: Bool
     /// Request path prefixes answered 403 by the proxy (see ``VaultHeaders/routedPath(_:)``).
@@ -59,17 +53,10 @@ public struct VaultProxyConfiguration: Sendable, Equatable {
     public var retryableBodyLimit: Int
     public var upstream: VaultUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(300),
-                connectTimeout: Duration = .seconds(5), requireRequestHeader: Bool = true, denyPaths: [String] = [],
-                retryableBodyLimit: Int = 1 << 20, upstream: VaultUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
+    public init(_ common: ProxySettings, idleTimeout: Duration = .seconds(300), requireRequestHeader: Bool = true,
+                denyPaths: [String] = [], retryableBodyLimit: Int = 1 << 20, upstream: VaultUpstream) {
+        self.common = common
         self.idleTimeout = idleTimeout
-        self.connectTimeout = connectTimeout
         self.requireRequestHeader = requireRequestHeader
         self.denyPaths = denyPaths
         self.retryableBodyLimit = retryableBodyLimit
@@ -129,7 +116,7 @@ public final class VaultProxy: ListeningProxy {
     /// of an HTTP/1.1 client pipeline.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: VaultUpstreamHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.server.connect(on: eventLoop, timeout: configuration.connectTimeout,
+        return configuration.upstream.server.connect(on: eventLoop, timeout: configuration.common.connectTimeout,
                                                      tls: listener.upstreamTLS) { pipeline in
             try pipeline.addHTTPClientHandlers()
             try pipeline.addHandler(bound.value)

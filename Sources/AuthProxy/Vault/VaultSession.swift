@@ -90,7 +90,7 @@ final class VaultSession: ClientSession {
         self.refusal = refusal
     }
 
-    private var name: String { proxy.configuration.credential }
+    private var name: String { proxy.configuration.common.credential }
     private var address: String { proxy.configuration.upstream.address }
 
     // MARK: Client side
@@ -257,7 +257,7 @@ final class VaultSession: ClientSession {
         timer?.cancel()
         guard let client else { return }
         let configuration = proxy.configuration
-        let delay = purpose == .idle ? configuration.idleTimeout : configuration.handshakeTimeout
+        let delay = purpose == .idle ? configuration.idleTimeout : configuration.common.handshakeTimeout
         timer = client.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in timedOut(purpose) }
     }
 
@@ -267,7 +267,7 @@ final class VaultSession: ClientSession {
         case .idle:
             if exchange == nil { closed() }
         case .request:
-            let seconds = proxy.configuration.handshakeTimeout.components.seconds
+            let seconds = proxy.configuration.common.handshakeTimeout.components.seconds
             if exchange == nil {
                 proxy.metrics.rejected(reason: "handshake_timeout")
                 closed()
