@@ -18,11 +18,14 @@ public struct ConnectivityCheck: Sendable {
     /// When set, the check connects through the credential's local proxy listening here, with no
     /// secret (the proxy authenticates), instead of to the server.
     public var proxy: ProxyListenAddress?
+    /// The uids the process serving `proxy` may run as: an answer from another is not believed.
+    public var trustedProxy: TrustedServerUIDs
 
     public init(name: String, provider: CredentialProvider? = nil, username: String? = nil, secret: Secret,
-                connection: CredentialConnection, proxy: ProxyListenAddress? = nil) {
+                connection: CredentialConnection, proxy: ProxyListenAddress? = nil, trustedProxy: TrustedServerUIDs = TrustedServerUIDs()) {
         self.name = name
         self.proxy = proxy
+        self.trustedProxy = trustedProxy
         self.provider = provider
         self.username = username
         self.secret = secret
@@ -37,9 +40,10 @@ public struct ConnectivityCheck: Sendable {
 
     /// Checks the agent's answer for `name` (its credential JSON); `caFile`, when given, takes the
     /// place of the CA bundle the answer names; `viaProxy` connects through the proxy the answer
-    /// names. An answer this client cannot read is reported as invalid input, an unknown kind
-    /// saying which kinds there are.
-    public static func run(answer: [UInt8], name: String, caFile: String? = nil, viaProxy: Bool = false) async -> ProbeReport {
+    /// names, believing only a proxy run by `trustedProxy`. An answer this client cannot read is
+    /// reported as invalid input, an unknown kind saying which kinds there are.
+    public static func run(answer: [UInt8], name: String, caFile: String? = nil, viaProxy: Bool = false,
+                           trustedProxy: TrustedServerUIDs = TrustedServerUIDs()) async -> ProbeReport {
         let credential: ServedCredential
         do {
             credential = try JSONDecoder().decode(ServedCredential.self, from: Data(answer))
@@ -60,6 +64,7 @@ public struct ConnectivityCheck: Sendable {
         if viaProxy {
             guard let proxy = credential.proxy else { return check.noProxy() }
             check.proxy = proxy
+            check.trustedProxy = trustedProxy
         }
         return await check.run()
     }
@@ -81,6 +86,7 @@ public struct ConnectivityCheck: Sendable {
                 let (hostOrPath, port) = proxy.clientEndpoint
                 (target.host, target.port) = (hostOrPath, port ?? 5432)
                 (target.password, target.sslmode, target.caFile) = (Secret(""), "disable", nil)
+                target.trustedServer = trustedProxy
             }
             report = await PostgresProbe(name: name, target: target).run()
         case let .redis(connection):
@@ -91,6 +97,7 @@ public struct ConnectivityCheck: Sendable {
                 let (hostOrPath, port) = proxy.clientEndpoint
                 if let port { (target.host, target.port) = (hostOrPath, port) } else { target.unixPath = hostOrPath }
                 (target.password, target.tls, target.caFile) = (nil, false, nil)
+                target.trustedServer = trustedProxy
             }
             report = await RedisProbe(name: name, target: target).run()
         case let .vault(connection):
@@ -99,8 +106,9 @@ public struct ConnectivityCheck: Sendable {
             if let proxy {
                 // The proxy sets the token and the namespace.
                 let (hostOrPath, port) = proxy.clientEndpoint
-                endpoint = port == nil ? VaultEndpoint(address: "http://localhost", unixSocketPath: hostOrPath)
-                                       : VaultEndpoint(address: "http://\(proxy.description)")
+                endpoint = port == nil
+                    ? VaultEndpoint(address: "http://localhost", unixSocketPath: hostOrPath, trustedServerUIDs: trustedProxy.uids)
+                    : VaultEndpoint(address: "http://\(proxy.description)", trustedServerUIDs: trustedProxy.uids)
             }
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         }

@@ -12,6 +12,7 @@ public struct ProbeCause: Hashable, Sendable, CustomStringConvertible {
         case tlsFailed = "tls_failed"
         case untrustedCertificate = "untrusted_certificate"
         case hostnameMismatch = "hostname_mismatch"
+        case untrustedServer = "untrusted_server"
         case unreachable
         case timeout
         case databaseMissing = "database_missing"
@@ -41,6 +42,9 @@ public struct ProbeCause: Hashable, Sendable, CustomStringConvertible {
     public static let untrustedCertificate = ProbeCause(.untrustedCertificate)
     /// The certificate is trusted but names another host.
     public static let hostnameMismatch = ProbeCause(.hostnameMismatch)
+    /// A local server (a credential's proxy) runs as a uid this client does not trust: an
+    /// impostor in the proxy's place. Its answer is not believed.
+    public static let untrustedServer = ProbeCause(.untrustedServer)
     /// Nothing answered: refused, no route, or the name does not resolve.
     public static let unreachable = ProbeCause(.unreachable)
     /// The server did not answer within the time limit.

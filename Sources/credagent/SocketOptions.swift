@@ -16,11 +16,16 @@ struct SocketOptions: ParsableArguments {
     /// The client for the chosen socket, trusting root, the caller's uid and the server uid
     /// given; a server uid that names no one is reported and exits 2.
     var client: AgentClient {
+        get throws { AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath(), serverUID: try agentUID) }
+    }
+
+    /// The uid the agent runs as when it is neither root nor the caller: `--server-uid`, else
+    /// `$CREDAGENT_SERVER_UID`; one that names no one is reported and exits 2.
+    var agentUID: UInt32? {
         get throws {
             do {
-                let uid = try serverUID.map { try AgentClient.serverUID(parsing: $0, from: "--server-uid") }
+                return try serverUID.map { try AgentClient.serverUID(parsing: $0, from: "--server-uid") }
                     ?? AgentClient.defaultServerUID()
-                return AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath(), serverUID: uid)
             } catch {
                 throw AgentExit.report(error)
             }

@@ -64,6 +64,7 @@ struct TestCommand: AsyncParsableCommand {
             throw AgentExit.report(error)
         }
         let caFile = self.caFile, viaProxy = self.viaProxy
+        let trustedProxy = TrustedServerUIDs(serverUID: try socket.agentUID)
         return try await Self.concurrently(credentials) { entry in
             let answer: [UInt8]
             do {
@@ -74,7 +75,8 @@ struct TestCommand: AsyncParsableCommand {
             } catch {
                 throw AgentExit.report(error)
             }
-            return await ConnectivityCheck.run(answer: answer, name: entry.name, caFile: caFile, viaProxy: viaProxy)
+            return await ConnectivityCheck.run(answer: answer, name: entry.name, caFile: caFile, viaProxy: viaProxy,
+                                               trustedProxy: trustedProxy)
         }
     }
 
@@ -101,10 +103,12 @@ struct TestCommand: AsyncParsableCommand {
         let caFile = self.caFile
         if viaProxy {
             // The proxy authenticates: no secret is obtained, only the config's user and address.
+            let trustedProxy = TrustedServerUIDs(serverUID: try socket.agentUID)
             return try await Self.concurrently(selected) { credential in
                 let check = ConnectivityCheck(name: credential.name.rawValue, provider: credential.provider,
                                               username: credential.target.user, secret: Secret(""),
-                                              connection: credential.connection, proxy: credential.proxy?.listen)
+                                              connection: credential.connection, proxy: credential.proxy?.listen,
+                                              trustedProxy: trustedProxy)
                 return check.proxy == nil ? check.noProxy() : await check.run()
             }
         }

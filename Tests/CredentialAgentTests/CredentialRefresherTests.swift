@@ -123,7 +123,7 @@ private final class ManualClock: Sendable {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         let refresh = RefreshConfig(clientMinInterval: 0.5)
         var machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff)
-        _ = machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
+        machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
                                                     expiresAt: start.addingTimeInterval(900)), now: start, random: 0)
         #expect(machine.answersClient(minValid: 0, force: true, at: start.addingTimeInterval(0.4)))
         #expect(!machine.answersClient(minValid: 0, force: true, at: start.addingTimeInterval(0.5)))

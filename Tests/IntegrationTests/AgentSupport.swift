@@ -49,12 +49,18 @@ final class AgentProcess: @unchecked Sendable {
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Sends SIGTERM and waits for the exit status. An agent that does not exit 0 prints the end
+    /// of its log to the test's output, so that the failed expectation comes with its reason.
     func stop() async -> Int32 {
         if process.isRunning { signal(SIGTERM) }
         for _ in 0..<200 where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning { signal(SIGKILL) }
+        let killed = process.isRunning
+        if killed { signal(SIGKILL) }
         process.waitUntilExit()
+        if process.terminationStatus != 0 {
+            let how = killed ? "did not stop within 10 s and was killed" : "exited with status \(process.terminationStatus)"
+            FileHandle.standardError.write(Data("agent \(directory) \(how); the end of its log:\n\(log.suffix(4000))\n".utf8))
+        }
         return process.terminationStatus
     }
 

@@ -130,3 +130,147 @@ struct ConnectivityCLITests {
         }
     }
 }
+
+/// `credagent test --via-proxy` against impostors: another uid listening where a credential's
+/// proxies should, speaking each protocol well enough to pass the check. The client holds no
+/// secret to lose, but it must not report an impostor's answer as the proxy's.
+@Suite(.enabled(if: getuid() == 0, "needs root to run the impostor as nobody"))
+struct ViaProxyImpostorTests {
+    @Test func aProxyServedByAnotherUidIsRefusedOnEveryKindAndListener() async throws {
+        let directory = try Peers.scratchDirectory("via-proxy-impostor")
+        let listeners = directory + "/listeners"
+        try FileManager.default.createDirectory(atPath: listeners, withIntermediateDirectories: true)
+        chmod(listeners, 0o777)
+        let redisPort = try closedLoopbackPort(), vaultPort = try closedLoopbackPort()
+        let impostor = Process()
+        impostor.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        impostor.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", Self.impostorServer,
+                              listeners + "/.s.PGSQL.5432", listeners + "/vault.sock", String(redisPort), String(vaultPort)]
+        try impostor.run()
+        // SIGKILL: the child inherits the test thread's signal mask, which may block SIGTERM.
+        defer { kill(impostor.processIdentifier, SIGKILL); impostor.waitUntilExit() }
+        try await waitUntil("the impostor listens", timeout: 10) { FileManager.default.fileExists(atPath: listeners + "/ready") }
+
+        let config = directory + "/agent.yaml"
+        try """
+            socket: {path: \(directory)/agent.sock}
+            credentials:
+              - {name: db, kind: postgres, provider: gcp, host: db.internal, database: app, user: kong,
+                 proxy: {listen: "unix:\(listeners)"}}
+              - {name: cache, kind: redis, provider: azure, host: cache.internal, user: kong,
+                 proxy: {listen: "127.0.0.1:\(redisPort)"}}
+              - {name: vault-unix, kind: vault, provider: aws, method: aws_iam, address: "https://vault.internal:8200", role: gw,
+                 proxy: {listen: "unix:\(listeners)/vault.sock"}}
+              - {name: vault-tcp, kind: vault, provider: aws, method: aws_iam, address: "https://vault.internal:8200", role: gw,
+                 proxy: {listen: "127.0.0.1:\(vaultPort)"}}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, 0o600)
+
+        let refused = try await runCredagent(["test", "--all", "--via-proxy", "--config", config, "--json"])
+        #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
+        let checks = try Self.checks(refused.stdout)
+        #expect(checks.count == 4)
+        for (name, check) in checks {
+            #expect(check["ok"] as? Bool == false, "\(name) believed the impostor")
+            #expect(check["cause"] as? String == "untrusted_server", "\(name): \(check)")
+            #expect((check["message"] as? String)?.contains("served by uid 65534, not by a trusted uid") == true, "\(name): \(check)")
+        }
+
+        // Declared as the agent's uid, the same servers are believed: what refused them was the uid.
+        let believed = try await runCredagent(["test", "--all", "--via-proxy", "--config", config, "--json", "--server-uid", "65534"])
+        #expect(believed.status == 0, "\(believed.stdout)\(believed.stderr)")
+        for (name, check) in try Self.checks(believed.stdout) {
+            #expect(check["ok"] as? Bool == true, "\(name): \(check)")
+        }
+    }
+
+    private static func checks(_ output: String) throws -> [String: [String: Any]] {
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+        let checks = try #require(document["checks"] as? [[String: Any]])
+        return Dictionary(uniqueKeysWithValues: checks.map { check in
+            var flat = check
+            if let failure = check["failure"] as? [String: Any] { flat.merge(failure) { old, _ in old } }
+            return (check["name"] as? String ?? "", flat)
+        })
+    }
+
+    /// Answers as a Postgres server (trust login, one row to any query), a Redis server and Vault's
+    /// lookup-self, on the Unix sockets and loopback ports given.
+    static let impostorServer = #"""
+        import os, socket, struct, sys, threading
+        pg_path, vault_path, redis_port, vault_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+        def recv_exact(c, n):
+            data = b""
+            while len(data) < n:
+                chunk = c.recv(n - len(data))
+                if not chunk: raise EOFError
+                data += chunk
+            return data
+
+        def message(kind, payload): return kind + struct.pack("!I", len(payload) + 4) + payload
+
+        def postgres(c):
+            while True:
+                length, code = struct.unpack("!II", recv_exact(c, 8))
+                rest = recv_exact(c, length - 8)
+                if code in (80877103, 80877104): c.sendall(b"N"); continue
+                break
+            c.sendall(message(b"R", struct.pack("!I", 0)) + message(b"S", b"server_version\x0099.0-impostor\x00")
+                      + message(b"Z", b"I"))
+            while True:
+                kind = recv_exact(c, 1); length, = struct.unpack("!I", recv_exact(c, 4)); recv_exact(c, length - 4)
+                if kind == b"X": return
+                value = b"impostor"
+                field = b"current_user\x00" + struct.pack("!IhIhih", 0, 0, 19, 64, -1, 0)
+                c.sendall(message(b"T", struct.pack("!h", 1) + field)
+                          + message(b"D", struct.pack("!hI", 1, len(value)) + value)
+                          + message(b"C", b"SELECT 1\x00") + message(b"Z", b"I"))
+
+        def redis(c):
+            buffer = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk: return
+                buffer += chunk
+                while b"\r\n" in buffer and buffer.startswith(b"*"):
+                    parts = buffer.split(b"\r\n")
+                    count = int(parts[0][1:])
+                    if len(parts) < 1 + 2 * count + 1: break
+                    words = [parts[2 + 2 * i] for i in range(count)]
+                    buffer = b"\r\n".join(parts[1 + 2 * count:])
+                    if words[0].upper() == b"PING": c.sendall(b"+PONG\r\n")
+                    else:
+                        info = b"redis_version:0.0.0-impostor\r\n"
+                        c.sendall(b"$%d\r\n%s\r\n" % (len(info), info))
+
+        def vault(c):
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = c.recv(4096)
+                if not chunk: return
+                request += chunk
+            body = b'{"data":{"accessor":"impostor","display_name":"impostor","policies":["root"],"ttl":0,"renewable":false}}'
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+        def serve(server, handler):
+            server.listen(16)
+            while True:
+                c, _ = server.accept()
+                def run(c=c):
+                    try: handler(c)
+                    except Exception: pass
+                    finally: c.close()
+                threading.Thread(target=run, daemon=True).start()
+
+        servers = []
+        for path, handler in ((pg_path, postgres), (vault_path, vault)):
+            s = socket.socket(socket.AF_UNIX); s.bind(path); os.chmod(path, 0o666); servers.append((s, handler))
+        for port, handler in ((redis_port, redis), (vault_port, vault)):
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", port)); servers.append((s, handler))
+        threads = [threading.Thread(target=serve, args=pair, daemon=True) for pair in servers]
+        for t in threads: t.start()
+        open(os.path.join(os.path.dirname(pg_path), "ready"), "w").close()
+        for t in threads: t.join()
+        """#
+}

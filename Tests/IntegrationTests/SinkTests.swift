@@ -122,12 +122,12 @@ private let hupCounter = """
         let stop = directory + "/stop", ready = directory + "/ready"
         async let reader = ChildProcess.python(["-c", tornReadChecker, file.path, stop, ready])
         // Declared after the reader: runs first when the test fails, so that the reader ends.
-        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
         try await waitUntil("the reader runs", timeout: 60) { FileManager.default.fileExists(atPath: ready) }
         try await BlockingExecutor.shared.run {
             for version in 1...1000 { try SinkFileSystem.write(Secret(tornReadContent(version)), to: file) }
         }
-        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
         let result = try await reader
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
                                    "\(result.stdout)\(result.stderr)")
@@ -228,7 +228,7 @@ private let hupCounter = """
         let emulator = try await startEmulator(tokenLifetime: 3)
         try await withCleanup {
             async let app = ChildProcess.python(["-c", hupCounter, pidFile, sink, received, stop])
-            defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+            defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
             try await waitUntil("the application wrote its pid file", timeout: 60) { FileManager.default.fileExists(atPath: pidFile) }
             let config = sinkAgentConfig([("db", "gcp", """
                     sinks: [{path: \(sink), format: template, template: "{{version}}"}]
@@ -239,7 +239,7 @@ private let hupCounter = """
                 (fileText(received) ?? "").split(separator: "\n").count >= 4
             }
             #expect(await agent.stop() == 0)
-            FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = FileManager.default.createFile(atPath: stop, contents: nil)
             _ = try await app
             let versions = (fileText(received) ?? "").split(separator: "\n").map(String.init)
             let sent = agent.log.components(separatedBy: "on_rotate: sent SIGHUP").count - 1
@@ -280,11 +280,11 @@ private let hupCounter = """
                 #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
                 // The application comes up and writes its pid: the retried signal reaches it.
                 async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
-                defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+                defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
                 try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
                 #expect(rename(appPidFile, pidFile) == 0)
                 try await waitUntil("the signal arrives", timeout: 15) { fileText(received) == "1\n" }
-                FileManager.default.createFile(atPath: stop, contents: nil)
+                _ = FileManager.default.createFile(atPath: stop, contents: nil)
                 _ = try await app
             } cleanup: {
                 _ = await agent.stop()

@@ -562,3 +562,122 @@ struct VaultProxyAgentTests {
         }
     }
 }
+
+/// A loopback TCP forwarder to Vault that plays Vault closing an idle keep-alive connection just
+/// as the next request goes out: on each connection it relays the first request and its answer,
+/// then closes both sides, unanswered, as soon as the client sends anything more.
+private final class IdleClosingForwarder: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let target: (host: String, port: Int)
+    private let accepted = NIOLockedValueBox(0)
+
+    /// Connections accepted so far: one per upstream connection the proxy opened.
+    var connections: Int { accepted.withLockedValue { $0 } }
+
+    init(to address: String) throws {
+        guard let url = URL(string: address), let host = url.host, let port = url.port else {
+            throw TestFailure("not a host:port address: \(address)")
+        }
+        target = (host, port)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        listener = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw TestFailure("forwarder cannot listen: errno \(errno)") }
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    /// Stops accepting (the accept loop ends on the shut-down listener).
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            accepted.withLockedValue { $0 += 1 }
+            Thread { [self] in relay(client) }.start()
+        }
+    }
+
+    private func relay(_ client: Int32) {
+        defer { close(client) }
+        guard let server = try? connectTCP(host: target.host, port: target.port) else { return }
+        defer { close(server) }
+        var answered = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var fds = [pollfd(fd: client, events: Int16(POLLIN), revents: 0), pollfd(fd: server, events: Int16(POLLIN), revents: 0)]
+        while poll(&fds, 2, 30_000) > 0 {
+            for index in 0..<2 where fds[index].revents != 0 {
+                let from = fds[index].fd, to = index == 0 ? server : client
+                let count = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+                if count <= 0 { return }
+                if index == 0, answered { return }  // the next request: "Vault" closes, unanswered
+                if index == 1 { answered = true }
+                _ = buffer.withUnsafeBytes { send(to, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    private func connectTCP(host: String, port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr(host)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { close(fd); throw TestFailure("forwarder cannot reach \(host):\(port)") }
+        return fd
+    }
+}
+
+@Suite(.enabled(if: BaoAdmin.available, "needs OpenBao: run scripts/test"))
+struct VaultProxyResendTests {
+    @Test("Vault closes a reused connection as a read goes out: the read is sent again on a new one; a write is not")
+    func readIsResentWhenAReusedConnectionCloses() async throws {
+        let admin = try #require(BaoAdmin.fromEnvironment())
+        let forwarder = try IdleClosingForwarder(to: admin.address)
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-resend",
+                                                  upstream: try VaultUpstream(address: "http://127.0.0.1:\(forwarder.port)"))
+        try await withCleanup {
+            let connection = try RawConnection(fixture.socketPath)
+            let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
+            connection.send(lookup)
+            #expect(connection.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+            #expect(forwarder.connections == 1)
+
+            // The reused upstream connection is closed under the read: it is sent again, once.
+            connection.send(lookup)
+            let resent = connection.readResponses(["GET"]).first ?? ""
+            #expect(resent.hasPrefix("HTTP/1.1 200"), "\(resent.prefix(300))")
+            #expect(resent.contains("\"accessor\""))
+            #expect(forwarder.connections == 2)
+
+            // A write may have been done before the connection ended: never sent twice, 502 instead.
+            connection.send("POST /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n"
+                            + "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            let refused = connection.readResponses(["POST"]).first ?? ""
+            #expect(refused.hasPrefix("HTTP/1.1 502"), "\(refused.prefix(300))")
+            #expect(refused.contains("credagent proxy for vault-proxy-resend"), "\(refused.prefix(300))")
+            #expect(!refused.contains(fixture.token.reveal()))
+            #expect(forwarder.connections == 2, "the write was sent again")
+        } cleanup: {
+            await fixture.stop()
+            forwarder.stop()
+        }
+    }
+}

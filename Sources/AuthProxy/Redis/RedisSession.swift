@@ -204,7 +204,9 @@ final class RedisSession: ClientSession {
             index += progress.count
             if !messageForwarded { rangeStart = index }
             if progress.completed {
-                emit(upTo: index)
+                // Replies for the client are relayed as one slice per read; the slice is cut only
+                // where something else is written to the client next.
+                if messageIsPush || !replyJoinsTheNext { emit(upTo: index) }
                 if messageIsPush { writeLocalAnswers() } else { replyCompleted() }
                 if closeAtBoundary {
                     emit(upTo: index)
@@ -221,6 +223,18 @@ final class RedisSession: ClientSession {
     private var messageIsPush = false
     /// Whether the message being relayed goes to the client (else it answers an injected AUTH).
     private var messageForwarded = true
+
+    /// Whether the reply just completed is for the client and is followed by another reply the
+    /// client gets as it comes (not a local answer, not one that changes the session's state),
+    /// so that the two can go out in one write.
+    private var replyJoinsTheNext: Bool {
+        guard case let .forward(count)? = expected.first else { return false }
+        if count > 1 { return true }
+        switch expected.dropFirst().first {
+        case nil, .forward?, .blocking?: return true
+        case .injectedAuth?, .local?: return false
+        }
+    }
 
     private func isSwallowed(_ entry: Expected?) -> Bool {
         if case .injectedAuth = entry { return true }

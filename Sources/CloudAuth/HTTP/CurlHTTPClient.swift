@@ -84,7 +84,7 @@ private final class CurlTransfer: Sendable {
     nonisolated(unsafe) var headerLines: [String] = []
     nonisolated(unsafe) var tooLarge = false
     nonisolated(unsafe) var uploadOffset = 0
-    nonisolated(unsafe) var unixSocket: Int32?
+    nonisolated(unsafe) var checkedSocket: Int32?
     nonisolated(unsafe) var untrustedPeer: UntrustedSocketPeer?
 
     init(request: HTTPRequest, endpoint: EndpointURL) {
@@ -132,14 +132,14 @@ private final class CurlTransfer: Sendable {
         }
         if let socket = request.unixSocketPath {
             set(credagent_curl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket))
-            if request.trustedServerUIDs != nil {
-                // The socket is opened here, so that its server can be checked once libcurl has
-                // connected it and before it sends anything.
-                set(credagent_curl_setopt_opensocket(handle, curlOpenSocket))
-                set(credagent_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, context))
-                set(credagent_curl_setopt_prereq(handle, curlCheckServer))
-                set(credagent_curl_setopt_pointer(handle, CURLOPT_PREREQDATA, context))
-            }
+        }
+        if request.trustedServerUIDs != nil {
+            // The socket is opened here, so that its server can be checked once libcurl has
+            // connected it and before it sends anything.
+            set(credagent_curl_setopt_opensocket(handle, curlOpenSocket))
+            set(credagent_curl_setopt_pointer(handle, CURLOPT_OPENSOCKETDATA, context))
+            set(credagent_curl_setopt_prereq(handle, curlCheckServer))
+            set(credagent_curl_setopt_pointer(handle, CURLOPT_PREREQDATA, context))
         }
         if let caFile = request.tls.caFile { set(credagent_curl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
         switch request.method {
@@ -228,17 +228,19 @@ private final class CurlTransfer: Sendable {
     /// Opens the socket libcurl connects with, and remembers it for ``serverIsTrusted()``.
     fileprivate func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
         let fd = socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
-        if fd >= 0 { unixSocket = fd }
+        if fd >= 0 { checkedSocket = fd }
         return fd
     }
 
-    /// Whether the process serving the connected Unix socket runs as a trusted uid; called once
-    /// connected, before the request is sent. When not, records why and the transfer aborts.
+    /// Whether the process serving the connected socket (Unix, or loopback TCP) runs as a trusted
+    /// uid; called once connected, before the request is sent. When not, records why and the
+    /// transfer aborts.
     fileprivate func serverIsTrusted() -> Bool {
         let trusted = request.trustedServerUIDs ?? []
-        let peer = unixSocket.flatMap { UnixPeerCredentials.of(socket: $0) }
-        if let peer, trusted.contains(peer.uid) { return true }
-        untrustedPeer = UntrustedSocketPeer(socketPath: request.unixSocketPath ?? "?", serverUID: peer?.uid, trustedUIDs: trusted)
+        let uid = checkedSocket.flatMap { SocketOwner.peerUID(ofConnected: $0) }
+        if let uid, trusted.contains(uid) { return true }
+        let address = request.unixSocketPath ?? endpoint.host + (endpoint.port.map { ":\($0)" } ?? "")
+        untrustedPeer = UntrustedSocketPeer(address: address, serverUID: uid, trustedUIDs: trusted)
         return false
     }
 

@@ -63,9 +63,9 @@ public struct HTTPRequest: Sendable {
     public var tls: TLSOptions
     /// Talk HTTP over this Unix socket instead of TCP (the URL's host then only fills `Host`).
     public var unixSocketPath: String?
-    /// With `unixSocketPath`: the uids the process serving the socket may run as, checked with
-    /// `SO_PEERCRED` on connecting, before anything is sent; another one fails the request with
-    /// ``UntrustedSocketPeer``. Nil accepts any.
+    /// The uids the process serving a local socket may run as (the Unix socket of
+    /// `unixSocketPath`, or a loopback TCP server), checked on connecting, before anything is sent
+    /// (``SocketOwner``); another one fails the request with ``UntrustedSocketPeer``. Nil accepts any.
     public var trustedServerUIDs: Set<UInt32>?
 
     public init(method: String = "GET", url: String, headers: HTTPHeaders = [:], body: [UInt8] = [],

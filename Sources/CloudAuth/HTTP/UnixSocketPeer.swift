@@ -31,26 +31,31 @@ public struct UnixPeerCredentials: Sendable, Equatable {
     }
 }
 
-/// A Unix socket served by a process whose uid the client does not trust: another user's
-/// socket put in the agent's place. Nothing was sent to it.
+/// A local socket (Unix, or loopback TCP) served by a process whose uid the client does not
+/// trust: another user's socket put in the agent's or a proxy's place. Nothing was sent to it.
 public struct UntrustedSocketPeer: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The socket connected to.
-    public var socketPath: String
+    /// The socket path or loopback address connected to.
+    public var address: String
     /// The uid of the process serving it; nil when the kernel did not say.
     public var serverUID: UInt32?
     /// The uids the client accepts.
     public var trustedUIDs: Set<UInt32>
 
-    public init(socketPath: String, serverUID: UInt32?, trustedUIDs: Set<UInt32>) {
-        self.socketPath = socketPath
+    public init(address: String, serverUID: UInt32?, trustedUIDs: Set<UInt32>) {
+        self.address = address
         self.serverUID = serverUID
         self.trustedUIDs = trustedUIDs
     }
 
-    public var description: String {
+    /// What was found and refused.
+    public var refusal: String {
         let server = serverUID.map { "uid \($0)" } ?? "a process whose uid cannot be read"
         let trusted = trustedUIDs.sorted().map(String.init).joined(separator: ", ")
-        return "\(socketPath) is served by \(server), not by a trusted uid (\(trusted)); refusing to talk to it "
-            + "(if the agent runs as that uid, say so with --server-uid or CREDAGENT_SERVER_UID)"
+        return "\(address) is served by \(server), not by a trusted uid (\(trusted)); refusing to talk to it"
     }
+
+    /// What to do when the server is the right one after all.
+    public var remedy: String { "if the agent runs as that uid, say so with --server-uid or CREDAGENT_SERVER_UID" }
+
+    public var description: String { "\(refusal) (\(remedy))" }
 }

@@ -11,12 +11,17 @@ public struct VaultEndpoint: Sendable, Equatable {
     /// A Unix socket to send the requests through (a local Vault proxy's); `address` then only
     /// gives the scheme and the `Host`.
     public var unixSocketPath: String?
+    /// For a local server (a Vault proxy): the uids it may run as, checked before a request is
+    /// sent (``HTTPRequest/trustedServerUIDs``). Nil accepts any.
+    public var trustedServerUIDs: Set<UInt32>?
 
-    public init(address: String, namespace: String? = nil, tls: TLSOptions = TLSOptions(), unixSocketPath: String? = nil) {
+    public init(address: String, namespace: String? = nil, tls: TLSOptions = TLSOptions(), unixSocketPath: String? = nil,
+                trustedServerUIDs: Set<UInt32>? = nil) {
         self.address = address.hasSuffix("/") ? String(address.dropLast()) : address
         self.namespace = namespace
         self.tls = tls
         self.unixSocketPath = unixSocketPath
+        self.trustedServerUIDs = trustedServerUIDs
     }
 }
 
@@ -120,7 +125,8 @@ public struct VaultClient: Sendable {
         if !body.isEmpty { headers.add("Content-Type", "application/json") }
         headers.add("X-Vault-Request", "true")
         let request = HTTPRequest(method: method, url: "\(endpoint.address)/v1/\(path)", headers: headers,
-                                  body: body, timeouts: .standard, tls: endpoint.tls, unixSocketPath: endpoint.unixSocketPath)
+                                  body: body, timeouts: .standard, tls: endpoint.tls, unixSocketPath: endpoint.unixSocketPath,
+                                  trustedServerUIDs: endpoint.trustedServerUIDs)
         let response = try await http.execute(request)
         let parsed = response.body.isEmpty ? [:] : (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         guard response.isSuccess else {

@@ -31,6 +31,9 @@ final class PostgresConnection {
 
     var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
 
+    /// The connected socket; -1 when there is none.
+    var socket: Int32 { PQsocket(handle) }
+
     /// libpq's description of the last failure, on one line.
     var errorMessage: String { String(cString: PQerrorMessage(handle)).singleLine }
 

@@ -18,6 +18,9 @@ public struct PostgresTarget: Sendable {
     /// Seconds for the whole connection set-up, TLS and authentication included (libpq counts
     /// whole seconds and treats less than 2 as 2).
     public var connectTimeout: Int
+    /// When set, the server (a local proxy) must run as one of these uids, or its answer is not
+    /// believed.
+    public var trustedServer: TrustedServerUIDs?
 
     public init(host: String, port: Int = 5432, database: String, user: String, password: Secret,
                 sslmode: String = "verify-full", caFile: String? = nil, hostAddress: String? = nil,
@@ -54,6 +57,7 @@ public typealias PostgresProbe = BlockingProbe<PostgresTarget>
 extension PostgresTarget: BlockingProbeTarget {
     public static let kind = "postgres"
 
+    /// `host:port` (a directory and port for a Unix socket).
     public var endpoint: String { "\(host):\(port)" }
 
     /// Connects with libpq and runs the query, timed.
@@ -74,6 +78,9 @@ extension PostgresProbe {
         guard let connection else { return ProbeFailure(.failed, "libpq could not allocate a connection") }
         guard connection.isConnected else {
             return PostgresFailure.classify(connection.errorMessage.redacting(target.password), sslmode: target.sslmode)
+        }
+        if let trusted = target.trustedServer, let untrusted = trusted.failure(connected: connection.socket, address: target.endpoint) {
+            return untrusted
         }
         if let version = connection.parameterStatus("server_version") {
             details.append(ProbeDetail("server_version", version))

@@ -20,6 +20,9 @@ public struct RedisTarget: Sendable {
     public var connectTimeout: Double
     /// Seconds for the TLS handshake and for each command's answer.
     public var ioTimeout: Double
+    /// When set, the server (a local proxy) must run as one of these uids, checked before
+    /// anything is sent.
+    public var trustedServer: TrustedServerUIDs?
 
     public init(host: String, port: Int = 6379, user: String? = nil, password: Secret? = nil, tls: Bool = true,
                 caFile: String? = nil, serverName: String? = nil, connectTimeout: Double = 5, ioTimeout: Double = 5,
@@ -90,6 +93,9 @@ extension RedisProbe {
             let deadline = Deadline(seconds: target.connectTimeout)
             if let path = target.unixPath { return try StreamSocket.connect(unixPath: path, deadline: deadline) }
             return try StreamSocket.connect(host: target.host, port: target.port, deadline: deadline)
+        }
+        if let trusted = target.trustedServer, let untrusted = trusted.failure(connected: socket.descriptor, address: target.endpoint) {
+            throw untrusted
         }
         guard target.tls else { return RedisConnection(stream: socket, ioTimeout: target.ioTimeout) }
         let settings = TLSSettings(caFile: target.caFile, serverName: target.serverName ?? target.host)

@@ -34,6 +34,8 @@ public struct VaultProbe: Sendable {
             report.failure = Self.classify(transport: transport.error)
         } catch let error as CloudAuthError {
             report.failure = Self.classify(vault: error)
+        } catch let impostor as UntrustedSocketPeer {
+            report.failure = ProbeFailure(.untrustedServer, impostor.refusal, remedy: impostor.remedy)
         } catch {
             report.failure = ProbeFailure(.failed, String(describing: error))
         }
