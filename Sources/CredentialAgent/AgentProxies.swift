@@ -160,7 +160,7 @@ final class AgentProxies: Sendable {
         let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
         let allows: @Sendable (UnixPeerCredentials) -> Bool = { [socketPolicy] peer in (ownPolicy ?? socketPolicy()).allows(peer) }
         let common = ProxySettings(credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                                   handshakeTimeout: .seconds(settings.handshakeTimeout))
+                                   handshakeTimeout: settings.handshakeTimeout)
         let (store, now) = (self.store, self.now)
         let proxy: any LocalProxy
         switch credential.target {
@@ -169,7 +169,7 @@ final class AgentProxies: Sendable {
             let upstream = target.connection
             proxy = PostgresProxy(
                 configuration: PostgresProxyConfiguration(
-                    common, idleTimeout: settings.idleTimeout.map { .seconds($0) },
+                    common, idleTimeout: settings.idleTimeout,
                     upstream: ProxyUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                                caFile: upstream.caFile, serverName: nil)),
                 credential: {
@@ -183,7 +183,7 @@ final class AgentProxies: Sendable {
             let configuredUser = target.login.user
             proxy = RedisProxy(
                 configuration: RedisProxyConfiguration(
-                    common, reauthBefore: .seconds(settings.reauthBefore),
+                    common, reauthBefore: settings.reauthBefore,
                     upstream: ProxyUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
                                             caFile: target.connection.caFile)),
                 credential: {
@@ -200,8 +200,7 @@ final class AgentProxies: Sendable {
             let refreshers = self.refreshers
             proxy = VaultProxy(
                 configuration: VaultProxyConfiguration(
-                    common,
-                    idleTimeout: .seconds(settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout),
+                    common, idleTimeout: settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout,
                     requireRequestHeader: settings.requireRequestHeader, denyPaths: settings.denyPaths, upstream: upstream),
                 token: { store.snapshot(name)?.machine.servable(at: now())?.credential.secret },
                 relogin: { _ in
@@ -212,6 +211,6 @@ final class AgentProxies: Sendable {
                 },
                 allows: allows, metrics: metrics.proxy(name), logger: logger, group: group)
         }
-        return Entry(name: name, proxy: proxy, identity: identity, shutdownGrace: .seconds(settings.shutdownGrace))
+        return Entry(name: name, proxy: proxy, identity: identity, shutdownGrace: settings.shutdownGrace)
     }
 }

@@ -53,8 +53,8 @@ public enum SinkAccount: Sendable, Equatable, CustomStringConvertible {
 public enum RotationHook: Sendable, Equatable {
     /// Sends `number` (written `name`, e.g. `HUP`) to the process whose id is in `pidFile`.
     case signal(number: Int32, name: String, pidFile: String)
-    /// Runs `argv` (no shell) and kills it after `timeout` seconds.
-    case command(argv: [String], timeout: TimeInterval)
+    /// Runs `argv` (no shell) and kills it after `timeout`.
+    case command(argv: [String], timeout: Duration)
 
     /// The signals `on_rotate.signal` may name.
     public static let signals: [(name: String, number: Int32)] = [
@@ -70,6 +70,6 @@ public enum RotationHook: Sendable, Equatable {
     }
 
     /// The default and the bounds of `on_rotate.timeout`.
-    public static let defaultTimeout: TimeInterval = 30
-    public static let timeoutRange: ClosedRange<TimeInterval> = 1...600
+    public static let defaultTimeout: Duration = .seconds(30)
+    public static let timeoutRange: ClosedRange<Duration> = .seconds(1) ... .seconds(600)
 }

@@ -15,15 +15,15 @@ public struct ProxyConfig: Sendable, Equatable {
     /// Peers allowed to connect; nil means `socket.allow`.
     public var allowUIDs: [UInt32]?
     public var allowGIDs: [UInt32]?
-    /// Seconds from a client's connect until its session is established.
-    public var handshakeTimeout: TimeInterval = 10
-    /// Seconds without a byte either way after which an established session is closed (Vault: a
+    /// How long from a client's connect until its session is established.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// How long without a byte either way before an established session is closed (Vault: a
     /// connection with no request in progress); nil: never (Vault: ``defaultVaultIdleTimeout``).
-    public var idleTimeout: TimeInterval?
-    /// Seconds open sessions are given to finish when the agent stops.
-    public var shutdownGrace: TimeInterval = 30
-    /// Redis: seconds after which an open connection authenticates again (`reauth_before`).
-    public var reauthBefore: TimeInterval = 11 * 3600
+    public var idleTimeout: Duration?
+    /// How long open sessions are given to finish when the agent stops.
+    public var shutdownGrace: Duration = .seconds(30)
+    /// Redis: how long after which an open connection authenticates again (`reauth_before`).
+    public var reauthBefore: Duration = .seconds(11 * 3600)
     /// Vault: requests without `X-Vault-Request: true` are refused (412), as Vault Proxy's
     /// `require_request_header` does: a browser cannot send that header cross-site.
     public var requireRequestHeader = true
@@ -33,7 +33,7 @@ public struct ProxyConfig: Sendable, Equatable {
 
     /// How long a Vault proxy keeps a connection with no request in progress when `idle_timeout`
     /// is not set: Vault's own listener's default.
-    public static let defaultVaultIdleTimeout: TimeInterval = 300
+    public static let defaultVaultIdleTimeout: Duration = .seconds(300)
 
     public init(listen: ProxyListenAddress) {
         self.listen = listen

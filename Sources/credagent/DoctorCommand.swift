@@ -10,14 +10,12 @@ struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Show each cloud's identity and its source, clock skew, and the config's and socket's permissions.",
-        discussion: "Without --config, every cloud with its default settings. Run it as the agent's user. Exit 1 when a check failed.")
+        discussion: "Without --config, every cloud with its default settings and the socket --socket names (with --config, the config's). Run it as the agent's user. Exit 1 when a check failed.")
 
     @Option(name: .long, help: "The agent's config: check the clouds it uses, with its settings, and its socket.")
     var config: String?
 
-    @Option(name: .long, help: ArgumentHelp("The agent's socket, without --config.",
-                                            discussion: "Default: $CREDAGENT_SOCKET, else /run/credagent/agent.sock."))
-    var socket: String?
+    @OptionGroup var socket: SocketPathOption
 
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
@@ -33,7 +31,7 @@ struct DoctorCommand: AsyncParsableCommand {
             }
         }
         let report = await Doctor.examine(config: agentConfig, configPath: config,
-                                          socketPath: agentConfig?.socket.path ?? socket ?? AgentClient.defaultSocketPath(),
+                                          socketPath: agentConfig?.socket.path ?? socket.path,
                                           environment: ProcessInfo.processInfo.environment)
         print(json ? try report.json() : report.table(), terminator: json ? "\n" : "")
         if !report.ok { throw AgentExit.checkFailed }

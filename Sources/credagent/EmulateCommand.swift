@@ -31,7 +31,7 @@ struct EmulateCommand: AsyncParsableCommand {
         guard [aws, azure, gcp].allSatisfy({ (0...65535).contains($0) }) else {
             throw OneShot.usageError("--aws, --azure and --gcp take a port from 0 to 65535")
         }
-        guard let lifetime = DurationText.seconds(tokenTTL) ?? Double(tokenTTL), (1...43_200).contains(lifetime) else {
+        guard let lifetime = DurationText.duration(tokenTTL)?.timeInterval ?? Double(tokenTTL), (1...43_200).contains(lifetime) else {
             throw OneShot.usageError("--token-ttl \(tokenTTL) is not a duration from 1s to 12h (examples: 90s, 5m, 1h)")
         }
         var configuration = CloudEmulator.Configuration()

@@ -2,11 +2,19 @@ import ArgumentParser
 import CredentialAgent
 import Foundation
 
-/// `--socket`, shared by the commands that talk to a running agent.
-struct SocketOptions: ParsableArguments {
+/// `--socket`, shared by the commands that name the agent's socket.
+struct SocketPathOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The agent's socket.",
                                             discussion: "Default: $CREDAGENT_SOCKET, else /run/credagent/agent.sock."))
     var socket: String?
+
+    /// The socket given, else the default one.
+    var path: String { socket ?? AgentClient.defaultSocketPath() }
+}
+
+/// `--socket` and `--server-uid`, shared by the commands that talk to a running agent.
+struct SocketOptions: ParsableArguments {
+    @OptionGroup var socketPath: SocketPathOption
 
     @Option(name: .long, help: ArgumentHelp(
         "The uid (or user name) the agent runs as, when it is neither root nor your own.",
@@ -16,7 +24,7 @@ struct SocketOptions: ParsableArguments {
     /// The client for the chosen socket, trusting root, the caller's uid and the server uid
     /// given; a server uid that names no one is reported and exits 2.
     var client: AgentClient {
-        get throws { AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath(), serverUID: try agentUID) }
+        get throws { AgentClient(socketPath: socketPath.path, serverUID: try agentUID) }
     }
 
     /// The uid the agent runs as when it is neither root nor the caller: `--server-uid`, else

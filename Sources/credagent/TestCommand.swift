@@ -37,7 +37,7 @@ struct TestCommand: AsyncParsableCommand {
         guard (name == nil) == all else {
             throw OneShot.usageError(all ? "give a credential NAME or --all, not both" : "give a credential NAME or --all")
         }
-        if config != nil, socket.socket != nil {
+        if config != nil, socket.socketPath.socket != nil {
             throw OneShot.usageError("--config checks without an agent; it does not combine with --socket")
         }
         let reports: [ProbeReport]

@@ -21,7 +21,7 @@ struct WaitCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     /// The longest `--timeout` taken (a week).
-    static let longestTimeout: TimeInterval = 7 * 24 * 3600
+    static let longestTimeout: Duration = .seconds(7 * 24 * 3600)
 
     /// How often the agent is asked again.
     static let pollInterval: Duration = .milliseconds(200)
@@ -30,10 +30,10 @@ struct WaitCommand: AsyncParsableCommand {
         for name in names where !CredentialName.isValid(name) {
             throw ValidationError("'\(name)' is not a credential name ([a-z0-9][a-z0-9._-]{0,62})")
         }
-        guard let seconds = DurationText.seconds(timeout), seconds > 0 else {
+        guard let duration = DurationText.duration(timeout), duration > .zero else {
             throw ValidationError("--timeout '\(timeout)' is not a duration such as 500ms, 60s or 5m")
         }
-        guard seconds <= Self.longestTimeout else {
+        guard duration <= Self.longestTimeout else {
             throw ValidationError("--timeout '\(timeout)' is longer than \(DurationText.format(Self.longestTimeout)); wait at most that")
         }
     }
@@ -41,7 +41,7 @@ struct WaitCommand: AsyncParsableCommand {
     func run() async throws {
         let client = try socket.client
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(DurationText.seconds(timeout) ?? 60)
+        let deadline = clock.now + (DurationText.duration(timeout) ?? .seconds(60))
         var lastFailure: AgentClientError?
         var waiting: [CredentialSummary] = []
         while true {

@@ -54,7 +54,7 @@ import Testing
         #expect(config.socket.path == "/tmp/demo/agent.sock")
         #expect(config.socket.mode == 0o600)
         #expect(config.socket.allowUIDs == [1000, 1001])
-        #expect(config.refresh.minRemaining == 90)
+        #expect(config.refresh.minRemaining == .seconds(90))
         #expect(config.refresh.lifetimeFraction == 0.5)
         #expect(config.aws.stsEndpoint == "http://127.0.0.1:5000")
         #expect(config.credentials[0].host == "127.0.0.1")

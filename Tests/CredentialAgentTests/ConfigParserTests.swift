@@ -85,11 +85,11 @@ private let rdsCredential = """
         #expect(config.socket.mode == 0o660)
         #expect(config.socket.allowUIDs == [1000])
         #expect(config.socket.allowGIDs == [1000, 1001])
-        #expect(config.refresh.minRemaining == 300)
+        #expect(config.refresh.minRemaining == .seconds(300))
         #expect(config.refresh.lifetimeFraction == 0.5)
         #expect(config.refresh.jitter == 0.2)
-        #expect(config.refresh.backoffInitial == 0.5)
-        #expect(config.refresh.backoffMax == 120)
+        #expect(config.refresh.backoffInitial == .milliseconds(500))
+        #expect(config.refresh.backoffMax == .seconds(120))
         #expect(config.aws.region == "us-east-1")
         #expect(config.aws.stsEndpoint == "http://127.0.0.1:5000")
         #expect(config.azure.clientID == "abc")
@@ -178,8 +178,8 @@ private let rdsCredential = """
     }
 
     @Test func theClientRefreshSpacingIsConfigurableUpToFiveMinutes() throws {
-        #expect(try parse("credentials:\n" + rdsCredential).refresh.clientMinInterval == 5)
-        #expect(try parse("refresh: {client_min_interval: 500ms}\ncredentials:\n" + rdsCredential).refresh.clientMinInterval == 0.5)
+        #expect(try parse("credentials:\n" + rdsCredential).refresh.clientMinInterval == .seconds(5))
+        #expect(try parse("refresh: {client_min_interval: 500ms}\ncredentials:\n" + rdsCredential).refresh.clientMinInterval == .milliseconds(500))
         #expect(configIssues("refresh: {client_min_interval: 10m}\ncredentials:\n" + rdsCredential) == [
             "refresh.client_min_interval: 10m is more than 5m; clients would be answered with a secret that old",
         ])
@@ -439,17 +439,35 @@ private let rdsCredential = """
     }
 
     @Test func durations() {
-        #expect(DurationText.seconds("500ms") == 0.5)
-        #expect(DurationText.seconds("300s") == 300)
-        #expect(DurationText.seconds("5m") == 300)
-        #expect(DurationText.seconds("1h") == 3600)
-        #expect(DurationText.seconds("1.5h") == 5400)
-        #expect(DurationText.seconds("300") == nil)
-        #expect(DurationText.seconds("s") == nil)
-        #expect(DurationText.seconds("-1s") == nil)
-        #expect(DurationText.seconds("5 m") == nil)
-        #expect(DurationText.format(120) == "2m")
-        #expect(DurationText.format(0.25) == "250ms")
+        #expect(DurationText.duration("500ms") == .milliseconds(500))
+        #expect(DurationText.duration("300s") == .seconds(300))
+        #expect(DurationText.duration("5m") == .seconds(300))
+        #expect(DurationText.duration("1h") == .seconds(3600))
+        #expect(DurationText.duration("1.5h") == .seconds(5400))
+        #expect(DurationText.duration("0.1s") == .milliseconds(100))
+        #expect(DurationText.duration(".25s") == .milliseconds(250))
+        #expect(DurationText.duration("1.5ms") == .microseconds(1500))
+        #expect(DurationText.duration("300") == nil)
+        #expect(DurationText.duration("s") == nil)
+        #expect(DurationText.duration("-1s") == nil)
+        #expect(DurationText.duration("5 m") == nil)
+        #expect(DurationText.duration("1.2.3s") == nil)
+        #expect(DurationText.format(.seconds(120)) == "2m")
+        #expect(DurationText.format(.milliseconds(250)) == "250ms")
+        #expect(DurationText.format(.seconds(5400)) == "90m")
+        #expect(DurationText.format(.seconds(7200)) == "2h")
+    }
+
+    /// `Date` arithmetic on a configured duration uses the nearest `TimeInterval` to it, so `1.5s`
+    /// is 1.5 and a duration far beyond any setting is still a number of seconds, not a trap.
+    @Test func durationsInSeconds() {
+        #expect(Duration.seconds(300).timeInterval == 300)
+        #expect(DurationText.duration("1.5s")?.timeInterval == 1.5)
+        #expect(DurationText.duration("0.043s")?.timeInterval == 0.043)
+        #expect(DurationText.duration("43ms")?.timeInterval == 0.043)
+        #expect(DurationText.duration("2h")?.timeInterval == 7200)
+        #expect(DurationText.duration("99999999999999999999s")?.timeInterval == 1e20)
+        #expect(DurationText.duration("999999999999999999999h")?.timeInterval == 1e20)
     }
 }
 

@@ -66,7 +66,7 @@ private final class ManualClock: Sendable {
             // Just after a new secret, a forced refresh answers with it instead of asking upstream.
             #expect(try await refresher.credential(force: true).get().version == 1)
             #expect(source.started == 1)
-            clock.advance(RefreshConfig().clientMinInterval)
+            clock.advance(RefreshConfig().policy.clientMinInterval)
 
             let answers = NIOLockedValueBox<[Int]>([])
             try await withThrowingTaskGroup(of: Void.self) { clients in
@@ -93,7 +93,7 @@ private final class ManualClock: Sendable {
             #expect(source.started == 2)
 
             // More than the 900 s token can give is capped at half its lifetime: no fetch.
-            clock.advance(RefreshConfig().clientMinInterval)
+            clock.advance(RefreshConfig().policy.clientMinInterval)
             #expect(try await refresher.credential(minValid: 3600).get().version == 2)
             #expect(source.started == 2)
             group.cancelAll()
@@ -121,7 +121,7 @@ private final class ManualClock: Sendable {
 
     @Test func theClientSpacingIsTheConfiguredOne() {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
-        let refresh = RefreshConfig(clientMinInterval: 0.5)
+        let refresh = RefreshConfig(clientMinInterval: .milliseconds(500))
         var machine = RefreshStateMachine(policy: refresh.policy, backoff: refresh.backoff)
         machine.fetchSucceeded(IssuedCredential(username: "u", secret: Secret("s"), issuedAt: start,
                                                     expiresAt: start.addingTimeInterval(900)), now: start, random: 0)

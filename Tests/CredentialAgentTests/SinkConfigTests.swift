@@ -43,7 +43,7 @@ private func issues(_ credentialExtra: String, kind: String = "postgres") -> [St
         let command = try parse("""
                 on_rotate: {command: ["/usr/local/bin/reload", "--soft"], timeout: 5s}
             """)
-        #expect(command.credentials[0].sinks.onRotate == .command(argv: ["/usr/local/bin/reload", "--soft"], timeout: 5))
+        #expect(command.credentials[0].sinks.onRotate == .command(argv: ["/usr/local/bin/reload", "--soft"], timeout: .seconds(5)))
         #expect(try parse("").credentials[0].sinks.isEmpty)
     }
 

@@ -13,39 +13,28 @@ struct AgentConnectionCATests {
     @Test func testOverTheSocketVerifiesWithTheConfiguredCA() async throws {
         let user = uniqueUser("kongca")
         let caFile = try #require(PostgresPeer.caFile)
-        let emulator = try await startEmulator(tokenLifetime: 600)
+        let fixture = try await EmulatedAgent(label: "agent-ca", config: agentConfig(credentials:
+            PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]), RedisPeer.credential("sessions", user: user)))
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "agent-ca", config: """
-                socket:
-                  path: SOCKET
-                credentials:
-                  - {name: orders-db, kind: postgres, provider: gcp, host: \(PostgresPeer.host), port: \(PostgresPeer.port),
-                     user: \(user), database: \(PostgresPeer.database), ca_file: "\(caFile)"}
-                  - {name: sessions, kind: redis, provider: azure, host: \(RedisPeer.host), port: \(RedisPeer.tlsPort),
-                     user: \(user), ca_file: "\(caFile)"}
-                """, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let database = try await agent.credential("orders-db")
-                let cache = try await agent.credential("sessions")
-                #expect((database["connection"] as? [String: Any])?["ca_file"] as? String == caFile)
-                #expect((cache["connection"] as? [String: Any])?["ca_file"] as? String == caFile)
-                try await PostgresPeer.createRole(user, password: Secret(database["password"] as? String ?? ""))
-                try await RedisPeer.createUser(user, password: Secret(cache["password"] as? String ?? ""))
+            let database = try await agent.credential("orders-db")
+            let cache = try await agent.credential("sessions")
+            #expect((database["connection"] as? [String: Any])?["ca_file"] as? String == caFile)
+            #expect((cache["connection"] as? [String: Any])?["ca_file"] as? String == caFile)
+            try await PostgresPeer.createRole(user, password: Secret(database["password"] as? String ?? ""))
+            try await RedisPeer.createUser(user, password: Secret(cache["password"] as? String ?? ""))
 
-                let checked = try await runCredagent(["test", "--all", "--socket", agent.socketPath])
-                #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
-                #expect(checked.stdout.contains("orders-db  postgres  gcp       ok"), "\(checked.stdout)")
+            let checked = try await runCredagent(["test", "--all", "--socket", agent.socketPath])
+            #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
+            #expect(checked.stdout.contains("orders-db  postgres  gcp       ok"), "\(checked.stdout)")
 
-                if let otherCA = PostgresPeer.otherCAFile {
-                    let overridden = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", otherCA])
-                    #expect(overridden.status == 1, "a CA that did not sign the server fails: \(overridden.stdout)")
-                }
-                #expect(await agent.stop() == 0)
-            } cleanup: {
-                _ = await agent.stop()
+            if let otherCA = PostgresPeer.otherCAFile {
+                let overridden = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", otherCA])
+                #expect(overridden.status == 1, "a CA that did not sign the server fails: \(overridden.stdout)")
             }
+            #expect(await agent.stop() == 0)
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 }

@@ -242,6 +242,33 @@ func startEmulator(tokenLifetime: TimeInterval) async throws -> CloudEmulator {
     return try await CloudEmulator.start(configuration)
 }
 
+/// An agent process whose Azure and GCP identities come from a cloud emulator started for it, so
+/// that a test has one cleanup: ``stop()`` stops both.
+struct EmulatedAgent {
+    let emulator: CloudEmulator
+    let agent: AgentProcess
+
+    /// Starts the emulator (tokens of `tokenLifetime` seconds), then the agent with `config` (see
+    /// ``AgentProcess``) in the emulator's environment. When the agent does not start, the
+    /// emulator is stopped.
+    init(label: String, config: String, tokenLifetime: TimeInterval = 600) async throws {
+        let emulator = try await startEmulator(tokenLifetime: tokenLifetime)
+        do {
+            agent = try await AgentProcess(label: label, config: config, environment: cloudEnvironment(emulator))
+        } catch {
+            try? await emulator.stop()
+            throw error
+        }
+        self.emulator = emulator
+    }
+
+    /// Stops the agent (unless it has stopped already), then the emulator.
+    func stop() async {
+        _ = await agent.stop()
+        try? await emulator.stop()
+    }
+}
+
 /// The environment that points an agent's identities at `emulator` and (when running) moto.
 func cloudEnvironment(_ emulator: CloudEmulator) -> [String: String] {
     var env = emulator.environment(for: .azureIMDS).merging(emulator.environment(for: .gcpMetadata)) { $1 }

@@ -13,60 +13,42 @@ struct ConnectivityCLITests {
     let user = uniqueUser("kong")
     let caFile = PostgresPeer.caFile ?? ""
 
-    private var agentConfig: String {
-        """
-        socket:
-          path: SOCKET
-        credentials:
-        \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]))
-          - name: sessions
-            kind: redis
-            provider: azure
-            host: \(RedisPeer.host)
-            port: \(RedisPeer.tlsPort)
-            user: \(user)
-            ca_file: \(caFile)
-        \(PostgresPeer.gcpCredential("unknown-role", user: user + "_nobody", more: ["ca_file: \(caFile)"]))
-        """
-    }
-
     @Test func checksEveryCredentialOfARunningAgent() async throws {
-        let emulator = try await startEmulator(tokenLifetime: 600)
+        let fixture = try await EmulatedAgent(label: "conn-test", config: agentConfig(credentials:
+            PostgresPeer.gcpCredential("orders-db", user: user, more: ["ca_file: \(caFile)"]),
+            RedisPeer.credential("sessions", user: user),
+            PostgresPeer.gcpCredential("unknown-role", user: user + "_nobody", more: ["ca_file: \(caFile)"])))
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "conn-test", config: agentConfig, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let database = try await agent.credential("orders-db")
-                let cache = try await agent.credential("sessions")
-                let databaseToken = Secret(database["password"] as? String ?? "")
-                let cacheToken = Secret(cache["password"] as? String ?? "")
-                try await PostgresPeer.createRole(user, password: databaseToken)
-                try await RedisPeer.createUser(user, password: cacheToken)
+            let database = try await agent.credential("orders-db")
+            let cache = try await agent.credential("sessions")
+            let databaseToken = Secret(database["password"] as? String ?? "")
+            let cacheToken = Secret(cache["password"] as? String ?? "")
+            try await PostgresPeer.createRole(user, password: databaseToken)
+            try await RedisPeer.createUser(user, password: cacheToken)
 
-                let one = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", caFile])
-                #expect(one.status == 0, "\(one.stdout)\(one.stderr)")
-                #expect(one.stdout.hasPrefix("NAME"))
-                #expect(one.stdout.contains("orders-db  postgres  gcp       ok"))
-                let noProxy = try await runCredagent(["test", "orders-db", "--via-proxy", "--socket", agent.socketPath])
-                #expect(noProxy.status == 1 && noProxy.stdout.contains("the credential has no local proxy"), "\(noProxy.stdout)\(noProxy.stderr)")
+            let one = try await runCredagent(["test", "orders-db", "--socket", agent.socketPath, "--ca-file", caFile])
+            #expect(one.status == 0, "\(one.stdout)\(one.stderr)")
+            #expect(one.stdout.hasPrefix("NAME"))
+            #expect(one.stdout.contains("orders-db  postgres  gcp       ok"))
+            let noProxy = try await runCredagent(["test", "orders-db", "--via-proxy", "--socket", agent.socketPath])
+            #expect(noProxy.status == 1 && noProxy.stdout.contains("the credential has no local proxy"), "\(noProxy.stdout)\(noProxy.stderr)")
 
-                let all = try await runCredagent(["test", "--all", "--json", "--socket", agent.socketPath, "--ca-file", caFile])
-                #expect(all.status == 1, "one credential's role does not exist, so the run fails: \(all.stdout)\(all.stderr)")
-                let document = try #require(try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])
-                let checks = try #require(document["checks"] as? [[String: Any]])
-                let byName = Dictionary(uniqueKeysWithValues: checks.map { ($0["name"] as? String ?? "", $0) })
-                #expect(byName["orders-db"]?["ok"] as? Bool == true)
-                #expect((byName["orders-db"]?["details"] as? [String: String])?["user"] == user)
-                #expect(byName["sessions"]?["ok"] as? Bool == true)
-                #expect(byName["sessions"]?["provider"] as? String == "azure")
-                #expect((byName["unknown-role"]?["failure"] as? [String: Any])?["cause"] as? String == "rejected")
-                for token in [databaseToken, cacheToken] {
-                    #expect(!all.stdout.contains(token.reveal()) && !all.stderr.contains(token.reveal()))
-                }
-            } cleanup: {
-                _ = await agent.stop()
+            let all = try await runCredagent(["test", "--all", "--json", "--socket", agent.socketPath, "--ca-file", caFile])
+            #expect(all.status == 1, "one credential's role does not exist, so the run fails: \(all.stdout)\(all.stderr)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(all.stdout.utf8)) as? [String: Any])
+            let checks = try #require(document["checks"] as? [[String: Any]])
+            let byName = Dictionary(uniqueKeysWithValues: checks.map { ($0["name"] as? String ?? "", $0) })
+            #expect(byName["orders-db"]?["ok"] as? Bool == true)
+            #expect((byName["orders-db"]?["details"] as? [String: String])?["user"] == user)
+            #expect(byName["sessions"]?["ok"] as? Bool == true)
+            #expect(byName["sessions"]?["provider"] as? String == "azure")
+            #expect((byName["unknown-role"]?["failure"] as? [String: Any])?["cause"] as? String == "rejected")
+            for token in [databaseToken, cacheToken] {
+                #expect(!all.stdout.contains(token.reveal()) && !all.stderr.contains(token.reveal()))
             }
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 

@@ -50,10 +50,30 @@ extension PostgresPeer {
     /// credential of the GCP identity for `user` on this server. `more` are further keys of the
     /// entry, one a line (nested ones indented beneath).
     static func gcpCredential(_ name: String, user: String, more: [String] = []) -> String {
-        (["- name: \(name)", "  kind: postgres", "  provider: gcp", "  host: \(host)", "  port: \(port)",
-          "  user: \(user)", "  database: \(database)"] + more.map { "  " + $0 })
-            .map { "  " + $0 }.joined(separator: "\n")
+        credentialEntry(name, ["kind: postgres", "provider: gcp", "host: \(host)", "port: \(port)", "user: \(user)",
+                               "database: \(database)"] + more)
     }
+}
+
+extension RedisPeer {
+    /// A `credentials:` list entry (YAML at the list's indentation) for `name`: a redis credential
+    /// of the Azure identity for `user` on this server's TLS port, verified with the test CA.
+    /// `more` are further keys of the entry, one a line (nested ones indented beneath).
+    static func credential(_ name: String, user: String, more: [String] = []) -> String {
+        credentialEntry(name, ["kind: redis", "provider: azure", "host: \(host)", "port: \(tlsPort)", "user: \(user)",
+                               "ca_file: \(caFile ?? "")"] + more)
+    }
+}
+
+/// An agent config on the socket `socket` (``AgentProcess`` replaces `SOCKET` with its own) whose
+/// credentials are `entries` (such as ``PostgresPeer/gcpCredential(_:user:more:)``'s).
+func agentConfig(socket: String = "SOCKET", credentials entries: String...) -> String {
+    "socket:\n  path: \(socket)\ncredentials:\n" + entries.joined(separator: "\n") + "\n"
+}
+
+/// The `credentials:` list entry `name` with `keys`, one a line, indented as the list's items.
+private func credentialEntry(_ name: String, _ keys: [String]) -> String {
+    (["- name: \(name)"] + keys.map { "  " + $0 }).map { "  " + $0 }.joined(separator: "\n")
 }
 
 /// The Redis that scripts/peers/redis started: a plain port and a TLS port, ACLs on.

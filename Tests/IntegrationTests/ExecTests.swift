@@ -41,108 +41,96 @@ private final class ExecProcess: @unchecked Sendable {
 
     @Test func theCommandGetsTheFieldsAndItsExitStatusIsKept() async throws {
         let directory = try Peers.scratchDirectory("exec-env")
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "exec-env", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "exec-env", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let db = try await agent.credential("db"), cache = try await agent.credential("cache")
-                let out = directory + "/out"
-                let result = try await runCredagent([
-                    "exec", "--socket", agent.socketPath, "--env", "PGPASSWORD=db.password", "--env", "PGHOST=db.connection.host",
-                    "--env", "PGDATABASE=db.database", "--env", "REDIS_PASSWORD=cache.password", "--env", "VERSION=db.version", "--",
-                    "/bin/sh", "-c", "printf '%s|%s|%s|%s|%s' \"$PGPASSWORD\" \"$PGHOST\" \"$PGDATABASE\" \"$REDIS_PASSWORD\" \"$VERSION\" > \(out); exit 7",
-                ])
-                #expect(result.status == 7, "exec exits with the command's status: \(result.stderr)")
-                #expect(fileText(out) == "\(db["password"] as? String ?? "-")|127.0.0.1|kong|\(cache["password"] as? String ?? "-")|1")
-                #expect(!result.stderr.contains(db["password"] as? String ?? "-"))
+            let db = try await agent.credential("db"), cache = try await agent.credential("cache")
+            let out = directory + "/out"
+            let result = try await runCredagent([
+                "exec", "--socket", agent.socketPath, "--env", "PGPASSWORD=db.password", "--env", "PGHOST=db.connection.host",
+                "--env", "PGDATABASE=db.database", "--env", "REDIS_PASSWORD=cache.password", "--env", "VERSION=db.version", "--",
+                "/bin/sh", "-c", "printf '%s|%s|%s|%s|%s' \"$PGPASSWORD\" \"$PGHOST\" \"$PGDATABASE\" \"$REDIS_PASSWORD\" \"$VERSION\" > \(out); exit 7",
+            ])
+            #expect(result.status == 7, "exec exits with the command's status: \(result.stderr)")
+            #expect(fileText(out) == "\(db["password"] as? String ?? "-")|127.0.0.1|kong|\(cache["password"] as? String ?? "-")|1")
+            #expect(!result.stderr.contains(db["password"] as? String ?? "-"))
 
-                let killed = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "P=db.password", "--", "/bin/sh", "-c", "kill -USR1 $$"])
-                #expect(killed.status == 128 + SIGUSR1, "a command ended by signal N gives 128+N")
+            let killed = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "P=db.password", "--", "/bin/sh", "-c", "kill -USR1 $$"])
+            #expect(killed.status == 128 + SIGUSR1, "a command ended by signal N gives 128+N")
 
-                let wrongKind = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "T=db.token", "--", "/bin/true"])
-                #expect(wrongKind.status == 2)
-                #expect(wrongKind.stderr.contains("--env T=db.token: db is a postgres credential without a field token (its fields: name, kind"), "\(wrongKind.stderr)")
-                let missing = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "P=db.password", "/bin/true"])
-                #expect(missing.status == 2)
-                #expect(missing.stderr.contains("'/bin/true' is not an option of exec; put the command after '--'"), "\(missing.stderr)")
-                let unknown = try await runCredagent(["exec", "--env", "P=db.passwd", "--", "/bin/true"])
-                #expect(unknown.status == 2)
-                #expect(unknown.stderr.contains("'passwd' is not a credential field"), "\(unknown.stderr)")
-            } cleanup: {
-                _ = await agent.stop()
-            }
+            let wrongKind = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "T=db.token", "--", "/bin/true"])
+            #expect(wrongKind.status == 2)
+            #expect(wrongKind.stderr.contains("--env T=db.token: db is a postgres credential without a field token (its fields: name, kind"), "\(wrongKind.stderr)")
+            let missing = try await runCredagent(["exec", "--socket", agent.socketPath, "--env", "P=db.password", "/bin/true"])
+            #expect(missing.status == 2)
+            #expect(missing.stderr.contains("'/bin/true' is not an option of exec; put the command after '--'"), "\(missing.stderr)")
+            let unknown = try await runCredagent(["exec", "--env", "P=db.passwd", "--", "/bin/true"])
+            #expect(unknown.status == 2)
+            #expect(unknown.stderr.contains("'passwd' is not a credential field"), "\(unknown.stderr)")
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
     @Test func restartStartsTheCommandAgainWithTheRotatedSecretAndTermEndsIt() async throws {
         let directory = try Peers.scratchDirectory("exec-restart")
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "exec-restart", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "exec-restart", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let first = try await agent.credential("db")
-                let runs = directory + "/runs"
-                let exec = try ExecProcess([
-                    "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "restart", "--",
-                    "/bin/sh", "-c", "echo \"$PW\" >> \(runs); exec sleep 100",
-                ], directory: directory)
-                try await waitUntil("the command runs", timeout: 60) { fileText(runs) != nil }
-                let second = try await rotate(agent, "db", after: 1)
-                try await waitUntil("the command runs again", timeout: 20) { (fileText(runs) ?? "").split(separator: "\n").count == 2 }
-                #expect((fileText(runs) ?? "").split(separator: "\n").map(String.init) == [first["password"] as? String, second["password"] as? String])
-                exec.signal(SIGTERM)
-                #expect(try await exec.status() == 128 + SIGTERM, "sleep ended by the forwarded SIGTERM")
-            } cleanup: {
-                _ = await agent.stop()
-            }
+            let first = try await agent.credential("db")
+            let runs = directory + "/runs"
+            let exec = try ExecProcess([
+                "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "restart", "--",
+                "/bin/sh", "-c", "echo \"$PW\" >> \(runs); exec sleep 100",
+            ], directory: directory)
+            try await waitUntil("the command runs", timeout: 60) { fileText(runs) != nil }
+            let second = try await rotate(agent, "db", after: 1)
+            try await waitUntil("the command runs again", timeout: 20) { (fileText(runs) ?? "").split(separator: "\n").count == 2 }
+            #expect((fileText(runs) ?? "").split(separator: "\n").map(String.init) == [first["password"] as? String, second["password"] as? String])
+            exec.signal(SIGTERM)
+            #expect(try await exec.status() == 128 + SIGTERM, "sleep ended by the forwarded SIGTERM")
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
     @Test func signalPolicyAndForwardedSignalsReachTheCommand() async throws {
         let directory = try Peers.scratchDirectory("exec-signal")
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "exec-signal", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "exec-signal", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                _ = try await agent.credential("db")
-                let log = directory + "/signals"
-                let command = """
-                    import os, signal, sys, time
-                    log = sys.argv[1]
-                    def note(name):
-                        with open(log, "a") as f:
-                            f.write(name + "\\n")
-                    signal.signal(signal.SIGUSR1, lambda *_: note("USR1"))
-                    signal.signal(signal.SIGHUP, lambda *_: note("HUP"))
-                    def term(*_):
-                        note("TERM")
-                        sys.exit(0)
-                    signal.signal(signal.SIGTERM, term)
-                    note("started")
-                    while True:
-                        time.sleep(0.05)
-                    """
-                let exec = try ExecProcess([
-                    "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "signal:USR1", "--",
-                    "python3", "-c", command, log,
-                ], directory: directory)
-                try await waitUntil("the command runs", timeout: 60) { fileText(log)?.contains("started") == true }
-                _ = try await rotate(agent, "db", after: 1)
-                try await waitUntil("the rotation's signal arrives", timeout: 20) { fileText(log)?.contains("USR1") == true }
-                exec.signal(SIGHUP)
-                try await waitUntil("SIGHUP is passed on", timeout: 10) { fileText(log)?.contains("HUP") == true }
-                exec.signal(SIGTERM)
-                #expect(try await exec.status() == 0, "the command handled SIGTERM and exited 0: \(fileText(exec.stderrPath) ?? "")")
-                #expect(fileText(log) == "started\nUSR1\nHUP\nTERM\n", "each signal once")
-            } cleanup: {
-                _ = await agent.stop()
-            }
+            _ = try await agent.credential("db")
+            let log = directory + "/signals"
+            let command = """
+                import os, signal, sys, time
+                log = sys.argv[1]
+                def note(name):
+                    with open(log, "a") as f:
+                        f.write(name + "\\n")
+                signal.signal(signal.SIGUSR1, lambda *_: note("USR1"))
+                signal.signal(signal.SIGHUP, lambda *_: note("HUP"))
+                def term(*_):
+                    note("TERM")
+                    sys.exit(0)
+                signal.signal(signal.SIGTERM, term)
+                note("started")
+                while True:
+                    time.sleep(0.05)
+                """
+            let exec = try ExecProcess([
+                "--socket", agent.socketPath, "--env", "PW=db.password", "--on-rotation", "signal:USR1", "--",
+                "python3", "-c", command, log,
+            ], directory: directory)
+            try await waitUntil("the command runs", timeout: 60) { fileText(log)?.contains("started") == true }
+            _ = try await rotate(agent, "db", after: 1)
+            try await waitUntil("the rotation's signal arrives", timeout: 20) { fileText(log)?.contains("USR1") == true }
+            exec.signal(SIGHUP)
+            try await waitUntil("SIGHUP is passed on", timeout: 10) { fileText(log)?.contains("HUP") == true }
+            exec.signal(SIGTERM)
+            #expect(try await exec.status() == 0, "the command handled SIGTERM and exited 0: \(fileText(exec.stderrPath) ?? "")")
+            #expect(fileText(log) == "started\nUSR1\nHUP\nTERM\n", "each signal once")
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 }

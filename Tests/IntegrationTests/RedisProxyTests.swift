@@ -511,62 +511,44 @@ struct AgentRedisProxyTests {
     @Test("An agent's Redis proxy serves redis-cli without a password and re-authenticates open connections after a rotation")
     func agentRedisProxy() async throws {
         let user = uniqueUser("cache")
-        let emulator = try await startEmulator(tokenLifetime: 600)
+        let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
+        let fixture = try await EmulatedAgent(label: "agent-redis-proxy", config: agentConfig(credentials: RedisPeer.credential(
+            "sessions", user: user, more: ["proxy:", "  listen: unix:\(socket)", "  reauth_before: 2s", "  shutdown_grace: 5s"])))
+        let agent = fixture.agent
         try await withCleanup {
-            let socket = try Peers.scratchDirectory("agent-redis-proxy") + "/proxy/sessions.sock"
-            let agent = try await AgentProcess(label: "agent-redis-proxy", config: """
-                socket:
-                  path: SOCKET
-                credentials:
-                  - name: sessions
-                    kind: redis
-                    provider: azure
-                    host: \(RedisPeer.host)
-                    port: \(RedisPeer.tlsPort)
-                    user: \(user)
-                    ca_file: \(RedisPeer.caFile ?? "")
-                    proxy:
-                      listen: unix:\(socket)
-                      reauth_before: 2s
-                      shutdown_grace: 5s
-                """, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let first = try await agent.credential("sessions")
-                try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
+            let first = try await agent.credential("sessions")
+            try await RedisPeer.createUser(user, password: Secret(first["password"] as? String ?? ""))
 
-                let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
-                #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
+            let whoami = try await ChildProcess.run("/usr/bin/redis-cli", ["-s", socket, "ACL", "WHOAMI"], environment: [:])
+            #expect(whoami.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(whoami.stdout) \(whoami.stderr)")
 
-                let open = try RawRedisConnection(path: socket)
-                open.send([["PING"]])
-                #expect(await open.replies(1).replies == ["+PONG"])
-                var second: [String: Any] = [:]
-                try await waitUntil("the agent holds version 2", timeout: 30) {
-                    second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
-                    return second["version"] as? Int == 2
-                }
-                let newToken = Secret(second["password"] as? String ?? "")
-                _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
-                try await Task.sleep(for: .seconds(3))
-                open.send([["ACL", "WHOAMI"]])
-                #expect(await open.replies(1).replies == [user])
-                let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
-                #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
-                // A re-AUTH between the agent's rotation and the password change above is refused
-                // and tried again on the same connection: never a forced reconnect.
-                #expect(metrics.contains("credagent_proxy_forced_reconnects_total{proxy=\"sessions\"} 0"), "\(metrics)")
-                // `credagent test --via-proxy` sends PING through the proxy's socket, with no secret.
-                let viaProxy = try await runCredagent(["test", "sessions", "--via-proxy", "--socket", agent.socketPath])
-                #expect(viaProxy.status == 0 && viaProxy.stdout.contains(socket), "\(viaProxy.stdout) \(viaProxy.stderr)")
-
-                #expect(FileManager.default.fileExists(atPath: socket))
-                #expect(await agent.stop() == 0)
-                #expect(!FileManager.default.fileExists(atPath: socket))
-            } cleanup: {
-                _ = await agent.stop()
+            let open = try RawRedisConnection(path: socket)
+            open.send([["PING"]])
+            #expect(await open.replies(1).replies == ["+PONG"])
+            var second: [String: Any] = [:]
+            try await waitUntil("the agent holds version 2", timeout: 30) {
+                second = try await agent.json("POST", "/v1/credentials/sessions/refresh").body
+                return second["version"] as? Int == 2
             }
+            let newToken = Secret(second["password"] as? String ?? "")
+            _ = try await RedisPeer.admin("ACL SETUSER \(user) resetpass >\(newToken.reveal())", masking: newToken)
+            try await Task.sleep(for: .seconds(3))
+            open.send([["ACL", "WHOAMI"]])
+            #expect(await open.replies(1).replies == [user])
+            let metrics = String(decoding: try await agent.request("GET", "/metrics").body, as: UTF8.self)
+            #expect(!metrics.contains("credagent_proxy_reauths_total{proxy=\"sessions\"} 0"), "\(metrics)")
+            // A re-AUTH between the agent's rotation and the password change above is refused
+            // and tried again on the same connection: never a forced reconnect.
+            #expect(metrics.contains("credagent_proxy_forced_reconnects_total{proxy=\"sessions\"} 0"), "\(metrics)")
+            // `credagent test --via-proxy` sends PING through the proxy's socket, with no secret.
+            let viaProxy = try await runCredagent(["test", "sessions", "--via-proxy", "--socket", agent.socketPath])
+            #expect(viaProxy.status == 0 && viaProxy.stdout.contains(socket), "\(viaProxy.stdout) \(viaProxy.stderr)")
+
+            #expect(FileManager.default.fileExists(atPath: socket))
+            #expect(await agent.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: socket))
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 }

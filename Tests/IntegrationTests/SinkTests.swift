@@ -143,47 +143,38 @@ private let hupCounter = """
         let user = uniqueUser("sinks")
         let directory = try Peers.scratchDirectory("sink-pgpass")
         let pgpass = directory + "/orders-db.pgpass"
-        let config = """
-            socket:
-              path: SOCKET
-            credentials:
-            \(PostgresPeer.gcpCredential("orders-db", user: user, more: ["sinks:", "  - {path: \(pgpass), format: pgpass}"]))
-            """
-        let emulator = try await startEmulator(tokenLifetime: 600)
+        let fixture = try await EmulatedAgent(label: "sink-pgpass", config: agentConfig(credentials: PostgresPeer.gcpCredential(
+            "orders-db", user: user, more: ["sinks:", "  - {path: \(pgpass), format: pgpass}"])))
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-pgpass", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let first = try await agent.credential("orders-db")
-                let firstToken = Secret(first["password"] as? String ?? "")
-                try await PostgresPeer.createRole(user, password: firstToken)
+            let first = try await agent.credential("orders-db")
+            let firstToken = Secret(first["password"] as? String ?? "")
+            try await PostgresPeer.createRole(user, password: firstToken)
 
-                func psql() async throws -> ProcessResult {
-                    try await ChildProcess.run(
-                        (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
-                        ["-X", "-At", "-h", PostgresPeer.host, "-p", String(PostgresPeer.port), "-U", user, "-d", PostgresPeer.database,
-                         "-c", "select current_user"],
-                        environment: ["PGPASSFILE": pgpass, "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "10"])
-                }
-                try await waitUntil("the sink holds version 1", timeout: 10) { fileText(pgpass)?.contains(firstToken.reveal().replacingOccurrences(of: ":", with: "\\:")) == true }
-                #expect(fileStatus(pgpass).map { $0.st_mode & 0o777 } == 0o600, "libpq ignores a .pgpass readable by others")
-                let before = try await psql()
-                #expect(before.status == 0 && before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(before.stderr)")
-
-                let second = try await rotate(agent, "orders-db", after: 1)
-                let secondToken = Secret(second["password"] as? String ?? "")
-                try await PostgresPeer.setPassword(user, password: secondToken)
-                try await waitUntil("the sink holds version 2", timeout: 10) {
-                    fileText(pgpass) == "\(PostgresPeer.host):\(PostgresPeer.port):\(PostgresPeer.database):\(user):\(secondToken.reveal())\n"
-                }
-                let after = try await psql()
-                #expect(after.status == 0 && after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user,
-                        "psql logs in with the rotated token the sink holds: \(after.stderr)")
-                #expect(!agent.log.contains(secondToken.reveal()))
-            } cleanup: {
-                _ = await agent.stop()
+            func psql() async throws -> ProcessResult {
+                try await ChildProcess.run(
+                    (Peers.env("CREDAGENT_TEST_PG_BIN") ?? "/usr/bin") + "/psql",
+                    ["-X", "-At", "-h", PostgresPeer.host, "-p", String(PostgresPeer.port), "-U", user, "-d", PostgresPeer.database,
+                     "-c", "select current_user"],
+                    environment: ["PGPASSFILE": pgpass, "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "10"])
             }
+            try await waitUntil("the sink holds version 1", timeout: 10) { fileText(pgpass)?.contains(firstToken.reveal().replacingOccurrences(of: ":", with: "\\:")) == true }
+            #expect(fileStatus(pgpass).map { $0.st_mode & 0o777 } == 0o600, "libpq ignores a .pgpass readable by others")
+            let before = try await psql()
+            #expect(before.status == 0 && before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user, "\(before.stderr)")
+
+            let second = try await rotate(agent, "orders-db", after: 1)
+            let secondToken = Secret(second["password"] as? String ?? "")
+            try await PostgresPeer.setPassword(user, password: secondToken)
+            try await waitUntil("the sink holds version 2", timeout: 10) {
+                fileText(pgpass) == "\(PostgresPeer.host):\(PostgresPeer.port):\(PostgresPeer.database):\(user):\(secondToken.reveal())\n"
+            }
+            let after = try await psql()
+            #expect(after.status == 0 && after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == user,
+                    "psql logs in with the rotated token the sink holds: \(after.stderr)")
+            #expect(!agent.log.contains(secondToken.reveal()))
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
@@ -194,29 +185,25 @@ private let hupCounter = """
         let root = geteuid() == 0
         let owner = root ? UInt32(4321) : geteuid(), group = root ? UInt32(4322) : getegid()
         let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(path), format: password, mode: \"0640\", owner: \(owner), group: \(group)}]")])
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "sink-owner", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-owner", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let first = try await agent.credential("db")
-                try await waitUntil("the sink is written", timeout: 10) { fileText(path) == first["password"] as? String }
-                let written = try #require(fileStatus(path))
-                #expect(written.st_mode & 0o7777 == 0o640)
-                #expect(written.st_uid == owner && written.st_gid == group)
+            let first = try await agent.credential("db")
+            try await waitUntil("the sink is written", timeout: 10) { fileText(path) == first["password"] as? String }
+            let written = try #require(fileStatus(path))
+            #expect(written.st_mode & 0o7777 == 0o640)
+            #expect(written.st_uid == owner && written.st_gid == group)
 
-                // Someone changes the file; the next version puts mode and owner back.
-                chmod(path, 0o666)
-                if root { chown(path, 0, 0) }
-                let second = try await rotate(agent, "db", after: 1)
-                try await waitUntil("the sink holds version 2", timeout: 10) { fileText(path) == second["password"] as? String }
-                let rewritten = try #require(fileStatus(path))
-                #expect(rewritten.st_mode & 0o7777 == 0o640)
-                #expect(rewritten.st_uid == owner && rewritten.st_gid == group)
-            } cleanup: {
-                _ = await agent.stop()
-            }
+            // Someone changes the file; the next version puts mode and owner back.
+            chmod(path, 0o666)
+            if root { chown(path, 0, 0) }
+            let second = try await rotate(agent, "db", after: 1)
+            try await waitUntil("the sink holds version 2", timeout: 10) { fileText(path) == second["password"] as? String }
+            let rewritten = try #require(fileStatus(path))
+            #expect(rewritten.st_mode & 0o7777 == 0o640)
+            #expect(rewritten.st_uid == owner && rewritten.st_gid == group)
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
@@ -301,25 +288,21 @@ private let hupCounter = """
             ("dumps", "gcp", "    on_rotate: {command: [/bin/sh, -c, 'env > \(environmentDump)']}"),
             ("hangs", "azure", "    on_rotate: {command: [/bin/sleep, '30'], timeout: 1s}"),
         ])
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "sink-command", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-command", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let credential = try await agent.credential("dumps")
-                try await waitUntil("the command ran", timeout: 10) { fileText(environmentDump)?.contains("CREDAGENT_VERSION=1") == true }
-                let environment = fileText(environmentDump) ?? ""
-                #expect(environment.contains("CREDAGENT_CREDENTIAL=dumps"))
-                #expect(!environment.contains(credential["password"] as? String ?? "-"), "the secret is not in the hook's environment")
-                #expect(!environment.contains("GCE_METADATA_HOST"), "nor the agent's own environment")
-                try await waitUntil("the hanging command is killed", timeout: 10) {
-                    agent.log.contains("on_rotate: /bin/sleep was killed after its timeout of 1s")
-                }
-                #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
-            } cleanup: {
-                _ = await agent.stop()
+            let credential = try await agent.credential("dumps")
+            try await waitUntil("the command ran", timeout: 10) { fileText(environmentDump)?.contains("CREDAGENT_VERSION=1") == true }
+            let environment = fileText(environmentDump) ?? ""
+            #expect(environment.contains("CREDAGENT_CREDENTIAL=dumps"))
+            #expect(!environment.contains(credential["password"] as? String ?? "-"), "the secret is not in the hook's environment")
+            #expect(!environment.contains("GCE_METADATA_HOST"), "nor the agent's own environment")
+            try await waitUntil("the hanging command is killed", timeout: 10) {
+                agent.log.contains("on_rotate: /bin/sleep was killed after its timeout of 1s")
             }
+            #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
@@ -330,68 +313,60 @@ private let hupCounter = """
             ("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]"),
             ("az-db", "azure", "    sinks: [{path: \(azureSink), format: json}]"),
         ])
-        let emulator = try await startEmulator(tokenLifetime: 4)
+        let fixture = try await EmulatedAgent(label: "sink-remove", config: both, tokenLifetime: 4)
+        let agent = fixture.agent
+        let emulator = fixture.emulator
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-remove", config: both, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                try await waitUntil("both sinks are written", timeout: 20) {
-                    FileManager.default.fileExists(atPath: gcpSink) && FileManager.default.fileExists(atPath: azureSink)
-                }
-
-                // GCP's identity fails: its token's serving window (3 s of 4) ends and its file goes.
-                emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .gcpMetadataToken)
-                try await waitUntil("gcp-db is expired", timeout: 20) { try await agent.state("gcp-db") == "expired" }
-                // The keeper wakes at the end of the serving window, which ends before the token does.
-                try await waitUntil("gcp-db's sink is removed", timeout: 2) { !FileManager.default.fileExists(atPath: gcpSink) }
-                #expect(FileManager.default.fileExists(atPath: azureSink))
-                emulator.clearFailure(at: .gcpMetadataToken)
-                try await waitUntil("gcp-db's sink is back", timeout: 20) { FileManager.default.fileExists(atPath: gcpSink) }
-
-                // A reload without az-db removes its file.
-                try sinkAgentConfig([("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]")])
-                    .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
-                    .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
-                agent.signal(SIGHUP)
-                try await waitUntil("az-db's sink is removed", timeout: 10) { !FileManager.default.fileExists(atPath: azureSink) }
-                #expect(FileManager.default.fileExists(atPath: gcpSink))
-
-                // The agent stops: nobody would remove the file at expiry, so it goes now.
-                #expect(await agent.stop() == 0)
-                #expect(!FileManager.default.fileExists(atPath: gcpSink))
-            } cleanup: {
-                _ = await agent.stop()
+            try await waitUntil("both sinks are written", timeout: 20) {
+                FileManager.default.fileExists(atPath: gcpSink) && FileManager.default.fileExists(atPath: azureSink)
             }
+
+            // GCP's identity fails: its token's serving window (3 s of 4) ends and its file goes.
+            emulator.inject(.status(500, body: #"{"error":"internal"}"#), at: .gcpMetadataToken)
+            try await waitUntil("gcp-db is expired", timeout: 20) { try await agent.state("gcp-db") == "expired" }
+            // The keeper wakes at the end of the serving window, which ends before the token does.
+            try await waitUntil("gcp-db's sink is removed", timeout: 2) { !FileManager.default.fileExists(atPath: gcpSink) }
+            #expect(FileManager.default.fileExists(atPath: azureSink))
+            emulator.clearFailure(at: .gcpMetadataToken)
+            try await waitUntil("gcp-db's sink is back", timeout: 20) { FileManager.default.fileExists(atPath: gcpSink) }
+
+            // A reload without az-db removes its file.
+            try sinkAgentConfig([("gcp-db", "gcp", "    sinks: [{path: \(gcpSink), format: json}]")])
+                .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+                .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            try await waitUntil("az-db's sink is removed", timeout: 10) { !FileManager.default.fileExists(atPath: azureSink) }
+            #expect(FileManager.default.fileExists(atPath: gcpSink))
+
+            // The agent stops: nobody would remove the file at expiry, so it goes now.
+            #expect(await agent.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: gcpSink))
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
     @Test func aReloadThatChangesOnlySinksKeepsTheSecretAndMovesTheFiles() async throws {
         let directory = try Peers.scratchDirectory("sink-reload")
         let before = directory + "/before.pw", after = directory + "/after.json"
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]), tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-reload", config: sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(before), format: password}]")]),
-                                               environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let credential = try await agent.credential("db")
-                try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
+            let credential = try await agent.credential("db")
+            try await waitUntil("the first sink is written", timeout: 10) { fileText(before) == credential["password"] as? String }
 
-                try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
-                    .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
-                    .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
-                agent.signal(SIGHUP)
-                try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
-                    FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
-                }
-                let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
-                #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
-                #expect(written?["password"] as? String == credential["password"] as? String)
-            } cleanup: {
-                _ = await agent.stop()
+            try sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(after), format: json}]")])
+                .replacingOccurrences(of: "SOCKET", with: agent.socketPath)
+                .write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+            agent.signal(SIGHUP)
+            try await waitUntil("the new sink is written and the old one removed", timeout: 10) {
+                FileManager.default.fileExists(atPath: after) && !FileManager.default.fileExists(atPath: before)
             }
+            let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any]
+            #expect(written?["version"] as? Int == 1, "the same secret: changing sinks does not refetch")
+            #expect(written?["password"] as? String == credential["password"] as? String)
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
@@ -410,24 +385,20 @@ private let hupCounter = """
         #expect(check.stderr.contains("credentials[0].sinks[0]: directory \(missing) cannot be used: No such file or directory; create the directory (or mount the volume) or change the sink's path"), "\(check.stderr)")
         #expect(check.stderr.contains("credentials[0].sinks[1]: owner 'no-such-user-here' is not a known user on this system; use a numeric id or create it"), "\(check.stderr)")
 
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "sink-bad", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-bad", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let credential = try await agent.credential("db")
-                try await waitUntil("the failed write is logged", timeout: 10) {
-                    agent.log.contains("sink \(missing)/db.pw: cannot create a file in \(missing): No such file or directory; create the directory")
-                }
-                #expect(agent.log.contains("sink \(directory)/db.env: owner 'no-such-user-here' is not a known user"))
-                // Once the directory exists, the next attempt writes the file.
-                try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
-                try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
-                #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
-            } cleanup: {
-                _ = await agent.stop()
+            let credential = try await agent.credential("db")
+            try await waitUntil("the failed write is logged", timeout: 10) {
+                agent.log.contains("sink \(missing)/db.pw: cannot create a file in \(missing): No such file or directory; create the directory")
             }
+            #expect(agent.log.contains("sink \(directory)/db.env: owner 'no-such-user-here' is not a known user"))
+            // Once the directory exists, the next attempt writes the file.
+            try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
+            try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
+            #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 
@@ -455,24 +426,20 @@ private let hupCounter = """
         #expect(check.status == 2)
         #expect(check.stderr.contains("credentials[0].sinks[0]: directory \(readOnly) cannot be written: Read-only file system; the file system is read-only: mount it writable or choose a path on a writable one"), "\(check.stderr)")
 
-        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let fixture = try await EmulatedAgent(label: "sink-readonly", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
         try await withCleanup {
-            let agent = try await AgentProcess(label: "sink-readonly", config: config, environment: cloudEnvironment(emulator))
-            try await withCleanup {
-                let credential = try await agent.credential("db")
-                try await waitUntil("the failed write is logged", timeout: 10) {
-                    agent.log.contains("sink \(readOnly)/db.pw:") && agent.log.contains("the file system is read-only: mount it writable")
-                }
-                #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
-                // Mounted writable, the next attempt writes the file.
-                #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_REMOUNT), "size=1m,mode=0755") == 0)
-                try await waitUntil("the sink is written after all", timeout: 15) { fileText(readOnly + "/db.pw") == credential["password"] as? String }
-                #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
-            } cleanup: {
-                _ = await agent.stop()
+            let credential = try await agent.credential("db")
+            try await waitUntil("the failed write is logged", timeout: 10) {
+                agent.log.contains("sink \(readOnly)/db.pw:") && agent.log.contains("the file system is read-only: mount it writable")
             }
+            #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
+            // Mounted writable, the next attempt writes the file.
+            #expect(mount("tmpfs", readOnly, "tmpfs", UInt(MS_REMOUNT), "size=1m,mode=0755") == 0)
+            try await waitUntil("the sink is written after all", timeout: 15) { fileText(readOnly + "/db.pw") == credential["password"] as? String }
+            #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
         } cleanup: {
-            try? await emulator.stop()
+            await fixture.stop()
         }
     }
 }

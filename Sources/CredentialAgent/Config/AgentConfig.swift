@@ -131,22 +131,22 @@ public struct SocketConfig: Sendable, Equatable {
 
 /// The `refresh:` section: when credentials are renewed and how failures are retried.
 ///
-/// Its durations are seconds (`TimeInterval`), unlike the socket's timers: they are offsets from
-/// wall-clock times (a credential's issue and expiry), and `Date` arithmetic is in seconds.
+/// Its durations are offsets from wall-clock times (a credential's issue and expiry): its
+/// ``policy`` and ``backoff`` reckon with them in seconds, as `Date` arithmetic is.
 public struct RefreshConfig: Sendable, Equatable {
-    /// Refresh when less than this many seconds are left.
-    public var minRemaining: TimeInterval
+    /// Refresh when less than this is left.
+    public var minRemaining: Duration
     /// ... or when this fraction of the lifetime has passed, whichever comes first.
     public var lifetimeFraction: Double
     /// Up to this fraction of the lifetime is taken off the refresh point at random.
     public var jitter: Double
-    public var backoffInitial: TimeInterval
-    public var backoffMax: TimeInterval
-    /// Seconds after a new secret during which a client's refresh is answered with it.
-    public var clientMinInterval: TimeInterval
+    public var backoffInitial: Duration
+    public var backoffMax: Duration
+    /// How long after a new secret a client's refresh is answered with it.
+    public var clientMinInterval: Duration
 
-    public init(minRemaining: TimeInterval = 300, lifetimeFraction: Double = 0.66, jitter: Double = 0.1,
-                backoffInitial: TimeInterval = 1, backoffMax: TimeInterval = 60, clientMinInterval: TimeInterval = 5) {
+    public init(minRemaining: Duration = .seconds(300), lifetimeFraction: Double = 0.66, jitter: Double = 0.1,
+                backoffInitial: Duration = .seconds(1), backoffMax: Duration = .seconds(60), clientMinInterval: Duration = .seconds(5)) {
         self.minRemaining = minRemaining
         self.lifetimeFraction = lifetimeFraction
         self.jitter = jitter
@@ -156,13 +156,13 @@ public struct RefreshConfig: Sendable, Equatable {
     }
 
     /// The shortest `backoff.initial` accepted: less retries a failing endpoint in a tight loop.
-    public static let minimumBackoff: TimeInterval = 0.1
+    public static let minimumBackoff: Duration = .milliseconds(100)
     /// The longest `client_min_interval` accepted.
-    public static let maximumClientMinInterval: TimeInterval = 300
+    public static let maximumClientMinInterval: Duration = .seconds(300)
 
     public var policy: RefreshPolicy {
-        RefreshPolicy(minRemaining: minRemaining, lifetimeFraction: lifetimeFraction, jitter: jitter,
-                      clientMinInterval: clientMinInterval)
+        RefreshPolicy(minRemaining: minRemaining.timeInterval, lifetimeFraction: lifetimeFraction, jitter: jitter,
+                      clientMinInterval: clientMinInterval.timeInterval)
     }
-    public var backoff: Backoff { Backoff(initial: backoffInitial, max: backoffMax) }
+    public var backoff: Backoff { Backoff(initial: backoffInitial.timeInterval, max: backoffMax.timeInterval) }
 }

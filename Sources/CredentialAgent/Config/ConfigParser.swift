@@ -123,23 +123,23 @@ struct ConfigReader {
         if let value = map["shared_directory"].flatMap({ bool($0, "socket.shared_directory") }) {
             config.sharedDirectory = value
         }
-        if let value = map["idle_timeout"].flatMap({ bounded(duration($0, "socket.idle_timeout"), "socket.idle_timeout", 1...86_400) }) {
+        if let value = map["idle_timeout"].flatMap({ bounded(duration($0, "socket.idle_timeout"), "socket.idle_timeout", .seconds(1) ... .seconds(86_400)) }) {
             config.idleTimeout = value
         }
-        if let value = map["request_timeout"].flatMap({ bounded(duration($0, "socket.request_timeout"), "socket.request_timeout", 1...3600) }) {
+        if let value = map["request_timeout"].flatMap({ bounded(duration($0, "socket.request_timeout"), "socket.request_timeout", .seconds(1) ... .seconds(3600)) }) {
             config.requestTimeout = value
         }
         return config
     }
 
-    /// `value` (seconds as written) as a duration if within `range`, else an issue naming the range.
-    private mutating func bounded(_ value: TimeInterval?, _ path: String, _ range: ClosedRange<TimeInterval>) -> Duration? {
+    /// `value` if within `range`, else an issue naming the range.
+    mutating func bounded(_ value: Duration?, _ path: String, _ range: ClosedRange<Duration>) -> Duration? {
         guard let value else { return nil }
         guard range.contains(value) else {
             issue(path, "\(DurationText.format(value)) is not between \(DurationText.format(range.lowerBound)) and \(DurationText.format(range.upperBound))")
             return nil
         }
-        return .seconds(value)
+        return value
     }
 
     mutating func refresh(_ node: Node) -> RefreshConfig {
@@ -540,9 +540,9 @@ struct ConfigReader {
         return value
     }
 
-    mutating func duration(_ node: Node, _ path: String) -> TimeInterval? {
+    mutating func duration(_ node: Node, _ path: String) -> Duration? {
         guard let text = string(node, path) else { return nil }
-        guard let value = DurationText.seconds(text) else {
+        guard let value = DurationText.duration(text) else {
             issue(path, "'\(text)' is not a duration: use a number and a unit, e.g. 500ms, 30s, 5m, 1h")
             return nil
         }

@@ -91,10 +91,11 @@ extension ConfigReader {
         return address
     }
 
-    private mutating func seconds(_ node: Node, _ path: String, _ range: ClosedRange<TimeInterval>) -> TimeInterval? {
+    /// A duration within `range` (in seconds), or nil (with an issue naming the bounds).
+    private mutating func seconds(_ node: Node, _ path: String, _ range: ClosedRange<Int64>) -> Duration? {
         guard let value = duration(node, path) else { return nil }
-        guard range.contains(value) else {
-            issue(path, "must be between \(Int(range.lowerBound)) s and \(Int(range.upperBound)) s")
+        guard value >= .seconds(range.lowerBound), value <= .seconds(range.upperBound) else {
+            issue(path, "must be between \(range.lowerBound) s and \(range.upperBound) s")
             return nil
         }
         return value

@@ -20,7 +20,7 @@ struct RotationHookRunner: Sendable {
     let logger: Logger
 
     /// How long a signal is retried while its process cannot be found.
-    static let signalPatience: TimeInterval = 120
+    static let signalPatience: Duration = .seconds(120)
 
     func run(version: Int) async {
         switch hook {
@@ -59,7 +59,7 @@ struct RotationHookRunner: Sendable {
 
     private func signal(_ number: Int32, name: String, pidFile: String, version: Int) async {
         let clock = ContinuousClock()
-        let giveUp = clock.now + .seconds(Self.signalPatience)
+        let giveUp = clock.now + Self.signalPatience
         var delay = Duration.milliseconds(100)
         var reported: PIDFileContent?
         while !Task.isCancelled {
@@ -87,7 +87,7 @@ struct RotationHookRunner: Sendable {
                 reported = content
             }
             guard clock.now < giveUp else {
-                logger.error("on_rotate: SIG\(name) not sent for version \(version): \(problem) (gave up after \(Int(Self.signalPatience)) s)")
+                logger.error("on_rotate: SIG\(name) not sent for version \(version): \(problem) (gave up after \(Self.signalPatience.components.seconds) s)")
                 return
             }
             try? await Task.sleep(for: delay)
@@ -95,7 +95,7 @@ struct RotationHookRunner: Sendable {
         }
     }
 
-    private func command(_ argv: [String], timeout: TimeInterval, version: Int) async {
+    private func command(_ argv: [String], timeout: Duration, version: Int) async {
         let environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
             "CREDAGENT_CREDENTIAL": credential, "CREDAGENT_VERSION": String(version),
@@ -110,7 +110,7 @@ struct RotationHookRunner: Sendable {
         // The timer is not a child of this task: a newer version waits for this command rather
         // than killing it.
         let timer = Task.detached { () -> Bool in
-            do { try await Task.sleep(for: .seconds(timeout)) } catch { return false }
+            do { try await Task.sleep(for: timeout) } catch { return false }
             return process.signal(SIGKILL)
         }
         let exit = await process.exit()

@@ -157,15 +157,8 @@ extension ConfigReader {
                 issue("\(path).command[0]", "'\(argv[0])' is not an absolute path; give the program's full path (no shell runs the command)")
                 return nil
             }
-            var timeout = RotationHook.defaultTimeout
-            if let value = map["timeout"].flatMap({ duration($0, "\(path).timeout") }) {
-                if RotationHook.timeoutRange.contains(value) {
-                    timeout = value
-                } else {
-                    issue("\(path).timeout", "\(DurationText.format(value)) is not between \(DurationText.format(RotationHook.timeoutRange.lowerBound)) and \(DurationText.format(RotationHook.timeoutRange.upperBound))")
-                }
-            }
-            return .command(argv: argv, timeout: timeout)
+            let timeout = map["timeout"].flatMap { bounded(duration($0, "\(path).timeout"), "\(path).timeout", RotationHook.timeoutRange) }
+            return .command(argv: argv, timeout: timeout ?? RotationHook.defaultTimeout)
         }
     }
 }
