@@ -2,19 +2,18 @@ import NIOCore
 
 /// One half of a byte relay between two channels: what this side reads is written to the partner,
 /// and this side stops reading while the partner cannot take more (its outbound buffer is above
-/// the high watermark). So a slow reader slows its writer, and a connection holds at most a
-/// watermark's worth of unsent bytes each way plus one read.
+/// the high watermark; see ``RelaySide``). So a connection holds at most a watermark's worth of
+/// unsent bytes each way plus one read.
 ///
 /// Both halves run on the same event loop (the upstream channel is made on the client's), so
 /// they call each other directly.
-final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class RelayHandler: RelaySide, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private var partner: RelayHandler?
+    private var partnerHandler: RelayHandler?
     private var context: ChannelHandlerContext?
-    private var pendingRead = false
     private let countBytes: (Int) -> Void
 
     /// `countBytes` is told how many bytes this side read (for the bytes-each-way metric).
@@ -27,12 +26,13 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static func pair(clientToServer: @escaping (Int) -> Void, serverToClient: @escaping (Int) -> Void) -> (RelayHandler, RelayHandler) {
         let client = RelayHandler(countBytes: clientToServer)
         let server = RelayHandler(countBytes: serverToClient)
-        client.partner = server
-        server.partner = client
+        client.partnerHandler = server
+        server.partnerHandler = client
         return (client, server)
     }
 
-    private var partnerWritable: Bool { partner?.context?.channel.isWritable ?? false }
+    var partner: ChannelHandlerContext? { partnerHandler?.context }
+    var mayRead: Bool { partner?.channel.isWritable ?? false }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -40,32 +40,27 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        partner = nil
+        partnerHandler = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         countBytes(bytes.readableBytes)
-        partner?.context?.write(wrapOutboundOut(bytes), promise: nil)
+        partner?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        partner?.context?.flush()
+        partner?.flush()
         context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         // The other side gets what was already written, then is closed.
-        if let partnerContext = partner?.context {
-            partnerContext.flush()
-            partnerContext.close(promise: nil)
+        if let partner {
+            partner.flush()
+            partner.close(promise: nil)
         }
         context.fireChannelInactive()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { partner?.resumeReading() }
-        context.fireChannelWritabilityChanged()
     }
 
     /// An `IdleStateHandler` ahead of this side reports the session idle: it is closed (and the
@@ -80,19 +75,5 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if partnerWritable {
-            context.read()
-        } else {
-            pendingRead = true
-        }
-    }
-
-    private func resumeReading() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        context.read()
     }
 }

@@ -4,10 +4,52 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+/// The settings every proxy has, whatever its protocol; valid by construction (the agent's config
+/// parser checks them). What the handshake timeout spans is the protocol's (see its
+/// configuration).
+public struct ProxySettings: Sendable, Equatable {
+    /// The credential's name: it labels metrics and is named in every refusal.
+    public var credential: String
+    /// A Unix socket (a directory for PostgreSQL, else the socket file) or a loopback TCP address.
+    public var listener: ProxyListenAddress
+    /// Permission bits of the socket file (Unix sockets only).
+    public var mode: UInt32
+    /// Client connections open at once; more are refused in the protocol's own words.
+    public var maxConnections: Int
+    /// How long a client's connection may take to be set up.
+    public var handshakeTimeout: Duration
+    /// TCP connect to the server.
+    public var connectTimeout: Duration
+
+    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
+                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5)) {
+        self.credential = credential
+        self.listener = listener
+        self.mode = mode
+        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.connectTimeout = connectTimeout
+    }
+}
+
+/// What a protocol's configuration gives its listener.
+protocol ProxyListenerSettings: Sendable {
+    /// The socket file's name when the address is a directory.
+    static var socketName: String { get }
+    var common: ProxySettings { get }
+    /// The server the sessions connect to; its TLS context is loaded when listening starts.
+    var upstreamServer: ProxyUpstream { get }
+}
+
+/// Told to every open connection when its proxy stops: a session that can end cleanly between two
+/// requests (Vault's) closes once no request is in progress; the others ignore it.
+struct ProxyStopping: Sendable {}
+
 /// The protocol-independent part of a proxy: a Unix socket or loopback TCP listener that counts connections
 /// against `max_connections`, decides at accept whether a peer is allowed (the refusal is
 /// delivered by the protocol's handler, in the protocol's own words), tracks open connections, and
-/// stops gracefully (listener first, then up to `grace` for open sessions).
+/// stops gracefully (listener first, then up to `grace` for open sessions). It loads the upstream
+/// TLS context (the CA bundle) each time it starts listening, for the sessions' connections.
 final class ProxyListener: Sendable {
     let credential: String
     let address: ProxyListenAddress
@@ -17,11 +59,14 @@ final class ProxyListener: Sendable {
     let maxConnections: Int
     let allows: @Sendable (UnixPeerCredentials) -> Bool
     let metrics: ProxyMetrics
+    let logger: Logger
+    private let upstream: ProxyUpstream
     private let group: any EventLoopGroup
 
     private struct Running {
         var listener: (any Channel)?
         var inode: UInt64 = 0
+        var upstreamTLS: UpstreamTLSContext?
         var connections: [ObjectIdentifier: any Channel] = [:]
         /// Who waits in ``stop(grace:)`` for the last connection to close.
         var drainWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -29,27 +74,33 @@ final class ProxyListener: Sendable {
     }
     private let running = NIOLockedValueBox(Running())
 
-    /// - Parameter socketName: the socket file's name when `address` is a directory.
-    init(credential: String, address: ProxyListenAddress, socketName: String, mode: UInt32, maxConnections: Int,
-         allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, group: any EventLoopGroup) {
-        self.credential = credential
-        self.address = address
-        self.socketPath = address.socketPath(inDirectoryNamed: socketName)
-        self.mode = mode
-        self.maxConnections = maxConnections
+    init<Settings: ProxyListenerSettings>(settings: Settings, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool,
+                                          metrics: ProxyMetrics, logger: Logger, group: any EventLoopGroup) {
+        credential = settings.common.credential
+        address = settings.common.listener
+        socketPath = address.socketPath(inDirectoryNamed: Settings.socketName)
+        mode = settings.common.mode
+        maxConnections = settings.common.maxConnections
+        upstream = settings.upstreamServer
         self.allows = allows
         self.metrics = metrics
+        self.logger = logger
         self.group = group
     }
 
     var openConnections: Int { running.withLockedValue { $0.connections.count } }
     var isListening: Bool { running.withLockedValue { $0.listener != nil } }
+    /// The upstream TLS context loaded by ``start(install:)``; nil when the connection is plain.
+    var upstreamTLS: UpstreamTLSContext? { running.withLockedValue { $0.upstreamTLS } }
 
-    /// Prepares the socket file and binds it (or binds the loopback TCP port); `install` adds the
-    /// protocol's handler to each accepted channel (which does not read on its own), with the
-    /// refusal decided at accept. Throws `UnixSocketFileError` naming the address.
+    /// Loads the upstream CA bundle, prepares the socket file and binds it (or binds the loopback
+    /// TCP port); `install` adds the protocol's handler to each accepted channel (which does not
+    /// read on its own), with the refusal decided at accept. Does nothing when already listening.
+    /// Throws `UnixSocketFileError` naming the address, or ``UpstreamTLSError`` naming the CA file.
     func start(install: @escaping @Sendable (any Channel, ProxyRefusal?) throws -> Void) async throws {
         if isListening { return }
+        let tls = try upstream.tlsContext()
+        running.withLockedValue { $0.upstreamTLS = tls }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.autoRead, value: false)
@@ -128,10 +179,13 @@ final class ProxyListener: Sendable {
         socketFile?.remove(inode: inode)
     }
 
-    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
-    /// then closes those left.
+    /// Stops accepting and removes the socket file, tells open sessions ``ProxyStopping``, lets
+    /// them run for up to `grace`, then closes those left.
     func stop(grace: Duration) async {
         await stopListening()
+        for connection in running.withLockedValue({ Array($0.connections.values) }) {
+            connection.pipeline.fireUserInboundEventTriggered(ProxyStopping())
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.allConnectionsClosed() }
             group.addTask { try? await Task.sleep(for: grace) }

@@ -26,13 +26,25 @@ public enum ProxyListenAddress: Sendable, Equatable {
         }
     }
 
+    /// Where a client connects to the proxy: for a Unix listener the path as written (a PostgreSQL
+    /// proxy's directory, which libpq takes as `host=DIR`) and no port; for TCP the loopback host
+    /// (without brackets) and its port.
+    public var clientEndpoint: (hostOrPath: String, port: Int?) {
+        switch self {
+        case let .unixDirectory(path), let .unixSocket(path): (path, nil)
+        case let .loopbackTCP(host, port): (host, port)
+        }
+    }
+
     /// Reads `listen` as ``description`` writes it: `unix:/PATH` (a directory when
-    /// `socketIsDirectory`, else the socket file), `HOST:PORT` or `[HOST]:PORT`. Nil when it is
-    /// neither; whether the host is a loopback address is the config check's concern.
+    /// `socketIsDirectory`, else the socket file; an absolute path other than `/`, a trailing
+    /// slash dropped), `HOST:PORT` or `[HOST]:PORT`. Nil when it is neither; whether the host is a
+    /// loopback address is the config check's concern.
     public init?(listen: String, socketIsDirectory: Bool) {
         if listen.hasPrefix("unix:") {
-            let path = String(listen.dropFirst("unix:".count))
-            guard path.hasPrefix("/") else { return nil }
+            let written = String(listen.dropFirst("unix:".count))
+            guard written.hasPrefix("/"), written.count > 1 else { return nil }
+            let path = written.hasSuffix("/") ? String(written.dropLast()) : written
             self = socketIsDirectory ? .unixDirectory(path) : .unixSocket(path)
             return
         }

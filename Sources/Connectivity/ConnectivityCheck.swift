@@ -82,10 +82,9 @@ public struct ConnectivityCheck: Sendable {
                                         password: secret, sslmode: connection.sslmode.rawValue, caFile: connection.caFile)
             if let proxy {
                 // The local hop is plain; the proxy does TLS to the server and answers its password request.
-                switch proxy {
-                case let .unixDirectory(path), let .unixSocket(path): (target.host, target.port) = (path, 5432)
-                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
-                }
+                // A socket directory's socket is .s.PGSQL.5432, which libpq finds with port 5432.
+                let (hostOrPath, port) = proxy.clientEndpoint
+                (target.host, target.port) = (hostOrPath, port ?? 5432)
                 (target.password, target.sslmode, target.caFile) = (Secret(""), "disable", nil)
                 target.trustedServer = trustedProxy
             }
@@ -95,10 +94,8 @@ public struct ConnectivityCheck: Sendable {
             var target = RedisTarget(host: host, port: connection.port, user: username, password: secret,
                                      tls: connection.tls, caFile: connection.caFile)
             if let proxy {
-                switch proxy {
-                case let .unixDirectory(path), let .unixSocket(path): target.unixPath = path
-                case let .loopbackTCP(host, port): (target.host, target.port) = (host, port)
-                }
+                let (hostOrPath, port) = proxy.clientEndpoint
+                if let port { (target.host, target.port) = (hostOrPath, port) } else { target.unixPath = hostOrPath }
                 (target.password, target.tls, target.caFile) = (nil, false, nil)
                 target.trustedServer = trustedProxy
             }
@@ -106,13 +103,12 @@ public struct ConnectivityCheck: Sendable {
         case let .vault(connection):
             var endpoint = VaultEndpoint(address: connection.address, namespace: connection.namespace,
                                          tls: TLSOptions(caFile: connection.caFile, serverName: connection.tlsServerName))
-            switch proxy {
-            // The proxy sets the token and the namespace.
-            case let .unixDirectory(path)?, let .unixSocket(path)?:
-                endpoint = VaultEndpoint(address: "http://localhost", unixSocketPath: path, trustedServerUIDs: trustedProxy.uids)
-            case let .loopbackTCP(host, port)?:
-                endpoint = VaultEndpoint(address: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)", trustedServerUIDs: trustedProxy.uids)
-            case nil: break
+            if let proxy {
+                // The proxy sets the token and the namespace.
+                let (hostOrPath, port) = proxy.clientEndpoint
+                endpoint = port == nil
+                    ? VaultEndpoint(address: "http://localhost", unixSocketPath: hostOrPath, trustedServerUIDs: trustedProxy.uids)
+                    : VaultEndpoint(address: "http://\(proxy.description)", trustedServerUIDs: trustedProxy.uids)
             }
             report = await VaultProbe(name: name, endpoint: endpoint, token: secret).run()
         }

@@ -2,18 +2,43 @@ import CloudAuth
 import Foundation
 
 /// What a blocking check found: its timed steps, what the server revealed, and the failure.
-struct ProbeOutcome: Sendable {
+public struct ProbeOutcome: Sendable {
     var steps: [ProbeStep] = []
     var details: [ProbeDetail] = []
     var failure: ProbeFailure?
 }
 
-extension ProbeReport {
-    /// This report completed by a blocking check run on `executor`, off Swift's cooperative pool.
-    func completed(on executor: BlockingExecutor, by check: @escaping @Sendable () -> ProbeOutcome) async -> ProbeReport {
-        let outcome = (try? await executor.run(check))
+/// Where a ``BlockingProbe`` connects and how it checks a credential there, with a call that
+/// blocks its thread (libpq, a socket read).
+public protocol BlockingProbeTarget: Sendable {
+    /// The credential kind the report names.
+    static var kind: String { get }
+    /// Where the probe connects, for the report and messages.
+    var endpoint: String { get }
+    /// Connects, authenticates and reports what happened; blocks its thread.
+    func check() -> ProbeOutcome
+}
+
+/// A probe whose check blocks its thread: the check runs on a `BlockingExecutor`, off Swift's
+/// cooperative pool, and completes a report named after the credential. ``PostgresProbe`` and
+/// ``RedisProbe`` are its two kinds.
+public struct BlockingProbe<Target: BlockingProbeTarget>: Sendable {
+    public var name: String
+    public var target: Target
+    private let executor: BlockingExecutor
+
+    public init(name: String, target: Target, executor: BlockingExecutor = .shared) {
+        self.name = name
+        self.target = target
+        self.executor = executor
+    }
+
+    /// Connects, authenticates and reports; never throws: every failure is in the report.
+    public func run() async -> ProbeReport {
+        let target = self.target
+        let outcome = (try? await executor.run { target.check() })
             ?? ProbeOutcome(failure: ProbeFailure(.failed, "the check could not run"))
-        var report = self
+        var report = ProbeReport(name: name, kind: Target.kind, endpoint: target.endpoint)
         report.steps = outcome.steps
         report.details = outcome.details
         report.failure = outcome.failure

@@ -159,6 +159,8 @@ final class AgentProxies: Sendable {
         let name = credential.name.rawValue
         let ownPolicy = settings.allowUIDs.map { PeerPolicy(allowUIDs: $0, allowGIDs: settings.allowGIDs ?? []) }
         let allows: @Sendable (UnixPeerCredentials) -> Bool = { [socketPolicy] peer in (ownPolicy ?? socketPolicy()).allows(peer) }
+        let common = ProxySettings(credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
+                                   handshakeTimeout: settings.handshakeTimeout)
         let (store, now) = (self.store, self.now)
         let proxy: any LocalProxy
         switch credential.target {
@@ -167,8 +169,7 @@ final class AgentProxies: Sendable {
             let upstream = target.connection
             proxy = PostgresProxy(
                 configuration: PostgresProxyConfiguration(
-                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: settings.handshakeTimeout, idleTimeout: settings.idleTimeout,
+                    common, idleTimeout: settings.idleTimeout,
                     upstream: ProxyUpstream(host: upstream.host, port: upstream.port, tls: UpstreamTLSMode(sslmode: upstream.sslmode.rawValue),
                                                caFile: upstream.caFile, serverName: nil)),
                 credential: {
@@ -182,8 +183,7 @@ final class AgentProxies: Sendable {
             let configuredUser = target.login.user
             proxy = RedisProxy(
                 configuration: RedisProxyConfiguration(
-                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: settings.handshakeTimeout, reauthBefore: settings.reauthBefore,
+                    common, reauthBefore: settings.reauthBefore,
                     upstream: ProxyUpstream(host: host, port: target.connection.port, tls: target.connection.tls ? .verifyFull : .disable,
                                             caFile: target.connection.caFile)),
                 credential: {
@@ -200,9 +200,7 @@ final class AgentProxies: Sendable {
             let refreshers = self.refreshers
             proxy = VaultProxy(
                 configuration: VaultProxyConfiguration(
-                    credential: name, listener: settings.listen, mode: settings.mode, maxConnections: settings.maxConnections,
-                    handshakeTimeout: settings.handshakeTimeout,
-                    idleTimeout: settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout,
+                    common, idleTimeout: settings.idleTimeout ?? ProxyConfig.defaultVaultIdleTimeout,
                     requireRequestHeader: settings.requireRequestHeader, denyPaths: settings.denyPaths, upstream: upstream),
                 token: { store.snapshot(name)?.machine.servable(at: now())?.credential.secret },
                 relogin: { _ in

@@ -54,7 +54,7 @@ final class ProxyFixture: Sendable {
             listener = .unixDirectory(directory)
         }
         let configuration = PostgresProxyConfiguration(
-            credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
+            ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
             idleTimeout: idleTimeout, upstream: ProxyUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
         let box = self.token
         proxy = PostgresProxy(configuration: configuration,
@@ -424,12 +424,15 @@ struct PostgresProxyTests {
         let fixture = try await ProxyFixture(label: "pg-proxy-limit", maxConnections: 1)
         try await withCleanup {
             let held = try connectUnix(fixture.socketPath)
-            defer { close(held) }
+            // Closed once: a second close could hit a descriptor another test has opened since.
+            var heldOpen = true
+            defer { if heldOpen { close(held) } }
             try await waitUntil("the held connection is counted", timeout: 10) { fixture.proxy.openConnections == 1 }
             let answer = try rawExchange(fixture.socketPath, startupPacket(user: fixture.user))
             #expect(sqlState(in: answer) == "53300")
             #expect(answer.contains("too many connections (max_connections is 1)"))
             close(held)
+            heldOpen = false
             try await waitUntil("the held connection is gone", timeout: 10) { fixture.proxy.openConnections == 0 }
             let result = try await fixture.psql(["SELECT 1"])
             #expect(result.status == 0, "\(result.stderr)")

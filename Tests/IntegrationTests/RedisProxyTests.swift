@@ -38,7 +38,9 @@ final class RedisProxyFixture: Sendable {
         let box = self.token
         proxy = RedisProxy(
             configuration: RedisProxyConfiguration(
-                credential: label, listener: tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath), mode: mode, maxConnections: 64, reauthBefore: reauthBefore,
+                ProxySettings(credential: label, listener: tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath),
+                              mode: mode, maxConnections: 64),
+                reauthBefore: reauthBefore,
                 upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
             credential: {
                 ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)

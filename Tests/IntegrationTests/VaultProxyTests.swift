@@ -65,7 +65,7 @@ final class VaultProxyFixture: Sendable {
         let listener: ProxyListenAddress = tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath)
         proxy = VaultProxy(
             configuration: VaultProxyConfiguration(
-                credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout,
+                ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
                 requireRequestHeader: requireRequestHeader, denyPaths: denyPaths,
                 upstream: try upstream ?? VaultUpstream(address: admin.address)),
             token: { current.withLockedValue { $0 } },

@@ -18,41 +18,30 @@ public struct ProxyCredential: Sendable {
 
 /// A PostgreSQL proxy's settings, valid by construction (the agent's config parser checks them).
 public struct PostgresProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
     /// A Unix socket directory (the socket is `DIR/.s.PGSQL.5432`, as libpq expects for
-    /// `host=DIR`) or a loopback TCP address.
-    public var listener: ProxyListenAddress
-    /// Permission bits of the socket file (Unix sockets only).
-    public var mode: UInt32
-    /// Client connections open at once; more are refused with SQLSTATE 53300.
-    public var maxConnections: Int
-    /// From a client's connect to its session being established (startup, upstream connect, TLS,
-    /// authentication).
-    public var handshakeTimeout: Duration
-    /// TCP connect to the server.
-    public var connectTimeout: Duration
+    /// `host=DIR`) or a loopback TCP address; more connections than allowed are refused with
+    /// SQLSTATE 53300; the handshake spans a client's connect to its session being established
+    /// (startup, upstream connect, TLS, authentication).
+    public var common: ProxySettings
     /// An established session with no bytes either way for this long is closed; nil: never.
     public var idleTimeout: Duration?
     public var upstream: ProxyUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5), idleTimeout: Duration? = nil,
-                upstream: ProxyUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
-        self.connectTimeout = connectTimeout
+    public init(_ common: ProxySettings, idleTimeout: Duration? = nil, upstream: ProxyUpstream) {
+        self.common = common
         self.idleTimeout = idleTimeout
         self.upstream = upstream
     }
 
     /// The socket file libpq connects to for `host=DIR` (port 5432); nil for a TCP listener.
     public var socketPath: String? {
-        listener.socketPath(inDirectoryNamed: ".s.PGSQL.5432")
+        common.listener.socketPath(inDirectoryNamed: Self.socketName)
     }
+}
+
+extension PostgresProxyConfiguration: ProxyListenerSettings {
+    static let socketName = ".s.PGSQL.5432"
+    var upstreamServer: ProxyUpstream { upstream }
 }
 
 /// A local PostgreSQL listener whose clients need no password: each client connection is relayed
@@ -62,20 +51,12 @@ public struct PostgresProxyConfiguration: Sendable, Equatable {
 ///
 /// ``start()`` binds the Unix socket or loopback TCP port; ``stop(grace:)`` closes the listener first, then gives open
 /// sessions up to `grace` before closing them.
-public final class PostgresProxy: LocalProxy {
+public final class PostgresProxy: ListeningProxy {
     public let configuration: PostgresProxyConfiguration
     let credential: @Sendable () -> ProxyCredential?
-    let metrics: ProxyMetrics
-    let logger: Logger
-
-    private let listener: ProxyListener
-
-    private struct Running {
-        var tls: UpstreamTLSContext?
-        /// The cancel keys of the sessions open through this proxy: only these are forwarded.
-        var cancelKeys: Set<CancelKey> = []
-    }
-    private let running = NIOLockedValueBox(Running())
+    let listener: ProxyListener
+    /// The cancel keys of the sessions open through this proxy: only these are forwarded.
+    private let cancelKeys = NIOLockedValueBox(Set<CancelKey>())
 
     /// - Parameters:
     ///   - credential: the current user and token, or nil when the credential has none valid.
@@ -85,52 +66,23 @@ public final class PostgresProxy: LocalProxy {
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.metrics = metrics
-        self.logger = logger
-        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: ".s.PGSQL.5432",
-                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
-                                 allows: allows, metrics: metrics, group: group)
+        listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 
-    /// Open connections (sessions, handshakes and cancels).
-    public var openConnections: Int { listener.openConnections }
-
-    /// Prepares the directory, loads the CA bundle and binds the socket (or the loopback TCP
-    /// port); does nothing when already listening. Throws `UnixSocketFileError` or
-    /// ``UpstreamTLSError``.
-    public func start() async throws {
-        if listener.isListening { return }
-        let tls = try configuration.upstream.tlsContext()
-        running.withLockedValue { $0.tls = tls }
-        try await listener.start { [weak self] channel, refusal in
-            guard let self else { return }
-            try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
-        }
+    func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
+        try channel.pipeline.syncOperations.addHandler(PostgresSessionHandler(proxy: self, refusal: refusal))
     }
-
-    var tlsContext: UpstreamTLSContext? { running.withLockedValue { $0.tls } }
 
     func sessionOpened(cancelKey: CancelKey) {
-        _ = running.withLockedValue { $0.cancelKeys.insert(cancelKey) }
+        _ = cancelKeys.withLockedValue { $0.insert(cancelKey) }
     }
 
     func sessionClosed(cancelKey: CancelKey) {
-        _ = running.withLockedValue { $0.cancelKeys.remove(cancelKey) }
+        _ = cancelKeys.withLockedValue { $0.remove(cancelKey) }
     }
 
     func isOpenSession(_ key: CancelKey) -> Bool {
-        running.withLockedValue { $0.cancelKeys.contains(key) }
-    }
-
-    /// Closes the listener and removes the socket file; open sessions carry on.
-    public func stopListening() async {
-        await listener.stopListening()
-    }
-
-    /// Stops accepting and removes the socket file, lets open sessions run for up to `grace`,
-    /// then closes those left.
-    public func stop(grace: Duration) async {
-        await listener.stop(grace: grace)
+        cancelKeys.withLockedValue { $0.contains(key) }
     }
 
     // MARK: Upstream connections
@@ -139,7 +91,7 @@ public final class PostgresProxy: LocalProxy {
     /// negotiates TLS itself, after PostgreSQL's SSLRequest).
     func connectUpstream(on eventLoop: any EventLoop, _ handler: PostgresUpstreamHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: nil) {
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.common.connectTimeout, tls: nil) {
             try $0.addHandler(bound.value)
         }
     }

@@ -33,10 +33,10 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
         self.refusal = refusal
     }
 
-    private var credentialName: String { proxy.configuration.credential }
+    private var credentialName: String { proxy.configuration.common.credential }
 
     func channelActive(context: ChannelHandlerContext) {
-        let limit = proxy.configuration.handshakeTimeout
+        let limit = proxy.configuration.common.handshakeTimeout
         let seconds = Int(limit.components.seconds)
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [weak self] in
             guard let self, self.phase == .startup || self.phase == .connecting else { return }
@@ -123,7 +123,7 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
     private func makeUpstreamHandler(_ purpose: PostgresUpstreamHandler.Purpose,
                                      events: @escaping (PostgresUpstreamHandler.Event) -> Void) -> PostgresUpstreamHandler {
         let upstream = proxy.configuration.upstream
-        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.tlsContext, serverName: upstream.certificateName,
+        return PostgresUpstreamHandler(purpose: purpose, tls: proxy.listener.upstreamTLS, serverName: upstream.certificateName,
                                        credentialName: credentialName, events: events)
     }
 

@@ -1,53 +1,10 @@
 import NIOCore
 
-/// The client's channel of a ``RedisSession``: hands reads to the session and reads only while
-/// the server's side can take more (so a slow server slows its client, and vice versa).
-final class RedisClientHandler: ChannelDuplexHandler {
+/// The upstream channel of a ``RedisSession`` (behind the TLS handler when there is one); reads
+/// only while the client's side can take more.
+final class RedisServerHandler: SessionUpstreamSide {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    let session: RedisSession
-
-    init(session: RedisSession) {
-        self.session = session
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        session.clientActive(context)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        session.clientRead(context, &bytes)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        session.closed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        session.closed()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { session.server?.channel.read() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    /// Held while the server's side cannot take more; its writability change asks again.
-    func read(context: ChannelHandlerContext) {
-        if session.clientMayRead { context.read() }
-    }
-}
-
-/// The upstream channel of a ``RedisSession`` (behind the TLS handler when there is one).
-final class RedisServerHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
 
     let session: RedisSession
     private var ready = false
@@ -89,15 +46,5 @@ final class RedisServerHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         session.serverFailed((error as? UpstreamTLSError)?.description ?? "\(error)")
         context.close(promise: nil)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { session.client?.channel.read() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    /// Held while the client's side cannot take more; its writability change asks again.
-    func read(context: ChannelHandlerContext) {
-        if session.serverMayRead { context.read() }
     }
 }

@@ -1,34 +1,21 @@
 import CloudAuth
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
 /// A Redis proxy's settings, valid by construction (the agent's config parser checks them).
 public struct RedisProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
-    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to.
-    public var listener: ProxyListenAddress
-    public var mode: UInt32
-    public var maxConnections: Int
-    /// From a client's first command to the upstream connection being ready (connect and TLS).
-    public var handshakeTimeout: Duration
-    public var connectTimeout: Duration
+    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to;
+    /// the handshake spans a client's first command to the upstream connection being ready
+    /// (connect and TLS).
+    public var common: ProxySettings
     /// An open connection is authenticated again once its last AUTH is this old.
     public var reauthBefore: Duration
     public var upstream: ProxyUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(5),
-                reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
-        self.connectTimeout = connectTimeout
+    public init(_ common: ProxySettings, reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
+        self.common = common
         self.reauthBefore = reauthBefore
         self.upstream = upstream
     }
@@ -37,6 +24,11 @@ public struct RedisProxyConfiguration: Sendable, Equatable {
     /// before the connection is closed at a reply boundary instead: a quarter of `reauthBefore`,
     /// at most a minute.
     var reauthGrace: Duration { min(.seconds(60), reauthBefore / 4) }
+}
+
+extension RedisProxyConfiguration: ProxyListenerSettings {
+    static let socketName = "redis.sock"
+    var upstreamServer: ProxyUpstream { upstream }
 }
 
 /// A credential's secret with the instant it stops being valid, for re-authentication before it.
@@ -54,54 +46,27 @@ public struct ExpiringProxyCredential: Sendable {
 /// the real server over a connection the proxy opened and authenticated (`AUTH user token`) with
 /// the credential's current token. Long-lived connections are authenticated again with a fresh
 /// token between replies (see ``RedisSession``).
-public final class RedisProxy: LocalProxy {
+public final class RedisProxy: ListeningProxy {
     public let configuration: RedisProxyConfiguration
     let credential: @Sendable () -> ExpiringProxyCredential?
-    let metrics: ProxyMetrics
-    let logger: Logger
-    private let listener: ProxyListener
-    private let tls = NIOLockedValueBox<UpstreamTLSContext?>(nil)
+    let listener: ProxyListener
 
     public init(configuration: RedisProxyConfiguration, credential: @escaping @Sendable () -> ExpiringProxyCredential?,
                 allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
                 group: any EventLoopGroup) {
         self.configuration = configuration
         self.credential = credential
-        self.metrics = metrics
-        self.logger = logger
-        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: "redis.sock",
-                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
-                                 allows: allows, metrics: metrics, group: group)
+        listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 
-    public var openConnections: Int { listener.openConnections }
-
-    /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
-    /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
-    public func start() async throws {
-        if listener.isListening { return }
-        let context = try configuration.upstream.tlsContext()
-        tls.withLockedValue { $0 = context }
-        try await listener.start { [weak self] channel, refusal in
-            guard let self else { return }
-            try channel.pipeline.syncOperations.addHandler(RedisClientHandler(session: RedisSession(proxy: self, refusal: refusal)))
-        }
-    }
-
-    /// Closes the listener and removes the socket file; open sessions carry on.
-    public func stopListening() async {
-        await listener.stopListening()
-    }
-
-    /// Stops accepting, then gives open sessions up to `grace` before closing them.
-    public func stop(grace: Duration) async {
-        await listener.stop(grace: grace)
+    func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
+        try channel.pipeline.syncOperations.addHandler(RedisSession(proxy: self, refusal: refusal))
     }
 
     /// Connects to the server on `eventLoop`; TLS when configured. `handler` reports readiness.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: RedisServerHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.connect(on: eventLoop, timeout: configuration.connectTimeout, tls: tls.withLockedValue { $0 }) {
+        return configuration.upstream.connect(on: eventLoop, timeout: configuration.common.connectTimeout, tls: listener.upstreamTLS) {
             try $0.addHandler(bound.value)
         }
     }

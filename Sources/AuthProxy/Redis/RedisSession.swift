@@ -16,7 +16,13 @@ import NIOCore
 /// outstanding; a connection in subscribe mode, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose replies
 /// cannot be counted), or one still in a transaction or blocked after the grace, is closed at a
 /// reply boundary instead, and the client reconnects.
-final class RedisSession {
+///
+/// The session is the handler of the client's channel: it reads the client only while relaying
+/// and while the server's side can take more.
+final class RedisSession: ClientSession {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+
     private enum Phase {
         case waitingForClient
         case connecting
@@ -47,7 +53,7 @@ final class RedisSession {
     private let refusal: ProxyRefusal?
     private var phase = Phase.waitingForClient
     var client: ChannelHandlerContext?
-    var server: ChannelHandlerContext?
+    var upstream: ChannelHandlerContext?
     private var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
     private var replies = RESPReplyScanner()
     private var expected = CircularBuffer<Expected>()
@@ -72,7 +78,7 @@ final class RedisSession {
         self.refusal = refusal
     }
 
-    private var name: String { proxy.configuration.credential }
+    private var name: String { proxy.configuration.common.credential }
 
     // MARK: Client side
 
@@ -81,7 +87,8 @@ final class RedisSession {
         context.read()
     }
 
-    func clientRead(_ context: ChannelHandlerContext, _ bytes: inout ByteBuffer) {
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
         proxy.metrics.relayed(clientToServer: bytes.readableBytes)
         requests.append(&bytes)
         switch phase {
@@ -92,16 +99,20 @@ final class RedisSession {
     }
 
     /// Whether the client may be read: only while relaying and the server takes more.
-    var clientMayRead: Bool { phase == .relaying && (server?.channel.isWritable ?? false) }
-    var serverMayRead: Bool { client?.channel.isWritable ?? false }
+    var clientMayRead: Bool { phase == .relaying && (upstream?.channel.isWritable ?? false) }
+    var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closed()
+    }
 
     func closed() {
         phase = .closing
         for timer in [reauthTimer, graceTimer, handshakeTimer] { timer?.cancel() }
-        // The session lets go of both contexts, whose handlers hold the session: all of them
-        // are freed with the channels.
-        let connections = [client, server]
-        (client, server) = (nil, nil)
+        // The session lets go of both contexts, whose handlers (the session itself on the
+        // client's side) hold it: all of them are freed with the channels.
+        let connections = [client, upstream]
+        (client, upstream) = (nil, nil)
         for connection in connections { connection?.close(promise: nil) }
     }
 
@@ -109,13 +120,13 @@ final class RedisSession {
     private func begin(_ context: ChannelHandlerContext) {
         if let refusal { return refuse(refusal) }
         phase = .connecting
-        let limit = proxy.configuration.handshakeTimeout
+        let limit = proxy.configuration.common.handshakeTimeout
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) { [self] in
             guard phase == .connecting else { return }
             refuse(.upstreamUnreachable(credential: name, reason: "no connection within \(limit.components.seconds) s"))
         }
         let started = ContinuousClock.now
-        let upstream = proxy.configuration.upstream
+        let server = proxy.configuration.upstream
         proxy.connectUpstream(on: context.eventLoop, RedisServerHandler(session: self)).assumeIsolated().whenComplete { [self] result in
             switch result {
             case let .success(channel):
@@ -127,7 +138,7 @@ final class RedisSession {
                     channel.close(promise: nil)
                 }
             case let .failure(error):
-                refuse(.upstreamUnreachable(credential: name, reason: "\(upstream.host):\(upstream.port): \(error)"))
+                refuse(.upstreamUnreachable(credential: name, reason: "\(server.host):\(server.port): \(error)"))
             }
         }
     }
@@ -139,7 +150,7 @@ final class RedisSession {
             context.close(promise: nil)
             return
         }
-        server = context
+        upstream = context
         handshakeTimer?.cancel()
         phase = .relaying
         guard injectAuth(initial: true) else { return }
@@ -265,11 +276,11 @@ final class RedisSession {
             }
         }
         forwardRequests()
-        server?.flush()
+        upstream?.flush()
     }
 
     private func forwardRequests() {
-        if let bytes = requests.takeForwardable() { server?.write(NIOAny(bytes), promise: nil) }
+        if let bytes = requests.takeForwardable() { upstream?.write(NIOAny(bytes), promise: nil) }
     }
 
     private func handle(_ command: RESPCommand) {
@@ -279,7 +290,7 @@ final class RedisSession {
                           : "-ERR wrong number of arguments for 'auth' command\r\n", thenClose: false)
         case "HELLO":
             forwardRequests()
-            server?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
+            upstream?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
             expect(.forward(1))
         case "MULTI":
             inTransaction = true
@@ -361,9 +372,9 @@ final class RedisSession {
             return false
         }
         let credential = current.credential
-        server?.write(NIOAny(Self.encode([Array("AUTH".utf8), Array(credential.username.utf8),
+        upstream?.write(NIOAny(Self.encode([Array("AUTH".utf8), Array(credential.username.utf8),
                                           Array(credential.password.reveal().utf8)])), promise: nil)
-        server?.flush()
+        upstream?.flush()
         expected.append(.injectedAuth(initial: initial, expiresAt: current.expiresAt))
         reauthPending = false
         graceTimer?.cancel()
@@ -377,17 +388,16 @@ final class RedisSession {
         if ok {
             if !initial { proxy.metrics.reauthenticated() }
             refusedReauths = 0
-            scheduleReauth(expiresAt: expiresAt)
+            scheduleReauth(in: reauthDelay(expiresAt: expiresAt))
         } else if initial {
             refuse(.tokenRejected(credential: name, serverMessage: serverMessage))
         } else {
             proxy.metrics.reauthFailed()
             refusedReauths += 1
-            if refusedReauths == 1, let eventLoop = client?.eventLoop {
+            if refusedReauths == 1 {
                 proxy.logger.info("Redis refused the fresh token of an open connection, which keeps its earlier login; trying again shortly",
                                   metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
-                reauthTimer?.cancel()
-                reauthTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(Self.reauthRetryDelay)) { [self] in reauthDue() }
+                scheduleReauth(in: Self.reauthRetryDelay)
             } else {
                 proxy.logger.warning("Redis refused the fresh token of an open connection; closing it at a reply boundary",
                                      metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
@@ -396,14 +406,19 @@ final class RedisSession {
         }
     }
 
-    private func scheduleReauth(expiresAt: Date?) {
+    /// How long a login with a token valid until `expiresAt` may serve: `reauth_before`, or until a
+    /// minute before the expiry when that is sooner (at least 5 s).
+    private func reauthDelay(expiresAt: Date?) -> Duration {
+        let delay = proxy.configuration.reauthBefore
+        guard let expiresAt else { return delay }
+        let untilExpiry = Duration.milliseconds(Int64((expiresAt.timeIntervalSinceNow - 60) * 1000))
+        return min(delay, max(untilExpiry, .seconds(5)))
+    }
+
+    /// Makes the re-authentication due in `delay` (in place of any due earlier or later).
+    private func scheduleReauth(in delay: Duration) {
         guard let eventLoop = client?.eventLoop else { return }
         reauthTimer?.cancel()
-        var delay = proxy.configuration.reauthBefore
-        if let expiresAt {
-            let untilExpiry = Duration.milliseconds(Int64((expiresAt.timeIntervalSinceNow - 60) * 1000))
-            delay = min(delay, max(untilExpiry, .seconds(5)))
-        }
         reauthTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in reauthDue() }
     }
 
@@ -452,7 +467,7 @@ final class RedisSession {
         guard phase != .closing, let client else { return }
         phase = .closing
         handshakeTimer?.cancel()
-        server?.close(promise: nil)
+        upstream?.close(promise: nil)
         proxy.metrics.rejected(refusal)
         proxy.logger.log(level: refusal.metricReason == "peer_not_allowed" || refusal.metricReason == "too_many_connections" ? .debug : .warning,
                          "proxy connection refused",

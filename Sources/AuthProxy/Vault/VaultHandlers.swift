@@ -26,65 +26,12 @@ final class ByteCountingHandler: ChannelDuplexHandler {
     }
 }
 
-/// The client's channel of a ``VaultSession``, behind NIO's HTTP server pipeline (which holds a
-/// pipelined request until the response before it is complete). Reads only while the session can
-/// take more (a request body streamed to a slow Vault slows its client).
-final class VaultClientHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    let session: VaultSession
-
-    init(session: VaultSession) {
-        self.session = session
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        session.clientActive(context)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case let .head(head): session.requestHead(head)
-        case let .body(bytes): session.requestBody(bytes)
-        case .end: session.requestEnd()
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        session.closed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        session.clientFailed(error)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is VaultProxyStopping { session.proxyStopping() }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { session.upstream?.channel.read() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    /// Held while a streamed request body cannot be passed on; the upstream's writability change
-    /// asks again.
-    func read(context: ChannelHandlerContext) {
-        if session.clientMayRead { context.read() }
-    }
-}
-
 /// The upstream channel of a ``VaultSession``: Vault's responses, behind the HTTP client pipeline
-/// (and the TLS handler when the address is https).
-final class VaultUpstreamHandler: ChannelDuplexHandler {
+/// (and the TLS handler when the address is https). Reads a relayed answer only as fast as the
+/// client takes it.
+final class VaultUpstreamHandler: SessionUpstreamSide {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
 
     let session: VaultSession
     /// This handler's place in the upstream pipeline: the session writes requests through it.
@@ -123,15 +70,5 @@ final class VaultUpstreamHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         session.upstreamFailed(context, (error as? UpstreamTLSError)?.description ?? "\(error)")
         context.close(promise: nil)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { session.client?.channel.read() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    /// Held while the client cannot take more; its writability change asks again.
-    func read(context: ChannelHandlerContext) {
-        if session.upstreamMayRead { context.read() }
     }
 }

@@ -1,7 +1,6 @@
 import CloudAuth
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -39,18 +38,12 @@ public struct VaultUpstream: Sendable, Equatable {
 
 /// A Vault proxy's settings, valid by construction (the agent's config parser checks them).
 public struct VaultProxyConfiguration: Sendable, Equatable {
-    /// The credential's name: it labels metrics and is named in every refusal.
-    public var credential: String
-    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to.
-    public var listener: ProxyListenAddress
-    public var mode: UInt32
-    public var maxConnections: Int
-    /// How long a client may take to send its first request, and at most between two parts of
-    /// a request's body; answered 408 and closed when over.
-    public var handshakeTimeout: Duration
+    /// The Unix socket file (`unix:/DIR/NAME.sock`) or loopback TCP address clients connect to;
+    /// the handshake timeout is how long a client may take to send its first request, and at most
+    /// between two parts of a request's body (answered 408 and closed when over).
+    public var common: ProxySettings
     /// A connection with no request in progress is closed after this long.
     public var idleTimeout: Duration
-    public var connectTimeout: Duration
     /// Refuse requests without `X-Vault-Request: true` (412).
     public var requireRequestHeader: Bool
     /// Request path prefixes answered 403 by the proxy (see ``VaultHeaders/routedPath(_:)``).
@@ -60,17 +53,10 @@ public struct VaultProxyConfiguration: Sendable, Equatable {
     public var retryableBodyLimit: Int
     public var upstream: VaultUpstream
 
-    public init(credential: String, listener: ProxyListenAddress, mode: UInt32 = 0o660, maxConnections: Int = 256,
-                handshakeTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(300),
-                connectTimeout: Duration = .seconds(5), requireRequestHeader: Bool = true, denyPaths: [String] = [],
-                retryableBodyLimit: Int = 1 << 20, upstream: VaultUpstream) {
-        self.credential = credential
-        self.listener = listener
-        self.mode = mode
-        self.maxConnections = maxConnections
-        self.handshakeTimeout = handshakeTimeout
+    public init(_ common: ProxySettings, idleTimeout: Duration = .seconds(300), requireRequestHeader: Bool = true,
+                denyPaths: [String] = [], retryableBodyLimit: Int = 1 << 20, upstream: VaultUpstream) {
+        self.common = common
         self.idleTimeout = idleTimeout
-        self.connectTimeout = connectTimeout
         self.requireRequestHeader = requireRequestHeader
         self.denyPaths = denyPaths
         self.retryableBodyLimit = retryableBodyLimit
@@ -84,25 +70,20 @@ public struct VaultProxyConfiguration: Sendable, Equatable {
     static let heldRefusalLimit = 64 * 1024
 }
 
+extension VaultProxyConfiguration: ProxyListenerSettings {
+    static let socketName = "vault.sock"
+    var upstreamServer: ProxyUpstream { upstream.server }
+}
+
 /// A local Vault listener whose clients need no token: an HTTP/1.1 reverse proxy to the
 /// credential's Vault that sets `X-Vault-Token` to the agent's current token on every request
 /// (any token the client sent is removed), logs in again and retries once when Vault answers 403,
 /// and masks the token wherever Vault echoes it. See ``VaultSession``.
-public final class VaultProxy: LocalProxy {
+public final class VaultProxy: ListeningProxy {
     public let configuration: VaultProxyConfiguration
     let token: @Sendable () -> Secret?
     let relogin: @Sendable (Secret) async -> Secret?
-    let metrics: ProxyMetrics
-    let logger: Logger
-    private let listener: ProxyListener
-
-    private struct Running {
-        var tls: UpstreamTLSContext?
-        var stopping = false
-        /// Client connections, told to close once idle when the proxy stops.
-        var clients: [ObjectIdentifier: any Channel] = [:]
-    }
-    private let running = NIOLockedValueBox(Running())
+    let listener: ProxyListener
 
     /// - Parameters:
     ///   - token: the credential's current token, or nil when it has none valid.
@@ -118,68 +99,27 @@ public final class VaultProxy: LocalProxy {
         self.configuration = configuration
         self.token = token
         self.relogin = relogin
-        self.metrics = metrics
-        self.logger = logger
-        listener = ProxyListener(credential: configuration.credential, address: configuration.listener, socketName: "vault.sock",
-                                 mode: configuration.mode, maxConnections: configuration.maxConnections,
-                                 allows: allows, metrics: metrics, group: group)
+        listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 
-    public var openConnections: Int { listener.openConnections }
-
-    /// Loads the CA bundle and binds the socket or loopback TCP port; does nothing when already
-    /// listening. Throws `UnixSocketFileError` or ``UpstreamTLSError`` (naming the CA file).
-    public func start() async throws {
-        if listener.isListening { return }
-        let context = try configuration.upstream.server.tlsContext()
-        running.withLockedValue {
-            $0.tls = context
-            $0.stopping = false
-        }
-        try await listener.start { [weak self] channel, refusal in
-            guard let self else { return }
-            try channel.pipeline.syncOperations.addHandler(ByteCountingHandler(metrics: metrics))
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                withErrorHandling: false, withEncoderConfiguration: .init(),
-                withDecoderLimitConfiguration: VaultProxyConfiguration.headerLimits)
-            try channel.pipeline.syncOperations.addHandler(VaultClientHandler(session: VaultSession(proxy: self, refusal: refusal)))
-            let id = ObjectIdentifier(channel)
-            running.withLockedValue { $0.clients[id] = channel }
-            channel.closeFuture.whenComplete { [weak self] _ in
-                _ = self?.running.withLockedValue { $0.clients.removeValue(forKey: id) }
-            }
-        }
+    /// Counts the client's bytes, decodes HTTP/1.1 and hands requests to a new ``VaultSession``;
+    /// when the proxy stops, the session closes once no request is in progress.
+    func installSession(on channel: any Channel, refusal: ProxyRefusal?) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(ByteCountingHandler(metrics: metrics))
+        try pipeline.configureHTTPServerPipeline(withErrorHandling: false, withEncoderConfiguration: .init(),
+                                                 withDecoderLimitConfiguration: VaultProxyConfiguration.headerLimits)
+        try pipeline.addHandler(VaultSession(proxy: self, refusal: refusal))
     }
-
-    /// Closes the listener and removes the socket file; open connections carry on.
-    public func stopListening() async {
-        await listener.stopListening()
-    }
-
-    /// Stops accepting; idle connections are closed at once, the others after their current
-    /// response, and those still open after `grace` are closed.
-    public func stop(grace: Duration) async {
-        let clients = running.withLockedValue { running in
-            running.stopping = true
-            return Array(running.clients.values)
-        }
-        for channel in clients { channel.pipeline.fireUserInboundEventTriggered(VaultProxyStopping()) }
-        await listener.stop(grace: grace)
-    }
-
-    var isStopping: Bool { running.withLockedValue { $0.stopping } }
 
     /// Connects to Vault on `eventLoop` (TLS when the address is https) with `handler` at the end
     /// of an HTTP/1.1 client pipeline.
     func connectUpstream(on eventLoop: any EventLoop, _ handler: VaultUpstreamHandler) -> EventLoopFuture<any Channel> {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        return configuration.upstream.server.connect(on: eventLoop, timeout: configuration.connectTimeout,
-                                                     tls: running.withLockedValue { $0.tls }) { pipeline in
+        return configuration.upstream.server.connect(on: eventLoop, timeout: configuration.common.connectTimeout,
+                                                     tls: listener.upstreamTLS) { pipeline in
             try pipeline.addHTTPClientHandlers()
             try pipeline.addHandler(bound.value)
         }
     }
 }
-
-/// Told to every client connection when the proxy stops: close when no request is in progress.
-struct VaultProxyStopping {}

@@ -18,7 +18,13 @@ import NIOHTTP1
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
-final class VaultSession {
+///
+/// The session is the handler of the client's channel, behind NIO's HTTP server pipeline (which
+/// holds a pipelined request until the response before it is complete).
+final class VaultSession: ClientSession {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+
     /// What has come of the current request's answer.
     private enum Response {
         /// Nothing yet.
@@ -84,7 +90,7 @@ final class VaultSession {
         self.refusal = refusal
     }
 
-    private var name: String { proxy.configuration.credential }
+    private var name: String { proxy.configuration.common.credential }
     private var address: String { proxy.configuration.upstream.address }
 
     // MARK: Client side
@@ -94,6 +100,23 @@ final class VaultSession {
         arm(.request)
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): requestHead(head)
+        case let .body(bytes): requestBody(bytes)
+        case .end: requestEnd()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        clientFailed(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ProxyStopping { proxyStopping() }
+        context.fireUserInboundEventTriggered(event)
     }
 
     /// Whether the client may be read: always, except while a streamed body waits for Vault.
@@ -108,7 +131,7 @@ final class VaultSession {
         return client?.channel.isWritable ?? false
     }
 
-    func requestHead(_ head: HTTPRequestHead) {
+    private func requestHead(_ head: HTTPRequestHead) {
         guard !isClosed else { return }
         timer?.cancel()
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
@@ -132,7 +155,7 @@ final class VaultSession {
         }
     }
 
-    func requestBody(_ bytes: ByteBuffer) {
+    private func requestBody(_ bytes: ByteBuffer) {
         guard !discarding, var exchange, !exchange.complete else { return }
         arm(.request)
         if exchange.retryable || !exchange.sent {
@@ -147,7 +170,7 @@ final class VaultSession {
         }
     }
 
-    func requestEnd() {
+    private func requestEnd() {
         if discarding {
             discarding = false
             arm(.idle)
@@ -165,7 +188,7 @@ final class VaultSession {
     }
 
     /// The client sent something that is not HTTP/1.1 (the decoder's error), or its connection failed.
-    func clientFailed(_ error: any Error) {
+    private func clientFailed(_ error: any Error) {
         guard !isClosed else { return }
         guard let parserError = error as? HTTPParserError else { return closed() }
         let refusal: VaultProxyError = switch parserError {
@@ -179,7 +202,7 @@ final class VaultSession {
         fail(refusal)
     }
 
-    func proxyStopping() {
+    private func proxyStopping() {
         stopping = true
         exchange?.keepAlive = false
         if exchange == nil, !discarding { closed() }
@@ -191,8 +214,8 @@ final class VaultSession {
         timer?.cancel()
         exchange = nil
         dropUpstream()
-        // The session lets go of the client's context, whose handler holds the session: the
-        // three are freed with the channel.
+        // The session lets go of the client's context, whose handler it is: both are freed with
+        // the channel.
         let connection = client
         client = nil
         connection?.close(promise: nil)
@@ -238,7 +261,7 @@ final class VaultSession {
         timer?.cancel()
         guard let client else { return }
         let configuration = proxy.configuration
-        let delay = purpose == .idle ? configuration.idleTimeout : configuration.handshakeTimeout
+        let delay = purpose == .idle ? configuration.idleTimeout : configuration.common.handshakeTimeout
         timer = client.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in timedOut(purpose) }
     }
 
@@ -248,7 +271,7 @@ final class VaultSession {
         case .idle:
             if exchange == nil { closed() }
         case .request:
-            let seconds = proxy.configuration.handshakeTimeout.components.seconds
+            let seconds = proxy.configuration.common.handshakeTimeout.components.seconds
             if exchange == nil {
                 proxy.metrics.rejected(reason: "handshake_timeout")
                 closed()

@@ -22,9 +22,6 @@ public struct PostgresTarget: Sendable {
     /// believed.
     public var trustedServer: TrustedServerUIDs?
 
-    /// `host:port` (a directory and port for a Unix socket).
-    var endpoint: String { "\(host):\(port)" }
-
     public init(host: String, port: Int = 5432, database: String, user: String, password: Secret,
                 sslmode: String = "verify-full", caFile: String? = nil, hostAddress: String? = nil,
                 connectTimeout: Int = 10) {
@@ -55,35 +52,28 @@ public struct PostgresTarget: Sendable {
 /// Checks a PostgreSQL credential: connects with libpq, runs `SELECT current_user`, and reports
 /// the server version, whether TLS is in use (version and cipher), and how long connecting and
 /// querying took. Failures carry a cause and a remedy; messages never hold the password.
-public struct PostgresProbe: Sendable {
-    public var name: String
-    public var target: PostgresTarget
-    private let executor: BlockingExecutor
+public typealias PostgresProbe = BlockingProbe<PostgresTarget>
 
-    public init(name: String, target: PostgresTarget, executor: BlockingExecutor = .shared) {
-        self.name = name
-        self.target = target
-        self.executor = executor
-    }
+extension PostgresTarget: BlockingProbeTarget {
+    public static let kind = "postgres"
 
-    public func run() async -> ProbeReport {
-        let target = self.target
-        return await ProbeReport(name: name, kind: "postgres", endpoint: target.endpoint)
-            .completed(on: executor) { Self.check(target) }
-    }
+    /// `host:port` (a directory and port for a Unix socket).
+    public var endpoint: String { "\(host):\(port)" }
 
-    /// The blocking part, timed.
-    private static func check(_ target: PostgresTarget) -> ProbeOutcome {
+    /// Connects with libpq and runs the query, timed.
+    public func check() -> ProbeOutcome {
         var timer = StepTimer()
         var outcome = ProbeOutcome()
-        outcome.failure = connectAndQuery(target, timer: &timer, details: &outcome.details)
+        outcome.failure = PostgresProbe.connectAndQuery(self, timer: &timer, details: &outcome.details)
         outcome.steps = timer.steps
         return outcome
     }
+}
 
+extension PostgresProbe {
     /// Connects, records what the server revealed, runs the query; returns why it failed, if it did.
-    private static func connectAndQuery(_ target: PostgresTarget, timer: inout StepTimer,
-                                        details: inout [ProbeDetail]) -> ProbeFailure? {
+    fileprivate static func connectAndQuery(_ target: PostgresTarget, timer: inout StepTimer,
+                                            details: inout [ProbeDetail]) -> ProbeFailure? {
         let connection = timer.time("connect") { PostgresConnection(parameters: target.libpqParameters) }
         guard let connection else { return ProbeFailure(.failed, "libpq could not allocate a connection") }
         guard connection.isConnected else {

@@ -40,67 +40,55 @@ public struct RedisTarget: Sendable {
     }
 }
 
-extension RedisTarget {
-    /// Where the probe connects, for the report and messages.
-    var endpoint: String { unixPath ?? "\(host):\(port)" }
-}
-
 /// Checks a Redis credential: connects (TLS through OpenSSL with SNI, CA and host name checks,
 /// or plain TCP), sends `AUTH`, `PING` and `INFO server`, and reports the server version, the TLS
 /// version and cipher, and how long each step took. Failures carry a cause and a remedy; messages
 /// never hold the password.
-public struct RedisProbe: Sendable {
-    public var name: String
-    public var target: RedisTarget
-    private let executor: BlockingExecutor
+public typealias RedisProbe = BlockingProbe<RedisTarget>
 
-    public init(name: String, target: RedisTarget, executor: BlockingExecutor = .shared) {
-        self.name = name
-        self.target = target
-        self.executor = executor
-    }
+extension RedisTarget: BlockingProbeTarget {
+    public static let kind = "redis"
 
-    public func run() async -> ProbeReport {
-        let target = self.target
-        return await ProbeReport(name: name, kind: "redis", endpoint: target.endpoint)
-            .completed(on: executor) { Self.check(target) }
-    }
+    /// Where the probe connects, for the report and messages.
+    public var endpoint: String { unixPath ?? "\(host):\(port)" }
 
-    /// The blocking part: connect, authenticate, ping, read the version.
-    private static func check(_ target: RedisTarget) -> ProbeOutcome {
+    /// Connects, authenticates, pings and reads the version.
+    public func check() -> ProbeOutcome {
         var timer = StepTimer()
         var details: [ProbeDetail] = []
         do {
-            let connection = try open(target, timer: &timer)
+            let connection = try RedisProbe.open(self, timer: &timer)
             details.append(ProbeDetail("tls", connection.stream.tlsDescription ?? "off"))
-            if let password = target.password {
-                let arguments = [target.user, password.reveal()].compactMap { $0 }
+            if let password {
+                let arguments = [user, password.reveal()].compactMap { $0 }
                 let reply = try timer.time("auth") { try connection.send(["AUTH"] + arguments) }
-                if case .error(let text) = reply { throw authFailure(text.redacting(password), target: target) }
+                if case .error(let text) = reply { throw RedisProbe.authFailure(text.redacting(password), target: self) }
             }
             let pong = try timer.time("ping") { try connection.send(["PING"]) }
             switch pong {
             case .status("PONG"): break
-            case .error(let text): throw pingFailure(text.redacting(target.password))
+            case .error(let text): throw RedisProbe.pingFailure(text.redacting(password))
             default: throw ProbeFailure(.protocolError, "PING was answered with something other than PONG")
             }
             // The version is a detail: a user without INFO rights still passes the check.
-            if let info = try connection.send(["INFO", "server"]).text, let version = serverVersion(info) {
+            if let info = try connection.send(["INFO", "server"]).text, let version = RedisProbe.serverVersion(info) {
                 details.insert(ProbeDetail("server_version", version), at: 0)
             }
-            if let user = target.user { details.append(ProbeDetail("user", user)) }
+            if let user { details.append(ProbeDetail("user", user)) }
             return ProbeOutcome(steps: timer.steps, details: details)
         } catch let failure as ProbeFailure {
             var failure = failure
-            failure.message = "\(target.endpoint): \(failure.message.redacting(target.password))"
+            failure.message = "\(endpoint): \(failure.message.redacting(password))"
             return ProbeOutcome(steps: timer.steps, details: details, failure: failure)
         } catch {
             return ProbeOutcome(steps: timer.steps, details: details,
-                                failure: ProbeFailure(.failed, "\(error)".redacting(target.password)))
+                                failure: ProbeFailure(.failed, "\(error)".redacting(password)))
         }
     }
+}
 
-    private static func open(_ target: RedisTarget, timer: inout StepTimer) throws -> RedisConnection {
+extension RedisProbe {
+    fileprivate static func open(_ target: RedisTarget, timer: inout StepTimer) throws -> RedisConnection {
         let socket = try timer.time("connect") {
             let deadline = Deadline(seconds: target.connectTimeout)
             if let path = target.unixPath { return try StreamSocket.connect(unixPath: path, deadline: deadline) }

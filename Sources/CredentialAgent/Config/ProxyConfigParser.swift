@@ -75,29 +75,20 @@ extension ConfigReader {
     /// 127.0.0.0/8 address) or `[::1]:PORT`; any other address is refused: a proxy never listens
     /// beyond this machine.
     private mutating func proxyListenAddress(_ listen: String, _ path: String, kind: CredentialKind) -> ProxyListenAddress? {
-        if listen.hasPrefix("unix:") {
-            let directory = String(listen.dropFirst("unix:".count))
-            guard directory.hasPrefix("/"), directory.count > 1 else {
-                issue(path, "'\(listen)' does not name an absolute directory or socket path: use unix:/run/credagent/NAME")
-                return nil
-            }
-            let trimmed = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-            return kind == .postgres ? .unixDirectory(trimmed) : .unixSocket(trimmed)
-        }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-              (1...65535).contains(port) else {
-            issue(path, "'\(listen)' is neither unix:/DIR nor a loopback address with a port, like 127.0.0.1:6432 or [::1]:6432")
+        guard let address = ProxyListenAddress(listen: listen, socketIsDirectory: kind == .postgres) else {
+            issue(path, listen.hasPrefix("unix:")
+                ? "'\(listen)' does not name an absolute directory or socket path: use unix:/run/credagent/NAME"
+                : "'\(listen)' is neither unix:/DIR nor a loopback address with a port, like 127.0.0.1:6432 or [::1]:6432")
             return nil
         }
-        let written = String(listen[..<colon])
-        let host = written.hasPrefix("[") && written.hasSuffix("]") ? String(written.dropFirst().dropLast()) : written
+        guard case let .loopbackTCP(host, _) = address else { return address }
         let isIPv4Loopback = HostAddress.ipVersion(host) == 4 && host.hasPrefix("127.")
-        let isIPv6Loopback = written.hasPrefix("[") && HostAddress.ipVersion(host) == 6 && HostAddress.isLoopback(host)
+        let isIPv6Loopback = listen.hasPrefix("[") && HostAddress.ipVersion(host) == 6 && HostAddress.isLoopback(host)
         guard isIPv4Loopback || isIPv6Loopback else {
             issue(path, "'\(listen)' is not a loopback address: a proxy listens on a Unix socket (unix:/DIR), 127.0.0.1:PORT or [::1]:PORT only")
             return nil
         }
-        return .loopbackTCP(host: host, port: port)
+        return address
     }
 
     /// A duration within `range` (in seconds), or nil (with an issue naming the bounds).
