@@ -30,6 +30,9 @@ final class AgentProcess: @unchecked Sendable {
         let inherited = ProcessInfo.processInfo.environment
         env["PATH"] = inherited["PATH"]
         env["HOME"] = inherited["HOME"]
+        // Under `scripts/test --sanitize address` the agent checks for leaks at exit (and fails
+        // its stop when it finds one) with the project's suppressions.
+        env["LSAN_OPTIONS"] = inherited["LSAN_OPTIONS"]
         process.environment = env
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice

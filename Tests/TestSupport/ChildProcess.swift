@@ -19,7 +19,8 @@ public enum ChildProcess {
     public static let outputLimit = 64 * 1024 * 1024
 
     /// Runs `executable` with `arguments`, feeding `stdin`, and waits for it. `environment` nil
-    /// inherits the test's environment; otherwise exactly `environment` plus PATH and HOME.
+    /// inherits the test's environment; otherwise exactly `environment` plus PATH, HOME and
+    /// LSAN_OPTIONS.
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                            stdin: Data = Data()) async throws -> ProcessResult {
         let result = try await Subprocess.run(
@@ -52,6 +53,8 @@ public enum ChildProcess {
         let inherited = ProcessInfo.processInfo.environment
         environment["PATH"] = environment["PATH"] ?? inherited["PATH"]
         environment["HOME"] = environment["HOME"] ?? inherited["HOME"]
+        // The leak check's suppressions of a sanitizer run (scripts/test --sanitize address).
+        environment["LSAN_OPTIONS"] = environment["LSAN_OPTIONS"] ?? inherited["LSAN_OPTIONS"]
         return .custom(Dictionary(uniqueKeysWithValues: environment.map { (Subprocess.Environment.Key(rawValue: $0.key)!, $0.value) }))
     }
 }
