@@ -30,9 +30,9 @@ final class AgentProcess: @unchecked Sendable {
         let inherited = ProcessInfo.processInfo.environment
         env["PATH"] = inherited["PATH"]
         env["HOME"] = inherited["HOME"]
-        // Under `scripts/test --sanitize address` the agent checks for leaks at exit (and fails
-        // its stop when it finds one) with the project's suppressions.
-        env["LSAN_OPTIONS"] = inherited["LSAN_OPTIONS"]
+        // Under `scripts/test --sanitize` the agent reports with the project's suppressions, and
+        // a report fails its stop (a leak at exit under address, a race under thread).
+        for name in ["LSAN_OPTIONS", "TSAN_OPTIONS"] { env[name] = inherited[name] }
         process.environment = env
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice

@@ -128,10 +128,18 @@ struct ViaProxyImpostorTests {
         impostor.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         impostor.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", Self.impostorServer,
                               listeners + "/.s.PGSQL.5432", listeners + "/vault.sock", String(redisPort), String(vaultPort)]
+        let impostorLog = directory + "/impostor.log"
+        _ = FileManager.default.createFile(atPath: impostorLog, contents: nil)
+        impostor.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: impostorLog))
         try impostor.run()
         // SIGKILL: the child inherits the test thread's signal mask, which may block SIGTERM.
         defer { kill(impostor.processIdentifier, SIGKILL); impostor.waitUntilExit() }
-        try await waitUntil("the impostor listens", timeout: 10) { FileManager.default.fileExists(atPath: listeners + "/ready") }
+        try await waitUntil("the impostor listens", timeout: 30) {
+            guard impostor.isRunning else {
+                throw TestFailure("the impostor exited: \((try? String(contentsOfFile: impostorLog, encoding: .utf8)) ?? "")")
+            }
+            return FileManager.default.fileExists(atPath: listeners + "/ready")
+        }
 
         let config = directory + "/agent.yaml"
         try """

@@ -323,20 +323,21 @@ struct PostgresProxyTests {
 
     @Test("1,000 idle client connections: other sessions are unaffected and each idle one gets 08P01 at the handshake timeout")
     func thousandIdleConnections() async throws {
-        let fixture = try await ProxyFixture(label: "pg-proxy-thousand", maxConnections: 1100, handshakeTimeout: .seconds(4))
+        let scale = Peers.timeScale
+        let fixture = try await ProxyFixture(label: "pg-proxy-thousand", maxConnections: 1100, handshakeTimeout: .seconds(4 * scale))
         try await withCleanup {
             let idle = try (0..<1000).map { _ in try connectUnix(fixture.socketPath) }
             defer { idle.forEach { close($0) } }
             let started = Date()
-            try await waitUntil("the proxy holds 1,000 connections", timeout: 10) { fixture.proxy.openConnections >= 1000 }
+            try await waitUntil("the proxy holds 1,000 connections", timeout: 10 * scale) { fixture.proxy.openConnections >= 1000 }
             let session = try await fixture.psql(["SELECT 'served ' || current_user"])
             #expect(session.status == 0, "\(session.stderr)")
             #expect(session.stdout.contains("served \(fixture.user)"))
-            #expect(Date().timeIntervalSince(started) < 4, "the session was set up while the idle connections were held")
+            #expect(Date().timeIntervalSince(started) < 4 * scale, "the session was set up while the idle connections were held")
             // Each idle client is told why once its handshake time is up, then closed.
             var timedOut = 0
             for fd in idle {
-                var wait = timeval(tv_sec: 10, tv_usec: 0)
+                var wait = timeval(tv_sec: Int(10 * scale), tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
                 var buffer = [UInt8](repeating: 0, count: 512)
                 let count = recv(fd, &buffer, buffer.count, 0)

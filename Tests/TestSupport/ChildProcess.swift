@@ -20,7 +20,7 @@ public enum ChildProcess {
 
     /// Runs `executable` with `arguments`, feeding `stdin`, and waits for it. `environment` nil
     /// inherits the test's environment; otherwise exactly `environment` plus PATH, HOME and
-    /// LSAN_OPTIONS.
+    /// the sanitizers' LSAN_OPTIONS and TSAN_OPTIONS.
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                            stdin: Data = Data()) async throws -> ProcessResult {
         let result = try await Subprocess.run(
@@ -53,8 +53,8 @@ public enum ChildProcess {
         let inherited = ProcessInfo.processInfo.environment
         environment["PATH"] = environment["PATH"] ?? inherited["PATH"]
         environment["HOME"] = environment["HOME"] ?? inherited["HOME"]
-        // The leak check's suppressions of a sanitizer run (scripts/test --sanitize address).
-        environment["LSAN_OPTIONS"] = environment["LSAN_OPTIONS"] ?? inherited["LSAN_OPTIONS"]
+        // A sanitizer run's options and suppressions (scripts/test --sanitize).
+        for name in ["LSAN_OPTIONS", "TSAN_OPTIONS"] { environment[name] = environment[name] ?? inherited[name] }
         return .custom(Dictionary(uniqueKeysWithValues: environment.map { (Subprocess.Environment.Key(rawValue: $0.key)!, $0.value) }))
     }
 }

@@ -11,6 +11,13 @@ enum Peers {
         return value?.isEmpty == false ? value : nil
     }
 
+    /// The sanitizer the binaries under test were built with (`scripts/test --sanitize thread|address`).
+    static var sanitizer: String? { env("CREDAGENT_TEST_SANITIZER") }
+
+    /// How many times longer a time limit of a test is: 4 under a sanitizer, whose
+    /// instrumentation slows every process several times over; 1 otherwise.
+    static var timeScale: Double { sanitizer == nil ? 1 : 4 }
+
     /// moto's server (STS and IMDS, signatures checked): `http://127.0.0.1:PORT`.
     static var moto: String? { env("CREDAGENT_TEST_MOTO") }
 
