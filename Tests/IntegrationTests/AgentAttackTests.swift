@@ -145,7 +145,7 @@ struct AgentAttackTests {
         for _ in 0..<14 {
             try await Task.sleep(for: .milliseconds(500))
             let started = Date()
-            let answer = try await agent.request("GET", "/v1/credentials/az-pg", timeout: 5)
+            let answer = try await agent.request("GET", "/v1/credentials/az-pg", timeout: 5 * Peers.timeScale)
             slowest = max(slowest, Date().timeIntervalSince(started))
             #expect(answer.status == 200)
             peak = max(peak, residentMB(agent.pid))

@@ -123,23 +123,26 @@ struct ViaProxyImpostorTests {
         let listeners = directory + "/listeners"
         try FileManager.default.createDirectory(atPath: listeners, withIntermediateDirectories: true)
         chmod(listeners, 0o777)
-        let redisPort = try closedLoopbackPort(), vaultPort = try closedLoopbackPort()
         let impostor = Process()
         impostor.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         impostor.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", Self.impostorServer,
-                              listeners + "/.s.PGSQL.5432", listeners + "/vault.sock", String(redisPort), String(vaultPort)]
+                              listeners + "/.s.PGSQL.5432", listeners + "/vault.sock"]
         let impostorLog = directory + "/impostor.log"
         _ = FileManager.default.createFile(atPath: impostorLog, contents: nil)
         impostor.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: impostorLog))
         try impostor.run()
         // SIGKILL: the child inherits the test thread's signal mask, which may block SIGTERM.
         defer { kill(impostor.processIdentifier, SIGKILL); impostor.waitUntilExit() }
+        // It writes the loopback ports it got to `ready` once it listens everywhere.
+        var ports: [Int] = []
         try await waitUntil("the impostor listens", timeout: 30) {
-            guard impostor.isRunning else {
+            guard kill(impostor.processIdentifier, 0) == 0 else {
                 throw TestFailure("the impostor exited: \((try? String(contentsOfFile: impostorLog, encoding: .utf8)) ?? "")")
             }
-            return FileManager.default.fileExists(atPath: listeners + "/ready")
+            ports = ((try? String(contentsOfFile: listeners + "/ready", encoding: .utf8)) ?? "").split(separator: " ").compactMap { Int($0) }
+            return ports.count == 2
         }
+        let (redisPort, vaultPort) = (ports[0], ports[1])
 
         let config = directory + "/agent.yaml"
         try """
@@ -185,10 +188,11 @@ struct ViaProxyImpostorTests {
     }
 
     /// Answers as a Postgres server (trust login, one row to any query), a Redis server and Vault's
-    /// lookup-self, on the Unix sockets and loopback ports given.
+    /// lookup-self, on the Unix sockets given and on two loopback ports of its choosing, which it
+    /// writes to `ready` beside the sockets.
     static let impostorServer = #"""
         import os, socket, struct, sys, threading
-        pg_path, vault_path, redis_port, vault_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        pg_path, vault_path = sys.argv[1], sys.argv[2]
 
         def recv_exact(c, n):
             data = b""
@@ -256,11 +260,14 @@ struct ViaProxyImpostorTests {
         servers = []
         for path, handler in ((pg_path, postgres), (vault_path, vault)):
             s = socket.socket(socket.AF_UNIX); s.bind(path); os.chmod(path, 0o666); servers.append((s, handler))
-        for port, handler in ((redis_port, redis), (vault_port, vault)):
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", port)); servers.append((s, handler))
+        ports = []
+        for handler in (redis, vault):
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); servers.append((s, handler)); ports.append(s.getsockname()[1])
         threads = [threading.Thread(target=serve, args=pair, daemon=True) for pair in servers]
         for t in threads: t.start()
-        open(os.path.join(os.path.dirname(pg_path), "ready"), "w").close()
+        ready = os.path.join(os.path.dirname(pg_path), "ready")
+        with open(ready + ".partial", "w") as f: f.write("%d %d" % tuple(ports))
+        os.rename(ready + ".partial", ready)
         for t in threads: t.join()
         """#
 }

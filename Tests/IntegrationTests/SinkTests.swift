@@ -123,7 +123,7 @@ private let hupCounter = """
         async let reader = ChildProcess.python(["-c", tornReadChecker, file.path, stop, ready])
         // Declared after the reader: runs first when the test fails, so that the reader ends.
         defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
-        try await waitUntil("the reader runs", timeout: 60) { FileManager.default.fileExists(atPath: ready) }
+        try await waitUntil("the reader runs", timeout: 60 * Peers.timeScale) { FileManager.default.fileExists(atPath: ready) }
         try await BlockingExecutor.shared.run {
             for version in 1...1000 { try SinkFileSystem.write(Secret(tornReadContent(version)), to: file) }
         }

@@ -10,7 +10,8 @@ import TestSupport
 struct VaultAgentTests {
     let admin = BaoAdmin.fromEnvironment()!
 
-    @Test func agentRenewsThenLogsInAgainAndServesTheVaultShape() async throws {
+    @Test(.disabled(if: Peers.sanitizer != nil, "it reads an 8-second lease to the second, which a sanitizer's slowdown moves"))
+    func agentRenewsThenLogsInAgainAndServesTheVaultShape() async throws {
         let emulator = try await startEmulator(tokenLifetime: 3600)
         try await withCleanup {
             let mount = try await admin.mountGCPJWT(emulator, ttl: "8s", maxTTL: "14s")
