@@ -141,12 +141,12 @@ struct AgentAttackTests {
         let before = residentMB(agent.pid)
         async let attack = asNobody(pipelineWithoutReading, [agent.socketPath, "40000", "8"])
         var peak = before
-        var slowest = 0.0
+        var waits: [Double] = []
         for _ in 0..<14 {
             try await Task.sleep(for: .milliseconds(500))
             let started = Date()
-            let answer = try await agent.request("GET", "/v1/credentials/az-pg", timeout: 5 * Peers.timeScale)
-            slowest = max(slowest, Date().timeIntervalSince(started))
+            let answer = try await agent.request("GET", "/v1/credentials/az-pg", timeout: 10 * Peers.timeScale)
+            waits.append(Date().timeIntervalSince(started))
             #expect(answer.status == 200)
             peak = max(peak, residentMB(agent.pid))
         }
@@ -154,7 +154,12 @@ struct AgentAttackTests {
         #expect(result.status == 0, "\(result.stderr)")
         // Without the bound, the agent takes every request and holds hundreds of MB of answers.
         #expect(peak < before + 100, "RSS went from \(before) MB to \(peak) MB; the attack sent \(result.stdout) bytes")
-        #expect(slowest < 2.5 * Peers.timeScale, "an allowed client waited \(slowest) s")
+        // Allowed clients keep their latency: the typical answer stays quick, and no answer waits
+        // for the attacker's queue. (The bound on the slowest leaves room for this machine's
+        // other tests, which run beside this one.)
+        let typical = waits.sorted()[waits.count / 2], slowest = waits.max() ?? 0
+        #expect(typical < 0.5 * Peers.timeScale, "an allowed client's median wait was \(typical) s: \(waits)")
+        #expect(slowest < 5 * Peers.timeScale, "an allowed client waited \(slowest) s: \(waits)")
         // The attacker's connections were closed for not reading (idle timeout), and what they
         // cost is given back.
         let metrics = try await agent.request("GET", "/metrics").bodyText
