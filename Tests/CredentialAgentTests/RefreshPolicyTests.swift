@@ -190,7 +190,7 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
         // A 60 s `expires_in` token taken while the clock was 90 s ahead; then the clock is set right.
         let ahead = t0.addingTimeInterval(90)
         machine.fetchSucceeded(credential(issued: ahead, lifetime: 60, expiresByLocalClock: true), now: ahead, random: 0)
-        machine.wallClockStepped(by: -90)
+        machine.wallClockStepped(by: -90, now: t0)
         // Its 60 s end at t0 + 60 by the corrected clock; served until the 15 s margin before.
         #expect(machine.servable(at: t0.addingTimeInterval(44)) != nil)
         #expect(machine.servable(at: t0.addingTimeInterval(45)) == nil)
@@ -202,18 +202,32 @@ private func credential(issued: Date = t0, lifetime: TimeInterval, refreshAfter:
         var machine = machine()
         machine.fetchSucceeded(credential(lifetime: 60, expiresByLocalClock: true), now: t0, random: 0)
         machine.fetchFailed(RefreshFailure(.unavailable, "down"), now: t0.addingTimeInterval(10), random: 0.5)
-        let retry = machine.retryAt!
-        machine.wallClockStepped(by: 3600)
+        #expect(machine.retryAt != nil)
+        machine.wallClockStepped(by: 3600, now: t0.addingTimeInterval(3610))
         // An hour's step is not an hour of lifetime gone: still servable 10 s later by the new clock.
         #expect(machine.servable(at: t0.addingTimeInterval(3610)) != nil)
-        #expect(machine.retryAt == retry.addingTimeInterval(3600))
+        // The pending retry is due at once.
+        #expect(machine.nextFetch(now: t0.addingTimeInterval(3610)) <= t0.addingTimeInterval(3610))
+    }
+
+    @Test func aRetryReckonedBetweenAStepAndItsDetectionIsNotMovedTwice() {
+        var machine = machine()
+        machine.fetchSucceeded(credential(lifetime: 60, expiresByLocalClock: true), now: t0, random: 0)
+        // The clock jumps 30 s ahead; a refresh fails on the new clock before the jump is seen.
+        let ahead = t0.addingTimeInterval(40)
+        machine.fetchFailed(RefreshFailure(.expired, "judged by the jumped clock"), now: ahead, random: 0.5)
+        machine.wallClockStepped(by: 30, now: ahead.addingTimeInterval(0.25))
+        // Set right again: the retry is due at once, not 30 s later.
+        let corrected = t0.addingTimeInterval(11)
+        machine.wallClockStepped(by: -29, now: corrected)
+        #expect(machine.nextFetch(now: corrected) <= corrected)
     }
 
     @Test func aClockStepLeavesAnExpiryTheIssuerStated() {
         var machine = machine()
         // An AWS signature's expiry is an instant the issuer judges by its own clock.
         machine.fetchSucceeded(credential(lifetime: 900), now: t0, random: 0)
-        machine.wallClockStepped(by: -300)
+        machine.wallClockStepped(by: -300, now: t0)
         #expect(machine.held?.credential.expiresAt == t0.addingTimeInterval(900))
         #expect(machine.servable(at: t0.addingTimeInterval(885)) == nil)
     }

@@ -54,11 +54,11 @@ public final class CredentialRefresher: Sendable {
         store.register(config, machine, owner: ObjectIdentifier(self))
     }
 
-    /// Follows a step of the wall clock by `seconds` (see ``RefreshStateMachine/wallClockStepped(by:)``),
+    /// Follows a step of the wall clock by `seconds` (see ``RefreshStateMachine/wallClockStepped(by:now:)``),
     /// publishes the moved times and looks at the clock at once.
     public func wallClockStepped(by seconds: TimeInterval) {
         let machine = inner.withLockedValue { inner in
-            inner.machine.wallClockStepped(by: seconds)
+            inner.machine.wallClockStepped(by: seconds, now: now())
             return inner.machine
         }
         publish(machine)

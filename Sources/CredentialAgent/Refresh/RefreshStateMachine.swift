@@ -153,11 +153,13 @@ public struct RefreshStateMachine: Sendable {
 
     /// Follows a step of the wall clock by `seconds` (negative when it was set back): every instant
     /// this machine reckoned on that clock moves with it, so that a lifetime keeps its true length.
-    /// Those are the retry time, the attempt times, and a held secret's times when its issuer
-    /// stated a lifetime rather than an instant (``IssuedCredential/expiresByLocalClock``). An
-    /// expiry the issuer stated as an instant stays where it is.
-    public mutating func wallClockStepped(by seconds: TimeInterval) {
-        retryAt = retryAt?.addingTimeInterval(seconds)
+    /// Those are the attempt times, and a held secret's times when its issuer stated a lifetime
+    /// rather than an instant (``IssuedCredential/expiresByLocalClock``). An expiry the issuer
+    /// stated as an instant stays where it is. A pending retry is due at once (`now`, by the new
+    /// clock): it may have been reckoned after the step but before the step was seen, so moving it
+    /// could count the step twice, and a failure under a wrong clock is worth trying again.
+    public mutating func wallClockStepped(by seconds: TimeInterval, now: Date) {
+        if retryAt != nil { retryAt = now }
         lastAttemptAt = lastAttemptAt?.addingTimeInterval(seconds)
         lastSuccessAt = lastSuccessAt?.addingTimeInterval(seconds)
         guard var moved = held, moved.credential.expiresByLocalClock else { return }
