@@ -236,12 +236,10 @@ private final class CurlTransfer: Sendable {
     /// uid; called once connected, before the request is sent. When not, records why and the
     /// transfer aborts.
     fileprivate func serverIsTrusted() -> Bool {
-        let trusted = request.trustedServerUIDs ?? []
-        let uid = checkedSocket.flatMap { SocketOwner.peerUID(ofConnected: $0) }
-        if let uid, trusted.contains(uid) { return true }
         let address = request.unixSocketPath ?? endpoint.host + (endpoint.port.map { ":\($0)" } ?? "")
-        untrustedPeer = UntrustedSocketPeer(address: address, serverUID: uid, trustedUIDs: trusted)
-        return false
+        untrustedPeer = UntrustedSocketPeer.check(connected: checkedSocket, address: address,
+                                                  trustedUIDs: request.trustedServerUIDs ?? [])
+        return untrustedPeer == nil
     }
 
     fileprivate func appendBody(_ pointer: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {

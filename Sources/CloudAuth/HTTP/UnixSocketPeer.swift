@@ -41,6 +41,20 @@ public struct UntrustedSocketPeer: Error, Sendable, Equatable, CustomStringConve
     /// The uids the client accepts.
     public var trustedUIDs: Set<UInt32>
 
+    /// The uids a client trusts to serve a local socket: root, its own, and `serverUID` (the
+    /// agent's, when it runs as another).
+    public static func trustedUIDs(serverUID: UInt32?) -> Set<UInt32> {
+        Set([0, getuid()] + (serverUID.map { [$0] } ?? []))
+    }
+
+    /// Nil when the peer of the connected socket `fd` (Unix or loopback TCP, ``SocketOwner``)
+    /// runs as one of `trustedUIDs`; otherwise why it is refused, naming `address`.
+    public static func check(connected fd: Int32?, address: String, trustedUIDs: Set<UInt32>) -> UntrustedSocketPeer? {
+        let uid = fd.flatMap { SocketOwner.peerUID(ofConnected: $0) }
+        if let uid, trustedUIDs.contains(uid) { return nil }
+        return UntrustedSocketPeer(address: address, serverUID: uid, trustedUIDs: trustedUIDs)
+    }
+
     public init(address: String, serverUID: UInt32?, trustedUIDs: Set<UInt32>) {
         self.address = address
         self.serverUID = serverUID

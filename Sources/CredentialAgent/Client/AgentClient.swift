@@ -71,7 +71,7 @@ public struct AgentClient: Sendable {
     ///   process's uid.
     public init(socketPath: String, serverUID: UInt32? = nil, http: any HTTPClient = CurlHTTPClient()) {
         self.socketPath = socketPath
-        self.trustedServerUIDs = Set([0, getuid()] + (serverUID.map { [$0] } ?? []))
+        self.trustedServerUIDs = UntrustedSocketPeer.trustedUIDs(serverUID: serverUID)
         self.http = http
     }
 
