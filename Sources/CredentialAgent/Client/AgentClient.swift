@@ -69,7 +69,7 @@ public struct AgentClient: Sendable {
 
     /// - Parameter serverUID: the uid the agent runs as, when it is neither root nor this
     ///   process's uid.
-    public init(socketPath: String, serverUID: UInt32? = nil, http: any HTTPClient = CurlHTTPClient()) {
+    public init(socketPath: String, serverUID: UInt32? = nil, http: any HTTPClient = UnixSocketHTTPClient()) {
         self.socketPath = socketPath
         self.trustedServerUIDs = UntrustedSocketPeer.trustedUIDs(serverUID: serverUID)
         self.http = http

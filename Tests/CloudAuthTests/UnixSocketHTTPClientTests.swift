@@ -1,0 +1,155 @@
+import CloudAuth
+import Foundation
+import Synchronization
+import Testing
+
+/// A Unix socket server that answers every connection with the same raw bytes, whatever they
+/// are (a broken or hostile agent), after reading the request head; `stall` keeps the connection
+/// open without answering. Records the request heads it read.
+private final class RawUnixServer: Sendable {
+    let path: String
+    private let listener: Int32
+    private let heads = RequestHeads()
+
+    private final class RequestHeads: Sendable {
+        let list = Mutex<[String]>([])
+    }
+
+    init(answer: String, stall: Bool = false) throws {
+        path = try scratchDirectory() + "/agent.sock"
+        let listener = socket(AF_UNIX, 1, 0)  // SOCK_STREAM
+        self.listener = listener
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(listener, 16) == 0 else { throw POSIXError(.EADDRINUSE) }
+        let heads = heads
+        Thread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while !String(decoding: received, as: UTF8.self).contains("\r\n\r\n") {
+                    let count = buffer.withUnsafeMutableBytes { read(connection, $0.baseAddress, $0.count) }
+                    guard count > 0 else { break }
+                    received += buffer[..<count]
+                }
+                heads.list.withLock { $0.append(String(decoding: received, as: UTF8.self)) }
+                if stall {
+                    Thread.sleep(forTimeInterval: 60)
+                } else {
+                    _ = Array(answer.utf8).withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
+                close(connection)
+            }
+        }.start()
+    }
+
+    /// The request heads read so far.
+    var requests: [String] { heads.list.withLock { $0 } }
+
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        unlink(path)
+    }
+}
+
+/// UnixSocketHTTPClient (the client of the agent's socket) against answers the real agent never
+/// gives: each must end in a clear error, within the time limits. The real agent's answers are
+/// covered by every CLI test that talks to it.
+struct UnixSocketHTTPClientTests {
+    let client = UnixSocketHTTPClient()
+
+    fileprivate func request(_ server: RawUnixServer, _ path: String = "/v1/health", total: Double = 5, maxBytes: Int = 1 << 20) -> HTTPRequest {
+        HTTPRequest(url: "http://localhost" + path, timeouts: HTTPTimeouts(connect: 1, total: total),
+                    maxResponseBytes: maxBytes, unixSocketPath: server.path, trustedServerUIDs: [getuid()])
+    }
+
+    @Test func readsAnAnswerAndSendsOneRequestPerConnection() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"a\":\"b\"}\r\nextra")
+        let response = try await client.execute(request(server, "/v1/credentials/orders-db?min_valid=30"))
+        #expect(response.status == 404)
+        #expect(response.headers["Content-Type"] == "application/json")
+        #expect(response.bodyText == "{\"a\":\"b\"}\r\n")
+        let head = try #require(server.requests.first)
+        #expect(head.hasPrefix("GET /v1/credentials/orders-db?min_valid=30 HTTP/1.1\r\n"))
+        #expect(head.lowercased().contains("connection: close\r\n"))
+    }
+
+    @Test func aBodyWithoutALengthEndsWithTheConnection() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\n\r\n{\"status\":\"ok\"}")
+        let response = try await client.execute(request(server))
+        #expect(response.bodyText == "{\"status\":\"ok\"}")
+    }
+
+    @Test func aChunkedAnswerIsMalformed() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
+        #expect(error?.code == .malformedResponse)
+        #expect(error?.message.contains("chunked") == true)
+    }
+
+    @Test func anAnswerOverTheCapIsRefusedBeforeItIsRead() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ncontent-length: 1099511627776\r\n\r\nxx")
+        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server, maxBytes: 1000)) }
+        #expect(error?.code == .malformedResponse)
+        #expect(error?.message.contains("larger than 1000 bytes") == true)
+    }
+
+    @Test func anAnswerCutShortIsABrokenConnection() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("after 9 of 100 bytes") == true)
+    }
+
+    @Test func garbageIsNotAStatusLine() async throws {
+        let server = try RawUnixServer(answer: "SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
+        #expect(error?.code == .malformedResponse)
+    }
+
+    @Test func aServerThatNeverAnswersTimesOutWithTheLimitNamed() async throws {
+        let server = try RawUnixServer(answer: "", stall: true)
+        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server, "/v1/health?x=secret", total: 0.5)) }
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("total 0.5s") == true)
+        #expect(error?.description.contains("secret") == false)
+    }
+
+    @Test func cancellingEndsAWaitAtOnce() async throws {
+        let server = try RawUnixServer(answer: "", stall: true)
+        let client = self.client
+        let waiting = Task { try await client.execute(request(server, total: 60)) }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        // The limit was 60 s: only the cancellation can have ended the wait this soon.
+        #expect(ContinuousClock.now - start < .seconds(30))
+    }
+
+    @Test func aMissingSocketIsNamed() async throws {
+        let path = try scratchDirectory() + "/none.sock"
+        let error = await #expect(throws: CloudAuthError.self) {
+            try await client.execute(HTTPRequest(url: "http://localhost/v1/health", unixSocketPath: path))
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message == "no socket at this path")
+        #expect(error?.source.contains(path) == true)
+    }
+
+    @Test func aServerOfAnotherUIDIsRefusedBeforeAnythingIsSent() async throws {
+        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        var untrusting = request(server)
+        untrusting.trustedServerUIDs = [getuid() &+ 1]
+        await #expect(throws: UntrustedSocketPeer.self) { try await client.execute(untrusting) }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(server.requests.allSatisfy { $0.isEmpty })
+    }
+}
