@@ -20,6 +20,7 @@ let sidecarLinkerSettings: [LinkerSetting] = [
         "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/link/credagent.order",
         "-Xlinker", "--no-warn-symbol-ordering",
+        "-Xlinker", "--no-export-dynamic",
     ], .when(platforms: [.linux], configuration: .release)),
 ]
 
@@ -48,22 +49,24 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
-        // C libraries, found with pkg-config; each is imported by exactly one Swift wrapper.
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
-                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        // C libraries; each is imported by exactly one Swift wrapper. OpenSSL is linked, found with
+        // pkg-config. libcurl, libpq and hiredis are not: their headers are in the compiler's search
+        // path (scripts/bootstrap installs the -dev packages), and the functions credagent calls are
+        // defined in CDeferredLibraries, which loads each library on its first use (see
+        // Sources/CDeferredLibraries/include/deferred_library.h).
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
-                       providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
-                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CCurl"),
+        .systemLibrary(name: "CLibPQ"),
+        .systemLibrary(name: "CHiredis"),
+        .target(name: "CDeferredLibraries", dependencies: ["CCurl", "CLibPQ", "CHiredis"]),
         // The version and commit scripts/build embeds (see Sources/CBuildInfo/build_info.c).
         .target(name: "CBuildInfo"),
 
         .target(
             name: "CloudAuth",
             dependencies: [
-                "CCurl", "COpenSSL",
+                "CCurl", "CDeferredLibraries", "COpenSSL",
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,7 +112,7 @@ let package = Package(
         ),
         .target(
             name: "Connectivity",
-            dependencies: ["CloudAuth", "CredentialModel", "CLibPQ", "CHiredis", "COpenSSL"],
+            dependencies: ["CloudAuth", "CredentialModel", "CLibPQ", "CHiredis", "CDeferredLibraries", "COpenSSL"],
             swiftSettings: swiftSettings
         ),
         .target(
