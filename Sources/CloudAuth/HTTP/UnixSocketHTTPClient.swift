@@ -87,21 +87,13 @@ private final class UnixSocketExchange: Sendable {
     }
 
     private func connect(_ descriptor: Int32, limit: Double) throws {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard let address = UnixSocketAddress(path: socketPath) else {
             throw fail(.invalidInput, "the socket path is longer than a Unix socket path may be")
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
         // A Unix socket's connect waits only while the listener's backlog is full, for as long as
         // the send timeout allows.
         setTimeout(descriptor, SO_SNDTIMEO, seconds: limit)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let result = address.withSocketAddress { Glibc.connect(descriptor, $0, $1) }
         guard result != 0 else { return }
         let code = errno
         if isCancelled { throw CancellationError() }

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 
 /// A point in time by which a blocking step must finish.
@@ -63,18 +64,14 @@ final class StreamSocket {
 
     /// Connects to the Unix socket at `path` within the deadline.
     static func connect(unixPath path: String, deadline: Deadline) throws(ProbeFailure) -> StreamSocket {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard let address = UnixSocketAddress(path: path) else {
             throw ProbeFailure(.invalidInput, "the socket path is longer than a Unix socket path may be")
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        return try withUnsafePointer(to: &address) { (pointer) throws(ProbeFailure) -> StreamSocket in
+        return try address.withSocketAddress { (pointer, length) throws(ProbeFailure) -> StreamSocket in
             var entry = addrinfo()
             entry.ai_family = AF_UNIX
-            entry.ai_addrlen = socklen_t(MemoryLayout<sockaddr_un>.size)
-            entry.ai_addr = UnsafeMutableRawPointer(mutating: pointer).assumingMemoryBound(to: sockaddr.self)
+            entry.ai_addrlen = length
+            entry.ai_addr = UnsafeMutablePointer(mutating: pointer)
             return try connect(to: entry, deadline: deadline)
         }
     }

@@ -1,3 +1,4 @@
+import CloudAuth
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -89,24 +90,16 @@ public struct SystemdNotifier: Service {
 
     /// Sends `message` as one datagram to the Unix socket at `path`; returns why not when it failed.
     static func send(_ message: String, to path: String) -> String? {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var name = Array(path.utf8)
-        let abstract = name.first == UInt8(ascii: "@")
-        if abstract { name[0] = 0 }
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard name.count < capacity else { return "the socket path is longer than \(capacity - 1) bytes" }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: name) }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count + (abstract ? 0 : 1))
+        guard let address = UnixSocketAddress(path: path, abstractAt: true) else {
+            return "the socket path is longer than \(UnixSocketAddress.maxPathBytes) bytes"
+        }
 
         let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return "socket: \(String(cString: strerror(errno)))" }
         defer { close(descriptor) }
         let bytes = Array(message.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                bytes.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), socketAddress, length) }
-            }
+        let sent = address.withSocketAddress { socketAddress, length in
+            bytes.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), socketAddress, length) }
         }
         return sent == bytes.count ? nil : "sendto: \(String(cString: strerror(errno)))"
     }
