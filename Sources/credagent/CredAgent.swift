@@ -1,8 +1,24 @@
 import ArgumentParser
 import Foundation
 
-/// The `credagent` command: the sidecar and its tools, one binary.
+/// The process's entry point: runs ``CredAgent`` on Swift's concurrency pool and blocks the main
+/// thread until it is done. An async `main` would end the main thread with `pthread_exit` instead,
+/// which unwinds the thread's stack through the executable's unwind tables and so keeps about half
+/// a megabyte of them resident for the life of the sidecar.
 @main
+enum Entry {
+    static func main() {
+        let finished = DispatchSemaphore(value: 0)
+        // Detached: `main` runs on the main actor, whose queue the blocked thread never drains.
+        Task.detached {
+            await CredAgent.main()
+            finished.signal()
+        }
+        finished.wait()
+    }
+}
+
+/// The `credagent` command: the sidecar and its tools, one binary.
 struct CredAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "credagent",
