@@ -19,7 +19,10 @@ public enum ConfigParser {
                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AgentConfig {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml)
+            // The basic resolver: every scalar stays text, which the parser reads itself. The
+            // default one types plain scalars with NSRegularExpression, whose engine (ICU) is
+            // then loaded into the agent for the sake of the config alone.
+            root = try Yams.compose(yaml: yaml, .basic)
         } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
             let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
             throw ConfigError(file: file, issues: [ConfigIssue(
