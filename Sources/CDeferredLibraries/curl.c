@@ -17,20 +17,11 @@ DEFERRED_FUNCTION(curl, void, curl_slist_free_all, (struct curl_slist *list), (l
 
 typedef CURLcode (*variadic_call)(CURL *, int, ...);
 
-static variadic_call curl_function(const char *name, _Atomic(void *) *address) {
-    void *function = atomic_load_explicit(address, memory_order_acquire);
-    if (function == NULL) {
-        function = deferred_library_symbol(&curl, name);
-        atomic_store_explicit(address, function, memory_order_release);
-    }
-    return (variadic_call)function;
-}
-
 // The option's number says the type of its one argument (curl.h, CURLOPTTYPE_*): it is passed on
 // as that type.
 CURLcode curl_easy_setopt(CURL *handle, CURLoption option, ...) {
     static _Atomic(void *) address;
-    variadic_call setopt = curl_function("curl_easy_setopt", &address);
+    variadic_call setopt = (variadic_call)deferred_function(&curl, "curl_easy_setopt", &address);
     va_list arguments;
     va_start(arguments, option);
     CURLcode result;
@@ -48,7 +39,7 @@ CURLcode curl_easy_setopt(CURL *handle, CURLoption option, ...) {
 // Every curl_easy_getinfo takes one pointer to where the answer goes.
 CURLcode curl_easy_getinfo(CURL *handle, CURLINFO info, ...) {
     static _Atomic(void *) address;
-    variadic_call getinfo = curl_function("curl_easy_getinfo", &address);
+    variadic_call getinfo = (variadic_call)deferred_function(&curl, "curl_easy_getinfo", &address);
     va_list arguments;
     va_start(arguments, info);
     CURLcode result = getinfo(handle, info, va_arg(arguments, void *));

@@ -34,3 +34,12 @@ void *deferred_library_symbol(struct deferred_library *library, const char *symb
     if (address == NULL) fail(library, dlerror());
     return address;
 }
+
+void *deferred_function(struct deferred_library *library, const char *symbol, _Atomic(void *) *address) {
+    void *function = atomic_load_explicit(address, memory_order_acquire);
+    if (function == NULL) {
+        function = deferred_library_symbol(library, symbol);
+        atomic_store_explicit(address, function, memory_order_release);
+    }
+    return function;
+}

@@ -87,31 +87,33 @@ struct UnixSocketHTTPClientTests {
         #expect(response.bodyText == "{\"status\":\"ok\"}")
     }
 
-    @Test func aChunkedAnswerIsMalformed() async throws {
-        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
-        #expect(error?.code == .malformedResponse)
-        #expect(error?.message.contains("chunked") == true)
+    /// An answer the agent never sends, the error it must end in, and words its message must hold.
+    struct BrokenAnswer: Sendable, CustomTestStringConvertible {
+        var label: String
+        var answer: String
+        var code: CloudAuthError.Code
+        var message: String
+        var testDescription: String { label }
     }
 
-    @Test func anAnswerOverTheCapIsRefusedBeforeItIsRead() async throws {
-        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ncontent-length: 1099511627776\r\n\r\nxx")
+    static let brokenAnswers = [
+        BrokenAnswer(label: "chunked", answer: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                     code: .malformedResponse, message: "chunked"),
+        // Refused on its content-length, before the body is read (the cap is 1,000 bytes).
+        BrokenAnswer(label: "over the cap", answer: "HTTP/1.1 200 OK\r\ncontent-length: 1099511627776\r\n\r\nxx",
+                     code: .malformedResponse, message: "larger than 1000 bytes"),
+        BrokenAnswer(label: "cut short", answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+                     code: .unavailable, message: "after 9 of 100 bytes"),
+        BrokenAnswer(label: "not HTTP", answer: "SSH-2.0-OpenSSH_9.2\r\n\r\n",
+                     code: .malformedResponse, message: "status line"),
+    ]
+
+    @Test(arguments: brokenAnswers)
+    func aBrokenAnswerEndsInAClearError(_ broken: BrokenAnswer) async throws {
+        let server = try RawUnixServer(answer: broken.answer)
         let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server, maxBytes: 1000)) }
-        #expect(error?.code == .malformedResponse)
-        #expect(error?.message.contains("larger than 1000 bytes") == true)
-    }
-
-    @Test func anAnswerCutShortIsABrokenConnection() async throws {
-        let server = try RawUnixServer(answer: "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
-        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
-        #expect(error?.code == .unavailable)
-        #expect(error?.message.contains("after 9 of 100 bytes") == true)
-    }
-
-    @Test func garbageIsNotAStatusLine() async throws {
-        let server = try RawUnixServer(answer: "SSH-2.0-OpenSSH_9.2\r\n\r\n")
-        let error = await #expect(throws: CloudAuthError.self) { try await client.execute(request(server)) }
-        #expect(error?.code == .malformedResponse)
+        #expect(error?.code == broken.code)
+        #expect(error?.message.contains(broken.message) == true, "\(String(describing: error))")
     }
 
     @Test func aServerThatNeverAnswersTimesOutWithTheLimitNamed() async throws {

@@ -24,17 +24,15 @@ struct deferred_library {
 /// with status 127 and a message on standard error when the library or the symbol is missing.
 void *deferred_library_symbol(struct deferred_library *library, const char *symbol);
 
+/// ``deferred_library_symbol``, looked up once: `address` keeps it for the calls after the first.
+void *deferred_function(struct deferred_library *library, const char *symbol, _Atomic(void *) *address);
+
 /// Defines `name` with the parameters `params` (in parentheses) to call the library's own `name`
 /// with `args` (in parentheses), looked up once and kept.
 #define DEFERRED_FUNCTION(library, result, name, params, args)                              \
     result name params {                                                                   \
         static _Atomic(void *) address;                                                    \
-        void *function = atomic_load_explicit(&address, memory_order_acquire);             \
-        if (function == NULL) {                                                            \
-            function = deferred_library_symbol(&library, #name);                           \
-            atomic_store_explicit(&address, function, memory_order_release);               \
-        }                                                                                  \
-        return ((result(*) params)function) args;                                          \
+        return ((result(*) params)deferred_function(&library, #name, &address)) args;     \
     }
 
 #endif

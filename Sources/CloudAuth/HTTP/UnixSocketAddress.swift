@@ -10,6 +10,11 @@ public struct UnixSocketAddress {
     /// abstract socket, up to its name's last byte.
     public let length: socklen_t
 
+    /// `SOCK_STREAM | SOCK_CLOEXEC` (Linux) for `socket(AF_UNIX, ...)`, spelt out: which module
+    /// owns glibc's declarations depends on the order clang builds its modules in, and they are not
+    /// always visible.
+    public static let streamSocketType: Int32 = 1 | 0o2000000
+
     /// The most bytes a path may have.
     public static let maxPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
 

@@ -110,14 +110,9 @@ public struct UnixSocketFile: Sendable {
         guard unlink(path) == 0 || errno == ENOENT else { throw failure(path, "the stale socket cannot be removed") }
     }
 
-    /// `SOCK_STREAM` (1 on Linux and macOS), spelt out: which module owns the C declaration
-    /// depends on the order clang builds its modules in, and in this module it is not always
-    /// visible.
-    private static let streamSocketType: Int32 = 1
-
     /// Whether something accepts connections on the Unix socket at `path`.
     public static func isListening(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, streamSocketType, 0)
+        let fd = socket(AF_UNIX, UnixSocketAddress.streamSocketType, 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         guard let address = UnixSocketAddress(path: path) else { return false }

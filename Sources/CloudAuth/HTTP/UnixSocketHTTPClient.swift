@@ -64,7 +64,7 @@ private final class UnixSocketExchange: Sendable {
 
     func perform() throws -> HTTPResponse {
         let start = ContinuousClock.now
-        let descriptor = socket(AF_UNIX, 1 | 0o2000000, 0)  // SOCK_STREAM | SOCK_CLOEXEC
+        let descriptor = socket(AF_UNIX, UnixSocketAddress.streamSocketType, 0)
         guard descriptor >= 0 else { throw fail(.unavailable, "socket() failed: \(String(cString: strerror(errno)))") }
         defer {
             state.withLock { $0.descriptor = -1 }
