@@ -502,17 +502,32 @@ func startupPacket(user: String) -> [UInt8] {
     return [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + body
 }
 
-/// A loopback port nothing listens on (bound, then released).
-func closedLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+/// A loopback port bound and never listened on, held while the object lives: a connection to it is
+/// refused, and no other test's server can take it meanwhile (a port merely found free can be).
+final class RefusingLoopbackPort {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let descriptor = descriptor
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard bound else {
+            close(descriptor)
+            throw TestFailure("no free loopback port")
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
     }
-    guard bound else { throw TestFailure("no free loopback port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+
+    deinit { close(descriptor) }
+}
+
+func closedLoopbackPort() throws -> Int {
+    try RefusingLoopbackPort().port
 }

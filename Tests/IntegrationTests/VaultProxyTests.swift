@@ -431,7 +431,8 @@ struct VaultProxyTests {
 
     @Test("Vault down: 502 naming the address and the reason")
     func vaultUnreachable() async throws {
-        let address = "http://127.0.0.1:\(try closedLoopbackPort())"
+        let down = try RefusingLoopbackPort()
+        let address = "http://127.0.0.1:\(down.port)"
         let root = try #require(BaoAdmin.fromEnvironment()).rootToken
         let fixture = try await VaultProxyFixture(label: "vault-proxy-down", upstream: try VaultUpstream(address: address), fixedToken: root)
         try await withCleanup {
@@ -444,6 +445,7 @@ struct VaultProxyTests {
                 "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-down\",reason=\"upstream_unreachable\"} 1"))
         } cleanup: {
             await fixture.stop()
+            withExtendedLifetime(down) {}
         }
     }
 
