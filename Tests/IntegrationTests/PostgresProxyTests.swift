@@ -26,12 +26,12 @@ final class ProxyFixture: Sendable {
     private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     /// `group` is the role the user joins (credagent_cleartext or credagent_md5 select the
-    /// `password` and `md5` methods in pg_hba); `tokenOverride` is what the proxy sends instead of
-    /// the role's real password.
+    /// `password` and `md5` methods in pg_hba); `server` is where the proxy connects;
+    /// `tokenOverride` is what the proxy sends instead of the role's real password.
     init(label: String, memberOf group: String? = nil, md5: Bool = false, maxConnections: Int = 16,
          handshakeTimeout: Duration = .seconds(10), mode: UInt32 = 0o660, allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() },
-         port: Int = PostgresPeer.port, caFile: String? = PostgresPeer.caFile, tokenOverride: Secret? = nil,
-         tcpHost: String? = nil, idleTimeout: Duration? = nil) async throws {
+         server: (host: String, port: Int) = (PostgresPeer.host, PostgresPeer.port), caFile: String? = PostgresPeer.caFile,
+         tokenOverride: Secret? = nil, tcpHost: String? = nil, idleTimeout: Duration? = nil) async throws {
         let user = uniqueUser("proxy")
         self.user = user
         let token = fakeIAMToken()
@@ -42,26 +42,22 @@ final class ProxyFixture: Sendable {
                 + (group.map { "GRANT \($0) TO \"\(user)\";\n" } ?? ""),
             masking: token)
         self.token = NIOLockedValueBox(tokenOverride ?? token)
-        directory = try Peers.scratchDirectory(label) + "/proxy"
-        metrics = AgentMetrics()
-        let listener: ProxyListenAddress
-        if let tcpHost {
-            let tcpPort = try closedLoopbackPort()
-            (host, self.port) = (tcpHost, tcpPort)
-            listener = .loopbackTCP(host: tcpHost, port: tcpPort)
-        } else {
-            (host, self.port) = (directory, nil)
-            listener = .unixDirectory(directory)
-        }
-        let configuration = PostgresProxyConfiguration(
-            ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
-            idleTimeout: idleTimeout, upstream: ProxyUpstream(host: PostgresPeer.host, port: port, tls: .verifyFull, caFile: caFile))
+        let directory = try Peers.scratchDirectory(label) + "/proxy"
+        self.directory = directory
+        let metrics = AgentMetrics()
+        self.metrics = metrics
         let box = self.token
-        proxy = PostgresProxy(configuration: configuration,
-                              credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },
-                              allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "proxy-test"),
-                              group: Self.group)
-        try await proxy.start()
+        let eventLoops = Self.group
+        let (proxy, tcpPort) = try await startProxy(unix: .unixDirectory(directory), orLoopbackTCP: tcpHost) { listener in
+            let configuration = PostgresProxyConfiguration(
+                ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
+                idleTimeout: idleTimeout, upstream: ProxyUpstream(host: server.host, port: server.port, tls: .verifyFull, caFile: caFile))
+            return PostgresProxy(configuration: configuration,
+                                 credential: { ProxyCredential(username: user, password: box.withLockedValue { $0 }) },
+                                 allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "proxy-test"),
+                                 group: eventLoops)
+        }
+        (self.proxy, host, port) = (proxy, tcpHost ?? directory, tcpPort)
     }
 
     /// Sets a new password on the role and gives it to the proxy, as a rotation does.
@@ -378,8 +374,8 @@ struct PostgresProxyTests {
 
     @Test("An unreachable server is reported with 08006 naming the credential")
     func upstreamDown() async throws {
-        let closedPort = try closedLoopbackPort()
-        let fixture = try await ProxyFixture(label: "pg-proxy-down", port: closedPort)
+        let down = try RefusingLoopbackPort()
+        let fixture = try await ProxyFixture(label: "pg-proxy-down", server: ("127.0.0.1", down.port))
         try await withCleanup {
             let result = try await fixture.psql(["SELECT 1"])
             #expect(result.status != 0)
@@ -388,6 +384,7 @@ struct PostgresProxyTests {
             #expect(sqlState(in: answer) == "08006")
         } cleanup: {
             await fixture.stop()
+            withExtendedLifetime(down) {}
         }
     }
 
@@ -528,6 +525,30 @@ final class RefusingLoopbackPort {
     deinit { close(descriptor) }
 }
 
-func closedLoopbackPort() throws -> Int {
-    try RefusingLoopbackPort().port
+/// Builds the proxy `make` returns for a listener and starts it: on `unix`, or when `tcpHost` is
+/// given, on a port of that loopback address, returned. A port found free can be taken by another
+/// test's socket before the proxy binds it (never after), so a bind refused with "address in use"
+/// is tried again on another port, a few times.
+func startProxy<Proxy: LocalProxy>(unix: ProxyListenAddress, orLoopbackTCP tcpHost: String?,
+                                   _ make: (ProxyListenAddress) -> Proxy) async throws -> (proxy: Proxy, tcpPort: Int?) {
+    guard let tcpHost else {
+        let proxy = make(unix)
+        try await proxy.start()
+        return (proxy, nil)
+    }
+    let attempts = 5
+    var attempt = 0
+    while true {
+        attempt += 1
+        let port = try RefusingLoopbackPort().port
+        let proxy = make(.loopbackTCP(host: tcpHost, port: port))
+        do {
+            try await proxy.start()
+            return (proxy, port)
+        } catch let error as UnixSocketFileError where error.message.contains(String(cString: strerror(EADDRINUSE))) {
+            guard attempt < attempts else {
+                throw TestFailure("no loopback port on \(tcpHost) could be bound in \(attempts) tries, each taken meanwhile; the last: \(error)")
+            }
+        }
+    }
 }

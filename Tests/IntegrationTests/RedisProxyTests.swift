@@ -34,21 +34,23 @@ final class RedisProxyFixture: Sendable {
         let token = fakeIAMToken()
         try await RedisPeer.createUser(user, password: token)
         self.token = NIOLockedValueBox(token)
-        socketPath = try Peers.scratchDirectory(label) + "/redis.sock"
-        tcpPort = overTCP ? try closedLoopbackPort() : nil
-        metrics = AgentMetrics()
+        let socketPath = try Peers.scratchDirectory(label) + "/redis.sock"
+        self.socketPath = socketPath
+        let metrics = AgentMetrics()
+        self.metrics = metrics
         let box = self.token
-        proxy = RedisProxy(
-            configuration: RedisProxyConfiguration(
-                ProxySettings(credential: label, listener: tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath),
-                              mode: mode, maxConnections: 64),
-                reauthBefore: reauthBefore,
-                upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
-            credential: {
-                ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
-            },
-            allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "redis-proxy-test"), group: Self.group)
-        try await proxy.start()
+        let eventLoops = Self.group
+        (proxy, tcpPort) = try await startProxy(unix: .unixSocket(socketPath), orLoopbackTCP: overTCP ? "127.0.0.1" : nil) { listener in
+            RedisProxy(
+                configuration: RedisProxyConfiguration(
+                    ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: 64),
+                    reauthBefore: reauthBefore,
+                    upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
+                credential: {
+                    ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
+                },
+                allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "redis-proxy-test"), group: eventLoops)
+        }
     }
 
     /// Gives the user a new password (the old one removed) and hands it to the proxy: a rotation.

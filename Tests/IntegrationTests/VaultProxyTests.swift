@@ -40,11 +40,12 @@ final class VaultProxyFixture: Sendable {
         self.admin = admin
         self.label = label
         let directory = try Peers.scratchDirectory(label)
-        socketPath = directory + "/vault.sock"
+        let socketPath = directory + "/vault.sock"
+        self.socketPath = socketPath
         home = directory + "/home"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-        tcpPort = overTCP ? try closedLoopbackPort() : nil
-        metrics = AgentMetrics()
+        let metrics = AgentMetrics()
+        self.metrics = metrics
         let login: (@Sendable () async throws -> Secret)?
         if fixedToken == nil {
             let role = try await admin.makeAppRole(ttl: "10m", maxTTL: "1h")
@@ -62,21 +63,22 @@ final class VaultProxyFixture: Sendable {
         let current = NIOLockedValueBox(first)
         self.current = current
         let counter = logins
-        let listener: ProxyListenAddress = tcpPort.map { .loopbackTCP(host: "127.0.0.1", port: $0) } ?? .unixSocket(socketPath)
-        proxy = VaultProxy(
-            configuration: VaultProxyConfiguration(
-                ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
-                requireRequestHeader: requireRequestHeader, denyPaths: denyPaths,
-                upstream: try upstream ?? VaultUpstream(address: admin.address)),
-            token: { current.withLockedValue { $0 } },
-            relogin: { _ in
-                guard let login, let fresh = try? await login() else { return nil }
-                counter.withLockedValue { $0 += 1 }
-                current.withLockedValue { $0 = fresh }
-                return fresh
-            },
-            allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "vault-proxy-test"), group: Self.group)
-        try await proxy.start()
+        let server = try upstream ?? VaultUpstream(address: admin.address)
+        let eventLoops = Self.group
+        (proxy, tcpPort) = try await startProxy(unix: .unixSocket(socketPath), orLoopbackTCP: overTCP ? "127.0.0.1" : nil) { listener in
+            VaultProxy(
+                configuration: VaultProxyConfiguration(
+                    ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
+                    requireRequestHeader: requireRequestHeader, denyPaths: denyPaths, upstream: server),
+                token: { current.withLockedValue { $0 } },
+                relogin: { _ in
+                    guard let login, let fresh = try? await login() else { return nil }
+                    counter.withLockedValue { $0 += 1 }
+                    current.withLockedValue { $0 = fresh }
+                    return fresh
+                },
+                allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "vault-proxy-test"), group: eventLoops)
+        }
     }
 
     var token: Secret { current.withLockedValue { $0 } }
