@@ -13,10 +13,14 @@ let swiftSettings: [SwiftSetting] = [
 /// named in `link/credagent.order` (what the sidecar runs; `scripts/link-order` regenerates it)
 /// side by side, and packs relative relocations (the binary then needs glibc 2.36 or later). The
 /// kernel maps code 64 KB around each page touched, so packing the run path together is what keeps
-/// the idle RSS low; see docs/OPERATIONS.md, "Memory footprint". Debug builds link as usual.
+/// the idle RSS low; see docs/OPERATIONS.md, "Memory footprint". The C++ runtime and libgcc are
+/// linked in statically (`link/static-libstdc++`), which takes their loading out of every start-up.
+/// Debug builds link as usual.
 let sidecarLinkerSettings: [LinkerSetting] = [
     .unsafeFlags([
         "-use-ld=lld",
+        "-L", "\(Context.packageDirectory)/link/static-libstdc++",
+        "-Xclang-linker", "-static-libgcc",
         "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/link/credagent.order",
         "-Xlinker", "--no-warn-symbol-ordering",
@@ -49,17 +53,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
-        // C libraries; each is imported by exactly one Swift wrapper. OpenSSL is linked, found with
-        // pkg-config. libcurl, libpq and hiredis are not: their headers are in the compiler's search
-        // path (scripts/bootstrap installs the -dev packages), and the functions credagent calls are
+        // C libraries. None is linked: their headers are in the compiler's search path
+        // (scripts/bootstrap installs the -dev packages), and the functions credagent calls are
         // defined in CDeferredLibraries, which loads each library on its first use (see
         // Sources/CDeferredLibraries/include/deferred_library.h).
-        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
-                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "COpenSSL"),
         .systemLibrary(name: "CCurl"),
         .systemLibrary(name: "CLibPQ"),
         .systemLibrary(name: "CHiredis"),
-        .target(name: "CDeferredLibraries", dependencies: ["CCurl", "CLibPQ", "CHiredis"]),
+        .target(name: "CDeferredLibraries", dependencies: ["COpenSSL", "CCurl", "CLibPQ", "CHiredis"]),
         // The version and commit scripts/build embeds (see Sources/CBuildInfo/build_info.c).
         .target(name: "CBuildInfo"),
 

@@ -1,12 +1,12 @@
 // Loading a C library on its first use instead of at start-up.
 //
-// The executable does not link libcurl, libpq or hiredis: each of the functions credagent calls is
-// defined in this target with the library's own prototype (the library's header is included, so the
-// compiler checks that the two agree) and forwards to the library's function, found with dlopen and
-// dlsym the first time any of them is called. A command that never makes an outbound HTTP request,
-// opens a Postgres connection or reads a Redis reply therefore never loads those libraries, nor the
-// thirty-odd libraries they depend on, which is most of the start-up time of `credagent health`,
-// `get` and `token`. The libraries are still needed at run time by the commands that use them; when
+// The executable does not link libcurl, libpq, hiredis or OpenSSL: each of the functions credagent
+// calls is defined in this target with the library's own prototype (the library's header is
+// included, so the compiler checks that the two agree) and forwards to the library's function,
+// found with dlopen and dlsym the first time any of them is called. A command that never makes an
+// outbound HTTP request, opens a Postgres connection, reads a Redis reply or hashes anything
+// therefore never loads those libraries, nor the thirty-odd libraries they depend on, which was
+// most of the start-up time of `credagent health`, `get` and `token`. The libraries are still needed at run time by the commands that use them; when
 // one cannot be loaded, the process says which one and which Debian package provides it, and exits.
 #ifndef CREDAGENT_DEFERRED_LIBRARY_H
 #define CREDAGENT_DEFERRED_LIBRARY_H
