@@ -28,10 +28,16 @@ struct GetCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Refresh first if fewer seconds than this would remain.") var minValid: Int?
 
     func run() async throws {
-        let client = try socket.client
+        try await Self.show(name: name, field: field, format: format, minValid: minValid,
+                            client: try socket.sequentialClient)
+    }
+
+    /// Fetches credential `name` from the agent behind `client` and prints it (its `field` alone,
+    /// when given, else in `format`); the same for this command and its plain form
+    /// (``PlainCommandLine``).
+    static func show(name: String, field: String?, format: Format, minValid: Int?, client: AgentClient) async throws {
         do {
             let body = try await client.credentialJSON(name: name, minValid: minValid)
-            let credential = try JSONDecoder().decode(ServedCredential.self, from: Data(body))
             if let field {
                 guard let value = try Self.field(field, of: body) else {
                     throw ValidationError("the credential has no field '\(field)'")
@@ -45,6 +51,7 @@ struct GetCommand: AsyncParsableCommand {
             case .json: print(String(decoding: body, as: UTF8.self))
             case .env: print(SinkFormat.env.render(json: body, fields: fields).reveal(), terminator: "")
             case .pgpass:
+                let credential = try JSONDecoder().decode(ServedCredential.self, from: Data(body))
                 guard credential.kind == .postgres else { throw ValidationError("--format pgpass is for postgres credentials") }
                 print(SinkFormat.pgpass.render(json: body, fields: fields).reveal(), terminator: "")
             }

@@ -17,7 +17,12 @@ struct HealthCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() async throws {
-        let client = try socket.client
+        try await Self.check(ready: ready, client: try socket.sequentialClient)
+    }
+
+    /// Asks the agent behind `client` whether it serves (is ready, with `ready`) and prints the
+    /// answer; the same for this command and its plain form (``PlainCommandLine``).
+    static func check(ready: Bool, client: AgentClient) async throws {
         do {
             if ready {
                 try await client.ready()

@@ -11,7 +11,7 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() async throws {
-        let client = try socket.client
+        let client = try socket.sequentialClient
         let rows: [CredentialSummary]
         do {
             rows = try await client.list()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CloudAuth
 import CredentialAgent
 import Foundation
 
@@ -24,19 +25,37 @@ struct SocketOptions: ParsableArguments {
     /// The client for the chosen socket, trusting root, the caller's uid and the server uid
     /// given; a server uid that names no one is reported and exits 2.
     var client: AgentClient {
-        get throws { AgentClient(socketPath: socketPath.path, serverUID: try agentUID) }
+        get throws { try Self.client(socket: socketPath.socket, serverUID: serverUID) }
     }
 
     /// The uid the agent runs as when it is neither root nor the caller: `--server-uid`, else
     /// `$CREDAGENT_SERVER_UID`; one that names no one is reported and exits 2.
     var agentUID: UInt32? {
-        get throws {
-            do {
-                return try serverUID.map { try AgentClient.serverUID(parsing: $0, from: "--server-uid") }
-                    ?? AgentClient.defaultServerUID()
-            } catch {
-                throw AgentExit.report(error)
-            }
+        get throws { try Self.agentUID(serverUID) }
+    }
+
+    /// ``client`` for a command that sends its requests one at a time and does nothing else
+    /// meanwhile (`health`, `get`, `list`): each request runs on the command's own thread.
+    var sequentialClient: AgentClient {
+        get throws { try Self.sequentialClient(socket: socketPath.socket, serverUID: serverUID) }
+    }
+
+    /// ``sequentialClient`` for the values of `--socket` and `--server-uid` (nil when not given).
+    static func sequentialClient(socket: String?, serverUID: String?) throws -> AgentClient {
+        try client(socket: socket, serverUID: serverUID, http: UnixSocketHTTPClient(threading: .callingThread))
+    }
+
+    private static func client(socket: String?, serverUID: String?,
+                               http: any HTTPClient = UnixSocketHTTPClient()) throws -> AgentClient {
+        AgentClient(socketPath: socket ?? AgentClient.defaultSocketPath(), serverUID: try agentUID(serverUID), http: http)
+    }
+
+    private static func agentUID(_ serverUID: String?) throws -> UInt32? {
+        do {
+            return try serverUID.map { try AgentClient.serverUID(parsing: $0, from: "--server-uid") }
+                ?? AgentClient.defaultServerUID()
+        } catch {
+            throw AgentExit.report(error)
         }
     }
 }

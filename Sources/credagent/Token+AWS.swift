@@ -10,10 +10,18 @@ struct AWSTokenOptions: ParsableArguments {
     /// Resolves credentials and region from the standard AWS chain, runs `make`, prints its result
     /// alone on stdout. Errors go to stderr: exit 2 for usage and configuration, 1 for a failed fetch.
     func run(_ make: @Sendable (AWSCredentialChain, AWSCredentials, String) async throws -> String) async throws {
+        try await Self.run(region: region, make)
+    }
+
+    /// ``run(_:)`` with `--region`'s value (nil when not given).
+    static func run(region: String?,
+                    _ make: @Sendable (AWSCredentialChain, AWSCredentials, String) async throws -> String) async throws {
         let chain = AWSCredentialChain(settings: AWSSettings(region: region), http: OnDemandHTTPClient(),
                                        environment: ProcessInfo.processInfo.environment)
         try await OneShot.emit(label: "aws token") {
-            try await make(chain, try await chain.credentials(), try await chain.region())
+            // One process, one token: one pass over the chain. Its cache and shared fetch
+            // (`credentials()`) are for callers that come back, and would cost a thread.
+            try await make(chain, try await chain.resolveAfresh().credentials, try await chain.region())
         }
     }
 }
@@ -38,10 +46,15 @@ struct TokenRDSCommand: AsyncParsableCommand {
     @Option(help: .hidden) var benchmarkIterations: Int?
 
     func run() async throws {
+        try await Self.print(host: host, port: port, user: user, region: aws.region, benchmarkIterations: benchmarkIterations)
+    }
+
+    /// Signs and prints the token; the same for this command and its plain form (``PlainCommandLine``).
+    static func print(host: String, port: Int, user: String, region: String?, benchmarkIterations: Int?) async throws {
         guard (1...65535).contains(port) else {
             throw OneShot.usageError("--port must be between 1 and 65535")
         }
-        try await aws.run { [host, port, user, benchmarkIterations] _, credentials, region in
+        try await AWSTokenOptions.run(region: region) { _, credentials, region in
             if let iterations = benchmarkIterations, iterations > 0 {
                 Self.benchmark(iterations: iterations, host: host, port: port, user: user, region: region, credentials: credentials)
             }

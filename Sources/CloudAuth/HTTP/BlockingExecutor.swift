@@ -38,6 +38,12 @@ public final class BlockingExecutor: @unchecked Sendable {
     }
 
     /// Runs `body` on one of the pool's threads and returns its result.
+    ///
+    /// Never inlined: the type of the continuation it awaits is built on entry to the function
+    /// that awaits it, the first time with a scan of every protocol conformance in the binary, and
+    /// a caller that only might call this (a command that signs with keys from the environment
+    /// rather than a profile's file) should not pay for it.
+    @inline(never)
     public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()

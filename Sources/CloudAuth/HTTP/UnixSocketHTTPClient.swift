@@ -16,18 +16,36 @@ import Glibc
 /// before anything is sent, and cancellation. Errors name the socket and the request's path
 /// without its query, never a header or body.
 public struct UnixSocketHTTPClient: HTTPClient {
-    private let executor: BlockingExecutor
+    /// Where a request's blocking system calls run.
+    public enum Threading: Sendable {
+        /// On one of the executor's threads, so that Swift's cooperative threads stay free: for a
+        /// process that does other work meanwhile.
+        case executor(BlockingExecutor)
+        /// On the calling task's own thread: for a command that sends one request at a time and
+        /// does nothing else meanwhile, which is then spared starting a thread for it.
+        case callingThread
+    }
 
-    public init(executor: BlockingExecutor = .shared) {
-        self.executor = executor
+    private let threading: Threading
+
+    public init(threading: Threading = .executor(.shared)) {
+        self.threading = threading
     }
 
     public func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         let exchange = try UnixSocketExchange(request: request)
         return try await withTaskCancellationHandler {
-            try await executor.run { try exchange.perform() }
+            try await perform(exchange)
         } onCancel: {
             exchange.cancel()
+        }
+    }
+
+    /// Runs `exchange` where ``threading`` says.
+    private func perform(_ exchange: UnixSocketExchange) async throws -> HTTPResponse {
+        switch threading {
+        case let .executor(executor): try await executor.run { try exchange.perform() }
+        case .callingThread: try exchange.perform()
         }
     }
 }

@@ -48,15 +48,21 @@ public struct AgentClient: Sendable {
     private let http: any HTTPClient
 
     /// `$CREDAGENT_SOCKET`, else `/run/credagent/agent.sock`.
-    public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        environment["CREDAGENT_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } ?? SocketConfig.defaultPath
+    public static func defaultSocketPath(environment: (String) -> String? = environmentVariable) -> String {
+        environment("CREDAGENT_SOCKET").flatMap { $0.isEmpty ? nil : $0 } ?? SocketConfig.defaultPath
     }
 
     /// `$CREDAGENT_SERVER_UID` when set: the uid the agent runs as, when neither root nor the
     /// client's own. A user name is looked up; anything else is a usage error.
-    public static func defaultServerUID(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> UInt32? {
-        guard let value = environment["CREDAGENT_SERVER_UID"], !value.isEmpty else { return nil }
+    public static func defaultServerUID(environment: (String) -> String? = environmentVariable) throws -> UInt32? {
+        guard let value = environment("CREDAGENT_SERVER_UID"), !value.isEmpty else { return nil }
         return try serverUID(parsing: value, from: "CREDAGENT_SERVER_UID")
+    }
+
+    /// The process's environment variable `name`, nil when unset. Read alone: building
+    /// `ProcessInfo.environment`'s dictionary was a tenth of `credagent health`'s run.
+    public static func environmentVariable(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
     }
 
     /// The uid `text` names: a number, or a user name from the user database.
