@@ -1,11 +1,14 @@
 internal import COpenSSL
+internal import Crypto
 import Synchronization
 
-/// SHA-256 and HMAC-SHA256 over libcrypto, constant-time comparison and random bytes.
+/// SHA-256 and HMAC-SHA256, constant-time comparison and random bytes.
 ///
-/// The algorithms are fetched from OpenSSL once. OpenSSL 3's one-shot `SHA256()` and `HMAC()`
-/// look the algorithm up by name and build a context on every call, which costs more than hashing
-/// a short message; SigV4 hashes and MACs once per token it signs.
+/// The hashes and MACs are swift-crypto's (BoringSSL, compiled into the binary): nothing to load or
+/// set up before the first one. Over the system's libcrypto they cost `credagent token rds` a third
+/// of its run before any byte was hashed: loading the library, reading OpenSSL's configuration and
+/// fetching the algorithms from its provider (docs/OPERATIONS.md, "Probes"). Comparison, random
+/// bytes, PBKDF2, MD5 and RSA stay on libcrypto, which TLS loads anyway.
 public enum Digest {
     /// Length in bytes of a SHA-256 digest and of an HMAC-SHA256 tag.
     public static let sha256Length = 32
@@ -24,9 +27,7 @@ public enum Digest {
     /// HMAC-SHA256 of `message` under `key`.
     public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: sha256Length) { tag, count in
-            message.withUnsafeBytes { message in
-                key.withUnsafeBytes { HMACKey.authenticateOnce(message, key: $0, into: UnsafeMutableRawBufferPointer(tag)) }
-            }
+            message.withUnsafeBytes { HMACKey(key).authenticate($0, into: UnsafeMutableRawBufferPointer(tag)) }
             count = sha256Length
         }
     }
@@ -57,108 +58,29 @@ public enum Digest {
     /// Writes the SHA-256 of `bytes` to the first 32 bytes of `digest`.
     static func sha256(_ bytes: UnsafeRawBufferPointer, into digest: UnsafeMutableRawBufferPointer) {
         precondition(digest.count >= sha256Length)
-        // The shared context saves allocating one; a caller that finds it busy makes its own.
-        let done = sharedSHA256Context.withLockIfAvailable { shared in
-            shared.map { sha256(bytes, into: digest, context: $0.pointer) }
-        }
-        if let hashed = done ?? nil {
-            precondition(hashed, "libcrypto SHA-256 failed")
-            return
-        }
-        let context = EVP_MD_CTX_new()
-        defer { EVP_MD_CTX_free(context) }
-        precondition(context.map { sha256(bytes, into: digest, context: $0) } == true, "libcrypto SHA-256 failed")
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        hasher.finalize().withUnsafeBytes { digest.copyMemory(from: $0) }
     }
 
-    private static func sha256(_ bytes: UnsafeRawBufferPointer, into digest: UnsafeMutableRawBufferPointer,
-                               context: OpaquePointer) -> Bool {
-        var length: UInt32 = 0
-        return EVP_DigestInit_ex(context, sha256Algorithm.pointer, nil) == 1
-            && EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) == 1
-            && EVP_DigestFinal_ex(context, digest.baseAddress?.assumingMemoryBound(to: UInt8.self), &length) == 1
-            && length == sha256Length
-    }
-
-    /// An HMAC-SHA256 key set up once (its inner and outer pads hashed) for many messages.
-    final class HMACKey: Sendable {
-        private let key: [UInt8]
-        /// A context initialised with the key. Each use re-initialises it without a key, which
-        /// OpenSSL answers by restarting from the prepared pads; a caller that finds it busy
-        /// (another thread signing with the same key) sets up a context of its own.
-        private let prepared: Mutex<Handle?>
+    /// An HMAC-SHA256 key set up once (its inner and outer pads hashed) for many messages: each
+    /// message starts from a copy of that state.
+    final class HMACKey: @unchecked Sendable {
+        /// Never changed after `init`, only copied (a value: two hash states); swift-crypto does
+        /// not declare it `Sendable`.
+        private let prepared: HMAC<SHA256>
 
         init(_ key: [UInt8]) {
-            self.key = key
-            var context = EVP_MAC_CTX_new(hmacAlgorithm.pointer)
-            if let made = context, !key.withUnsafeBytes({ Self.initialise(made, key: $0) }) {
-                EVP_MAC_CTX_free(made)
-                context = nil
-            }
-            prepared = Mutex(context.map(Handle.init))
+            prepared = HMAC<SHA256>(key: SymmetricKey(data: key))
         }
-
-        deinit { prepared.withLock { EVP_MAC_CTX_free($0?.pointer) } }
 
         /// Writes the HMAC-SHA256 of `message` under this key to the first 32 bytes of `tag`.
         func authenticate(_ message: UnsafeRawBufferPointer, into tag: UnsafeMutableRawBufferPointer) {
             precondition(tag.count >= sha256Length)
-            let done = prepared.withLockIfAvailable { prepared in
-                prepared.map { EVP_MAC_init($0.pointer, nil, 0, nil) == 1 && Self.finish($0.pointer, message, into: tag) }
-            }
-            if let authenticated = done ?? nil {
-                precondition(authenticated, "libcrypto HMAC-SHA256 failed")
-                return
-            }
-            key.withUnsafeBytes { Self.authenticateOnce(message, key: $0, into: tag) }
+            var mac = prepared
+            mac.update(data: message)
+            mac.finalize().withUnsafeBytes { tag.copyMemory(from: $0) }
         }
-
-        /// One HMAC-SHA256 with a context set up for it alone.
-        static func authenticateOnce(_ message: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer,
-                                     into tag: UnsafeMutableRawBufferPointer) {
-            let context = EVP_MAC_CTX_new(hmacAlgorithm.pointer)
-            defer { EVP_MAC_CTX_free(context) }
-            let done = context.map { initialise($0, key: key) && finish($0, message, into: tag) }
-            precondition(done == true, "libcrypto HMAC-SHA256 failed")
-        }
-
-        private static func initialise(_ context: OpaquePointer, key: UnsafeRawBufferPointer) -> Bool {
-            "SHA256".withCString { digestName in
-                "digest".withCString { parameterName in
-                    var parameters = [OSSL_PARAM_construct_utf8_string(parameterName, UnsafeMutablePointer(mutating: digestName), 0),
-                                      OSSL_PARAM_construct_end()]
-                    // A zero-length key still needs a non-null pointer.
-                    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1) { empty in
-                        let bytes = key.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(empty.baseAddress!)
-                        return EVP_MAC_init(context, bytes, key.count, &parameters) == 1
-                    }
-                }
-            }
-        }
-
-        private static func finish(_ context: OpaquePointer, _ message: UnsafeRawBufferPointer,
-                                   into tag: UnsafeMutableRawBufferPointer) -> Bool {
-            var length = 0
-            return EVP_MAC_update(context, message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1
-                && EVP_MAC_final(context, tag.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, sha256Length) == 1
-                && length == sha256Length
-        }
-    }
-
-    // MARK: OpenSSL handles
-
-    /// An OpenSSL pointer. The fetched algorithms are immutable and thread-safe; a context is
-    /// only used under the mutex that holds it.
-    struct Handle: @unchecked Sendable {
-        let pointer: OpaquePointer
-    }
-
-    private static let sha256Algorithm = fetched(EVP_MD_fetch(nil, "SHA256", nil), "SHA256")
-    private static let hmacAlgorithm = fetched(EVP_MAC_fetch(nil, "HMAC", nil), "HMAC")
-    private static let sharedSHA256Context = Mutex<Handle?>(EVP_MD_CTX_new().map(Handle.init))
-
-    private static func fetched(_ algorithm: OpaquePointer?, _ name: String) -> Handle {
-        guard let algorithm else { preconditionFailure("libcrypto has no \(name) (is the default provider missing?)") }
-        return Handle(pointer: algorithm)
     }
 
     /// Runs `body` on `bytes` in contiguous memory, copying only when they are not.
