@@ -10,17 +10,18 @@ import Foundation
 enum Entry {
     static func main() {
         limitMallocArenas()
-        let plain = PlainCommandLine(Array(CommandLine.arguments.dropFirst()))
         let finished = DispatchSemaphore(value: 0)
-        let command: @Sendable () async -> Void = {
-            await CredAgent.main(plain: plain)
-            finished.signal()
-        }
-        if plain != nil {
-            startHere(command)
+        if let plain = PlainCommandLine(Array(CommandLine.arguments.dropFirst())) {
+            startHere {
+                await CredAgent.main(plain: plain)
+                finished.signal()
+            }
         } else {
             // Detached: `main` runs on the main actor, whose queue the blocked thread never drains.
-            Task.detached(operation: command)
+            Task.detached {
+                await CredAgent.main(plain: nil)
+                finished.signal()
+            }
         }
         finished.wait()
     }
