@@ -69,10 +69,23 @@ import Testing
             (token + ["--port", "0"], 2),
             (token + ["--port", "5432", "--region", "Not A Region"], 2),
         ]
-        for (arguments, status) in lines {
+        // Keys from a profile's file: read off the main thread, so the plain form waits for it
+        // there (it runs on the main thread only until it first waits).
+        let profileDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("plain-command-line-\(getpid())")
+        try FileManager.default.createDirectory(at: profileDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: profileDirectory) }
+        let credentialsFile = profileDirectory.appendingPathComponent("credentials").path
+        try "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+            .write(toFile: credentialsFile, atomically: true, encoding: .utf8)
+        let profile = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                       "AWS_SHARED_CREDENTIALS_FILE": credentialsFile, "AWS_CONFIG_FILE": credentialsFile + ".none",
+                       "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"]
+        // Each environment, and the key id its tokens must name.
+        let environments = [(aws, "AKIDEXAMPLE"), (profile, "AKIDPROFILE")]
+        for ((arguments, status), (environment, keyID)) in lines.flatMap({ line in environments.map { (line, $0) } }) {
             let (plain, parsed) = Self.spellings(arguments, equalsForm: ["--host", "--region"])
-            let viaPlain = try await runCredagent(plain, environment: aws)
-            let viaParser = try await runCredagent(parsed, environment: aws)
+            let viaPlain = try await runCredagent(plain, environment: environment)
+            let viaParser = try await runCredagent(parsed, environment: environment)
             #expect(viaPlain.status == status, "\(plain): \(viaPlain.stderr)")
             #expect(viaParser.status == status, "\(parsed): \(viaParser.stderr)")
             #expect(viaPlain.stderr == viaParser.stderr, "\(plain)")
@@ -81,6 +94,7 @@ import Testing
             #expect(unsigned(viaPlain.stdout) == unsigned(viaParser.stdout), "\(plain)")
             if status == 0 {
                 #expect(viaPlain.stdout.hasPrefix("orders.example:5432/?Action=connect&DBUser=kong&"), "\(viaPlain.stdout)")
+                #expect(viaPlain.stdout.contains("X-Amz-Credential=\(keyID)%2F"), "\(plain): \(viaPlain.stdout)")
             }
         }
     }
