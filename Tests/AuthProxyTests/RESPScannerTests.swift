@@ -55,6 +55,35 @@ struct RESPScannerTests {
         #expect(scan("*0\r\n*-1\r\nPING\r\n", chunk: 3).events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false))])
     }
 
+    @Test("Commands dropped in the middle of a read (empty, intercepted) take only their own bytes, at any split")
+    func droppedCommandsKeepTheirNeighbours() {
+        // The PING before each dropped command is forwardable but not yet taken when the dropped
+        // one ends (the proxy takes forwardable bytes after handling every command of a read).
+        let input = "*1\r\n$4\r\nPING\r\n*0\r\n*1\r\n$4\r\nPING\r\n*-1\r\n*1\r\n$4\r\nPING\r\n\r\n"
+            + "*2\r\n$4\r\nAUTH\r\n$1\r\np\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nECHO x\r\n"
+        for chunk in 1...input.utf8.count {
+            let (events, forwarded) = scan(input, chunk: chunk)
+            let ping = RESPRequestEvent.command(RESPCommand(name: "PING", arguments: [], intercepted: false))
+            #expect(events == [
+                ping, ping, ping,
+                .command(RESPCommand(name: "AUTH", arguments: [Array("p".utf8)], intercepted: true)),
+                .command(RESPCommand(name: "GET", arguments: [], intercepted: false)),
+                .command(RESPCommand(name: "ECHO", arguments: [], intercepted: false)),
+            ], "chunk \(chunk)")
+            #expect(forwarded == String(repeating: "*1\r\n$4\r\nPING\r\n", count: 3) + "*2\r\n$3\r\nGET\r\n$1\r\nk\r\nECHO x\r\n",
+                    "chunk \(chunk)")
+        }
+    }
+
+    @Test("Command names are looked up by length first; long names are compared too")
+    func commandNames() {
+        let names: CommandNames = ["GET", "SUBSCRIBE", "PSUBSCRIBE", String(repeating: "X", count: 70)]
+        #expect(names.contains("GET") && names.contains("SUBSCRIBE") && names.contains("PSUBSCRIBE"))
+        #expect(names.contains(String(repeating: "X", count: 70)))
+        #expect(!names.contains("SET") && !names.contains("SSUBSCRIBE") && !names.contains("") && !names.contains("GETS"))
+        #expect(!names.contains(String(repeating: "X", count: 63)) && !names.contains(String(repeating: "Y", count: 70)))
+    }
+
     @Test("A large payload streams: its bytes are forwardable before the command ends")
     func largePayloadStreams() {
         var scanner = RESPRequestScanner(interceptedNames: Self.intercepted)

@@ -12,6 +12,32 @@ struct RESPCommand: Equatable {
     var intercepted: Bool
 }
 
+/// A set of command names (upper-cased) that answers most lookups without hashing: a name of a
+/// length no member has is not in it. Every command the proxy relays is looked up, and most
+/// (`GET`, `SET`) have lengths none of these sets' members have.
+struct CommandNames: ExpressibleByArrayLiteral {
+    private let names: Set<String>
+    /// Bit `n` is set when a member is `n` bytes long; lengths of 63 and more share bit 63.
+    private let lengths: UInt64
+
+    init(_ names: Set<String>) {
+        self.names = names
+        lengths = names.reduce(0) { $0 | Self.bit($1.utf8.count) }
+    }
+
+    init(arrayLiteral names: String...) {
+        self.init(Set(names))
+    }
+
+    func contains(_ name: String) -> Bool {
+        lengths & Self.bit(name.utf8.count) != 0 && names.contains(name)
+    }
+
+    private static func bit(_ length: Int) -> UInt64 {
+        1 << UInt64(min(length, 63))
+    }
+}
+
 /// What the scanner found next in the client's bytes.
 enum RESPRequestEvent: Equatable {
     /// A command ended here. Its bytes, unless intercepted, are forwardable
@@ -68,13 +94,16 @@ struct RESPRequestScanner {
     }
 
     /// The names whose commands are held back and handed over whole.
-    private let interceptedNames: Set<String>
+    private let interceptedNames: CommandNames
     private var buffer = ByteBuffer()
     /// Offset (from the buffer's reader index) up to which bytes are parsed.
     private var parsed = 0
     /// Offset up to which parsed bytes may be forwarded.
     private var forwardable = 0
     private var state = State.start
+    /// Counts the changes that parsing makes to `buffer` (bytes of a command dropped), so that a
+    /// pass over its bytes knows when to stop (see ``next()``).
+    private var bufferChanges = 0
     private var argumentsLeft = 0
     private var argumentIndex = 0
     /// Bytes of the current argument kept (name, or arguments of interest).
@@ -95,7 +124,7 @@ struct RESPRequestScanner {
     }
 
     init(interceptedNames: Set<String>) {
-        self.interceptedNames = interceptedNames
+        self.interceptedNames = CommandNames(interceptedNames)
     }
 
     /// Whether the bytes forwarded so far end at a command boundary (nothing of a started command
@@ -119,9 +148,43 @@ struct RESPRequestScanner {
 
     /// The next command boundary or error, or nil when more bytes are needed.
     mutating func next() -> RESPRequestEvent? {
-        while parsed < buffer.readableBytes {
-            if case .failed = state { return nil }
-            let byte = buffer.getInteger(at: buffer.readerIndex + parsed, as: UInt8.self)!
+        scanning: while parsed < buffer.readableBytes {
+            // The bytes are read through one pointer per pass, not one by one through the buffer
+            // (every read of which is a checked access to its storage); a pass ends when a step
+            // changes the buffer. The copy keeps the pointer's storage alive meanwhile.
+            let bytes = buffer
+            let changesBefore = bufferChanges
+            switch bytes.withUnsafeReadableBytes({ scan($0, whileBufferChanges: changesBefore) }) {
+            case let .finished(event): return event
+            case .bufferChanged: continue
+            case .needMore: break scanning
+            }
+        }
+        if interesting == .all, parsed - commandStart > Self.maxInlineLength {
+            return fail("\(name) command too long")
+        }
+        // A command being streamed: what arrived of it may go on now.
+        if forwardingCommand { forwardable = parsed }
+        return nil
+    }
+
+    /// How a pass over the buffered bytes ended.
+    private enum ScanOutcome {
+        /// `next()` returns this.
+        case finished(RESPRequestEvent?)
+        /// A step changed the buffer: another pass reads it afresh.
+        case bufferChanged
+        /// Every buffered byte is parsed; the next bytes may end a command.
+        case needMore
+    }
+
+    /// Runs the parser over `bytes`, the buffer's readable bytes, from `parsed` on, until an event,
+    /// the end of the bytes, or a step that changes the buffer (its count of changes is no longer
+    /// `changes`).
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer, whileBufferChanges changes: Int) -> ScanOutcome {
+        while parsed < bytes.count {
+            if bufferChanges != changes { return .bufferChanged }
+            let byte = bytes[parsed]
             switch state {
             case .start:
                 commandStart = parsed
@@ -134,51 +197,45 @@ struct RESPRequestScanner {
             case let .multiBulkCount(value, digits):
                 parsed += 1
                 if let event = lengthDigit(byte, value: value, digits: digits, kind: { .count($0) }, limit: Self.maxMultiBulkLength,
-                                           error: "invalid multibulk length") { return event }
+                                           error: "invalid multibulk length") { return .finished(event) }
             case .bulkHeader:
                 parsed += 1
-                guard byte == UInt8(ascii: "$") else { return fail("expected '$', got '\(Self.printable(byte))'") }
+                guard byte == UInt8(ascii: "$") else { return .finished(fail("expected '$', got '\(Self.printable(byte))'")) }
                 state = .bulkLength(0, digits: 0)
             case let .bulkLength(value, digits):
                 parsed += 1
                 if let event = lengthDigit(byte, value: value, digits: digits, kind: { .bulk($0) }, limit: Self.maxBulkLength,
-                                           error: "invalid bulk length") { return event }
+                                           error: "invalid bulk length") { return .finished(event) }
             case let .lengthLF(next):
                 parsed += 1
                 guard byte == UInt8(ascii: "\n") else {
-                    return fail(next.isCount ? "invalid multibulk length" : "invalid bulk length")
+                    return .finished(fail(next.isCount ? "invalid multibulk length" : "invalid bulk length"))
                 }
-                if let event = lengthDone(next) { return event }
+                if let event = lengthDone(next) { return .finished(event) }
             case let .bulkBody(remaining):
-                let available = buffer.readableBytes - parsed
-                let take = min(available, remaining)
+                let take = min(bytes.count - parsed, remaining)
                 if keepCurrent, take > 0 {
-                    current.append(contentsOf: buffer.getBytes(at: buffer.readerIndex + parsed, length: take)!)
+                    current.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[parsed..<(parsed + take)]))
                 }
                 parsed += take
                 state = remaining - take == 0 ? .bulkEnd(seen: 0) : .bulkBody(remaining: remaining - take)
             case let .bulkEnd(seen):
                 parsed += 1
                 guard byte == (seen == 0 ? UInt8(ascii: "\r") : UInt8(ascii: "\n")) else {
-                    return fail("expected CR LF after a bulk argument")
+                    return .finished(fail("expected CR LF after a bulk argument"))
                 }
                 if seen == 0 {
                     state = .bulkEnd(seen: 1)
                 } else if let event = argumentDone() {
-                    return event
+                    return .finished(event)
                 }
             case .inline:
                 return inlineCommand()
             case .failed:
-                return nil
+                return .finished(nil)
             }
         }
-        if interesting == .all, parsed - commandStart > Self.maxInlineLength {
-            return fail("\(name) command too long")
-        }
-        // A command being streamed: what arrived of it may go on now.
-        if forwardingCommand { forwardable = parsed }
-        return nil
+        return bufferChanges != changes ? .bufferChanged : .needMore
     }
 
     /// Parsed bytes that may go to the server, taken out of the scanner.
@@ -194,6 +251,7 @@ struct RESPRequestScanner {
 
     /// Drops bytes before `offset` (held bytes of an intercepted command).
     private mutating func discard(upTo offset: Int) {
+        bufferChanges += 1
         buffer.moveReaderIndex(forwardBy: offset)
         parsed -= offset
         forwardable = max(0, forwardable - offset)
@@ -205,6 +263,7 @@ struct RESPRequestScanner {
     /// bytes of earlier commands that were not taken yet.
     private mutating func removeCommandBytes() {
         guard commandStart > 0 else { return discard(upTo: parsed) }
+        bufferChanges += 1
         var kept = ByteBuffer()
         kept.reserveCapacity(buffer.readableBytes - (parsed - commandStart))
         var before = buffer.getSlice(at: buffer.readerIndex, length: commandStart)!
@@ -255,8 +314,9 @@ struct RESPRequestScanner {
         switch kind {
         case let .count(count):
             guard count > 0 else {
-                // An empty command: Redis ignores it, so it is dropped here.
-                discard(upTo: parsed)
+                // An empty command: Redis ignores it, so it is dropped here (its own bytes only:
+                // commands before it in the buffer may not have been taken yet).
+                removeCommandBytes()
                 state = .start
                 return nil
             }
@@ -321,12 +381,11 @@ struct RESPRequestScanner {
 
     /// An inline command (`PING\r\n`): the whole line is needed first. It is forwarded unchanged
     /// unless intercepted.
-    private mutating func inlineCommand() -> RESPRequestEvent? {
+    private mutating func inlineCommand() -> ScanOutcome {
         let lineStart = buffer.readerIndex + parsed
         let view = buffer.readableBytesView.dropFirst(parsed)
         guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
-            if view.count > Self.maxInlineLength { return fail("too big inline request") }
-            return nil
+            return .finished(view.count > Self.maxInlineLength ? fail("too big inline request") : nil)
         }
         var line = Array(buffer.readableBytesView[view.startIndex..<newline])
         if line.last == UInt8(ascii: "\r") { line.removeLast() }
@@ -334,10 +393,11 @@ struct RESPRequestScanner {
         parsed += lineLength
         let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Array.init)
         guard let first = words.first else {
-            // An empty line: Redis ignores it.
-            discard(upTo: parsed)
+            // An empty line: Redis ignores it (dropped as an empty command is), and the commands
+            // after it are read on.
+            removeCommandBytes()
             state = .start
-            return nil
+            return .bufferChanged
         }
         name = first.count <= Self.maxNameLength ? Self.asciiUppercased(first) : ""
         interesting = interceptedNames.contains(name) ? .all : .none
@@ -346,11 +406,11 @@ struct RESPRequestScanner {
             forwardable = parsed
             if !Self.namesWithLeadingArguments.contains(name) { arguments = [] }
         }
-        return commandDone()
+        return .finished(commandDone())
     }
 
     /// Commands whose first few short arguments the proxy reads (`CLIENT REPLY`, `XREAD BLOCK`).
-    private static let namesWithLeadingArguments: Set<String> = ["CLIENT", "XREAD", "XREADGROUP"]
+    private static let namesWithLeadingArguments: CommandNames = ["CLIENT", "XREAD", "XREADGROUP"]
 
     /// A command name upper-cased byte by byte (Redis' names are ASCII): every command passes
     /// here, and Unicode case mapping is far slower.

@@ -42,10 +42,10 @@ final class RedisSession: ClientSession {
         case local(ByteBuffer, thenClose: Bool)
     }
 
-    private static let blockingNames: Set<String> = [
+    private static let blockingNames: CommandNames = [
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
-    private static let subscribeNames: Set<String> = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
+    private static let subscribeNames: CommandNames = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
     /// How long after a refused re-AUTH it is tried again.
     static let reauthRetryDelay: Duration = .seconds(1)
 
