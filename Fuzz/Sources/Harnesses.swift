@@ -189,26 +189,44 @@ enum Harnesses {
     // MARK: Redis proxy
 
     /// The Redis proxy's boundary scanners: the bytes (after the first, which picks where they are
-    /// split in two) read both as a client's commands and as a server's replies.
+    /// split in two) read both as a client's commands and as a server's replies. A client's bytes
+    /// without a protocol error must give the same commands and the same forwarded bytes whether
+    /// they arrive whole or in two reads.
     static func respRelay(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let input = Array(bytes.dropFirst())
         let middle = input.isEmpty ? 0 : Int(first) % (input.count + 1)
-        var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
+        let whole = scanRequests([input[...]])
+        let split = scanRequests([input[..<middle], input[middle...]])
+        if !whole.failed, !split.failed {
+            precondition(whole.events == split.events && whole.forwarded == split.forwarded,
+                         "the commands found depend on where the client's bytes were split")
+        }
         var replies = RESPReplyScanner()
         for piece in [input[..<middle], input[middle...]] {
-            var buffer = ByteBuffer(bytes: piece)
-            requests.append(&buffer)
-            while let event = requests.next() {
-                if case .protocolError = event { break }
-            }
-            _ = requests.takeForwardable()
             var index = piece.startIndex
             while index < piece.endIndex {
                 guard let progress = try? piece[index...].withUnsafeBytes({ try replies.consume($0) }) else { return }
                 index += progress.count
             }
         }
+    }
+
+    /// What the request scanner finds in `pieces`, read one after another as the proxy reads them.
+    private static func scanRequests(_ pieces: [ArraySlice<UInt8>]) -> (events: [RESPRequestEvent], forwarded: [UInt8], failed: Bool) {
+        var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
+        var events: [RESPRequestEvent] = []
+        var forwarded: [UInt8] = []
+        for piece in pieces {
+            var buffer = ByteBuffer(bytes: piece)
+            requests.append(&buffer)
+            while let event = requests.next() {
+                if case .protocolError = event { return (events, forwarded, true) }
+                events.append(event)
+            }
+            if let out = requests.takeForwardable() { forwarded += out.readableBytesView }
+        }
+        return (events, forwarded, false)
     }
 
     // MARK: Vault proxy
