@@ -154,7 +154,7 @@ struct RESPRequestScanner {
             // changes the buffer. The copy keeps the pointer's storage alive meanwhile.
             let bytes = buffer
             let changesBefore = bufferChanges
-            switch bytes.withUnsafeReadableBytes({ scan($0, whileBufferChanges: changesBefore) }) {
+            switch bytes.withUnsafeReadableBytes({ scan($0, bufferChangesBefore: changesBefore) }) {
             case let .finished(event): return event
             case .bufferChanged: continue
             case .needMore: break scanning
@@ -179,9 +179,9 @@ struct RESPRequestScanner {
     }
 
     /// Runs the parser over `bytes`, the buffer's readable bytes, from `parsed` on, until an event,
-    /// the end of the bytes, or a step that changes the buffer (its count of changes is no longer
-    /// `changes`).
-    private mutating func scan(_ bytes: UnsafeRawBufferPointer, whileBufferChanges changes: Int) -> ScanOutcome {
+    /// the end of the bytes, or a step that changes the buffer (its count of changes moves past
+    /// `changes`, the count when `bytes` was taken).
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer, bufferChangesBefore changes: Int) -> ScanOutcome {
         while parsed < bytes.count {
             if bufferChanges != changes { return .bufferChanged }
             let byte = bytes[parsed]
