@@ -189,22 +189,25 @@ private final class UnixSocketExchange: Sendable {
     }
 
     /// The status, headers and body length of a complete response head in `bytes`; nil while the
-    /// head is incomplete.
+    /// head is incomplete. The head is read as bytes (lines end at CRLF) and only names and values
+    /// become strings: a probe reads one answer, and reading the head as characters was the
+    /// costliest part of its own work.
     private func parseHead(_ bytes: [UInt8]) throws -> (status: Int, headers: HTTPHeaders, length: Int?, bodyStart: Int)? {
-        let end: [UInt8] = [13, 10, 13, 10]
-        guard let headEnd = bytes.indices.dropLast(3).first(where: { bytes[$0..<$0 + 4].elementsEqual(end) }) else { return nil }
-        let lines = String(decoding: bytes[..<headEnd], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
-        let statusLine = lines[0].split(separator: " ", maxSplits: 2)
-        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]),
-              (100...599).contains(status) else {
+        guard let headEnd = Self.endOfHead(in: bytes) else { return nil }
+        var lineEnd = Self.endOfLine(in: bytes, from: 0, before: headEnd)
+        guard let status = Self.statusCode(bytes[..<lineEnd]) else {
             throw fail(.malformedResponse, "the answer does not start with an HTTP/1.1 status line")
         }
         var headers = HTTPHeaders()
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else {
+        while lineEnd < headEnd {
+            let lineStart = lineEnd + 2
+            lineEnd = Self.endOfLine(in: bytes, from: lineStart, before: headEnd)
+            let line = bytes[lineStart..<lineEnd]
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
                 throw fail(.malformedResponse, "the answer has a header line without a colon")
             }
-            headers.add(String(line[..<colon]), String(line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }))
+            let value = line[(colon + 1)...].drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            headers.add(String(decoding: line[..<colon], as: UTF8.self), String(decoding: value, as: UTF8.self))
         }
         if headers["transfer-encoding"] != nil {
             throw fail(.malformedResponse, "the answer is chunked, which the agent never sends")
@@ -221,6 +224,34 @@ private final class UnixSocketExchange: Sendable {
         }
         if request.method == "HEAD" || status == 204 || status == 304 { length = 0 }
         return (status, headers, length, headEnd + 4)
+    }
+
+    /// Where the first CRLF CRLF in `bytes` starts: the end of the head's last line.
+    private static func endOfHead(in bytes: [UInt8]) -> Int? {
+        var index = 0
+        while index + 3 < bytes.count {
+            if bytes[index] == 13, bytes[index + 1] == 10, bytes[index + 2] == 13, bytes[index + 3] == 10 { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    /// Where the line that starts at `start` ends: its CRLF, or `end` for the head's last line.
+    private static func endOfLine(in bytes: [UInt8], from start: Int, before end: Int) -> Int {
+        var index = start
+        while index + 1 < end, !(bytes[index] == 13 && bytes[index + 1] == 10) { index += 1 }
+        return index + 1 < end ? index : end
+    }
+
+    /// The status code of a status line (`HTTP/1.x CODE [REASON]`, fields separated by spaces),
+    /// nil when the line is not one.
+    private static func statusCode(_ line: ArraySlice<UInt8>) -> Int? {
+        let space = UInt8(ascii: " ")
+        guard line.starts(with: "HTTP/1.".utf8), let versionEnd = line.firstIndex(of: space) else { return nil }
+        let code = line[versionEnd...].drop { $0 == space }.prefix { $0 != space }
+        guard code.count == 3, code.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
+        let status = code.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+        return (100...599).contains(status) ? status : nil
     }
 
     private var isCancelled: Bool { state.withLock { $0.cancelled } }
