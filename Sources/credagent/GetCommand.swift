@@ -63,32 +63,26 @@ struct GetCommand: AsyncParsableCommand {
     }
 
     /// A field of the JSON by dotted path, as text (strings bare, other values as JSON).
+    ///
+    /// Read with `JSONSerialization`, not a `Decodable` type: the first decoding of a new
+    /// `Decodable` or `CodingKey` type has the Swift runtime look up its conformances by a walk
+    /// over all of the binary's conformance records, which took half of `get`'s start-up.
     static func field(_ path: String, of body: [UInt8]) throws -> String? {
-        var value: AnyJSON? = try JSONDecoder().decode(AnyJSON.self, from: Data(body))
+        var value: Any? = try JSONSerialization.jsonObject(with: Data(body))
         for key in path.split(separator: ".") {
-            guard case let .object(fields)? = value else { return nil }
-            value = fields[String(key)]
+            guard let object = value as? [String: Any] else { return nil }
+            value = object[String(key)]
         }
         switch value {
-        case nil, .null?: return nil
-        case let .string(text)?: return text
-        case let .bool(flag)?: return flag ? "true" : "false"
-        case let .number(number)?: return number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number)
-        case .object?: throw ValidationError("'\(path)' is an object; name one of its fields, e.g. \(path).host")
-        }
-    }
-
-    /// Just enough JSON to pick a field out of the agent's answer.
-    enum AnyJSON: Decodable {
-        case null, bool(Bool), number(Double), string(String), object([String: AnyJSON])
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if container.decodeNil() { self = .null }
-            else if let flag = try? container.decode(Bool.self) { self = .bool(flag) }
-            else if let number = try? container.decode(Double.self) { self = .number(number) }
-            else if let text = try? container.decode(String.self) { self = .string(text) }
-            else { self = .object(try container.decode([String: AnyJSON].self)) }
+        case nil, is NSNull: return nil
+        case let text as String: return text
+        case let number as NSNumber:
+            // JSON's true and false come as numbers of the C type char.
+            if number.objCType.pointee == CChar(UInt8(ascii: "c")) { return number.boolValue ? "true" : "false" }
+            let double = number.doubleValue
+            return double.rounded() == double && abs(double) < 1e15 ? String(Int(double)) : String(double)
+        case is [String: Any]: throw ValidationError("'\(path)' is an object; name one of its fields, e.g. \(path).host")
+        default: return nil
         }
     }
 }

@@ -151,6 +151,17 @@ private let everyProviderConfig = """
         let get = try await runCredagent(["get", "orders-db", "--socket", agent.socketPath, "--field", "connection.port"])
         #expect(get.status == 0)
         #expect(get.stdout == "5432\n")
+        // --field prints a string bare, a number as a number, a flag as true or false; an object
+        // or a field the credential lacks is a usage error that says which.
+        for (name, field, output) in [("sessions", "connection.tls", "true\n"), ("orders-db", "version", "1\n"),
+                                      ("orders-db", "username", "kong\n")] {
+            let picked = try await runCredagent(["get", name, "--socket", agent.socketPath, "--field", field])
+            #expect(picked.status == 0 && picked.stdout == output, "\(field): \(picked.stdout) \(picked.stderr)")
+        }
+        for (field, message) in [("connection", "'connection' is an object"), ("password.x", "no field 'password.x'")] {
+            let refused = try await runCredagent(["get", "orders-db", "--socket", agent.socketPath, "--field", field])
+            #expect(refused.status == 2 && refused.stderr.contains(message), "\(field): \(refused.stderr)")
+        }
         let pgpass = try await runCredagent(["get", "orders-db", "--socket", agent.socketPath, "--format", "pgpass"])
         #expect(pgpass.stdout.hasPrefix("orders.abc.us-east-1.rds.amazonaws.com:5432:kong:kong:orders.abc.us-east-1.rds.amazonaws.com\\:5432/?Action=connect"))
         let list = try await runCredagent(["list"], environment: ["CREDAGENT_SOCKET": agent.socketPath])
