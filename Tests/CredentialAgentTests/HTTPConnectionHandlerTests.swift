@@ -7,7 +7,7 @@ import NIOHTTP1
 import Testing
 @testable import CredentialAgent
 
-/// One connection's pipeline as the server builds it (without the idle timer), in process.
+/// One connection's pipeline as the server builds it, in process (the idle timeout never passes).
 private struct Connection {
     let channel = EmbeddedChannel()
     let store = CredentialStore()
@@ -19,13 +19,8 @@ private struct Connection {
                                policy: PeerPolicy(allowUIDs: allowUIDs, allowGIDs: []), limits: ServerLimits(),
                                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                now: { Date(timeIntervalSince1970: 1_800_000_010) })
-        let connection = HTTPConnectionHandler(shared: shared, peer: UnixPeerCredentials(pid: 42, uid: peerUID, gid: peerUID))
-        let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(RequestBytesMarker(connection: connection))
-        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(
-            leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-            limitConfiguration: shared.limits.decoderLimits)))
-        try pipeline.addHandler(connection)
+        try HTTPConnectionHandler.addHandlers(to: channel.pipeline.syncOperations, shared: shared,
+                                              peer: UnixPeerCredentials(pid: 42, uid: peerUID, gid: peerUID))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/agent.sock")).wait()
     }
 

@@ -4,21 +4,36 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// Sits before the HTTP decoder and tells the connection's ``HTTPConnectionHandler`` that bytes
-/// arrived, which the decoder does not: a request head sent a byte at a time is otherwise invisible
-/// until complete, and its deadline has to run from its first byte. Both handlers live on the
-/// channel's event loop, so the marker calls the handler directly.
-final class RequestBytesMarker: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
+/// NIO's HTTP/1.1 request decoder, telling the connection's ``HTTPConnectionHandler`` that bytes
+/// arrived before it decodes them, which the decoder itself does not: a request head sent a byte
+/// at a time is otherwise invisible until complete, and its deadline and the idle timeout run from
+/// its bytes. (A decoder rather than a handler of its own: every handler a request passes costs
+/// the hot path.)
+struct ArrivalReportingDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPServerRequestPart
+    private let decoder: HTTPRequestDecoder
     private let connection: HTTPConnectionHandler
 
-    init(connection: HTTPConnectionHandler) {
+    init(_ decoder: HTTPRequestDecoder, reportingTo connection: HTTPConnectionHandler) {
+        self.decoder = decoder
         self.connection = connection
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         connection.requestBytesArrived()
-        context.fireChannelRead(data)
+        return try decoder.decode(context: context, buffer: &buffer)
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
+    }
+
+    func decoderAdded(context: ChannelHandlerContext) {
+        decoder.decoderAdded(context: context)
+    }
+
+    func decoderRemoved(context: ChannelHandlerContext) {
+        decoder.decoderRemoved(context: context)
     }
 }
 
@@ -53,6 +68,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
     private var longPoll: LongPoll?
     private var waitTokens = 0
+    /// When bytes last arrived, and the check that tells the machine when none arrived for the
+    /// idle timeout (kept here rather than in an `IdleStateHandler` for the same reason as
+    /// ``ArrivalReportingDecoder``).
+    private var lastBytesAt = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
 
     init(shared: ServerContext, peer: UnixPeerCredentials?) {
         self.shared = shared
@@ -61,10 +81,23 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.access = PeerAccess(peer: peer)
     }
 
+    /// Adds one connection's handlers to its pipeline: NIO's request decoder (with the header
+    /// limits) reporting to a new handler for `peer`, and that handler.
+    static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, shared: ServerContext,
+                            peer: UnixPeerCredentials?) throws {
+        let connection = HTTPConnectionHandler(shared: shared, peer: peer)
+        let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                         limitConfiguration: shared.limits.decoderLimits)
+        try pipeline.addHandler(ByteToMessageHandler(ArrivalReportingDecoder(decoder, reportingTo: connection)))
+        try pipeline.addHandler(connection)
+    }
+
     // MARK: Channel events
 
     func channelActive(context: ChannelHandlerContext) {
         shared.metrics.connectionOpened()
+        lastBytesAt = .now()
+        checkIdle(after: shared.limits.idleTimeout, context)
         context.fireChannelActive()
     }
 
@@ -72,6 +105,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         shared.metrics.connectionClosed()
         state.closed()
         cancelRequestDeadline()
+        idleCheck?.cancel()
+        idleCheck = nil
         if let longPoll {
             longPoll.timeout.cancel()
             shared.store.cancelWait(longPoll.name, id: longPoll.registration)
@@ -81,7 +116,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func requestBytesArrived() {
-        state.bytesArrived(at: .now())
+        lastBytesAt = .now()
+        state.bytesArrived(at: lastBytesAt)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -114,8 +150,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             run(state.quiesce(), context)
-        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            run(state.readIdle(), context)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -125,6 +159,19 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard context.channel.isActive else { return context.close(promise: nil) }
         let headerTooLarge = (error as? HTTPParserError) == .headerOverflow
         run(state.parserFailed(headerTooLarge: headerTooLarge), context)
+    }
+
+    /// Checks `delay` from now whether bytes arrived within the idle timeout: tells the machine
+    /// if not, and checks again a timeout after the last bytes if so.
+    private func checkIdle(after delay: TimeAmount, _ context: ChannelHandlerContext) {
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.idleCheck = nil
+            let timeout = self.shared.limits.idleTimeout
+            let quiet = NIODeadline.now() - self.lastBytesAt
+            if quiet >= timeout { self.run(self.state.readIdle(), context) }
+            guard context.channel.isActive else { return }
+            self.checkIdle(after: quiet >= timeout ? timeout : timeout - quiet, context)
+        }
     }
 
     /// About how many bytes `part` took on the wire, for the bound on waiting requests.
@@ -204,16 +251,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Writes `response` framed as the machine says, counts it, and returns what comes next.
     private func respond(_ response: APIResponse, _ context: ChannelHandlerContext) -> ConnectionStateMachine.Action {
         guard let framing = state.startResponse() else { return .none }
-        let written = context.writeAndFlush(wrapOutboundOut(response.encoded(framing, allocator: context.channel.allocator)))
+        let bytes = wrapOutboundOut(response.encoded(framing, allocator: context.channel.allocator))
         if response.status == .ok, response.route == Route.credentialTemplate {
             shared.metrics.credentialServed()
         } else {
             shared.metrics.request(route: response.route, status: Int(response.status.code))
         }
         guard framing.keepAlive else {
-            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(bytes).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return .none
         }
+        // No promise: nothing waits for a keep-alive response to be written.
+        context.writeAndFlush(bytes, promise: nil)
         return state.responseWritten(at: .now())
     }
 

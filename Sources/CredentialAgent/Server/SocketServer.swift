@@ -113,14 +113,7 @@ public final class SocketServer: Sendable {
                 return UnixPeerCredentials.of(channel).flatMap { peer in
                     guard self.admit(channel, peer: peer) else { return channel.close() }
                     return channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        let connection = HTTPConnectionHandler(shared: shared, peer: peer)
-                        try sync.addHandler(IdleStateHandler(readTimeout: shared.limits.idleTimeout))
-                        try sync.addHandler(RequestBytesMarker(connection: connection))
-                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(
-                            leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                            limitConfiguration: shared.limits.decoderLimits)))
-                        try sync.addHandler(connection)
+                        try HTTPConnectionHandler.addHandlers(to: channel.pipeline.syncOperations, shared: shared, peer: peer)
                     }
                 }
             }

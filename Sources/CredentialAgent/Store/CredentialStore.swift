@@ -5,7 +5,7 @@ import NIOCore
 
 /// What readers of one credential see: its config, its refresh bookkeeping and, for the current
 /// version, the encoded JSON answer. Immutable; a refresh publishes a new one.
-public struct CredentialSnapshot: Sendable {
+public final class CredentialSnapshot: Sendable {
     public let config: CredentialConfig
     public let machine: RefreshStateMachine
     /// The JSON answer for the held secret (nil while none has been obtained). Encoded once per
