@@ -149,6 +149,8 @@ let package = Package(
             dependencies: [
                 "AuthProxy", "CloudAuth", "CredentialAgent", "Connectivity",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Fuzz/Sources",
             swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]

@@ -1,10 +1,12 @@
 @testable import AuthProxy
 import CloudAuth
 @testable import Connectivity
-import CredentialAgent
+@testable import CredentialAgent
 import Dispatch
 import Foundation
 import NIOCore
+import NIOEmbedded
+import NIOHTTP1
 
 /// One fuzzing harness: hands bytes of outside input to one parser of credagent. Bad input is
 /// expected and may be refused with an error; a crash, a trap or a hang is a defect.
@@ -17,6 +19,7 @@ struct Harness: Sendable {
 enum Harnesses {
     static let all: [Harness] = [
         Harness(name: "agent-request", run: agentRequest),
+        Harness(name: "agent-request-head", run: agentRequestHead),
         Harness(name: "config", run: config),
         Harness(name: "aws-responses", run: awsResponses),
         Harness(name: "azure-responses", run: azureResponses),
@@ -39,6 +42,47 @@ enum Harnesses {
         let line = String(decoding: bytes, as: UTF8.self)
         let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
         _ = Route.parse(method: String(parts[0]), uri: parts.count > 1 ? String(parts[1]) : "/")
+    }
+
+    /// A request head as the socket reads it. Whatever the agent's own reader of the usual shape
+    /// (`PlainRequestHead`) accepts, NIO's HTTP/1.1 decoder must read from the same bytes as the
+    /// same request and nothing more; what it waits for more of, NIO's decoder must not find
+    /// complete or wrong either. (What it calls unusual goes to NIO's decoder anyway.)
+    static func agentRequestHead(_ bytes: [UInt8]) {
+        let limits = ServerLimits()
+        let outcome = bytes.withUnsafeBytes {
+            PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields, maxLength: SocketRequestDecoder.maxPlainHeadBytes)
+        }
+        switch outcome {
+        case .unusual:
+            return
+        case .incomplete:
+            let parts = nioDecoded(bytes, limits: limits)
+            precondition(parts.error == nil && parts.parts.isEmpty,
+                         "the plain reader waits for more, NIO's decoder read \(parts)")
+        case let .request(head, length):
+            let parts = nioDecoded(Array(bytes[..<length]), limits: limits)
+            precondition(parts.error == nil, "the plain reader read \(head), NIO's decoder failed: \(parts)")
+            guard parts.parts.count == 2, case let .head(nio) = parts.parts[0], case .end(nil) = parts.parts[1] else {
+                preconditionFailure("the plain reader read \(head), NIO's decoder \(parts.parts)")
+            }
+            precondition(nio.method == head.method && nio.uri == head.uri && nio.version == head.version
+                         && nio.isKeepAlive == head.isKeepAlive
+                         && Array(nio.headers).elementsEqual(Array(head.headers), by: { $0 == $1 }),
+                         "the plain reader read \(head), NIO's decoder \(nio)")
+        }
+    }
+
+    /// What NIO's request decoder, configured as the socket's, makes of `bytes`.
+    private static func nioDecoded(_ bytes: [UInt8], limits: ServerLimits) -> (parts: [HTTPServerRequestPart], error: (any Error)?) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(
+            leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: limits.decoderLimits)))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        var error: (any Error)?
+        do { try channel.writeInbound(ByteBuffer(bytes: bytes)) } catch let failure { error = failure }
+        var parts: [HTTPServerRequestPart] = []
+        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        return (parts, error)
     }
 
     // MARK: Configuration

@@ -73,6 +73,35 @@ private func get(_ path: String, close: Bool = false) -> String {
         #expect(!connection.channel.isActive)
     }
 
+    /// The decoder reads heads of the usual shape itself and hands the first other one, and all
+    /// after it, to NIO's decoder: the answers are the same, in order.
+    @Test func requestsOfEveryShapeAreAnsweredInOrderOnOneConnection() throws {
+        let connection = try Connection()
+        let unusual = "GET /v1/credentials/unknown HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
+        try connection.send(get("/v1/health") + unusual + get("/v1/health") + "GET /v1/ready HTTP/1.1\r\nhost : x\r\n\r\n")
+        let text = try connection.responses()
+        let statuses = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["200", "404", "200", "400"])
+        #expect(!connection.channel.isActive)
+    }
+
+    @Test func aHeadSentAByteAtATimeIsAnsweredOnceComplete() throws {
+        let connection = try Connection()
+        let first = get("/v1/health").utf8.count
+        let request = Array((get("/v1/health") + get("/v1/credentials/unknown")).utf8)
+        for (index, byte) in request.enumerated() {
+            try connection.send(String(decoding: [byte], as: UTF8.self))
+            let text = try connection.responses()
+            if index == first - 1 {
+                #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+            } else if index == request.count - 1 {
+                #expect(text.hasPrefix("HTTP/1.1 404 Not Found"))
+            } else {
+                #expect(text.isEmpty, "answered after \(index + 1) bytes")
+            }
+        }
+    }
+
     @Test func queryParametersOnRoutesWithoutOptionsAre400() throws {
         let connection = try Connection()
         try connection.send(get("/metrics?format=json"))

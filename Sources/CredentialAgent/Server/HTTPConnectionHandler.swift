@@ -4,28 +4,56 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// NIO's HTTP/1.1 request decoder, telling the connection's ``HTTPConnectionHandler`` that bytes
-/// arrived before it decodes them, which the decoder itself does not: a request head sent a byte
-/// at a time is otherwise invisible until complete, and its deadline and the idle timeout run from
-/// its bytes. (A decoder rather than a handler of its own: every handler a request passes costs
-/// the hot path.)
-struct ArrivalReportingDecoder: ByteToMessageDecoder {
+/// The socket API's request decoder. It tells the connection's ``HTTPConnectionHandler`` that
+/// bytes arrived before decoding them, which a decoder does not otherwise: a request head sent a
+/// byte at a time is invisible until complete, and its deadline and the idle timeout run from its
+/// bytes. Requests of the usual shape (``PlainRequestHead``) it reads itself; at the first other
+/// one it hands this and every later request of the connection to NIO's HTTP/1.1 decoder, which
+/// enforces the header limits and answers the rest of HTTP/1.1. (Both are here rather than in
+/// handlers and NIO's decoder alone because every handler a request passes, and the general parser,
+/// cost the hot path a fifth of its time.)
+struct SocketRequestDecoder: ByteToMessageDecoder {
     typealias InboundOut = HTTPServerRequestPart
     private let decoder: HTTPRequestDecoder
     private let connection: HTTPConnectionHandler
+    private let limits: ServerLimits
+    /// Set at the first request not of the usual shape; from then on NIO's decoder reads.
+    private var general = false
 
-    init(_ decoder: HTTPRequestDecoder, reportingTo connection: HTTPConnectionHandler) {
+    /// The longest head read here; a longer one goes to NIO's decoder.
+    static let maxPlainHeadBytes = 1024
+
+    init(_ decoder: HTTPRequestDecoder, limits: ServerLimits, reportingTo connection: HTTPConnectionHandler) {
         self.decoder = decoder
+        self.limits = limits
         self.connection = connection
     }
 
-    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         connection.requestBytesArrived()
+        if !general {
+            let outcome = buffer.withUnsafeReadableBytes {
+                PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields,
+                                       maxLength: min(Self.maxPlainHeadBytes, limits.maxHeaderBytes))
+            }
+            switch outcome {
+            case let .request(head, length):
+                buffer.moveReaderIndex(forwardBy: length)
+                context.fireChannelRead(wrapInboundOut(.head(head)))
+                context.fireChannelRead(wrapInboundOut(.end(nil)))
+                return .continue
+            case .incomplete:
+                return .needMoreData
+            case .unusual:
+                general = true
+            }
+        }
         return try decoder.decode(context: context, buffer: &buffer)
     }
 
-    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        general = true
+        return try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 
     func decoderAdded(context: ChannelHandlerContext) {
@@ -70,7 +98,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var waitTokens = 0
     /// When bytes last arrived, and the check that tells the machine when none arrived for the
     /// idle timeout (kept here rather than in an `IdleStateHandler` for the same reason as
-    /// ``ArrivalReportingDecoder``).
+    /// ``SocketRequestDecoder``).
     private var lastBytesAt = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
 
@@ -81,14 +109,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.access = PeerAccess(peer: peer)
     }
 
-    /// Adds one connection's handlers to its pipeline: NIO's request decoder (with the header
-    /// limits) reporting to a new handler for `peer`, and that handler.
+    /// Adds one connection's handlers to its pipeline: the request decoder reporting to a new
+    /// handler for `peer`, and that handler.
     static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, shared: ServerContext,
                             peer: UnixPeerCredentials?) throws {
         let connection = HTTPConnectionHandler(shared: shared, peer: peer)
         let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
                                          limitConfiguration: shared.limits.decoderLimits)
-        try pipeline.addHandler(ByteToMessageHandler(ArrivalReportingDecoder(decoder, reportingTo: connection)))
+        try pipeline.addHandler(ByteToMessageHandler(SocketRequestDecoder(decoder, limits: shared.limits, reportingTo: connection)))
         try pipeline.addHandler(connection)
     }
 
