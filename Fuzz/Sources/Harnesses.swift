@@ -51,7 +51,7 @@ enum Harnesses {
     static func agentRequestHead(_ bytes: [UInt8]) {
         let limits = ServerLimits()
         let outcome = bytes.withUnsafeBytes {
-            PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields, maxLength: SocketRequestDecoder.maxPlainHeadBytes)
+            PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields, maxLength: SocketRequestReader.maxPlainHeadBytes)
         }
         switch outcome {
         case .unusual:

@@ -4,64 +4,66 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// The socket API's request decoder. It tells the connection's ``HTTPConnectionHandler`` that
-/// bytes arrived before decoding them, which a decoder does not otherwise: a request head sent a
-/// byte at a time is invisible until complete, and its deadline and the idle timeout run from its
-/// bytes. Requests of the usual shape (``PlainRequestHead``) it reads itself; at the first other
-/// one it hands this and every later request of the connection to NIO's HTTP/1.1 decoder, which
-/// enforces the header limits and answers the rest of HTTP/1.1. (Both are here rather than in
-/// handlers and NIO's decoder alone because every handler a request passes, and the general parser,
-/// cost the hot path a fifth of its time.)
-struct SocketRequestDecoder: ByteToMessageDecoder {
+/// The first handler of a connection: it reads the socket API's requests. It tells the
+/// connection's ``HTTPConnectionHandler`` that bytes arrived before anything else, which a decoder
+/// does not: a request head sent a byte at a time is invisible until complete, and its deadline and
+/// the idle timeout run from its bytes. Requests of the usual shape (``PlainRequestHead``) it reads
+/// itself; at the first other one it puts NIO's HTTP/1.1 decoder behind itself and hands it that
+/// request and every later byte of the connection, and NIO's decoder enforces the header limits
+/// and reads the rest of HTTP/1.1. (Not NIO's decoder and a handler of its own for the arrival:
+/// every handler a request passes and the general parser cost the hot path a third of its time.)
+final class SocketRequestReader: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
-    private let decoder: HTTPRequestDecoder
     private let connection: HTTPConnectionHandler
     private let limits: ServerLimits
+    /// The start of a head of the usual shape that is not complete yet.
+    private var partial: ByteBuffer?
     /// Set at the first request not of the usual shape; from then on NIO's decoder reads.
     private var general = false
 
     /// The longest head read here; a longer one goes to NIO's decoder.
     static let maxPlainHeadBytes = 1024
 
-    init(_ decoder: HTTPRequestDecoder, limits: ServerLimits, reportingTo connection: HTTPConnectionHandler) {
-        self.decoder = decoder
+    init(limits: ServerLimits, reportingTo connection: HTTPConnectionHandler) {
         self.limits = limits
         self.connection = connection
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         connection.requestBytesArrived()
-        if !general {
-            let outcome = buffer.withUnsafeReadableBytes {
-                PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields,
-                                       maxLength: min(Self.maxPlainHeadBytes, limits.maxHeaderBytes))
+        if general { return context.fireChannelRead(data) }
+        var bytes = unwrapInboundIn(data)
+        if var partial {
+            self.partial = nil
+            partial.writeBuffer(&bytes)
+            bytes = partial
+        }
+        let maxLength = min(Self.maxPlainHeadBytes, limits.maxHeaderBytes)
+        while bytes.readableBytes > 0 {
+            let outcome = bytes.withUnsafeReadableBytes {
+                PlainRequestHead.parse($0, maxFields: limits.maxHeaderFields, maxLength: maxLength)
             }
             switch outcome {
             case let .request(head, length):
-                buffer.moveReaderIndex(forwardBy: length)
+                bytes.moveReaderIndex(forwardBy: length)
                 context.fireChannelRead(wrapInboundOut(.head(head)))
                 context.fireChannelRead(wrapInboundOut(.end(nil)))
-                return .continue
             case .incomplete:
-                return .needMoreData
+                partial = bytes
+                return
             case .unusual:
                 general = true
+                let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                                 limitConfiguration: limits.decoderLimits)
+                do {
+                    try context.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder), position: .after(self))
+                } catch {
+                    return context.fireErrorCaught(error)
+                }
+                return context.fireChannelRead(NIOAny(bytes))
             }
         }
-        return try decoder.decode(context: context, buffer: &buffer)
-    }
-
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        general = true
-        return try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
-    }
-
-    func decoderAdded(context: ChannelHandlerContext) {
-        decoder.decoderAdded(context: context)
-    }
-
-    func decoderRemoved(context: ChannelHandlerContext) {
-        decoder.decoderRemoved(context: context)
     }
 }
 
@@ -98,7 +100,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var waitTokens = 0
     /// When bytes last arrived, and the check that tells the machine when none arrived for the
     /// idle timeout (kept here rather than in an `IdleStateHandler` for the same reason as
-    /// ``SocketRequestDecoder``).
+    /// ``SocketRequestReader``).
     private var lastBytesAt = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
 
@@ -109,14 +111,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.access = PeerAccess(peer: peer)
     }
 
-    /// Adds one connection's handlers to its pipeline: the request decoder reporting to a new
+    /// Adds one connection's handlers to its pipeline: the request reader reporting to a new
     /// handler for `peer`, and that handler.
     static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, shared: ServerContext,
                             peer: UnixPeerCredentials?) throws {
         let connection = HTTPConnectionHandler(shared: shared, peer: peer)
-        let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                         limitConfiguration: shared.limits.decoderLimits)
-        try pipeline.addHandler(ByteToMessageHandler(SocketRequestDecoder(decoder, limits: shared.limits, reportingTo: connection)))
+        try pipeline.addHandler(SocketRequestReader(limits: shared.limits, reportingTo: connection))
         try pipeline.addHandler(connection)
     }
 
