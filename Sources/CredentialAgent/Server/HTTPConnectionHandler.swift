@@ -14,7 +14,7 @@ import NIOHTTP1
 /// every handler a request passes and the general parser cost the hot path a third of its time.)
 final class SocketRequestReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundOut = SocketRequest
     private let connection: HTTPConnectionHandler
     private let limits: ServerLimits
     /// The start of a head of the usual shape that is not complete yet.
@@ -47,8 +47,7 @@ final class SocketRequestReader: ChannelInboundHandler {
             switch outcome {
             case let .request(head, length):
                 bytes.moveReaderIndex(forwardBy: length)
-                context.fireChannelRead(wrapInboundOut(.head(head)))
-                context.fireChannelRead(wrapInboundOut(.end(nil)))
+                context.fireChannelRead(wrapInboundOut(.whole(head, bytes: length)))
             case .incomplete:
                 partial = bytes
                 return
@@ -57,13 +56,33 @@ final class SocketRequestReader: ChannelInboundHandler {
                 let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
                                                  limitConfiguration: limits.decoderLimits)
                 do {
-                    try context.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder), position: .after(self))
+                    let pipeline = context.pipeline.syncOperations
+                    try pipeline.addHandler(SocketRequestPartAdapter(), position: .after(self))
+                    try pipeline.addHandler(ByteToMessageHandler(decoder), position: .after(self))
                 } catch {
                     return context.fireErrorCaught(error)
                 }
                 return context.fireChannelRead(NIOAny(bytes))
             }
         }
+    }
+}
+
+/// What a connection's ``HTTPConnectionHandler`` receives: a whole request of the usual shape
+/// from ``SocketRequestReader``, in one event, or a part of any other from NIO's decoder.
+enum SocketRequest {
+    /// A request without a body whose head took `bytes` bytes.
+    case whole(HTTPRequestHead, bytes: Int)
+    case part(HTTPServerRequestPart)
+}
+
+/// Behind NIO's decoder, when a connection has one: passes its parts on as ``SocketRequest``s.
+final class SocketRequestPartAdapter: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = SocketRequest
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(wrapInboundOut(.part(unwrapInboundIn(data))))
     }
 }
 
@@ -74,7 +93,7 @@ final class SocketRequestReader: ChannelInboundHandler {
 /// Responses are encoded here rather than by NIO's response encoder: a served credential is one
 /// prebuilt buffer (status line, headers and body) written as it is.
 final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = SocketRequest
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -149,8 +168,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        run(state.partReceived(part, bytes: Self.size(of: part), at: .now()), context)
+        switch unwrapInboundIn(data) {
+        case let .whole(head, bytes):
+            run(state.partReceived(.head(head), bytes: bytes, at: .now()), context)
+            run(state.partReceived(.end(nil), bytes: 0, at: .now()), context)
+        case let .part(part):
+            run(state.partReceived(part, bytes: Self.size(of: part), at: .now()), context)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
