@@ -160,7 +160,8 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         let metrics = proxy.metrics
         let (clientSide, serverSide) = RelayHandler.pair(clientToServer: { metrics.relayed(clientToServer: $0) },
-                                                         serverToClient: { metrics.relayed(serverToClient: $0) })
+                                                         serverToClient: { metrics.relayed(serverToClient: $0) },
+                                                         idleTimeout: proxy.configuration.idleTimeout.map { TimeAmount($0) })
         if remaining.readableBytes > 0 { context.write(wrapOutboundOut(remaining), promise: nil) }
         context.flush()
         if received.readableBytes > 0 { upstream.writeAndFlush(received, promise: nil) }
@@ -169,10 +170,6 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
             let upstreamPipeline = upstream.pipeline.syncOperations
             upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: PostgresUpstreamHandler.self), promise: nil)
             try upstreamPipeline.addHandler(serverSide)
-            // Every relayed byte crosses the client's channel: its idleness is the session's.
-            if let idle = proxy.configuration.idleTimeout {
-                try context.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: TimeAmount(idle)))
-            }
             try context.pipeline.syncOperations.addHandler(clientSide)
         } catch {
             return refuse(context, .upstreamProtocol(credential: credentialName, reason: "the relay could not be set up: \(error)"))
