@@ -34,7 +34,7 @@ final class VaultProxyFixture: Sendable {
     ///   - upstream: Vault to relay to; the plain-HTTP OpenBao by default.
     ///   - fixedToken: used as the proxy's token instead of an AppRole login (never replaced).
     init(label: String, requireRequestHeader: Bool = true, denyPaths: [String] = [], handshakeTimeout: Duration = .seconds(10),
-         maxConnections: Int = 32, overTCP: Bool = false, mode: UInt32 = 0o660, upstream: VaultUpstream? = nil, fixedToken: Secret? = nil,
+         idleTimeout: Duration = .seconds(300), maxConnections: Int = 32, overTCP: Bool = false, mode: UInt32 = 0o660, upstream: VaultUpstream? = nil, fixedToken: Secret? = nil,
          allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
         guard let admin = BaoAdmin.fromEnvironment() else { throw TestFailure("OpenBao is not running") }
         self.admin = admin
@@ -69,7 +69,7 @@ final class VaultProxyFixture: Sendable {
             VaultProxy(
                 configuration: VaultProxyConfiguration(
                     ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: maxConnections, handshakeTimeout: handshakeTimeout),
-                    requireRequestHeader: requireRequestHeader, denyPaths: denyPaths, upstream: server),
+                    idleTimeout: idleTimeout, requireRequestHeader: requireRequestHeader, denyPaths: denyPaths, upstream: server),
                 token: { current.withLockedValue { $0 } },
                 relogin: { _ in
                     guard let login, let fresh = try? await login() else { return nil }
@@ -473,6 +473,31 @@ struct VaultProxyTests {
         await fixture.proxy.stop(grace: .seconds(20))
         #expect(Date().timeIntervalSince(started) < 5 * Peers.timeScale, "the idle connection did not hold the stop for its grace")
         #expect(connection.readToEnd().isEmpty, "closed without a word")
+    }
+
+    /// The request timeout runs while a request's parts arrive and the idle timeout between
+    /// requests: a connection that asks every second outlives both, one left without a request
+    /// is closed about an idle timeout after its last answer.
+    @Test("idle_timeout closes a connection with no request for that long; a busy one stays open")
+    func idleTimeout() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-idle", handshakeTimeout: .seconds(1), idleTimeout: .seconds(3))
+        let lookup = "GET /v1/auth/token/lookup-self HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n"
+        let quiet = try RawConnection(fixture.socketPath)
+        quiet.send(lookup)
+        #expect(quiet.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+        let answered = Date()
+        #expect(quiet.readToEnd().isEmpty, "closed without a word")
+        let idle = Date().timeIntervalSince(answered)
+        #expect(idle >= 2.5 && idle < 4.5 * Peers.timeScale, "closed \(idle) s after its answer")
+        let busy = try RawConnection(fixture.socketPath)
+        for _ in 0..<5 {
+            busy.send(lookup)
+            #expect(busy.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true, "the busy connection was cut")
+            try await Task.sleep(for: .seconds(1))
+        }
+        busy.send(lookup)
+        #expect(busy.readResponses(["GET"]).first?.hasPrefix("HTTP/1.1 200") == true)
+        await fixture.stop()
     }
 
     @Test(.enabled(if: Peers.env("CREDAGENT_TEST_BAO_TLS_ADDR") != nil, "needs the TLS OpenBao"))

@@ -81,7 +81,12 @@ final class VaultSession: ClientSession {
     private var serials = 0
     /// A refused request's body is dropped until its end.
     private var discarding = false
-    private var timer: Scheduled<Void>?
+    /// What the session waits for (a request's next part, or the next request) and until when.
+    private var deadline: (purpose: TimerPurpose, at: NIODeadline)?
+    /// The one scheduled check of ``deadline``, and when it runs. A deadline moves at every part
+    /// of every request; it is checked when this runs and the check is scheduled again only then,
+    /// instead of a timer scheduled and cancelled for each part.
+    private var check: (task: Scheduled<Void>, at: NIODeadline)?
     private var isClosed = false
     private var stopping = false
 
@@ -133,7 +138,7 @@ final class VaultSession: ClientSession {
 
     private func requestHead(_ head: HTTPRequestHead) {
         guard !isClosed else { return }
-        timer?.cancel()
+        deadline = nil
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
         if let problem = VaultHeaders.framingProblem(head) { return answer(.badRequest(credential: name, problem), to: head, close: true) }
         let configuration = proxy.configuration
@@ -177,7 +182,7 @@ final class VaultSession: ClientSession {
             return
         }
         guard var exchange, !exchange.complete else { return }
-        timer?.cancel()
+        deadline = nil
         exchange.complete = true
         self.exchange = exchange
         if exchange.sent {
@@ -211,7 +216,9 @@ final class VaultSession: ClientSession {
     func closed() {
         guard !isClosed else { return }
         isClosed = true
-        timer?.cancel()
+        deadline = nil
+        check?.task.cancel()
+        check = nil
         exchange = nil
         dropUpstream()
         // The session lets go of the client's context, whose handler it is: both are freed with
@@ -246,7 +253,7 @@ final class VaultSession: ClientSession {
 
     private func writeError(_ error: VaultProxyError, version: HTTPVersion, closing: Bool) {
         guard let client else { return }
-        if closing { timer?.cancel() }
+        if closing { deadline = nil }
         let body = error.body(allocator: client.channel.allocator)
         let head = VaultHeaders.errorResponse(error, version: version, bodyLength: body.readableBytes, closing: closing)
         client.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
@@ -258,11 +265,26 @@ final class VaultSession: ClientSession {
     // MARK: Timers
 
     private func arm(_ purpose: TimerPurpose) {
-        timer?.cancel()
-        guard let client else { return }
+        guard client != nil else { return }
         let configuration = proxy.configuration
         let delay = purpose == .idle ? configuration.idleTimeout : configuration.common.handshakeTimeout
-        timer = client.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in timedOut(purpose) }
+        let at = NIODeadline.now() + TimeAmount(delay)
+        deadline = (purpose, at)
+        if let check, check.at <= at { return }
+        check?.task.cancel()
+        scheduleCheck(at: at)
+    }
+
+    private func scheduleCheck(at time: NIODeadline) {
+        guard let client else { return }
+        let task = client.eventLoop.assumeIsolated().scheduleTask(deadline: time) { [self] in
+            check = nil
+            guard !isClosed, let deadline else { return }
+            if NIODeadline.now() < deadline.at { return scheduleCheck(at: deadline.at) }
+            self.deadline = nil
+            timedOut(deadline.purpose)
+        }
+        check = (task, time)
     }
 
     private func timedOut(_ purpose: TimerPurpose) {
@@ -441,7 +463,7 @@ final class VaultSession: ClientSession {
         self.exchange = nil
         if closing {
             dropUpstream()
-            timer?.cancel()
+            deadline = nil
         } else {
             arm(.idle)
         }
