@@ -102,19 +102,21 @@ enum VaultHeaders {
     /// would pass a deny of `/v1/sys/` while Vault routes it to `/v1/sys/mounts`.
     static func routedPath(_ uri: String) -> String {
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        func isDot(_ segment: ArraySlice<UInt8>) -> Bool { segment.count == 1 && segment.first == dot }
+        func isDotDot(_ segment: ArraySlice<UInt8>) -> Bool { segment.count == 2 && segment.allSatisfy { $0 == dot } }
         let rawPath = uri.utf8.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? []
         let decoded = percentDecoded(Array(rawPath))
         var segments: [ArraySlice<UInt8>] = []
         for segment in decoded.split(separator: slash, omittingEmptySubsequences: true) {
-            if segment.elementsEqual([dot]) { continue }
-            if segment.elementsEqual([dot, dot]) {
+            if isDot(segment) { continue }
+            if isDotDot(segment) {
                 _ = segments.popLast()
                 continue
             }
             segments.append(segment)
         }
         let last = decoded.split(separator: slash, omittingEmptySubsequences: false).last
-        let trailingSlash = decoded.last == slash || last.map { $0.elementsEqual([dot]) || $0.elementsEqual([dot, dot]) } == true
+        let trailingSlash = decoded.last == slash || last.map { isDot($0) || isDotDot($0) } == true
         var joined: [UInt8] = [slash]
         for (index, segment) in segments.enumerated() {
             if index > 0 { joined.append(slash) }

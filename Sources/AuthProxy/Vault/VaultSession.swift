@@ -145,9 +145,11 @@ final class VaultSession: ClientSession {
         if configuration.requireRequestHeader, !head.headers["x-vault-request"].contains(where: { $0.lowercased() == "true" }) {
             return answer(.missingRequestHeader(credential: name), to: head)
         }
-        let path = VaultHeaders.routedPath(head.uri)
-        if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
-            return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
+        if !configuration.denyPaths.isEmpty {
+            let path = VaultHeaders.routedPath(head.uri)
+            if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
+                return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
+            }
         }
         guard let token = proxy.token() else { return answer(.noToken(credential: name), to: head) }
         serials += 1
