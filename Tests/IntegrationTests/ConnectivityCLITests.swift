@@ -136,9 +136,10 @@ struct ViaProxyImpostorTests {
         // It writes the loopback ports it got to `ready` once it listens everywhere.
         var ports: [Int] = []
         try await waitUntil("the impostor listens", timeout: 30) {
-            guard kill(impostor.processIdentifier, 0) == 0 else {
-                throw TestFailure("the impostor exited: \((try? String(contentsOfFile: impostorLog, encoding: .utf8)) ?? "")")
-            }
+            // An exited child may linger as a zombie that `kill(pid, 0)` still finds; Python's
+            // traceback on standard error tells a failed start sooner.
+            let log = (try? String(contentsOfFile: impostorLog, encoding: .utf8)) ?? ""
+            guard kill(impostor.processIdentifier, 0) == 0, log.isEmpty else { throw TestFailure("the impostor failed: \(log)") }
             ports = ((try? String(contentsOfFile: listeners + "/ready", encoding: .utf8)) ?? "").split(separator: " ").compactMap { Int($0) }
             return ports.count == 2
         }

@@ -12,11 +12,16 @@ public struct RedisProxyConfiguration: Sendable, Equatable {
     public var common: ProxySettings
     /// An open connection is authenticated again once its last AUTH is this old.
     public var reauthBefore: Duration
+    /// How long after a refused re-AUTH it is tried once more, before the connection is closed
+    /// at a reply boundary: time for a token the cloud has just issued to reach the server.
+    public var reauthRetryDelay: Duration
     public var upstream: ProxyUpstream
 
-    public init(_ common: ProxySettings, reauthBefore: Duration = .seconds(11 * 3600), upstream: ProxyUpstream) {
+    public init(_ common: ProxySettings, reauthBefore: Duration = .seconds(11 * 3600), reauthRetryDelay: Duration = .seconds(1),
+                upstream: ProxyUpstream) {
         self.common = common
         self.reauthBefore = reauthBefore
+        self.reauthRetryDelay = reauthRetryDelay
         self.upstream = upstream
     }
 

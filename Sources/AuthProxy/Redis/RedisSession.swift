@@ -46,8 +46,6 @@ final class RedisSession: ClientSession {
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
     private static let subscribeNames: CommandNames = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
-    /// How long after a refused re-AUTH it is tried again.
-    static let reauthRetryDelay: Duration = .seconds(1)
 
     let proxy: RedisProxy
     private let refusal: ProxyRefusal?
@@ -397,7 +395,7 @@ final class RedisSession: ClientSession {
             if refusedReauths == 1 {
                 proxy.logger.info("Redis refused the fresh token of an open connection, which keeps its earlier login; trying again shortly",
                                   metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
-                scheduleReauth(in: Self.reauthRetryDelay)
+                scheduleReauth(in: proxy.configuration.reauthRetryDelay)
             } else {
                 proxy.logger.warning("Redis refused the fresh token of an open connection; closing it at a reply boundary",
                                      metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
