@@ -29,10 +29,11 @@ struct APIResponse {
     }
 
     /// The response as bytes: status line, headers and body, framed for the request's HTTP
-    /// version and whether the connection stays open.
-    func encoded(_ framing: ConnectionStateMachine.ResponseFraming, allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// version and whether the connection stays open; `allocator` is asked only when the
+    /// prebuilt response does not serve.
+    func encoded(_ framing: ConnectionStateMachine.ResponseFraming, allocator: @autoclosure () -> ByteBufferAllocator) -> ByteBuffer {
         if framing.keepAlive, framing.version == .http1_1, let keepAliveResponse { return keepAliveResponse }
-        var out = allocator.buffer(capacity: 160 + (body?.readableBytes ?? 0))
+        var out = allocator().buffer(capacity: 160 + (body?.readableBytes ?? 0))
         out.writeString("HTTP/\(framing.version.major).\(framing.version.minor) \(status.code) \(status.reasonPhrase)\r\n")
         if let body {
             out.writeString("content-type: \(contentType)\r\ncontent-length: \(body.readableBytes)\r\n")
