@@ -9,45 +9,34 @@ import NIOCore
 /// they call each other directly.
 ///
 /// With an idle timeout, a session through which no byte has passed either way for that long is
-/// closed (both halves note the time of their reads; the client's half checks). It is kept here
-/// rather than in an `IdleStateHandler`, which would add a handler and a promise to every write.
+/// closed (both halves move the session's deadline at their reads). It is kept here rather than in
+/// an `IdleStateHandler`, which would add a handler and a promise to every write.
 final class RelayHandler: RelaySide, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// When bytes last passed either way, shared by the two halves, and the timeout.
-    private final class Idleness {
-        let timeout: TimeAmount
-        var lastBytesAt = NIODeadline.now()
-
-        init(timeout: TimeAmount) {
-            self.timeout = timeout
-        }
-    }
-
     private var partnerHandler: RelayHandler?
     private var context: ChannelHandlerContext?
     private let countBytes: (Int) -> Void
-    private let idleness: Idleness?
-    /// The client's half checks the session's idleness.
-    private let checksIdleness: Bool
-    private var idleCheck: Scheduled<Void>?
+    private let idleTimeout: TimeAmount?
+    private let isClientSide: Bool
+    /// The client's half holds the session's idle deadline, which both halves move.
+    private var idleDeadline: MovingDeadline?
 
     /// `countBytes` is told how many bytes this side read (for the bytes-each-way metric).
-    private init(countBytes: @escaping (Int) -> Void, idleness: Idleness?, checksIdleness: Bool) {
+    private init(countBytes: @escaping (Int) -> Void, idleTimeout: TimeAmount?, isClientSide: Bool) {
         self.countBytes = countBytes
-        self.idleness = idleness
-        self.checksIdleness = checksIdleness
+        self.idleTimeout = idleTimeout
+        self.isClientSide = isClientSide
     }
 
     /// Two handlers joined to each other, the first for the client's channel, the second for the
     /// server's; with `idleTimeout`, the session closes when no byte passed for that long.
     static func pair(clientToServer: @escaping (Int) -> Void, serverToClient: @escaping (Int) -> Void,
                      idleTimeout: TimeAmount? = nil) -> (RelayHandler, RelayHandler) {
-        let idleness = idleTimeout.map(Idleness.init)
-        let client = RelayHandler(countBytes: clientToServer, idleness: idleness, checksIdleness: true)
-        let server = RelayHandler(countBytes: serverToClient, idleness: idleness, checksIdleness: false)
+        let client = RelayHandler(countBytes: clientToServer, idleTimeout: idleTimeout, isClientSide: true)
+        let server = RelayHandler(countBytes: serverToClient, idleTimeout: idleTimeout, isClientSide: false)
         client.partnerHandler = server
         server.partnerHandler = client
         return (client, server)
@@ -58,36 +47,24 @@ final class RelayHandler: RelaySide, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if checksIdleness, let idleness {
-            idleness.lastBytesAt = .now()
-            checkIdleness(after: idleness.timeout, context)
+        if isClientSide, let idleTimeout {
+            let deadline = MovingDeadline(on: context.eventLoop) { [weak channel = context.channel] in channel?.close(promise: nil) }
+            deadline.move(after: idleTimeout)
+            idleDeadline = deadline
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         partnerHandler = nil
-        idleCheck?.cancel()
-        idleCheck = nil
+        idleDeadline?.stop()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         countBytes(bytes.readableBytes)
-        idleness?.lastBytesAt = .now()
+        if let idleTimeout { (isClientSide ? self : partnerHandler)?.idleDeadline?.move(after: idleTimeout) }
         partner?.write(wrapOutboundOut(bytes), promise: nil)
-    }
-
-    /// Closes the session once no byte passed for the timeout; checks again a timeout after the
-    /// last bytes until then.
-    private func checkIdleness(after delay: TimeAmount, _ context: ChannelHandlerContext) {
-        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            self.idleCheck = nil
-            guard let idleness = self.idleness, self.context != nil else { return }
-            let quiet = NIODeadline.now() - idleness.lastBytesAt
-            guard quiet < idleness.timeout else { return context.close(promise: nil) }
-            self.checkIdleness(after: idleness.timeout - quiet, context)
-        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -96,8 +73,7 @@ final class RelayHandler: RelaySide, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        idleCheck?.cancel()
-        idleCheck = nil
+        idleDeadline?.stop()
         // The other side gets what was already written, then is closed.
         if let partner {
             partner.flush()

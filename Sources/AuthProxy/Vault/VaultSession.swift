@@ -81,12 +81,10 @@ final class VaultSession: ClientSession {
     private var serials = 0
     /// A refused request's body is dropped until its end.
     private var discarding = false
-    /// What the session waits for (a request's next part, or the next request) and until when.
-    private var deadline: (purpose: TimerPurpose, at: NIODeadline)?
-    /// The one scheduled check of ``deadline``, and when it runs. A deadline moves at every part
-    /// of every request; it is checked when this runs and the check is scheduled again only then,
-    /// instead of a timer scheduled and cancelled for each part.
-    private var check: (task: Scheduled<Void>, at: NIODeadline)?
+    /// Until when the session waits for what it waits for (a request's next part, or the next
+    /// request): moved at every part of every request.
+    private var deadline: MovingDeadline?
+    private var waitingFor = TimerPurpose.request
     private var isClosed = false
     private var stopping = false
 
@@ -102,6 +100,7 @@ final class VaultSession: ClientSession {
 
     func clientActive(_ context: ChannelHandlerContext) {
         client = context
+        deadline = MovingDeadline(on: context.eventLoop) { [self] in timedOut(waitingFor) }
         arm(.request)
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         context.read()
@@ -138,7 +137,7 @@ final class VaultSession: ClientSession {
 
     private func requestHead(_ head: HTTPRequestHead) {
         guard !isClosed else { return }
-        deadline = nil
+        deadline?.clear()
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
         if let problem = VaultHeaders.framingProblem(head) { return answer(.badRequest(credential: name, problem), to: head, close: true) }
         let configuration = proxy.configuration
@@ -184,7 +183,7 @@ final class VaultSession: ClientSession {
             return
         }
         guard var exchange, !exchange.complete else { return }
-        deadline = nil
+        deadline?.clear()
         exchange.complete = true
         self.exchange = exchange
         if exchange.sent {
@@ -218,9 +217,7 @@ final class VaultSession: ClientSession {
     func closed() {
         guard !isClosed else { return }
         isClosed = true
-        deadline = nil
-        check?.task.cancel()
-        check = nil
+        deadline?.stop()
         exchange = nil
         dropUpstream()
         // The session lets go of the client's context, whose handler it is: both are freed with
@@ -255,7 +252,7 @@ final class VaultSession: ClientSession {
 
     private func writeError(_ error: VaultProxyError, version: HTTPVersion, closing: Bool) {
         guard let client else { return }
-        if closing { deadline = nil }
+        if closing { deadline?.clear() }
         let body = error.body(allocator: client.channel.allocator)
         let head = VaultHeaders.errorResponse(error, version: version, bodyLength: body.readableBytes, closing: closing)
         client.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
@@ -267,26 +264,10 @@ final class VaultSession: ClientSession {
     // MARK: Timers
 
     private func arm(_ purpose: TimerPurpose) {
-        guard client != nil else { return }
         let configuration = proxy.configuration
         let delay = purpose == .idle ? configuration.idleTimeout : configuration.common.handshakeTimeout
-        let at = NIODeadline.now() + TimeAmount(delay)
-        deadline = (purpose, at)
-        if let check, check.at <= at { return }
-        check?.task.cancel()
-        scheduleCheck(at: at)
-    }
-
-    private func scheduleCheck(at time: NIODeadline) {
-        guard let client else { return }
-        let task = client.eventLoop.assumeIsolated().scheduleTask(deadline: time) { [self] in
-            check = nil
-            guard !isClosed, let deadline else { return }
-            if NIODeadline.now() < deadline.at { return scheduleCheck(at: deadline.at) }
-            self.deadline = nil
-            timedOut(deadline.purpose)
-        }
-        check = (task, time)
+        waitingFor = purpose
+        deadline?.move(after: TimeAmount(delay))
     }
 
     private func timedOut(_ purpose: TimerPurpose) {
@@ -465,7 +446,7 @@ final class VaultSession: ClientSession {
         self.exchange = nil
         if closing {
             dropUpstream()
-            deadline = nil
+            deadline?.clear()
         } else {
             arm(.idle)
         }

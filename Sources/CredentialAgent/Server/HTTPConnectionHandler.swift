@@ -1,3 +1,4 @@
+import AuthProxy
 import CloudAuth
 import CredentialModel
 import Foundation
@@ -117,11 +118,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
     private var longPoll: LongPoll?
     private var waitTokens = 0
-    /// When bytes last arrived, and the check that tells the machine when none arrived for the
-    /// idle timeout (kept here rather than in an `IdleStateHandler` for the same reason as
+    /// An idle timeout after the last bytes that arrived; when it passes, the machine is told
+    /// (kept here rather than in an `IdleStateHandler` for the same reason as
     /// ``SocketRequestReader``).
-    private var lastBytesAt = NIODeadline.now()
-    private var idleCheck: Scheduled<Void>?
+    private var idleDeadline: MovingDeadline?
 
     init(shared: ServerContext, peer: UnixPeerCredentials?) {
         self.shared = shared
@@ -143,8 +143,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelActive(context: ChannelHandlerContext) {
         shared.metrics.connectionOpened()
-        lastBytesAt = .now()
-        checkIdle(after: shared.limits.idleTimeout, context)
+        let idleTimeout = shared.limits.idleTimeout
+        let idleDeadline = MovingDeadline(on: context.eventLoop) { [self] in
+            run(state.readIdle(), context)
+            // Told again an idle timeout later while the connection stays open.
+            if context.channel.isActive { self.idleDeadline?.move(after: idleTimeout) }
+        }
+        idleDeadline.move(after: idleTimeout)
+        self.idleDeadline = idleDeadline
         context.fireChannelActive()
     }
 
@@ -152,8 +158,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         shared.metrics.connectionClosed()
         state.closed()
         cancelRequestDeadline()
-        idleCheck?.cancel()
-        idleCheck = nil
+        idleDeadline?.stop()
         if let longPoll {
             longPoll.timeout.cancel()
             shared.store.cancelWait(longPoll.name, id: longPoll.registration)
@@ -163,8 +168,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func requestBytesArrived() {
-        lastBytesAt = .now()
-        state.bytesArrived(at: lastBytesAt)
+        idleDeadline?.move(after: shared.limits.idleTimeout)
+        state.bytesArrived(at: .now())
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -211,19 +216,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard context.channel.isActive else { return context.close(promise: nil) }
         let headerTooLarge = (error as? HTTPParserError) == .headerOverflow
         run(state.parserFailed(headerTooLarge: headerTooLarge), context)
-    }
-
-    /// Checks `delay` from now whether bytes arrived within the idle timeout: tells the machine
-    /// if not, and checks again a timeout after the last bytes if so.
-    private func checkIdle(after delay: TimeAmount, _ context: ChannelHandlerContext) {
-        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            self.idleCheck = nil
-            let timeout = self.shared.limits.idleTimeout
-            let quiet = NIODeadline.now() - self.lastBytesAt
-            if quiet >= timeout { self.run(self.state.readIdle(), context) }
-            guard context.channel.isActive else { return }
-            self.checkIdle(after: quiet >= timeout ? timeout : timeout - quiet, context)
-        }
     }
 
     /// About how many bytes `part` took on the wire, for the bound on waiting requests.
