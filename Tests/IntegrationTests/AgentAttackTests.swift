@@ -176,13 +176,15 @@ struct AgentAttackTests {
         let agent = try await foreignReachableAgent("attack-slowloris", emulator: emulator,
                                                     limits: ["max_connections: 8", "max_foreign_connections: 3"])
         async let attack = asNobody(holdConnections, [agent.socketPath, "30", "6"])
-        try await Task.sleep(for: .seconds(2))
+        // Under way once the foreign uid holds its three places and was refused the other 27.
+        try await waitUntil("the foreign uid was refused 27 connections", timeout: 20) {
+            let metrics = try await agent.request("GET", "/metrics").bodyText
+            let rejected = metrics.split(separator: "\n").first { $0.hasPrefix("credagent_connections_rejected_total ") }
+            return (rejected?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 27
+        }
         // Five places of eight are left for allowed peers, whatever the foreign uid does.
         let allowed = try (0..<4).map { _ in try SocketConnection(agent.socketPath) }
         for connection in allowed { #expect(connection.get("/v1/health") == 200) }
-        let metrics = try await agent.request("GET", "/metrics").bodyText
-        let rejected = metrics.split(separator: "\n").first { $0.hasPrefix("credagent_connections_rejected_total ") }
-        #expect((rejected?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 27, "\(metrics)")
         let result = try await attack
         #expect(result.status == 0, "\(result.stderr)")
         #expect((Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 27, "reconnects: \(result.stdout)")
