@@ -22,8 +22,13 @@ public final class MovingDeadline {
 
     /// Sets the deadline `delay` from now on the event loop's clock; nothing after ``stop()``.
     public func move(after delay: TimeAmount) {
+        move(to: eventLoop.now + delay)
+    }
+
+    /// Sets the deadline to `deadline`, on the event loop's clock (for a caller that has just
+    /// read it); nothing after ``stop()``.
+    public func move(to deadline: NIODeadline) {
         guard passed != nil else { return }
-        let deadline = eventLoop.now + delay
         self.deadline = deadline
         if let check, check.at <= deadline { return }
         check?.task.cancel()

@@ -84,6 +84,7 @@ final class VaultSession: ClientSession {
     /// Until when the session waits for what it waits for (a request's next part, or the next
     /// request): moved at every part of every request.
     private var deadline: MovingDeadline?
+    /// What the session waits for: what the deadline passing means.
     private var waitingFor = TimerPurpose.request
     private var isClosed = false
     private var stopping = false
@@ -100,7 +101,7 @@ final class VaultSession: ClientSession {
 
     func clientActive(_ context: ChannelHandlerContext) {
         client = context
-        deadline = MovingDeadline(on: context.eventLoop) { [self] in timedOut(waitingFor) }
+        deadline = MovingDeadline(on: context.eventLoop) { [self] in timedOut() }
         arm(.request)
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         context.read()
@@ -270,9 +271,9 @@ final class VaultSession: ClientSession {
         deadline?.move(after: TimeAmount(delay))
     }
 
-    private func timedOut(_ purpose: TimerPurpose) {
+    private func timedOut() {
         guard !isClosed else { return }
-        switch purpose {
+        switch waitingFor {
         case .idle:
             if exchange == nil { closed() }
         case .request:

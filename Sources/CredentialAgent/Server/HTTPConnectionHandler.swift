@@ -168,8 +168,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func requestBytesArrived() {
-        idleDeadline?.move(after: shared.limits.idleTimeout)
-        state.bytesArrived(at: .now())
+        let now = NIODeadline.now()
+        idleDeadline?.move(to: now + shared.limits.idleTimeout)
+        state.bytesArrived(at: now)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
