@@ -1,0 +1,77 @@
+import CloudAuth
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The owner of a loopback TCP socket as the kernel's socket diagnostics report it, on real
+/// sockets: the process's own uid while the client's socket is open, and nothing once the client
+/// closed it (the kernel reports a closed socket as root's, which must never be believed).
+@Suite struct SocketOwnerTests {
+    @Test func ownerOfAnOpenLoopbackSocketIsItsProcess() throws {
+        let pair = try LoopbackPair()
+        defer { pair.close() }
+        #expect(SocketOwner.uid(ofTCPSocketFrom: pair.clientAddress, to: pair.serverAddress) == getuid())
+        #expect(SocketOwner.peerUID(ofConnected: pair.accepted) == getuid())
+    }
+
+    @Test func closedClientSocketHasNoOwner() throws {
+        let pair = try LoopbackPair()
+        defer { pair.close() }
+        Glibc.close(pair.client)
+        pair.client = -1
+        // Orphaned at once (FIN_WAIT1), then FIN_WAIT2 or TIME_WAIT: reported as uid 0 throughout.
+        for _ in 0..<20 {
+            #expect(SocketOwner.uid(ofTCPSocketFrom: pair.clientAddress, to: pair.serverAddress) == nil)
+            usleep(10_000)
+        }
+    }
+}
+
+/// A connected loopback TCP pair made with plain sockets: the client's socket and the one the
+/// listener accepted, with both ends' addresses.
+private final class LoopbackPair {
+    var client: Int32 = -1
+    let listener: Int32
+    let accepted: Int32
+    let clientAddress: sockaddr_storage
+    let serverAddress: sockaddr_storage
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        try Self.check(withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }, "bind")
+        try Self.check(listen(listener, 1), "listen")
+        var server = try Self.name(of: listener, getsockname)
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try Self.check(withUnsafePointer(to: &server) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }, "connect")
+        let accepted = accept(listener, nil, nil)
+        try Self.check(accepted, "accept")
+        (self.listener, self.client, self.accepted) = (listener, client, accepted)
+        (serverAddress, clientAddress) = (server, try Self.name(of: client, getsockname))
+    }
+
+    func close() {
+        if client >= 0 { Glibc.close(client) }
+        Glibc.close(accepted)
+        Glibc.close(listener)
+    }
+
+    private static func name(of fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) throws -> sockaddr_storage {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        try check(withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) } }, "getsockname")
+        return storage
+    }
+
+    private static func check(_ result: Int32, _ call: String) throws {
+        guard result >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO, userInfo: ["call": call]) }
+    }
+}
