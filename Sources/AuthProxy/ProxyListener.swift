@@ -41,15 +41,25 @@ protocol ProxyListenerSettings: Sendable {
     var upstreamServer: ProxyUpstream { get }
 }
 
+/// A refused connection closed without an answer: as many refused connections as the proxy
+/// allows sessions already wait for theirs.
+struct RefusedUnanswered: Error {}
+
 /// Told to every open connection when its proxy stops: a session that can end cleanly between two
 /// requests (Vault's) closes once no request is in progress; the others ignore it.
 struct ProxyStopping: Sendable {}
 
-/// The protocol-independent part of a proxy: a Unix socket or loopback TCP listener that counts connections
-/// against `max_connections`, decides at accept whether a peer is allowed (the refusal is
-/// delivered by the protocol's handler, in the protocol's own words), tracks open connections, and
-/// stops gracefully (listener first, then up to `grace` for open sessions). It loads the upstream
-/// TLS context (the CA bundle) each time it starts listening, for the sessions' connections.
+/// The protocol-independent part of a proxy: a Unix socket or loopback TCP listener that decides
+/// at accept whether a peer is allowed and counts allowed connections against `max_connections`,
+/// tracks open connections, and stops gracefully (listener first, then up to `grace` for open
+/// sessions). It loads the upstream TLS context (the CA bundle) each time it starts listening,
+/// for the sessions' connections.
+///
+/// A refused connection (a peer not allowed, or one over `max_connections`) is answered by the
+/// protocol's handler in the protocol's own words, but it holds no session slot: it is closed at
+/// the latest after `handshake_timeout`, and at most `max_connections` refused connections wait
+/// for their answer at once; beyond that one is closed unanswered. So processes that may not use
+/// the proxy can neither take an allowed client's place nor hold descriptors without bound.
 final class ProxyListener: Sendable {
     let credential: String
     let address: ProxyListenAddress
@@ -57,6 +67,7 @@ final class ProxyListener: Sendable {
     let socketPath: String?
     let mode: UInt32
     let maxConnections: Int
+    let handshakeTimeout: Duration
     let allows: @Sendable (UnixPeerCredentials) -> Bool
     let metrics: ProxyMetrics
     let logger: Logger
@@ -68,6 +79,8 @@ final class ProxyListener: Sendable {
         var inode: UInt64 = 0
         var upstreamTLS: UpstreamTLSContext?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Refused connections waiting for their answer.
+        var refusing = 0
         /// Who waits in ``stop(grace:)`` for the last connection to close.
         var drainWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -81,6 +94,7 @@ final class ProxyListener: Sendable {
         socketPath = address.socketPath(inDirectoryNamed: Settings.socketName)
         mode = settings.common.mode
         maxConnections = settings.common.maxConnections
+        handshakeTimeout = settings.common.handshakeTimeout
         upstream = settings.upstreamServer
         self.allows = allows
         self.metrics = metrics
@@ -107,7 +121,7 @@ final class ProxyListener: Sendable {
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 return self.peer(of: channel).flatMapThrowing { peer in
-                    try install(channel, self.admit(channel, peer: peer))
+                    try install(channel, try self.admit(channel, peer: peer))
                 }
             }
         let listener: any Channel
@@ -145,13 +159,16 @@ final class ProxyListener: Sendable {
         }
     }
 
-    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) -> ProxyRefusal? {
+    private func admit(_ channel: any Channel, peer: UnixPeerCredentials?) throws -> ProxyRefusal? {
+        guard let peer, allows(peer) else {
+            return try refuse(channel, .peerNotAllowed(credential: credential, uid: peer?.uid))
+        }
         let admitted = running.withLockedValue { running in
             guard running.listener != nil, running.connections.count < maxConnections else { return false }
             running.connections[ObjectIdentifier(channel)] = channel
             return true
         }
-        guard admitted else { return .tooManyConnections(credential: credential, limit: maxConnections) }
+        guard admitted else { return try refuse(channel, .tooManyConnections(credential: credential, limit: maxConnections)) }
         metrics.connectionOpened()
         channel.closeFuture.whenComplete { [weak self] _ in
             guard let self else { return }
@@ -164,8 +181,28 @@ final class ProxyListener: Sendable {
             }
             for waiter in drained { waiter.resume() }
         }
-        guard let peer, allows(peer) else { return .peerNotAllowed(credential: credential, uid: peer?.uid) }
         return nil
+    }
+
+    /// `refusal` for the protocol's handler to deliver, the connection closed after the handshake
+    /// timeout if it has not closed by then; throws ``RefusedUnanswered`` (the channel is then
+    /// closed) when the most refused connections already wait.
+    private func refuse(_ channel: any Channel, _ refusal: ProxyRefusal) throws -> ProxyRefusal {
+        let waits = running.withLockedValue { running in
+            guard running.refusing < maxConnections else { return false }
+            running.refusing += 1
+            return true
+        }
+        guard waits else {
+            metrics.rejected(refusal)
+            throw RefusedUnanswered()
+        }
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(handshakeTimeout)) { channel.close(promise: nil) }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            deadline.cancel()
+            self?.running.withLockedValue { $0.refusing -= 1 }
+        }
+        return refusal
     }
 
     /// Stops accepting and removes the socket file at once; open sessions carry on.

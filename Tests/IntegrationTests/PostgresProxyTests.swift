@@ -299,6 +299,62 @@ struct PostgresProxyTests {
         }
     }
 
+    @Test("Idle connections of a uid not allowed take no session slot and are closed by the handshake timeout")
+    func foreignIdleConnectionsHoldNoSlot() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-foreign-idle", maxConnections: 2, handshakeTimeout: .seconds(3), tcpHost: "127.0.0.1")
+        try await withCleanup {
+            let scratch = try Peers.scratchDirectory("pg-proxy-foreign-idle") + "/attacker"
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            chmod(scratch, 0o777)
+            let connected = scratch + "/connected"
+            // Twice as many connections as the proxy has slots, held open and silent.
+            let script = """
+                import socket, sys, time
+                host, port, count, marker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+                held = [socket.create_connection((host, port)) for _ in range(count)]
+                open(marker, "w").close()
+                start = time.monotonic()
+                for s in held:
+                    s.settimeout(30)
+                    try:
+                        while s.recv(65536):
+                            pass
+                    except socket.timeout:
+                        sys.exit("a connection was still open after 30 s")
+                    except ConnectionResetError:
+                        pass
+                print(f"{time.monotonic() - start:.1f}")
+                """
+            async let attacker = ChildProcess.run("/usr/bin/setpriv", [
+                "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script,
+                fixture.host, String(fixture.port ?? 0), "4", connected,
+            ], environment: [:])
+            try await waitUntil("the foreign connections are open", timeout: 20) { access(connected, F_OK) == 0 }
+            #expect(fixture.proxy.openConnections == 0)
+            let own = try await fixture.psql(["SELECT 1"])
+            #expect(own.status == 0, "an allowed client was refused while a foreign uid held connections: \(own.stderr)")
+            let result = try await attacker
+            #expect(result.status == 0, "\(result.stderr)")
+            let seconds = Double(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .infinity
+            #expect(seconds < 15, "the foreign connections stayed open \(seconds) s (handshake timeout 3 s)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A startup naming user twice is refused with 08P01: the server would take the second, the check saw the first")
+    func repeatedUserRefused() async throws {
+        let fixture = try await ProxyFixture(label: "pg-proxy-two-users")
+        try await withCleanup {
+            let packet = startupPacket(parameters: [("user", fixture.user), ("database", PostgresPeer.database), ("user", "postgres")])
+            let answer = try rawExchange(fixture.socketPath, packet)
+            #expect(sqlState(in: answer) == "08P01", "\(answer.debugDescription)")
+            #expect(answer.contains("parameter 'user' is given twice"), "\(answer.debugDescription)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("idle_timeout closes a session with no bytes either way for that long; a busier one runs on")
     func idleTimeout() async throws {
         let fixture = try await ProxyFixture(label: "pg-proxy-idle", idleTimeout: .seconds(2))
@@ -490,8 +546,13 @@ extension ProxyFixture {
 
 /// A protocol 3.0 StartupMessage for `user` and the test database.
 func startupPacket(user: String) -> [UInt8] {
+    startupPacket(parameters: [("user", user), ("database", PostgresPeer.database)])
+}
+
+/// A protocol 3.0 StartupMessage with `parameters` as given, in order.
+func startupPacket(parameters: [(String, String)]) -> [UInt8] {
     var body: [UInt8] = [0, 3, 0, 0]
-    for (name, value) in [("user", user), ("database", PostgresPeer.database)] {
+    for (name, value) in parameters {
         body += Array(name.utf8) + [0] + Array(value.utf8) + [0]
     }
     body.append(0)
