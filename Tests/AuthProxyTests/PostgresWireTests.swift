@@ -148,6 +148,14 @@ struct ClientStartupStateMachineTests {
         #expect(sqlState == "08P01")
     }
 
+    @Test("A parameter given twice is malformed: the server would take the last user, the check saw the first")
+    func repeatedParameter() {
+        var twoUsers = packet(code: 196_608, parameters([("user", "kong"), ("database", "kong"), ("user", "postgres")]))
+        #expect(throws: StartupPacketError.malformed("parameter 'user' is given twice")) { try PostgresWire.decodeStartupPacket(&twoUsers) }
+        var twoOptions = packet(code: 196_608, parameters([("options", "-c a=1"), ("options", "-c a=2")]))
+        #expect(throws: StartupPacketError.malformed("parameter 'options' is given twice")) { try PostgresWire.decodeStartupPacket(&twoOptions) }
+    }
+
     @Test("The user must be absent or the credential's; absent, it is added")
     func userCheck() {
         let absent = StartupMessage(protocolVersion: 196_608, parameters: [(name: "database", value: "kong")])

@@ -142,6 +142,11 @@ public enum PostgresWire {
             guard let value = packet.readNullTerminatedString() else {
                 throw .malformed("parameter '\(name.prefix(64))' has no NUL-terminated value")
             }
+            // The server takes the last of a repeated parameter, the proxy's check the first: a
+            // second `user` would log in as another role than the one checked.
+            guard !result.contains(where: { $0.name == name }) else {
+                throw .malformed("parameter '\(name.prefix(64))' is given twice")
+            }
             result.append((name: name, value: value))
         }
         guard packet.readableBytes == 0 else { throw .malformed("bytes follow the parameter list") }
