@@ -232,6 +232,25 @@ private let rdsCredential = """
                      "credentials[0].provider: 'oracle' is not one of aws, azure, gcp"])
     }
 
+    @Test func postgresProxyToARemoteServerMustCheckItsCertificate() {
+        let refused = configIssues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: require, proxy: {listen: "unix:/run/a"}}
+              - {name: b, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: verify-ca, proxy: {listen: "unix:/run/b"}}
+            """)
+        #expect(refused.count == 2)
+        #expect(refused.first?.hasPrefix("credentials[0].sslmode: 'require' does not check the server's certificate") == true, "\(refused)")
+        #expect(refused.last?.hasPrefix("credentials[1].sslmode: 'verify-ca' without ca_file accepts a certificate for any name") == true, "\(refused)")
+        // A CA of its own, a name checked, a server on this host, or no proxy: accepted.
+        #expect(configIssues("""
+            credentials:
+              - {name: a, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: verify-ca, ca_file: /etc/ca.pem, proxy: {listen: "unix:/run/a"}}
+              - {name: b, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, proxy: {listen: "unix:/run/b"}}
+              - {name: c, kind: postgres, provider: aws, host: 127.0.0.1, port: 5432, user: u, sslmode: require, proxy: {listen: "unix:/run/c"}}
+              - {name: d, kind: postgres, provider: aws, host: db.example.com, port: 5432, user: u, sslmode: require}
+            """) == [])
+    }
+
     @Test func plainConnectionsOnlyToLoopback() {
         let refused = configIssues("""
             credentials:

@@ -286,6 +286,7 @@ struct ConfigReader {
         if proxy != nil, case let .redis(redis)? = target, redis.connection.host == nil {
             issue("\(path).proxy", "needs the cache's host: set host (the proxy connects to it)")
         }
+        if proxy != nil, case let .postgres(postgres)? = target { proxyUpstreamTLS(postgres.connection, path) }
         let sinks = credentialSinks(map, path, kind: kind)
         guard let validName = CredentialName(name), let target else { return (name, nil) }
         return (name, CredentialConfig(name: validName, target: target, proxy: proxy, sinks: sinks))
@@ -319,6 +320,21 @@ struct ConfigReader {
         }
         let connection = CredentialConnection.Postgres(host: host, port: port, database: database, sslmode: mode, caFile: caFile)
         return CredentialTarget.Postgres(connection: connection, login: login)
+    }
+
+    /// A Postgres proxy answers the server's password request with the token, and the clouds' IAM
+    /// logins ask for it in clear text (inside TLS): to a server off this host, the TLS must
+    /// prove whom it talks to, or anyone on the path could take the token.
+    private mutating func proxyUpstreamTLS(_ connection: CredentialConnection.Postgres, _ path: String) {
+        guard !HostAddress.isLoopback(connection.host) else { return }
+        switch connection.sslmode {
+        case .require:
+            issue("\(path).sslmode", "'require' does not check the server's certificate, so the proxy would give the token to anyone on the path to \(connection.host); use verify-full (with ca_file for a private CA)")
+        case .verifyCA where connection.caFile == nil:
+            issue("\(path).sslmode", "'verify-ca' without ca_file accepts a certificate for any name from any CA the system trusts, so the proxy would give the token to anyone holding one; set ca_file to the server's CA bundle, or use verify-full")
+        default:
+            break
+        }
     }
 
     private mutating func redis(_ map: KeyedNodes, _ path: String, _ provider: CredentialProvider,
