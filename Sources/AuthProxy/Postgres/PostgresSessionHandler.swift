@@ -198,7 +198,15 @@ final class PostgresSessionHandler: ChannelInboundHandler, RemovableChannelHandl
                 proxy.logger.warning("cancel request not forwarded", metadata: ["proxy": "\(credentialName)", "error": "\(refusal.message)"])
             }
         }
-        proxy.connectUpstream(on: context.eventLoop, handler).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        let limit = TimeAmount(proxy.configuration.common.handshakeTimeout)
+        proxy.connectUpstream(on: context.eventLoop, handler).assumeIsolated().whenComplete { result in
+            if case let .success(upstream) = result {
+                // A server that never finishes the exchange holds the connection no longer than a handshake may take.
+                let deadline = upstream.eventLoop.scheduleTask(in: limit) { upstream.close(promise: nil) }
+                upstream.closeFuture.whenComplete { _ in deadline.cancel() }
+            }
+            context.close(promise: nil)
+        }
     }
 
     // MARK: Refusals
