@@ -50,11 +50,25 @@ struct PostgresWireTests {
             return
         }
         #expect(message.protocolVersion == version)
-        #expect(message.parameters.map(\.name) == pairs.map(\.0))
-        #expect(message.parameters.map(\.value) == pairs.map(\.1))
+        #expect(message.parameters == pairs.map { StartupParameter($0.0, $0.1) })
         // Encoding it again gives the same bytes.
         var again = PostgresWire.startupMessage(message)
         #expect(try PostgresWire.decodeStartupPacket(&again) == decoded)
+    }
+
+    @Test("Bytes that are not UTF-8 in a parameter reach the server unchanged (a client's encoding may be another)")
+    func nonUTF8ParameterKept() throws {
+        let latin1 = parameters([("user", "kong")]).dropLast() + Array("database".utf8) + [0, 0x63, 0x61, 0x66, 0xE9, 0]
+            + Array("application_name".utf8) + [0, 0xFF, 0xFE, 0, 0]
+        var buffer = packet(code: 196_608, Array(latin1))
+        guard case let .startup(message)? = try PostgresWire.decodeStartupPacket(&buffer) else {
+            Issue.record("not a startup")
+            return
+        }
+        #expect(message.value(of: "database") == [0x63, 0x61, 0x66, 0xE9])
+        #expect(message.value(of: "application_name") == [0xFF, 0xFE])
+        var encoded = PostgresWire.startupMessage(message)
+        #expect(encoded.readBytes(length: encoded.readableBytes) == Array(packet(code: 196_608, Array(latin1)).readableBytesView))
     }
 
     @Test("An incomplete packet waits for more and leaves the buffer as it was")
@@ -131,7 +145,7 @@ struct ClientStartupStateMachineTests {
         buffer.writeImmutableBuffer(packet(code: 196_608, parameters([("database", "kong")])))
         #expect(machine.next(&buffer) == .answer(UInt8(ascii: "N")))
         #expect(machine.next(&buffer) == .answer(UInt8(ascii: "N")))
-        #expect(machine.next(&buffer) == .startup(StartupMessage(protocolVersion: 196_608, parameters: [(name: "database", value: "kong")])))
+        #expect(machine.next(&buffer) == .startup(StartupMessage(protocolVersion: 196_608, parameters: [StartupParameter("database", "kong")])))
         #expect(buffer.readableBytes == 0)
     }
 
@@ -158,11 +172,11 @@ struct ClientStartupStateMachineTests {
 
     @Test("The user must be absent or the credential's; absent, it is added")
     func userCheck() {
-        let absent = StartupMessage(protocolVersion: 196_608, parameters: [(name: "database", value: "kong")])
+        let absent = StartupMessage(protocolVersion: 196_608, parameters: [StartupParameter("database", "kong")])
         let added = try? ClientStartupStateMachine.upstreamStartup(absent, credentialUser: "kong", credentialName: "orders-db").get()
-        #expect(added?["user"] == "kong")
-        #expect(added?["database"] == "kong")
-        let other = StartupMessage(protocolVersion: 196_608, parameters: [(name: "user", value: "root")])
+        #expect(added?.value(of: "user") == Array("kong".utf8))
+        #expect(added?.value(of: "database") == Array("kong".utf8))
+        let other = StartupMessage(protocolVersion: 196_608, parameters: [StartupParameter("user", "root")])
         let refused = ClientStartupStateMachine.upstreamStartup(other, credentialUser: "kong", credentialName: "orders-db")
         #expect(throws: ProxyRefusal.userMismatch(credential: "orders-db", expected: "kong", given: "root")) { try refused.get() }
         #expect(ProxyRefusal.userMismatch(credential: "orders-db", expected: "kong", given: "root").sqlState == "28000")

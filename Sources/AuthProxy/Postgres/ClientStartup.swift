@@ -63,8 +63,8 @@ struct ClientStartupStateMachine {
     /// `user` must be absent (it is then added) or equal `credentialUser`.
     static func upstreamStartup(_ message: StartupMessage, credentialUser: String,
                                 credentialName: String) -> Result<StartupMessage, ProxyRefusal> {
-        if let user = message["user"], user != credentialUser {
-            return .failure(.userMismatch(credential: credentialName, expected: credentialUser, given: user))
+        if let user = message.value(of: "user"), user != Array(credentialUser.utf8) {
+            return .failure(.userMismatch(credential: credentialName, expected: credentialUser, given: String(decoding: user, as: UTF8.self)))
         }
         return .success(message.settingUser(credentialUser))
     }

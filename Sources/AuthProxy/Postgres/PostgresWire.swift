@@ -24,35 +24,51 @@ public struct CancelKey: Hashable, Sendable {
     }
 }
 
+/// One StartupMessage parameter as the client sent its bytes: a value need not be UTF-8 (the
+/// client's encoding may be another, e.g. a LATIN1 database name), and it reaches the server
+/// unchanged.
+public struct StartupParameter: Equatable, Sendable {
+    public var name: [UInt8]
+    public var value: [UInt8]
+
+    public init(name: [UInt8], value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+
+    public init(_ name: String, _ value: String) {
+        self.init(name: Array(name.utf8), value: Array(value.utf8))
+    }
+}
+
 /// A StartupMessage: the protocol version and the parameters (user, database, options,
 /// application_name, replication, `_pq_.` extensions...) exactly as the client sent them.
 public struct StartupMessage: Equatable, Sendable {
     /// Major version in the high 16 bits, minor in the low (3.0 is 196608, 3.2 is 196610).
     public var protocolVersion: UInt32
-    public var parameters: [(name: String, value: String)]
+    public var parameters: [StartupParameter]
 
-    public init(protocolVersion: UInt32, parameters: [(name: String, value: String)]) {
+    public init(protocolVersion: UInt32, parameters: [StartupParameter]) {
         self.protocolVersion = protocolVersion
         self.parameters = parameters
     }
 
-    public subscript(name: String) -> String? {
-        parameters.first { $0.name == name }?.value
+    /// The value of the parameter `name`, as sent.
+    public func value(of name: String) -> [UInt8]? {
+        let name = Array(name.utf8)
+        return parameters.first { $0.name == name }?.value
     }
 
     /// The message with `user` set to `user`: replaced where the client gave it, else added first.
     public func settingUser(_ user: String) -> StartupMessage {
         var copy = self
-        if let index = copy.parameters.firstIndex(where: { $0.name == "user" }) {
-            copy.parameters[index].value = user
+        let name = Array("user".utf8)
+        if let index = copy.parameters.firstIndex(where: { $0.name == name }) {
+            copy.parameters[index].value = Array(user.utf8)
         } else {
-            copy.parameters.insert((name: "user", value: user), at: 0)
+            copy.parameters.insert(StartupParameter("user", user), at: 0)
         }
         return copy
-    }
-
-    public static func == (lhs: StartupMessage, rhs: StartupMessage) -> Bool {
-        lhs.protocolVersion == rhs.protocolVersion && lhs.parameters.elementsEqual(rhs.parameters) { $0 == $1 }
     }
 }
 
@@ -132,25 +148,34 @@ public enum PostgresWire {
     }
 
     /// The NUL-terminated name/value pairs of a StartupMessage, ending in an empty name.
-    private static func parameters(_ packet: inout ByteBuffer) throws(StartupPacketError) -> [(name: String, value: String)] {
-        var result: [(name: String, value: String)] = []
+    private static func parameters(_ packet: inout ByteBuffer) throws(StartupPacketError) -> [StartupParameter] {
+        var result: [StartupParameter] = []
         while true {
-            guard let name = packet.readNullTerminatedString() else {
+            guard let name = nullTerminatedBytes(&packet) else {
                 throw .malformed("the parameter list does not end with an empty name")
             }
             if name.isEmpty { break }
-            guard let value = packet.readNullTerminatedString() else {
-                throw .malformed("parameter '\(name.prefix(64))' has no NUL-terminated value")
+            let shownName = String(decoding: name.prefix(64), as: UTF8.self)
+            guard let value = nullTerminatedBytes(&packet) else {
+                throw .malformed("parameter '\(shownName)' has no NUL-terminated value")
             }
             // The server takes the last of a repeated parameter, the proxy's check the first: a
             // second `user` would log in as another role than the one checked.
             guard !result.contains(where: { $0.name == name }) else {
-                throw .malformed("parameter '\(name.prefix(64))' is given twice")
+                throw .malformed("parameter '\(shownName)' is given twice")
             }
-            result.append((name: name, value: value))
+            result.append(StartupParameter(name: name, value: value))
         }
         guard packet.readableBytes == 0 else { throw .malformed("bytes follow the parameter list") }
         return result
+    }
+
+    /// The bytes up to the next NUL, which is consumed too; nil when there is none.
+    private static func nullTerminatedBytes(_ buffer: inout ByteBuffer) -> [UInt8]? {
+        guard let end = buffer.readableBytesView.firstIndex(of: 0) else { return nil }
+        let bytes = buffer.readBytes(length: end - buffer.readerIndex)
+        buffer.moveReaderIndex(forwardBy: 1)
+        return bytes
     }
 
     /// One backend message: its type byte and its body (without type and length).
@@ -229,8 +254,10 @@ public enum PostgresWire {
         buffer.writeInteger(Int32(0))
         buffer.writeInteger(message.protocolVersion)
         for parameter in message.parameters {
-            buffer.writeNullTerminatedString(parameter.name)
-            buffer.writeNullTerminatedString(parameter.value)
+            buffer.writeBytes(parameter.name)
+            buffer.writeInteger(UInt8(0))
+            buffer.writeBytes(parameter.value)
+            buffer.writeInteger(UInt8(0))
         }
         buffer.writeInteger(UInt8(0))
         buffer.setInteger(Int32(buffer.writerIndex - start), at: start)
