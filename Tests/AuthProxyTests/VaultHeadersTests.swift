@@ -41,7 +41,7 @@ struct VaultHeadersTests {
         #expect(!streamed.headers.contains(name: "content-length"))
     }
 
-    @Test("Framing that could be read two ways is named")
+    @Test("Framing that could be read two ways, and targets NIO would not send, are named")
     func framing() {
         func problem(_ headers: NIOHTTP1.HTTPHeaders, uri: String = "/v1/x") -> String? {
             VaultHeaders.framingProblem(HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers))
@@ -51,6 +51,12 @@ struct VaultHeadersTests {
         #expect(problem(["Content-Length": "5, 5"])?.contains("more than one") == true)
         #expect(problem(["Transfer-Encoding": "gzip, chunked"])?.contains("not supported") == true)
         #expect(problem([:], uri: "http://vault/v1/x")?.contains("must be a path") == true)
+        // What NIO's client would refuse to send: answered here, not left to fail on the way to Vault.
+        for byte in Array(#" "<>\^`{|}"#.utf8) + [0x7F, 0xC3] {
+            let target = String(decoding: Array("/v1/a".utf8) + [byte] + Array("b".utf8), as: UTF8.self)
+            #expect(problem([:], uri: target)?.contains("must be percent-encoded") == true, "\(Array(target.utf8))")
+        }
+        #expect(problem([:], uri: "/v1/secret/data/a%7Bb?version=1&x=[y]:@!$'()*+,;=~") == nil)
         #expect(problem(["Transfer-Encoding": "chunked"]) == nil)
         #expect(problem(["Content-Length": "5"]) == nil)
     }

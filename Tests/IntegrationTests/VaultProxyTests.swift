@@ -384,6 +384,27 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("A target with a character HTTP requires percent-encoded is answered 400 at once, not left hanging")
+    func unsendableTargetIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-target")
+        try await withCleanup {
+            for target in ["/v1/a{b", "/v1/a}b", "/v1/a|b", "/v1/a^b", "/v1/a\\b", "/v1/a\"b", "/v1/a<b", "/v1/a`b"] {
+                let connection = try RawConnection(fixture.socketPath, receiveTimeout: 5)
+                let started = Date()
+                connection.send("GET \(target) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
+                let answer = connection.readResponses(["GET"]).first ?? ""
+                #expect(answer.hasPrefix("HTTP/1.1 400"), "\(target): \(answer.prefix(300))")
+                #expect(answer.contains("must be percent-encoded"), "\(target): \(answer)")
+                #expect(Date().timeIntervalSince(started) < 4 * Peers.timeScale, "\(target)")
+            }
+            // Percent-encoded, the same path is Vault's to answer.
+            let encoded = try await fixture.request("GET", "/v1/secret/data/a%7Bb")
+            #expect(encoded.status == 404, "\(encoded.status) \(encoded.bodyText)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

@@ -20,7 +20,7 @@ enum VaultHeaders {
     /// Why `head` cannot be relayed safely, or nil: both `Transfer-Encoding` and
     /// `Content-Length`, several `Content-Length` values (two ways to read where the body ends,
     /// the ground of request smuggling), a transfer coding other than `chunked`, or a target that
-    /// is not a path.
+    /// is not a path or has a character HTTP requires percent-encoded (`{`, `|`, a space...).
     static func framingProblem(_ head: HTTPRequestHead) -> String? {
         let lengths = head.headers["content-length"].flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }
         let codings = head.headers["transfer-encoding"]
@@ -34,7 +34,28 @@ enum VaultHeaders {
         guard head.uri.hasPrefix("/") else {
             return "the request target must be a path like /v1/secret/data/app (absolute URLs and CONNECT are not proxied)"
         }
+        guard head.uri.utf8.allSatisfy(isTargetByte) else {
+            return "the request target has a character that must be percent-encoded (a space, a control or non-ASCII "
+                + #"character, or one of " < > \ ^ ` { | })"#
+        }
         return nil
+    }
+
+    /// Whether `byte` may stand in a request target as it is (RFC 3986's unreserved, gen-delims,
+    /// sub-delims and `%`): the set NIO's HTTP client checks before it sends a head. The parser
+    /// that reads the client's request lets more through (`{`, `|`, `"`...).
+    private static func isTargetByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
+             UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"),
+             UInt8(ascii: "@"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+             UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+             UInt8(ascii: "%"):
+            true
+        default:
+            false
+        }
     }
 
     /// Whether the client asked for `Expect: 100-continue`.

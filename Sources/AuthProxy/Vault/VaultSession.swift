@@ -316,20 +316,24 @@ final class VaultSession: ClientSession {
     }
 
     /// Writes the current request's head (with the token), the body parts that have arrived and,
-    /// when it has come, the end.
+    /// when it has come, the end. The request counts as sent before the first write: a head the
+    /// upstream pipeline refuses fails the connection within that write, and ``upstreamFailed(_:_:)``
+    /// answers the client then.
     private func sendRequest() {
         guard var exchange, !exchange.sent, let upstream else { return }
         let bodyLength = exchange.retryable ? exchange.bodyBytes : exchange.head.headers["content-length"].first.flatMap { Int($0) }
         let head = VaultHeaders.upstreamRequest(exchange.head, token: exchange.token, upstream: proxy.configuration.upstream,
                                                 bodyLength: bodyLength)
-        upstream.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
-        for part in exchange.body { upstream.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(part))), promise: nil) }
+        let body = exchange.body
         if !exchange.retryable { exchange.body = [] }
-        if exchange.complete { upstream.write(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil) }
-        upstream.flush()
         exchange.sent = true
         exchange.response = .waiting
         self.exchange = exchange
+        upstream.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
+        guard self.upstream === upstream else { return }
+        for part in body { upstream.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(part))), promise: nil) }
+        if exchange.complete { upstream.write(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil) }
+        upstream.flush()
         if !exchange.complete { client?.channel.read() }
     }
 
