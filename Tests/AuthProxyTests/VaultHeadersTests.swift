@@ -61,6 +61,16 @@ struct VaultHeadersTests {
         #expect(problem(["Content-Length": "5"]) == nil)
     }
 
+    @Test("A request to wrap the answer is found whatever the field's case")
+    func wrapping() {
+        func field(_ headers: NIOHTTP1.HTTPHeaders) -> String? {
+            VaultHeaders.wrappingField(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/v1/auth/token/lookup-self", headers: headers))
+        }
+        #expect(field(["x-vault-wrap-ttl": "300"]) == "X-Vault-Wrap-TTL")
+        #expect(field(["X-VAULT-WRAP-FORMAT": "json"]) == "X-Vault-Wrap-Format")
+        #expect(field(["X-Vault-Request": "true", "X-Vault-Wrap": "1"]) == nil)
+    }
+
     @Test("Paths are compared as Vault routes them")
     func routedPaths() {
         #expect(VaultHeaders.routedPath("/v1/sys/mounts?list=true") == "/v1/sys/mounts")

@@ -405,6 +405,25 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("A request asking Vault to wrap its answer is refused: the wrapping token would carry the proxy's token out")
+    func wrappingIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-wrap")
+        try await withCleanup {
+            for (name, value) in [("X-Vault-Wrap-TTL", "300"), ("x-vault-wrap-ttl", "5m"), ("X-VAULT-WRAP-FORMAT", "json")] {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", name: value])
+                #expect(refused.status == 400, "\(name): \(refused.bodyText)")
+                let message = VaultProxyFixture.firstError(refused)
+                #expect(message.hasPrefix("credagent proxy for vault-proxy-wrap: ") && message.lowercased().contains(name.lowercased())
+                        && message.contains("token"), "\(message)")
+                #expect(!refused.bodyText.contains("wrap_info"))
+            }
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            #expect(fixture.loginCount == 1)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

@@ -17,6 +17,11 @@ enum VaultHeaders {
         "x-vault-token", "authorization", "host", "content-length", "expect", "x-vault-namespace",
     ]
 
+    /// Fields that ask Vault to wrap its answer: the wrapping token it returns instead unwraps,
+    /// anywhere and past the proxy's masking, to what the answer holds, which may be the proxy's
+    /// token (`auth/token/lookup-self`).
+    static let wrapping = ["X-Vault-Wrap-TTL", "X-Vault-Wrap-Format"]
+
     /// Why `head` cannot be relayed safely, or nil: both `Transfer-Encoding` and
     /// `Content-Length`, several `Content-Length` values (two ways to read where the body ends,
     /// the ground of request smuggling), a transfer coding other than `chunked`, or a target that
@@ -56,6 +61,11 @@ enum VaultHeaders {
         default:
             false
         }
+    }
+
+    /// The first of the ``wrapping`` fields `head` carries (in any case), or nil.
+    static func wrappingField(_ head: HTTPRequestHead) -> String? {
+        wrapping.first { head.headers.contains(name: $0) }
     }
 
     /// Whether the client asked for `Expect: 100-continue`.

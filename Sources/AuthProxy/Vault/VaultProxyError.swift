@@ -42,6 +42,12 @@ struct VaultProxyError: Error, Equatable {
         VaultProxyError(status: .badRequest, message: "credagent proxy for \(credential): \(why)", metricReason: "bad_request")
     }
 
+    static func wrappingRefused(credential: String, field: String) -> VaultProxyError {
+        badRequest(credential: credential, "a request with \(field) is refused: a wrapped answer would carry the proxy's token "
+            + "out (its wrapping token unwraps, anywhere, to what the answer holds: for auth/token/lookup-self the token itself); "
+            + "wrap with a token of your own")
+    }
+
     static func headersTooLarge(credential: String, limit: Int) -> VaultProxyError {
         VaultProxyError(status: .requestHeaderFieldsTooLarge,
                         message: "credagent proxy for \(credential): the request's headers exceed \(limit / 1024) KB",

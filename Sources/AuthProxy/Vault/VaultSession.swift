@@ -8,7 +8,7 @@ import NIOHTTP1
 /// next until the response before it is complete):
 ///
 /// 1. The head is checked: the refusal decided at accept, framing that could be read two ways,
-///    `X-Vault-Request`, `deny_paths`, a current token. A refusal is answered in Vault's error
+///    `X-Vault-Request`, a request to wrap the answer, `deny_paths`, a current token. A refusal is answered in Vault's error
 ///    shape, and the connection closed when a body would follow.
 /// 2. A body up to `retryableBodyLimit` is held until complete, then the request is sent with the
 ///    agent's token; a larger body is streamed as it comes (reads follow Vault's pace).
@@ -145,6 +145,7 @@ final class VaultSession: ClientSession {
         if configuration.requireRequestHeader, !head.headers["x-vault-request"].contains(where: { $0.lowercased() == "true" }) {
             return answer(.missingRequestHeader(credential: name), to: head)
         }
+        if let field = VaultHeaders.wrappingField(head) { return answer(.wrappingRefused(credential: name, field: field), to: head) }
         if !configuration.denyPaths.isEmpty {
             let path = VaultHeaders.routedPath(head.uri)
             if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
