@@ -97,7 +97,7 @@ struct VaultHeadersTests {
         let bytes = Array(body.utf8)
         for cut in 0...bytes.count {
             for second in [cut, min(bytes.count, cut + 3)] {
-                var redactor = TokenRedactor(token: token)
+                var redactor = TokenRedactor(masking: [Secret(token)])
                 var out: [UInt8] = []
                 for piece in [bytes[..<cut], bytes[cut..<second], bytes[second...]] {
                     let safe = redactor.redact(ByteBuffer(bytes: Array(piece)))
@@ -107,5 +107,42 @@ struct VaultHeadersTests {
                 #expect(String(decoding: out, as: UTF8.self) == expected, "cut at \(cut), \(second)")
             }
         }
+    }
+
+    @Test("Several tokens of different lengths are all masked wherever a stream is cut")
+    func redactionOfSeveral() {
+        let current = "hvs.CAESIcurrentcurrentcurrent", previous = "s.previousToken", other = "s.prev"
+        let body = #"{"a":"\#(previous)","b":"\#(current)\#(previous)","c":"\#(other)","d":"hvs.CAESIcurrent","e":"s.previousToke"}"#
+        let expected = body.replacingOccurrences(of: current, with: String(repeating: "*", count: current.count))
+            .replacingOccurrences(of: previous, with: String(repeating: "*", count: previous.count))
+        let bytes = Array(body.utf8)
+        for cut in 0...bytes.count {
+            var redactor = TokenRedactor(masking: [Secret(previous), Secret(current)])
+            var out = Array(redactor.redact(ByteBuffer(bytes: Array(bytes[..<cut]))).readableBytesView)
+            out += redactor.redact(ByteBuffer(bytes: Array(bytes[cut...]))).readableBytesView
+            out += redactor.finish().readableBytesView
+            #expect(String(decoding: out, as: UTF8.self) == expected, "cut at \(cut)")
+        }
+    }
+
+    @Test("The proxy masks the tokens it sent: the current one and the eight before it, and the one a request went with")
+    func sentTokens() {
+        let sent = SentTokens()
+        let tokens = (0..<12).map { Secret("s.token-\($0)-abcdef") }
+        for token in tokens {
+            #expect(sent.record(token) == token)
+            #expect(sent.record(token) == token, "noting the current token again changes nothing")
+        }
+        func masked(_ token: Secret, by redactor: TokenRedactor) -> Bool {
+            var redactor = redactor
+            var out = Array(redactor.redact(ByteBuffer(string: "[\(token.reveal())]")).readableBytesView)
+            out += redactor.finish().readableBytesView
+            return String(decoding: out, as: UTF8.self) == "[" + String(repeating: "*", count: token.reveal().count) + "]"
+        }
+        let redactor = sent.redactor(for: tokens[11])
+        #expect(tokens[3...].allSatisfy { masked($0, by: redactor) })
+        #expect(!tokens[..<3].contains { masked($0, by: redactor) }, "older ones are let go")
+        let old = sent.redactor(for: tokens[0])
+        #expect(masked(tokens[0], by: old) && masked(tokens[11], by: old), "the request's own token, however old, and the current")
     }
 }

@@ -424,6 +424,38 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("A token the proxy used before a rotation is masked too: an old wrapped lookup unwrapped through it shows no token")
+    func previousTokenIsMasked() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-previous")
+        try await withCleanup {
+            let old = fixture.token
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            // A lookup of the proxy's token, wrapped by Vault: what a client got before wrapping was refused.
+            let wrapped = try await CurlHTTPClient().execute(HTTPRequest(
+                method: "GET", url: "\(fixture.admin.address)/v1/auth/token/lookup-self",
+                headers: ["X-Vault-Token": old.reveal(), "X-Vault-Wrap-TTL": "300"]))
+            let wrapInfo = (try JSONSerialization.jsonObject(with: Data(wrapped.body)) as? [String: Any])?["wrap_info"] as? [String: Any]
+            let wrappingToken = try #require(wrapInfo?["token"] as? String, "\(wrapped.bodyText)")
+            // A path the policy denies: Vault's 403 makes the proxy log in again; the old token stays valid.
+            #expect(try await fixture.request("GET", "/v1/sys/mounts").status == 403)
+            #expect(fixture.token != old)
+            #expect(try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient())
+                .lookupSelf(old).accessor.isEmpty == false)
+
+            let body = try JSONSerialization.data(withJSONObject: ["token": wrappingToken])
+            let unwrapped = try await fixture.request("POST", "/v1/sys/wrapping/unwrap",
+                                                      headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                      body: Array(body))
+            #expect(unwrapped.status == 200, "\(unwrapped.bodyText)")
+            let data = (try JSONSerialization.jsonObject(with: Data(unwrapped.body)) as? [String: Any])?["data"] as? [String: Any]
+            let id = try #require(data?["id"] as? String, "\(unwrapped.bodyText)")
+            #expect(id == String(repeating: "*", count: old.reveal().utf8.count), "\(id)")
+            #expect(!unwrapped.bodyText.contains(old.reveal()) && !unwrapped.bodyText.contains(fixture.token.reveal()))
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

@@ -14,7 +14,8 @@ import NIOHTTP1
 ///    agent's token; a larger body is streamed as it comes (reads follow Vault's pace).
 /// 3. Vault's 403 to a held request is held too (up to 64 KB): the agent is asked for a fresh
 ///    token and the request is sent once more with it; the client sees only the second answer.
-///    Any other answer is relayed as it arrives, the token masked wherever Vault echoes it.
+///    Any other answer is relayed as it arrives, the token (and those sent before it) masked
+///    wherever Vault echoes one.
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
@@ -430,7 +431,7 @@ final class VaultSession: ClientSession {
         // A body still coming after Vault answered cannot be left on the connection.
         if !exchange.complete { exchange.keepAlive = false }
         let response = VaultHeaders.clientResponse(head, version: exchange.head.version, closing: !exchange.keepAlive)
-        exchange.response = .relaying(TokenRedactor(token: exchange.token.reveal()))
+        exchange.response = .relaying(proxy.sentTokens.redactor(for: exchange.token))
         self.exchange = exchange
         client.write(NIOAny(HTTPServerResponsePart.head(response)), promise: nil)
     }
