@@ -15,7 +15,7 @@ struct VaultHeadersTests {
             "Host": "localhost", "X-Vault-Token": "s.client", "Authorization": "Bearer s.client", "Connection": "keep-alive, X-Trace",
             "X-Trace": "1", "Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "Basic x",
             "Expect": "100-continue", "Content-Length": "11", "X-Vault-Namespace": "other", "X-Vault-Request": "true",
-            "Content-Type": "application/json",
+            "Content-Type": "application/json", "Accept-Encoding": "gzip, br",
         ])
         let head = VaultHeaders.upstreamRequest(client, token: Secret("s.agent"), upstream: upstream, bodyLength: 11)
         #expect(head.version == .http1_1)
@@ -25,6 +25,7 @@ struct VaultHeadersTests {
         #expect(head.headers["content-length"] == ["11"])
         #expect(head.headers["x-vault-request"] == ["true"])
         #expect(head.headers["content-type"] == ["application/json"])
+        #expect(head.headers["accept-encoding"] == ["identity"], "an answer must come uncompressed for the token to be masked")
         for dropped in ["authorization", "connection", "x-trace", "keep-alive", "te", "upgrade", "proxy-authorization", "expect",
                         "transfer-encoding"] {
             #expect(!head.headers.contains(name: dropped), "\(dropped)")
@@ -59,6 +60,18 @@ struct VaultHeadersTests {
         #expect(problem([:], uri: "/v1/secret/data/a%7Bb?version=1&x=[y]:@!$'()*+,;=~") == nil)
         #expect(problem(["Transfer-Encoding": "chunked"]) == nil)
         #expect(problem(["Content-Length": "5"]) == nil)
+    }
+
+    @Test("An answer in a content or transfer coding other than identity and chunked is named")
+    func codings() {
+        func problem(_ headers: NIOHTTP1.HTTPHeaders) -> String? {
+            VaultHeaders.codingProblem(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))
+        }
+        #expect(problem(["Content-Encoding": "gzip"])?.contains("'gzip'") == true)
+        #expect(problem(["Content-Encoding": "identity, BR"])?.contains("'br'") == true)
+        #expect(problem(["Transfer-Encoding": "gzip, chunked"])?.contains("'gzip'") == true)
+        #expect(problem(["Content-Encoding": "identity", "Transfer-Encoding": "chunked", "Content-Type": "application/json"]) == nil)
+        #expect(problem([:]) == nil)
     }
 
     @Test("A request to wrap the answer is found whatever the field's case")

@@ -668,23 +668,19 @@ struct VaultProxyAgentTests {
     }
 }
 
-/// A loopback TCP forwarder to Vault that plays Vault closing an idle keep-alive connection just
-/// as the next request goes out: on each connection it relays the first request and its answer,
-/// then closes both sides, unanswered, as soon as the client sends anything more.
-private final class IdleClosingForwarder: @unchecked Sendable {
+/// A loopback TCP listener playing a server in a test: each accepted connection is handed to
+/// `serve` on a thread of its own, which closes it when done.
+private final class LoopbackTestServer: @unchecked Sendable {
     let port: Int
     private let listener: Int32
-    private let target: (host: String, port: Int)
+    private let serve: @Sendable (Int32) -> Void
     private let accepted = NIOLockedValueBox(0)
 
-    /// Connections accepted so far: one per upstream connection the proxy opened.
+    /// Connections accepted so far.
     var connections: Int { accepted.withLockedValue { $0 } }
 
-    init(to address: String) throws {
-        guard let url = URL(string: address), let host = url.host, let port = url.port else {
-            throw TestFailure("not a host:port address: \(address)")
-        }
-        target = (host, port)
+    init(serve: @escaping @Sendable (Int32) -> Void) throws {
+        self.serve = serve
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         listener = fd
         var address = sockaddr_in()
@@ -696,7 +692,7 @@ private final class IdleClosingForwarder: @unchecked Sendable {
                 bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
             }
         }
-        guard bound else { throw TestFailure("forwarder cannot listen: errno \(errno)") }
+        guard bound else { throw TestFailure("test server cannot listen: errno \(errno)") }
         self.port = Int(UInt16(bigEndian: address.sin_port))
         let thread = Thread { [self] in acceptLoop() }
         thread.start()
@@ -713,11 +709,31 @@ private final class IdleClosingForwarder: @unchecked Sendable {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { return }
             accepted.withLockedValue { $0 += 1 }
-            Thread { [self] in relay(client) }.start()
+            Thread { [serve] in serve(client) }.start()
         }
     }
+}
 
-    private func relay(_ client: Int32) {
+/// A loopback TCP forwarder to Vault that plays Vault closing an idle keep-alive connection just
+/// as the next request goes out: on each connection it relays the first request and its answer,
+/// then closes both sides, unanswered, as soon as the client sends anything more.
+private final class IdleClosingForwarder: Sendable {
+    private let server: LoopbackTestServer
+
+    var port: Int { server.port }
+    /// Connections accepted so far: one per upstream connection the proxy opened.
+    var connections: Int { server.connections }
+
+    init(to address: String) throws {
+        guard let url = URL(string: address), let host = url.host, let port = url.port else {
+            throw TestFailure("not a host:port address: \(address)")
+        }
+        server = try LoopbackTestServer { client in Self.relay(client, to: (host, port)) }
+    }
+
+    func stop() { server.stop() }
+
+    private static func relay(_ client: Int32, to target: (host: String, port: Int)) {
         defer { close(client) }
         guard let server = try? connectTCP(host: target.host, port: target.port) else { return }
         defer { close(server) }
@@ -736,7 +752,7 @@ private final class IdleClosingForwarder: @unchecked Sendable {
         }
     }
 
-    private func connectTCP(host: String, port: Int) throws -> Int32 {
+    private static func connectTCP(host: String, port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -747,6 +763,70 @@ private final class IdleClosingForwarder: @unchecked Sendable {
         }
         guard connected else { close(fd); throw TestFailure("forwarder cannot reach \(host):\(port)") }
         return fd
+    }
+}
+
+/// A server that answers each connection's first request with `response` (the bytes as sent)
+/// and closes, keeping the request heads it received.
+private final class CannedUpstream: Sendable {
+    private let server: LoopbackTestServer
+    private let heads: NIOLockedValueBox<[String]>
+
+    var address: String { "http://127.0.0.1:\(server.port)" }
+    /// The heads received, each as sent.
+    var requestHeads: [String] { heads.withLockedValue { $0 } }
+
+    init(answering response: [UInt8]) throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        self.heads = heads
+        server = try LoopbackTestServer { client in
+            defer { close(client) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while received.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
+                let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                if count <= 0 { return }
+                received += buffer[0..<count]
+            }
+            heads.withLockedValue { $0.append(String(decoding: received, as: UTF8.self)) }
+            _ = response.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    func stop() { server.stop() }
+}
+
+@Suite(.enabled(if: BaoAdmin.available, "needs OpenBao: run scripts/test"))
+struct VaultProxyCodingTests {
+    @Test("An answer in a content coding is refused with 502 (the token could not be masked in it); Vault is asked for identity")
+    func codedAnswerIsRefused() async throws {
+        // {"data":{"id":"s.canned-upstream-token"}}, gzipped: the token inside is not there to be found.
+        let gzipped: [UInt8] = [
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xab, 0x56, 0x4a, 0x49, 0x2c, 0x49, 0x54, 0xb2, 0xaa, 0x56,
+            0xca, 0x4c, 0x51, 0xb2, 0x52, 0x2a, 0xd6, 0x4b, 0x4e, 0xcc, 0xcb, 0x4b, 0x4d, 0xd1, 0x2d, 0x2d, 0x28, 0x2e, 0x29, 0x4a,
+            0x4d, 0xcc, 0xd5, 0x2d, 0xc9, 0xcf, 0x4e, 0xcd, 0x53, 0xaa, 0xad, 0x05, 0x00, 0x2a, 0x39, 0x93, 0x03, 0x29, 0x00, 0x00, 0x00,
+        ]
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: \(gzipped.count)\r\n\r\n"
+        let upstream = try CannedUpstream(answering: Array(head.utf8) + gzipped)
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-gzip", upstream: try VaultUpstream(address: upstream.address),
+                                                  fixedToken: Secret("s.canned-upstream-token"))
+        try await withCleanup {
+            let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self",
+                                                    headers: ["X-Vault-Request": "true", "Accept-Encoding": "gzip, deflate"])
+            #expect(refused.status == 502, "\(refused.status) \(refused.headers) \(refused.bodyText)")
+            let message = VaultProxyFixture.firstError(refused)
+            #expect(message.hasPrefix("credagent proxy for vault-proxy-gzip: ") && message.contains("gzip"), "\(message)")
+            #expect(refused.headers["content-encoding"] == nil)
+            let sent = upstream.requestHeads.first?.lowercased() ?? ""
+            #expect(sent.contains("\r\naccept-encoding: identity\r\n") && !sent.contains("gzip"), "\(sent)")
+            #expect(fixture.exposition.contains(
+                "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-gzip\",reason=\"upstream_protocol\"} 1"), "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+            upstream.stop()
+        }
     }
 }
 

@@ -14,7 +14,7 @@ enum VaultHeaders {
 
     /// The client's own credentials and the fields the proxy sets itself.
     static let replacedInRequests: Set<String> = [
-        "x-vault-token", "authorization", "host", "content-length", "expect", "x-vault-namespace",
+        "x-vault-token", "authorization", "host", "content-length", "expect", "x-vault-namespace", "accept-encoding",
     ]
 
     /// Fields that ask Vault to wrap its answer: the wrapping token it returns instead unwraps,
@@ -75,8 +75,10 @@ enum VaultHeaders {
 
     /// The request Vault receives: the client's head without hop-by-hop fields and credentials,
     /// HTTP/1.1, the target after the address's path, `Host` naming Vault, `X-Vault-Token` the agent's token and `X-Vault-Namespace`
-    /// the credential's namespace (when it has one; else the client's). `bodyLength` is the body's
-    /// size when known (buffered or the client's `Content-Length`), nil to send it chunked.
+    /// the credential's namespace (when it has one; else the client's), and `Accept-Encoding:
+    /// identity` whatever the client accepts (the token must be found in the answer to be
+    /// masked). `bodyLength` is the body's size when known (buffered or the client's
+    /// `Content-Length`), nil to send it chunked.
     static func upstreamRequest(_ head: HTTPRequestHead, token: Secret, upstream: VaultUpstream, bodyLength: Int?) -> HTTPRequestHead {
         var headers = NIOHTTP1.HTTPHeaders()
         let connectionNamed = connectionOptions(head.headers)
@@ -86,6 +88,7 @@ enum VaultHeaders {
             headers.add(name: name, value: value)
         }
         headers.add(name: "Host", value: upstream.hostHeader)
+        headers.add(name: "Accept-Encoding", value: "identity")
         headers.add(name: "X-Vault-Token", value: token.reveal())
         if let namespace = upstream.namespace ?? head.headers["x-vault-namespace"].first {
             headers.add(name: "X-Vault-Namespace", value: namespace)
@@ -96,6 +99,18 @@ enum VaultHeaders {
         case nil: headers.add(name: "Transfer-Encoding", value: "chunked")
         }
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: upstream.pathPrefix + head.uri, headers: headers)
+    }
+
+    /// Why Vault's answer cannot be relayed, or nil: a content or transfer coding other than
+    /// identity (and chunked), in which the token could not be found to be masked. The proxy asks
+    /// for `Accept-Encoding: identity`, so only a server that ignores it sends one.
+    static func codingProblem(_ head: HTTPResponseHead) -> String? {
+        let codings = (head.headers["content-encoding"] + head.headers["transfer-encoding"])
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let coding = codings.first(where: { !$0.isEmpty && $0 != "identity" && $0 != "chunked" }) else { return nil }
+        return "answered in the coding '\(coding.prefix(40))', in which the proxy cannot mask its token (it asks for "
+            + "Accept-Encoding: identity: does a server between the proxy and Vault compress answers?)"
     }
 
     /// The response the client receives: Vault's head without hop-by-hop fields, in the client's

@@ -77,6 +77,11 @@ struct VaultProxyError: Error, Equatable {
                         metricReason: "upstream_protocol")
     }
 
+    static func unmaskableAnswer(credential: String, address: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .badGateway, message: "credagent proxy for \(credential): Vault at \(address) \(why)",
+                        metricReason: "upstream_protocol")
+    }
+
     /// The response body: `{"errors":["MESSAGE"]}`.
     func body(allocator: ByteBufferAllocator) -> ByteBuffer {
         let data = (try? JSONSerialization.data(withJSONObject: ["errors": [message]])) ?? Data(#"{"errors":[]}"#.utf8)

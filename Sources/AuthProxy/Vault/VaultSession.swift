@@ -15,7 +15,8 @@ import NIOHTTP1
 /// 3. Vault's 403 to a held request is held too (up to 64 KB): the agent is asked for a fresh
 ///    token and the request is sent once more with it; the client sees only the second answer.
 ///    Any other answer is relayed as it arrives, the token (and those sent before it) masked
-///    wherever Vault echoes one.
+///    wherever Vault echoes one; an answer in a content coding, where it could not be found, is
+///    refused with 502.
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
@@ -341,6 +342,10 @@ final class VaultSession: ClientSession {
 
     func responseHead(_ head: HTTPResponseHead, from context: ChannelHandlerContext) {
         guard context === upstream, var exchange, case .waiting = exchange.response else { return }
+        if let problem = VaultHeaders.codingProblem(head) {
+            proxy.logger.warning("vault proxy refused an answer it cannot mask", metadata: ["proxy": "\(name)", "error": "\(problem)"])
+            return fail(.unmaskableAnswer(credential: name, address: address, problem))
+        }
         upstreamKeepAlive = head.isKeepAlive
         exchange.status = head.status
         if head.status == .forbidden, exchange.retryable, exchange.complete, !exchange.retriedWithFreshToken {
