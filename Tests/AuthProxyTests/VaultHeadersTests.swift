@@ -74,6 +74,30 @@ struct VaultHeadersTests {
         #expect(problem([:]) == nil)
     }
 
+    @Test("Over TCP only a Host naming this machine passes, and a web page's request is named")
+    func loopbackTCPRequests() {
+        for host in ["localhost", "LocalHost:18200", "127.0.0.1", "127.0.0.1:18200", "127.9.8.7:1", "[::1]", "[::1]:18200", "localhost:"] {
+            #expect(VaultHeaders.isLoopbackHost(host), "\(host)")
+        }
+        for host in ["attacker.example", "127.0.0.1.attacker.example", "127.attacker.example:80", "localhost.attacker.example",
+                     "localhost.", "10.0.0.1:18200", "[::2]", "[::1]x", "::1", "[::1", "127.0.0.1:80a", "0x7f000001", ""] {
+            #expect(!VaultHeaders.isLoopbackHost(host), "\(host)")
+        }
+        func head(_ headers: NIOHTTP1.HTTPHeaders) -> HTTPRequestHead {
+            HTTPRequestHead(version: .http1_1, method: .GET, uri: "/v1/auth/token/lookup-self", headers: headers)
+        }
+        #expect(VaultHeaders.hostProblem(head(["Host": "127.0.0.1:18200"])) == nil)
+        #expect(VaultHeaders.hostProblem(head(["Host": "attacker.example:18200"]))?.contains("'attacker.example:18200'") == true)
+        #expect(VaultHeaders.hostProblem(head([:]))?.contains("no Host") == true)
+        #expect(VaultHeaders.hostProblem(head(["Host": "localhost", "host": "attacker.example"]))?.contains("more than one") == true)
+        #expect(VaultHeaders.browserProblem(head(["Host": "localhost", "X-Vault-Request": "true"])) == nil)
+        #expect(VaultHeaders.browserProblem(head(["Sec-Fetch-Site": "same-origin"])) == nil)
+        #expect(VaultHeaders.browserProblem(head(["Sec-Fetch-Site": "none"])) == nil)
+        #expect(VaultHeaders.browserProblem(head(["origin": "null"]))?.contains("Origin") == true)
+        #expect(VaultHeaders.browserProblem(head(["Sec-Fetch-Site": "Cross-Site"]))?.contains("Sec-Fetch-Site: Cross-Site") == true)
+        #expect(VaultHeaders.browserProblem(head(["Sec-Fetch-Site": "same-site"])) != nil)
+    }
+
     @Test("A request to wrap the answer is found whatever the field's case")
     func wrapping() {
         func field(_ headers: NIOHTTP1.HTTPHeaders) -> String? {

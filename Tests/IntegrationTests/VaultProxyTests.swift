@@ -456,6 +456,48 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("On loopback TCP, requests addressed to another name or made by a web page are refused; a Unix socket takes any Host")
+    func rebindingIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-rebind", overTCP: true)
+        try await withCleanup {
+            let port = try #require(fixture.tcpPort)
+            for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LocalHost", "127.0.0.1", "127.1.2.3:\(port)", "[::1]:\(port)"] {
+                let served = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", "Host": host])
+                #expect(served.status == 200, "\(host): \(served.bodyText)")
+            }
+            for host in ["attacker.example:\(port)", "127.0.0.1.attacker.example:\(port)", "localhost.attacker.example", "[::2]:\(port)"] {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", "Host": host])
+                #expect(refused.status == 421, "\(host): \(refused.status) \(refused.bodyText)")
+                let message = VaultProxyFixture.firstError(refused)
+                #expect(message.hasPrefix("credagent proxy for vault-proxy-rebind: ") && message.contains("not to localhost or a loopback address"),
+                        "\(message)")
+                #expect(!refused.bodyText.contains("accessor"))
+            }
+            let browser: [CloudAuth.HTTPHeaders] = [
+                ["X-Vault-Request": "true", "Origin": "http://attacker.example:\(port)"],
+                ["X-Vault-Request": "true", "Origin": "null"],
+                ["X-Vault-Request": "true", "Sec-Fetch-Site": "cross-site"],
+                ["X-Vault-Request": "true", "Sec-Fetch-Site": "same-site"],
+            ]
+            for headers in browser {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: headers)
+                #expect(refused.status == 403, "\(headers): \(refused.status) \(refused.bodyText)")
+                #expect(VaultProxyFixture.firstError(refused).contains("web page"), "\(refused.bodyText)")
+            }
+
+            let unix = try await VaultProxyFixture(label: "vault-proxy-rebind-unix")
+            try await withCleanup { () async throws in
+                let served = try await unix.request("GET", "/v1/auth/token/lookup-self",
+                                                    headers: ["X-Vault-Request": "true", "Host": "attacker.example", "Sec-Fetch-Site": "cross-site"])
+                #expect(served.status == 200, "\(served.bodyText)")
+            } cleanup: {
+                await unix.stop()
+            }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

@@ -68,6 +68,60 @@ enum VaultHeaders {
         wrapping.first { head.headers.contains(name: $0) }
     }
 
+    /// Why a request that came over loopback TCP is not addressed to this machine, or nil: its
+    /// `Host` must be `localhost` or a loopback address (any port). A web page can send requests
+    /// to a loopback port under a DNS name of its own that it rebinds to 127.0.0.1; its `Host` is
+    /// then that name.
+    static func hostProblem(_ head: HTTPRequestHead) -> String? {
+        let hosts = head.headers["host"]
+        guard hosts.count == 1, let host = hosts.first else {
+            return hosts.isEmpty ? "the request has no Host header" : "the request has more than one Host header"
+        }
+        guard isLoopbackHost(host) else {
+            return "the request is addressed to '\(host.prefix(100))', not to localhost or a loopback address: over TCP the "
+                + "proxy serves only VAULT_ADDR=http://127.0.0.1:PORT (or localhost), since a web page can reach a loopback port "
+                + "under a DNS name of its own"
+        }
+        return nil
+    }
+
+    /// Why a request that came over loopback TCP looks like a web page's, or nil: it has an
+    /// `Origin` (browsers send it on requests a page makes to another origin, and on writes), or
+    /// `Sec-Fetch-Site` says another site made it. The proxy's clients are programs, not pages.
+    static func browserProblem(_ head: HTTPRequestHead) -> String? {
+        if head.headers.contains(name: "origin") {
+            return "a request with an Origin header is refused: it comes from a web page, and the proxy's clients are programs"
+        }
+        if let site = head.headers["sec-fetch-site"].first(where: { ["cross-site", "same-site"].contains($0.lowercased()) }) {
+            return "a request a web page of another site made (Sec-Fetch-Site: \(site)) is refused"
+        }
+        return nil
+    }
+
+    /// Whether a `Host` value names this machine: `localhost` or a literal loopback address
+    /// (`127.0.0.0/8`, `[::1]`), with or without a port. Names are not resolved, and nothing else
+    /// passes: `127.0.0.1.example.com` is a name.
+    static func isLoopbackHost(_ value: String) -> Bool {
+        var host = Substring(value)
+        var port = Substring()
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            port = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            guard port.isEmpty || port.hasPrefix(":") else { return false }
+            port = port.dropFirst()
+        } else if let colon = host.firstIndex(of: ":") {
+            port = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard port.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return false }
+        if host.lowercased() == "localhost" { return true }
+        var address = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET, String(host), &address) == 1 { return address[0] == 127 }
+        if inet_pton(AF_INET6, String(host), &address) == 1 { return address == [UInt8](repeating: 0, count: 15) + [1] }
+        return false
+    }
+
     /// Whether the client asked for `Expect: 100-continue`.
     static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
         head.headers["expect"].contains { $0.lowercased() == "100-continue" }

@@ -30,6 +30,16 @@ struct VaultProxyError: Error, Equatable {
             metricReason: "missing_request_header")
     }
 
+    /// A request over loopback TCP addressed to a name other than this machine's (421).
+    static func wrongHost(credential: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .misdirectedRequest, message: "credagent proxy for \(credential): \(why)", metricReason: "wrong_host")
+    }
+
+    /// A request over loopback TCP that a web page made (403).
+    static func browserRequest(credential: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .forbidden, message: "credagent proxy for \(credential): \(why)", metricReason: "browser_request")
+    }
+
     static func deniedPath(credential: String, path: String, prefix: String) -> VaultProxyError {
         VaultProxyError(
             status: .forbidden,

@@ -8,7 +8,8 @@ import NIOHTTP1
 /// next until the response before it is complete):
 ///
 /// 1. The head is checked: the refusal decided at accept, framing that could be read two ways,
-///    `X-Vault-Request`, a request to wrap the answer, `deny_paths`, a current token. A refusal is answered in Vault's error
+///    on loopback TCP a `Host` other than this machine's or a web page's request, `X-Vault-Request`,
+///    a request to wrap the answer, `deny_paths`, a current token. A refusal is answered in Vault's error
 ///    shape, and the connection closed when a body would follow.
 /// 2. A body up to `retryableBodyLimit` is held until complete, then the request is sent with the
 ///    agent's token; a larger body is streamed as it comes (reads follow Vault's pace).
@@ -144,6 +145,10 @@ final class VaultSession: ClientSession {
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
         if let problem = VaultHeaders.framingProblem(head) { return answer(.badRequest(credential: name, problem), to: head, close: true) }
         let configuration = proxy.configuration
+        if case .loopbackTCP = configuration.common.listener {
+            if let problem = VaultHeaders.hostProblem(head) { return answer(.wrongHost(credential: name, problem), to: head) }
+            if let problem = VaultHeaders.browserProblem(head) { return answer(.browserRequest(credential: name, problem), to: head) }
+        }
         if configuration.requireRequestHeader, !head.headers["x-vault-request"].contains(where: { $0.lowercased() == "true" }) {
             return answer(.missingRequestHeader(credential: name), to: head)
         }
