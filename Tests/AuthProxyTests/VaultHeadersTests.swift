@@ -124,6 +124,15 @@ struct VaultHeadersTests {
         #expect(VaultHeaders.deniedPrefix("/v1/sys", ["/v1/sys/"]) == "/v1/sys/")
         #expect(VaultHeaders.deniedPrefix("/v1/system", ["/v1/sys/"]) == nil)
         #expect(VaultHeaders.deniedPrefix("/v1/secret/data/x", ["/v1/sys/"]) == nil)
+        // revoke-self, refused always, in any namespace and however spelled.
+        for uri in ["/v1/auth/token/revoke-self", "/v1/auth/token/revoke-self/", "/v1/ns1/auth/token/revoke-self",
+                    "/v1/ns1/child/auth/token/%72evoke-self?x=1", "//v1/x/../auth//token/revoke-self"] {
+            #expect(VaultHeaders.revokesOwnToken(VaultHeaders.routedPath(uri)), "\(uri)")
+        }
+        for uri in ["/v1/auth/token/revoke-self-x", "/v1/auth/token/revoke", "/v1/auth/token/Revoke-Self", "/v1/xauth/token/revoke-self",
+                    "/v2/auth/token/revoke-self", "/v1/auth/token/revoke-self/x"] {
+            #expect(!VaultHeaders.revokesOwnToken(VaultHeaders.routedPath(uri)), "\(uri)")
+        }
     }
 
     @Test("The token is masked wherever it falls in a stream cut at every position; other bytes pass unchanged")

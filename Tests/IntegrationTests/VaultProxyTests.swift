@@ -498,6 +498,32 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("auth/token/revoke-self is refused in any namespace and spelling: the token every client shares stays valid")
+    func revokeSelfIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-revoke-self")
+        try await withCleanup {
+            let namespace = "proxy-\(UUID().uuidString.prefix(8).lowercased())"
+            try await fixture.admin.call("POST", "sys/namespaces/\(namespace)")
+            let token = fixture.token
+            for path in ["/v1/auth/token/revoke-self", "/v1/auth/token/%72evoke-self", "/v1/secret/../auth/token/revoke-self/",
+                         "/v1/\(namespace)/auth/token/revoke-self"] {
+                for method in ["POST", "PUT"] {
+                    let refused = try await fixture.request(method, path, headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                            body: Array("{}".utf8))
+                    #expect(refused.status == 403, "\(method) \(path): \(refused.status) \(refused.bodyText)")
+                    let message = VaultProxyFixture.firstError(refused)
+                    #expect(message.hasPrefix("credagent proxy for vault-proxy-revoke-self: ") && message.contains("revoke-self"), "\(message)")
+                }
+            }
+            let lookup = try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient()).lookupSelf(token)
+            #expect(!lookup.accessor.isEmpty, "the token is still valid")
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            #expect(fixture.token == token && fixture.loginCount == 1, "no login was needed")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

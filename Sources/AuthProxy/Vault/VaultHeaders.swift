@@ -236,6 +236,17 @@ enum VaultHeaders {
         }
     }
 
+    /// Whether `path` (a ``routedPath(_:)``) is `auth/token/revoke-self`, in the root namespace or
+    /// any other (Vault reads leading segments that name a namespace as one:
+    /// `/v1/ns1/auth/token/revoke-self`). It revokes the token the proxy sends, which every client
+    /// of the agent shares.
+    static func revokesOwnToken(_ path: String) -> Bool {
+        let endpoint = "/auth/token/revoke-self".utf8
+        var bytes = path.utf8[...]
+        if bytes.last == UInt8(ascii: "/") { bytes = bytes.dropLast() }
+        return bytes.starts(with: "/v1/".utf8) && bytes.suffix(endpoint.count).elementsEqual(endpoint)
+    }
+
     private static func percentDecoded(_ text: [UInt8]) -> [UInt8] {
         guard text.contains(UInt8(ascii: "%")) else { return text }
         var bytes: [UInt8] = []

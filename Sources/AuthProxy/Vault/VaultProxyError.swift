@@ -48,6 +48,14 @@ struct VaultProxyError: Error, Equatable {
             metricReason: "denied_path")
     }
 
+    static func revokeSelfRefused(credential: String) -> VaultProxyError {
+        VaultProxyError(
+            status: .forbidden,
+            message: "credagent proxy for \(credential): auth/token/revoke-self is refused: it would revoke the token every "
+                + "client of the proxy shares; a client that needs to revoke a token logs in with its own",
+            metricReason: "denied_path")
+    }
+
     static func badRequest(credential: String, _ why: String) -> VaultProxyError {
         VaultProxyError(status: .badRequest, message: "credagent proxy for \(credential): \(why)", metricReason: "bad_request")
     }

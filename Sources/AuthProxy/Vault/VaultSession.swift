@@ -8,9 +8,10 @@ import NIOHTTP1
 /// next until the response before it is complete):
 ///
 /// 1. The head is checked: the refusal decided at accept, framing that could be read two ways,
-///    on loopback TCP a `Host` other than this machine's or a web page's request, `X-Vault-Request`,
-///    a request to wrap the answer, `deny_paths`, a current token. A refusal is answered in Vault's error
-///    shape, and the connection closed when a body would follow.
+///    on loopback TCP a `Host` other than this machine's or a web page's request,
+///    `X-Vault-Request`, a request to wrap the answer, `auth/token/revoke-self`, `deny_paths`, a
+///    current token. A refusal is answered in Vault's error shape, and the connection closed when
+///    a body would follow.
 /// 2. A body up to `retryableBodyLimit` is held until complete, then the request is sent with the
 ///    agent's token; a larger body is streamed as it comes (reads follow Vault's pace).
 /// 3. Vault's 403 to a held request is held too (up to 64 KB): the agent is asked for a fresh
@@ -153,11 +154,10 @@ final class VaultSession: ClientSession {
             return answer(.missingRequestHeader(credential: name), to: head)
         }
         if let field = VaultHeaders.wrappingField(head) { return answer(.wrappingRefused(credential: name, field: field), to: head) }
-        if !configuration.denyPaths.isEmpty {
-            let path = VaultHeaders.routedPath(head.uri)
-            if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
-                return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
-            }
+        let path = VaultHeaders.routedPath(head.uri)
+        if VaultHeaders.revokesOwnToken(path) { return answer(.revokeSelfRefused(credential: name), to: head) }
+        if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
+            return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
         }
         guard let token = proxy.token() else { return answer(.noToken(credential: name), to: head) }
         serials += 1
