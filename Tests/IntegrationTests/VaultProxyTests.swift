@@ -524,6 +524,27 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("LIST is not a method the proxy reads: 400 pointing to GET ?list=true, which works")
+    func listMethod() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-list")
+        try await withCleanup {
+            let path = uniquePath()
+            #expect(try await fixture.bao(["kv", "put", "\(path)/a", "value=1"]).status == 0)
+            let connection = try RawConnection(fixture.socketPath)
+            let metadata = path.replacingOccurrences(of: "secret/", with: "secret/metadata/")
+            connection.send("LIST /v1/\(metadata) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
+            let answer = connection.readToEnd()
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(300))")
+            #expect(answer.contains("?list=true"), "\(answer)")
+            let listed = try await fixture.request("GET", "/v1/\(metadata)?list=true")
+            #expect(listed.status == 200 && listed.bodyText.contains("\"a\""), "\(listed.bodyText)")
+            let cli = try await fixture.bao(["kv", "list", path])
+            #expect(cli.status == 0 && cli.stdout.contains("a"), "\(cli.stdout) \(cli.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")

@@ -278,13 +278,8 @@ extension HTTPMethod {
     /// Methods whose requests carry a body (so a length of 0 is still sent).
     var sendsBody: Bool { self == .POST || self == .PUT || self == .PATCH }
 
-    /// Reads, which can be sent twice without changing anything (Vault's `LIST` included; its
-    /// `PUT` creates like `POST`).
-    var isSafe: Bool {
-        switch self {
-        case .GET, .HEAD, .OPTIONS: true
-        case let .RAW(value): value == "LIST"
-        default: false
-        }
-    }
+    /// Reads, which can be sent twice without changing anything (not Vault's `PUT`, which creates
+    /// like `POST`). Vault's `LIST` never comes: NIO's parser refuses the method, and clients list
+    /// with `GET` and `?list=true`.
+    var isSafe: Bool { self == .GET || self == .HEAD || self == .OPTIONS }
 }

@@ -211,6 +211,9 @@ final class VaultSession: ClientSession {
             .headersTooLarge(credential: name, limit: VaultProxyConfiguration.headerLimits.maxHeaderListSize)
         case .unexpectedContentLength, .invalidContentLength, .invalidChunkSize:
             .badRequest(credential: name, "the request's Content-Length or Transfer-Encoding is invalid or conflicting")
+        case .invalidMethod:
+            .badRequest(credential: name, "the request's method is not one the proxy reads; for Vault's LIST send GET with "
+                + "?list=true, as Vault's CLIs and API clients do")
         default:
             .badRequest(credential: name, "the request is not valid HTTP/1.1 (\(parserError))")
         }
