@@ -278,7 +278,7 @@ enum Harnesses {
     /// The Vault proxy's pure parts, checked for what they promise: a request target as Vault
     /// routes it keeps no empty, `.` or `..` segment (so no spelling dodges a deny prefix), and a
     /// streamed answer split in two (where the first byte says) comes out as long as it went in,
-    /// with the token nowhere in it.
+    /// with neither token (the current one and one sent before it) anywhere in it.
     static func vaultProxy(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let input = Array(bytes.dropFirst())
@@ -287,8 +287,8 @@ enum Harnesses {
         precondition(path.first == UInt8(ascii: "/") && !inner.contains { $0.isEmpty || $0.elementsEqual(Array("..".utf8)) || $0.elementsEqual([UInt8(ascii: ".")]) },
                      "a routed path kept a segment Vault would resolve: \(path)")
 
-        let token = "s.fuzzTOKEN"
-        var redactor = TokenRedactor(token: token)
+        let tokens = ["s.fuzzTOKEN", "s.fuzzOLD"]
+        var redactor = TokenRedactor(masking: tokens.map(Secret.init))
         let middle = Int(first) % (input.count + 1)
         var output: [UInt8] = []
         for piece in [input[..<middle], input[middle...]] {
@@ -296,7 +296,7 @@ enum Harnesses {
         }
         output += redactor.finish().readableBytesView
         precondition(output.count == input.count, "masking changed the answer's length")
-        precondition(String(decoding: output, as: UTF8.self).range(of: token) == nil, "the token got through")
+        for token in tokens { precondition(String(decoding: output, as: UTF8.self).range(of: token) == nil, "a token got through") }
     }
 
     /// Runs `operation` to its end from the fuzzer's own (non-cooperative) thread.

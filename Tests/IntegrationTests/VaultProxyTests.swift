@@ -384,6 +384,197 @@ struct VaultProxyTests {
         }
     }
 
+    @Test("A target with a character HTTP requires percent-encoded is answered 400 at once, not left hanging")
+    func unsendableTargetIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-target")
+        try await withCleanup {
+            for target in ["/v1/a{b", "/v1/a}b", "/v1/a|b", "/v1/a^b", "/v1/a\\b", "/v1/a\"b", "/v1/a<b", "/v1/a`b"] {
+                let connection = try RawConnection(fixture.socketPath, receiveTimeout: 5)
+                let started = Date()
+                connection.send("GET \(target) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
+                let answer = connection.readResponses(["GET"]).first ?? ""
+                #expect(answer.hasPrefix("HTTP/1.1 400"), "\(target): \(answer.prefix(300))")
+                #expect(answer.contains("must be percent-encoded"), "\(target): \(answer)")
+                #expect(Date().timeIntervalSince(started) < 4 * Peers.timeScale, "\(target)")
+            }
+            // Percent-encoded, the same path is Vault's to answer.
+            let encoded = try await fixture.request("GET", "/v1/secret/data/a%7Bb")
+            #expect(encoded.status == 404, "\(encoded.status) \(encoded.bodyText)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A request asking Vault to wrap its answer is refused: the wrapping token would carry the proxy's token out")
+    func wrappingIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-wrap")
+        try await withCleanup {
+            for (name, value) in [("X-Vault-Wrap-TTL", "300"), ("x-vault-wrap-ttl", "5m"), ("X-VAULT-WRAP-FORMAT", "json")] {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", name: value])
+                #expect(refused.status == 400, "\(name): \(refused.bodyText)")
+                let message = VaultProxyFixture.firstError(refused)
+                #expect(message.hasPrefix("credagent proxy for vault-proxy-wrap: ") && message.lowercased().contains(name.lowercased())
+                        && message.contains("token"), "\(message)")
+                #expect(!refused.bodyText.contains("wrap_info"))
+            }
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            #expect(fixture.loginCount == 1)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A token the proxy used before a rotation is masked too: an old wrapped lookup unwrapped through it shows no token")
+    func previousTokenIsMasked() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-previous")
+        try await withCleanup {
+            let old = fixture.token
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            // A lookup of the proxy's token, wrapped by Vault: what a client got before wrapping was refused.
+            let wrapped = try await CurlHTTPClient().execute(HTTPRequest(
+                method: "GET", url: "\(fixture.admin.address)/v1/auth/token/lookup-self",
+                headers: ["X-Vault-Token": old.reveal(), "X-Vault-Wrap-TTL": "300"]))
+            let wrapInfo = (try JSONSerialization.jsonObject(with: Data(wrapped.body)) as? [String: Any])?["wrap_info"] as? [String: Any]
+            let wrappingToken = try #require(wrapInfo?["token"] as? String, "\(wrapped.bodyText)")
+            // A path the policy denies: Vault's 403 makes the proxy log in again; the old token stays valid.
+            #expect(try await fixture.request("GET", "/v1/sys/mounts").status == 403)
+            #expect(fixture.token != old)
+            #expect(try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient())
+                .lookupSelf(old).accessor.isEmpty == false)
+
+            let body = try JSONSerialization.data(withJSONObject: ["token": wrappingToken])
+            let unwrapped = try await fixture.request("POST", "/v1/sys/wrapping/unwrap",
+                                                      headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                      body: Array(body))
+            #expect(unwrapped.status == 200, "\(unwrapped.bodyText)")
+            let data = (try JSONSerialization.jsonObject(with: Data(unwrapped.body)) as? [String: Any])?["data"] as? [String: Any]
+            let id = try #require(data?["id"] as? String, "\(unwrapped.bodyText)")
+            #expect(id == String(repeating: "*", count: old.reveal().utf8.count), "\(id)")
+            #expect(!unwrapped.bodyText.contains(old.reveal()) && !unwrapped.bodyText.contains(fixture.token.reveal()))
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("On loopback TCP, requests addressed to another name or made by a web page are refused; a Unix socket takes any Host")
+    func rebindingIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-rebind", overTCP: true)
+        try await withCleanup {
+            let port = try #require(fixture.tcpPort)
+            for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LocalHost", "127.0.0.1", "127.1.2.3:\(port)", "[::1]:\(port)"] {
+                let served = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", "Host": host])
+                #expect(served.status == 200, "\(host): \(served.bodyText)")
+            }
+            for host in ["attacker.example:\(port)", "127.0.0.1.attacker.example:\(port)", "localhost.attacker.example", "[::2]:\(port)"] {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: ["X-Vault-Request": "true", "Host": host])
+                #expect(refused.status == 421, "\(host): \(refused.status) \(refused.bodyText)")
+                let message = VaultProxyFixture.firstError(refused)
+                #expect(message.hasPrefix("credagent proxy for vault-proxy-rebind: ") && message.contains("not to localhost or a loopback address"),
+                        "\(message)")
+                #expect(!refused.bodyText.contains("accessor"))
+            }
+            let browser: [CloudAuth.HTTPHeaders] = [
+                ["X-Vault-Request": "true", "Origin": "http://attacker.example:\(port)"],
+                ["X-Vault-Request": "true", "Origin": "null"],
+                ["X-Vault-Request": "true", "Sec-Fetch-Site": "cross-site"],
+                ["X-Vault-Request": "true", "Sec-Fetch-Site": "same-site"],
+            ]
+            for headers in browser {
+                let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self", headers: headers)
+                #expect(refused.status == 403, "\(headers): \(refused.status) \(refused.bodyText)")
+                #expect(VaultProxyFixture.firstError(refused).contains("web page"), "\(refused.bodyText)")
+            }
+
+            let unix = try await VaultProxyFixture(label: "vault-proxy-rebind-unix")
+            try await withCleanup { () async throws in
+                let served = try await unix.request("GET", "/v1/auth/token/lookup-self",
+                                                    headers: ["X-Vault-Request": "true", "Host": "attacker.example", "Sec-Fetch-Site": "cross-site"])
+                #expect(served.status == 200, "\(served.bodyText)")
+            } cleanup: {
+                await unix.stop()
+            }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("auth/token/revoke-self is refused in any namespace and spelling: the token every client shares stays valid")
+    func revokeSelfIsRefused() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-revoke-self")
+        try await withCleanup {
+            let namespace = "proxy-\(UUID().uuidString.prefix(8).lowercased())"
+            try await fixture.admin.call("POST", "sys/namespaces/\(namespace)")
+            let token = fixture.token
+            for path in ["/v1/auth/token/revoke-self", "/v1/auth/token/%72evoke-self", "/v1/secret/../auth/token/revoke-self/",
+                         "/v1/\(namespace)/auth/token/revoke-self"] {
+                for method in ["POST", "PUT"] {
+                    let refused = try await fixture.request(method, path, headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                            body: Array("{}".utf8))
+                    #expect(refused.status == 403, "\(method) \(path): \(refused.status) \(refused.bodyText)")
+                    let message = VaultProxyFixture.firstError(refused)
+                    #expect(message.hasPrefix("credagent proxy for vault-proxy-revoke-self: ") && message.contains("revoke-self"), "\(message)")
+                }
+            }
+            let lookup = try await VaultClient(endpoint: VaultEndpoint(address: fixture.admin.address), http: CurlHTTPClient()).lookupSelf(token)
+            #expect(!lookup.accessor.isEmpty, "the token is still valid")
+            #expect(try await fixture.request("GET", "/v1/auth/token/lookup-self").status == 200)
+            #expect(fixture.token == token && fixture.loginCount == 1, "no login was needed")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("LIST is not a method the proxy reads: 400 pointing to GET ?list=true, which works")
+    func listMethod() async throws {
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-list")
+        try await withCleanup {
+            let path = uniquePath()
+            #expect(try await fixture.bao(["kv", "put", "\(path)/a", "value=1"]).status == 0)
+            let connection = try RawConnection(fixture.socketPath)
+            let metadata = path.replacingOccurrences(of: "secret/", with: "secret/metadata/")
+            connection.send("LIST /v1/\(metadata) HTTP/1.1\r\nHost: vault\r\nX-Vault-Request: true\r\n\r\n")
+            let answer = connection.readToEnd()
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(300))")
+            #expect(answer.contains("?list=true"), "\(answer)")
+            let listed = try await fixture.request("GET", "/v1/\(metadata)?list=true")
+            #expect(listed.status == 200 && listed.bodyText.contains("\"a\""), "\(listed.bodyText)")
+            let cli = try await fixture.bao(["kv", "list", path])
+            #expect(cli.status == 0 && cli.stdout.contains("a"), "\(cli.stdout) \(cli.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("deny_paths and namespaces: a namespace in the path is listed with it, one in X-Vault-Namespace is denied as is")
+    func denyPathsInNamespaces() async throws {
+        guard let admin = BaoAdmin.fromEnvironment() else { throw TestFailure("OpenBao is not running") }
+        let namespace = "proxy-\(UUID().uuidString.prefix(8).lowercased())"
+        try await admin.call("POST", "sys/namespaces/\(namespace)")
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-deny-ns", denyPaths: ["/v1/sys/", "/v1/\(namespace)/sys/"])
+        try await withCleanup {
+            let attempts: [(path: String, headers: CloudAuth.HTTPHeaders)] = [
+                ("/v1/\(namespace)/sys/mounts", ["X-Vault-Request": "true"]),
+                ("/v1/sys/mounts", ["X-Vault-Request": "true", "X-Vault-Namespace": namespace]),
+                ("/v1/\(namespace)/sys/namespaces/child", ["X-Vault-Request": "true"]),
+            ]
+            for (path, headers) in attempts {
+                let refused = try await fixture.request("GET", path, headers: headers)
+                #expect(refused.status == 403 && VaultProxyFixture.firstError(refused).contains("denied by proxy.deny_paths"),
+                        "\(path) \(headers): \(refused.bodyText)")
+            }
+            // A secret whose path has a sys segment is the mount's, not denied (the kv commands
+            // would look the mount up under the denied sys/: written over HTTP).
+            let secret = uniquePath().replacingOccurrences(of: "secret/", with: "/v1/secret/data/") + "/sys/config"
+            let written = try await fixture.request("POST", secret, headers: ["X-Vault-Request": "true", "Content-Type": "application/json"],
+                                                    body: Array(#"{"data":{"value":"1"}}"#.utf8))
+            #expect(written.status == 200, "\(written.bodyText)")
+            let read = try await fixture.request("GET", secret)
+            #expect(read.status == 200 && read.bodyText.contains(#""value":"1""#), "\(read.bodyText)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     @Test("A body over 1 MiB is streamed both ways (and, not held, is not retried after a 403)")
     func largeBodiesStream() async throws {
         let fixture = try await VaultProxyFixture(label: "vault-proxy-large")
@@ -596,23 +787,19 @@ struct VaultProxyAgentTests {
     }
 }
 
-/// A loopback TCP forwarder to Vault that plays Vault closing an idle keep-alive connection just
-/// as the next request goes out: on each connection it relays the first request and its answer,
-/// then closes both sides, unanswered, as soon as the client sends anything more.
-private final class IdleClosingForwarder: @unchecked Sendable {
+/// A loopback TCP listener playing a server in a test: each accepted connection is handed to
+/// `serve` on a thread of its own, which closes it when done.
+private final class LoopbackTestServer: @unchecked Sendable {
     let port: Int
     private let listener: Int32
-    private let target: (host: String, port: Int)
+    private let serve: @Sendable (Int32) -> Void
     private let accepted = NIOLockedValueBox(0)
 
-    /// Connections accepted so far: one per upstream connection the proxy opened.
+    /// Connections accepted so far.
     var connections: Int { accepted.withLockedValue { $0 } }
 
-    init(to address: String) throws {
-        guard let url = URL(string: address), let host = url.host, let port = url.port else {
-            throw TestFailure("not a host:port address: \(address)")
-        }
-        target = (host, port)
+    init(serve: @escaping @Sendable (Int32) -> Void) throws {
+        self.serve = serve
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         listener = fd
         var address = sockaddr_in()
@@ -624,7 +811,7 @@ private final class IdleClosingForwarder: @unchecked Sendable {
                 bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
             }
         }
-        guard bound else { throw TestFailure("forwarder cannot listen: errno \(errno)") }
+        guard bound else { throw TestFailure("test server cannot listen: errno \(errno)") }
         self.port = Int(UInt16(bigEndian: address.sin_port))
         let thread = Thread { [self] in acceptLoop() }
         thread.start()
@@ -641,11 +828,31 @@ private final class IdleClosingForwarder: @unchecked Sendable {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { return }
             accepted.withLockedValue { $0 += 1 }
-            Thread { [self] in relay(client) }.start()
+            Thread { [serve] in serve(client) }.start()
         }
     }
+}
 
-    private func relay(_ client: Int32) {
+/// A loopback TCP forwarder to Vault that plays Vault closing an idle keep-alive connection just
+/// as the next request goes out: on each connection it relays the first request and its answer,
+/// then closes both sides, unanswered, as soon as the client sends anything more.
+private final class IdleClosingForwarder: Sendable {
+    private let server: LoopbackTestServer
+
+    var port: Int { server.port }
+    /// Connections accepted so far: one per upstream connection the proxy opened.
+    var connections: Int { server.connections }
+
+    init(to address: String) throws {
+        guard let url = URL(string: address), let host = url.host, let port = url.port else {
+            throw TestFailure("not a host:port address: \(address)")
+        }
+        server = try LoopbackTestServer { client in Self.relay(client, to: (host, port)) }
+    }
+
+    func stop() { server.stop() }
+
+    private static func relay(_ client: Int32, to target: (host: String, port: Int)) {
         defer { close(client) }
         guard let server = try? connectTCP(host: target.host, port: target.port) else { return }
         defer { close(server) }
@@ -664,7 +871,7 @@ private final class IdleClosingForwarder: @unchecked Sendable {
         }
     }
 
-    private func connectTCP(host: String, port: Int) throws -> Int32 {
+    private static func connectTCP(host: String, port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -675,6 +882,70 @@ private final class IdleClosingForwarder: @unchecked Sendable {
         }
         guard connected else { close(fd); throw TestFailure("forwarder cannot reach \(host):\(port)") }
         return fd
+    }
+}
+
+/// A server that answers each connection's first request with `response` (the bytes as sent)
+/// and closes, keeping the request heads it received.
+private final class CannedUpstream: Sendable {
+    private let server: LoopbackTestServer
+    private let heads: NIOLockedValueBox<[String]>
+
+    var address: String { "http://127.0.0.1:\(server.port)" }
+    /// The heads received, each as sent.
+    var requestHeads: [String] { heads.withLockedValue { $0 } }
+
+    init(answering response: [UInt8]) throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        self.heads = heads
+        server = try LoopbackTestServer { client in
+            defer { close(client) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while received.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
+                let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                if count <= 0 { return }
+                received += buffer[0..<count]
+            }
+            heads.withLockedValue { $0.append(String(decoding: received, as: UTF8.self)) }
+            _ = response.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    func stop() { server.stop() }
+}
+
+@Suite(.enabled(if: BaoAdmin.available, "needs OpenBao: run scripts/test"))
+struct VaultProxyCodingTests {
+    @Test("An answer in a content coding is refused with 502 (the token could not be masked in it); Vault is asked for identity")
+    func codedAnswerIsRefused() async throws {
+        // {"data":{"id":"s.canned-upstream-token"}}, gzipped: the token inside is not there to be found.
+        let gzipped: [UInt8] = [
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xab, 0x56, 0x4a, 0x49, 0x2c, 0x49, 0x54, 0xb2, 0xaa, 0x56,
+            0xca, 0x4c, 0x51, 0xb2, 0x52, 0x2a, 0xd6, 0x4b, 0x4e, 0xcc, 0xcb, 0x4b, 0x4d, 0xd1, 0x2d, 0x2d, 0x28, 0x2e, 0x29, 0x4a,
+            0x4d, 0xcc, 0xd5, 0x2d, 0xc9, 0xcf, 0x4e, 0xcd, 0x53, 0xaa, 0xad, 0x05, 0x00, 0x2a, 0x39, 0x93, 0x03, 0x29, 0x00, 0x00, 0x00,
+        ]
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: \(gzipped.count)\r\n\r\n"
+        let upstream = try CannedUpstream(answering: Array(head.utf8) + gzipped)
+        let fixture = try await VaultProxyFixture(label: "vault-proxy-gzip", upstream: try VaultUpstream(address: upstream.address),
+                                                  fixedToken: Secret("s.canned-upstream-token"))
+        try await withCleanup {
+            let refused = try await fixture.request("GET", "/v1/auth/token/lookup-self",
+                                                    headers: ["X-Vault-Request": "true", "Accept-Encoding": "gzip, deflate"])
+            #expect(refused.status == 502, "\(refused.status) \(refused.headers) \(refused.bodyText)")
+            let message = VaultProxyFixture.firstError(refused)
+            #expect(message.hasPrefix("credagent proxy for vault-proxy-gzip: ") && message.contains("gzip"), "\(message)")
+            #expect(refused.headers["content-encoding"] == nil)
+            let sent = upstream.requestHeads.first?.lowercased() ?? ""
+            #expect(sent.contains("\r\naccept-encoding: identity\r\n") && !sent.contains("gzip"), "\(sent)")
+            #expect(fixture.exposition.contains(
+                "credagent_proxy_connections_rejected_total{proxy=\"vault-proxy-gzip\",reason=\"upstream_protocol\"} 1"), "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+            upstream.stop()
+        }
     }
 }
 

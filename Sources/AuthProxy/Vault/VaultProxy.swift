@@ -78,11 +78,15 @@ extension VaultProxyConfiguration: ProxyListenerSettings {
 /// A local Vault listener whose clients need no token: an HTTP/1.1 reverse proxy to the
 /// credential's Vault that sets `X-Vault-Token` to the agent's current token on every request
 /// (any token the client sent is removed), logs in again and retries once when Vault answers 403,
-/// and masks the token wherever Vault echoes it. See ``VaultSession``.
+/// and masks the token (and those it used before) wherever Vault echoes one. See ``VaultSession``.
 public final class VaultProxy: ListeningProxy {
     public let configuration: VaultProxyConfiguration
+    /// The current token; each one given is noted in ``sentTokens``.
     let token: @Sendable () -> Secret?
+    /// A fresh token for a refused one; noted in ``sentTokens`` too.
     let relogin: @Sendable (Secret) async -> Secret?
+    /// The tokens the proxy has sent to Vault, which its answers mask.
+    let sentTokens = SentTokens()
     let listener: ProxyListener
 
     /// - Parameters:
@@ -97,8 +101,9 @@ public final class VaultProxy: ListeningProxy {
                 allows: @escaping @Sendable (UnixPeerCredentials) -> Bool, metrics: ProxyMetrics, logger: Logger,
                 group: any EventLoopGroup) {
         self.configuration = configuration
-        self.token = token
-        self.relogin = relogin
+        let sent = sentTokens
+        self.token = { token().map(sent.record) }
+        self.relogin = { refused in await relogin(refused).map(sent.record) }
         listener = ProxyListener(settings: configuration, allows: allows, metrics: metrics, logger: logger, group: group)
     }
 

@@ -30,6 +30,16 @@ struct VaultProxyError: Error, Equatable {
             metricReason: "missing_request_header")
     }
 
+    /// A request over loopback TCP addressed to a name other than this machine's (421).
+    static func wrongHost(credential: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .misdirectedRequest, message: "credagent proxy for \(credential): \(why)", metricReason: "wrong_host")
+    }
+
+    /// A request over loopback TCP that a web page made (403).
+    static func browserRequest(credential: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .forbidden, message: "credagent proxy for \(credential): \(why)", metricReason: "browser_request")
+    }
+
     static func deniedPath(credential: String, path: String, prefix: String) -> VaultProxyError {
         VaultProxyError(
             status: .forbidden,
@@ -38,8 +48,22 @@ struct VaultProxyError: Error, Equatable {
             metricReason: "denied_path")
     }
 
+    static func revokeSelfRefused(credential: String) -> VaultProxyError {
+        VaultProxyError(
+            status: .forbidden,
+            message: "credagent proxy for \(credential): auth/token/revoke-self is refused: it would revoke the token every "
+                + "client of the proxy shares; a client that needs to revoke a token logs in with its own",
+            metricReason: "denied_path")
+    }
+
     static func badRequest(credential: String, _ why: String) -> VaultProxyError {
         VaultProxyError(status: .badRequest, message: "credagent proxy for \(credential): \(why)", metricReason: "bad_request")
+    }
+
+    static func wrappingRefused(credential: String, field: String) -> VaultProxyError {
+        badRequest(credential: credential, "a request with \(field) is refused: a wrapped answer would carry the proxy's token "
+            + "out (its wrapping token unwraps, anywhere, to what the answer holds: for auth/token/lookup-self the token itself); "
+            + "wrap with a token of your own")
     }
 
     static func headersTooLarge(credential: String, limit: Int) -> VaultProxyError {
@@ -68,6 +92,11 @@ struct VaultProxyError: Error, Equatable {
 
     static func upstreamFailed(credential: String, address: String, _ why: String) -> VaultProxyError {
         VaultProxyError(status: .badGateway, message: "credagent proxy for \(credential): Vault at \(address) did not answer: \(why)",
+                        metricReason: "upstream_protocol")
+    }
+
+    static func unmaskableAnswer(credential: String, address: String, _ why: String) -> VaultProxyError {
+        VaultProxyError(status: .badGateway, message: "credagent proxy for \(credential): Vault at \(address) \(why)",
                         metricReason: "upstream_protocol")
     }
 

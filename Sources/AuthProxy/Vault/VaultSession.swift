@@ -8,13 +8,17 @@ import NIOHTTP1
 /// next until the response before it is complete):
 ///
 /// 1. The head is checked: the refusal decided at accept, framing that could be read two ways,
-///    `X-Vault-Request`, `deny_paths`, a current token. A refusal is answered in Vault's error
-///    shape, and the connection closed when a body would follow.
+///    on loopback TCP a `Host` other than this machine's or a web page's request,
+///    `X-Vault-Request`, a request to wrap the answer, `auth/token/revoke-self`, `deny_paths`, a
+///    current token. A refusal is answered in Vault's error shape, and the connection closed when
+///    a body would follow.
 /// 2. A body up to `retryableBodyLimit` is held until complete, then the request is sent with the
 ///    agent's token; a larger body is streamed as it comes (reads follow Vault's pace).
 /// 3. Vault's 403 to a held request is held too (up to 64 KB): the agent is asked for a fresh
 ///    token and the request is sent once more with it; the client sees only the second answer.
-///    Any other answer is relayed as it arrives, the token masked wherever Vault echoes it.
+///    Any other answer is relayed as it arrives, the token (and those sent before it) masked
+///    wherever Vault echoes one; an answer in a content coding, where it could not be found, is
+///    refused with 502.
 ///
 /// A request whose parts stop arriving for `handshake_timeout` is answered 408 and closed; a
 /// connection with no request for `idle_timeout` is closed.
@@ -142,14 +146,18 @@ final class VaultSession: ClientSession {
         if let refusal { return answer(.refused(refusal), to: head, close: true) }
         if let problem = VaultHeaders.framingProblem(head) { return answer(.badRequest(credential: name, problem), to: head, close: true) }
         let configuration = proxy.configuration
+        if case .loopbackTCP = configuration.common.listener {
+            if let problem = VaultHeaders.hostProblem(head) { return answer(.wrongHost(credential: name, problem), to: head) }
+            if let problem = VaultHeaders.browserProblem(head) { return answer(.browserRequest(credential: name, problem), to: head) }
+        }
         if configuration.requireRequestHeader, !head.headers["x-vault-request"].contains(where: { $0.lowercased() == "true" }) {
             return answer(.missingRequestHeader(credential: name), to: head)
         }
-        if !configuration.denyPaths.isEmpty {
-            let path = VaultHeaders.routedPath(head.uri)
-            if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
-                return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
-            }
+        if let field = VaultHeaders.wrappingField(head) { return answer(.wrappingRefused(credential: name, field: field), to: head) }
+        let path = VaultHeaders.routedPath(head.uri)
+        if VaultHeaders.revokesOwnToken(path) { return answer(.revokeSelfRefused(credential: name), to: head) }
+        if let prefix = VaultHeaders.deniedPrefix(path, configuration.denyPaths) {
+            return answer(.deniedPath(credential: name, path: path, prefix: prefix), to: head)
         }
         guard let token = proxy.token() else { return answer(.noToken(credential: name), to: head) }
         serials += 1
@@ -203,6 +211,9 @@ final class VaultSession: ClientSession {
             .headersTooLarge(credential: name, limit: VaultProxyConfiguration.headerLimits.maxHeaderListSize)
         case .unexpectedContentLength, .invalidContentLength, .invalidChunkSize:
             .badRequest(credential: name, "the request's Content-Length or Transfer-Encoding is invalid or conflicting")
+        case .invalidMethod:
+            .badRequest(credential: name, "the request's method is not one the proxy reads; for Vault's LIST send GET with "
+                + "?list=true, as Vault's CLIs and API clients do")
         default:
             .badRequest(credential: name, "the request is not valid HTTP/1.1 (\(parserError))")
         }
@@ -316,25 +327,33 @@ final class VaultSession: ClientSession {
     }
 
     /// Writes the current request's head (with the token), the body parts that have arrived and,
-    /// when it has come, the end.
+    /// when it has come, the end. The request counts as sent before the first write: a head the
+    /// upstream pipeline refuses fails the connection within that write, and ``upstreamFailed(_:_:)``
+    /// answers the client then.
     private func sendRequest() {
         guard var exchange, !exchange.sent, let upstream else { return }
         let bodyLength = exchange.retryable ? exchange.bodyBytes : exchange.head.headers["content-length"].first.flatMap { Int($0) }
         let head = VaultHeaders.upstreamRequest(exchange.head, token: exchange.token, upstream: proxy.configuration.upstream,
                                                 bodyLength: bodyLength)
-        upstream.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
-        for part in exchange.body { upstream.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(part))), promise: nil) }
+        let body = exchange.body
         if !exchange.retryable { exchange.body = [] }
-        if exchange.complete { upstream.write(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil) }
-        upstream.flush()
         exchange.sent = true
         exchange.response = .waiting
         self.exchange = exchange
+        upstream.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
+        guard self.upstream === upstream else { return }
+        for part in body { upstream.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(part))), promise: nil) }
+        if exchange.complete { upstream.write(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil) }
+        upstream.flush()
         if !exchange.complete { client?.channel.read() }
     }
 
     func responseHead(_ head: HTTPResponseHead, from context: ChannelHandlerContext) {
         guard context === upstream, var exchange, case .waiting = exchange.response else { return }
+        if let problem = VaultHeaders.codingProblem(head) {
+            proxy.logger.warning("vault proxy refused an answer it cannot mask", metadata: ["proxy": "\(name)", "error": "\(problem)"])
+            return fail(.unmaskableAnswer(credential: name, address: address, problem))
+        }
         upstreamKeepAlive = head.isKeepAlive
         exchange.status = head.status
         if head.status == .forbidden, exchange.retryable, exchange.complete, !exchange.retriedWithFreshToken {
@@ -425,7 +444,7 @@ final class VaultSession: ClientSession {
         // A body still coming after Vault answered cannot be left on the connection.
         if !exchange.complete { exchange.keepAlive = false }
         let response = VaultHeaders.clientResponse(head, version: exchange.head.version, closing: !exchange.keepAlive)
-        exchange.response = .relaying(TokenRedactor(token: exchange.token.reveal()))
+        exchange.response = .relaying(proxy.sentTokens.redactor(for: exchange.token))
         self.exchange = exchange
         client.write(NIOAny(HTTPServerResponsePart.head(response)), promise: nil)
     }
