@@ -89,15 +89,4 @@ private func render(_ format: SinkFormat, _ json: String = postgresAnswer) throw
         #expect(message("{{password + 1}}").contains("does not name a field"))
         #expect(message("{{ readFile('/etc/shadow') }}").contains("does not name a field"))
     }
-
-    @Test func pidFilesHoldOneProcessIDAndAnythingElseIsShownShortened() {
-        #expect(RotationHookRunner.parsePIDFile("4242\n") == .pid(4242))
-        #expect(RotationHookRunner.parsePIDFile("  17 ") == .pid(17))
-        #expect(RotationHookRunner.parsePIDFile("") == .garbage("nothing"))
-        #expect(RotationHookRunner.parsePIDFile("0") == .garbage("'0'"))
-        #expect(RotationHookRunner.parsePIDFile("-1") == .garbage("'-1'"), "kill(-1) would signal every process")
-        #expect(RotationHookRunner.parsePIDFile("12\n34") == .garbage("'12?34'"))
-        #expect(RotationHookRunner.parsePIDFile("99999999999") == .garbage("'99999999999'"))
-        #expect(RotationHookRunner.parsePIDFile(String(getpid())) != .pid(getpid()), "never the agent itself")
-    }
 }

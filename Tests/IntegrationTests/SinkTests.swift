@@ -262,8 +262,9 @@ private let hupCounter = """
                 }
                 try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
                 try await waitUntil("the garbage is reported", timeout: 15) {
-                    agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
+                    agent.log.contains("on_rotate: pid file \(pidFile) does not hold a decimal process id (12 bytes, not shown); the application should write its pid alone; retrying")
                 }
+                #expect(!agent.log.contains("starting..."), "what the file holds is never logged")
                 #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
                 // The application comes up and writes its pid: the retried signal reaches it.
                 async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
@@ -276,6 +277,94 @@ private let hupCounter = """
             } cleanup: {
                 _ = await agent.stop()
             }
+        } cleanup: {
+            try? await emulator.stop()
+        }
+    }
+
+    @Test func aPidFileSwappedForALinkToASinkIsRefusedAndTheSecretNeverLogged() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidlink")
+        let sink = directory + "/db.pw", pidFile = directory + "/app.pid"
+        // The application's uid replaced its pid file with a link to the agent's root-only sink.
+        #expect(symlink(sink, pidFile) == 0)
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: password}]
+                on_rotate: {signal: HUP, pid_file: \(pidFile)}
+            """)])
+        let fixture = try await EmulatedAgent(label: "sink-pidlink", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            let password = try #require(try await agent.credential("db")["password"] as? String)
+            try await waitUntil("the link is refused", timeout: 15) {
+                agent.log.contains("on_rotate: pid file \(pidFile) is a symbolic link, which the agent does not follow")
+            }
+            #expect(fileText(sink) == password)
+            #expect(!agent.log.contains(String(password.prefix(12))), "no part of the file the link names is logged")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test func aFIFOPidFileIsRefusedAtOnceAndTheAgentStillStopsAndRemovesItsSinks() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidfifo")
+        let sink = directory + "/db.pw", pidFile = directory + "/app.pid"
+        #expect(mkfifo(pidFile, 0o644) == 0)
+        defer {
+            // Lets go of a reader blocked in open(2), should there be one.
+            let writer = open(pidFile, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+        }
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: password}]
+                on_rotate: {signal: TERM, pid_file: \(pidFile)}
+            """)])
+        let fixture = try await EmulatedAgent(label: "sink-pidfifo", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            try await waitUntil("the FIFO is refused", timeout: 15) {
+                agent.log.contains("on_rotate: pid file \(pidFile) is a FIFO, not a regular file; have the application write its pid to a plain file; retrying")
+            }
+            #expect(FileManager.default.fileExists(atPath: sink))
+            #expect(await agent.stop() == 0, "the agent stops within its grace: no hook holds it")
+            #expect(!FileManager.default.fileExists(atPath: sink), "and removes its sink")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give the pid file to another uid"))
+    func aPidFileOfAnotherUIDNamingARootProcessSendsItNothing() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidowner")
+        let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
+        let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        try await withCleanup {
+            // A process of root, which notes every SIGHUP.
+            async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
+            defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
+            try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
+            // uid 65534 writes a pid file naming it.
+            let pid = try #require(fileText(appPidFile)).trimmingCharacters(in: .whitespacesAndNewlines)
+            try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+            #expect(chown(pidFile, 65534, 65534) == 0)
+            let config = sinkAgentConfig([("db", "gcp", """
+                    sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                    on_rotate: {signal: HUP, pid_file: \(pidFile)}
+                """)])
+            let agent = try await AgentProcess(label: "sink-pidowner", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                try await waitUntil("the process is refused", timeout: 15) {
+                    agent.log.contains("on_rotate: process \(pid) named by \(pidFile) runs as uid 0 but the pid file belongs to uid 65534, so it is not signalled")
+                }
+                let line = agent.log.split(separator: "\n").first { $0.contains("but the pid file belongs to uid 65534") }
+                #expect(line?.contains("level=error") == true, "logged as an error: \(line ?? "")")
+                #expect(fileText(received) == nil, "no signal reached the process")
+                #expect(!agent.log.contains("on_rotate: sent SIGHUP"))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+            _ = FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = try await app
         } cleanup: {
             try? await emulator.stop()
         }
