@@ -78,6 +78,8 @@ struct ExecCommand: AsyncParsableCommand {
             group.addTask {
                 for await signal in signals { sink.yield(.signal(signal.rawValue)) }
             }
+            // As a container's entry point, the orphans of CMD become this process's children.
+            group.addTask { await ChildReaper.run() }
             if plan.policy != .none {
                 for (name, current) in fields {
                     group.addTask { await Self.follow(name, from: current, client, into: sink) }
@@ -142,7 +144,7 @@ struct ExecCommand: AsyncParsableCommand {
         let process: SpawnedProcess
         do {
             process = try SpawnedProcess(argv: argv, environment: ProcessInfo.processInfo.environment.merging(variables) { $1 },
-                                         standardIO: .inherited)
+                                         attachment: .inherited)
         } catch {
             FileHandle.standardError.write(Data("credagent: \(error.message)\n".utf8))
             throw ExitCode(127)

@@ -38,6 +38,26 @@ func sinkAgentConfig(_ credentials: [(name: String, provider: String, extra: Str
 
 func fileText(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 
+/// The state letter and the parent of process `pid`, from /proc; nil once it has been reaped.
+private func processStatus(_ pid: pid_t) -> (state: Character, parent: pid_t, command: String)? {
+    guard let stat = fileText("/proc/\(pid)/stat"), let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 1, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
+    return (state, parent, String(stat[stat.index(after: open)..<close]))
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+private func isRunning(_ pid: pid_t) -> Bool { processStatus(pid).map { $0.state != "Z" } ?? false }
+
+/// The command name of process `pid`, zombie or not; nil once it has been reaped.
+private func command(of pid: pid_t) -> String? { processStatus(pid)?.command }
+
+/// The processes whose parent is `pid`.
+private func children(of pid: pid_t) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { pid_t($0) }.filter { processStatus($0)?.parent == pid }
+}
+
 private func fileStatus(_ path: String) -> stat? {
     var status = stat()
     return stat(path, &status) == 0 ? status : nil
@@ -392,6 +412,86 @@ private let hupCounter = """
             #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
         } cleanup: {
             await fixture.stop()
+        }
+    }
+
+    @Test func aHookHasNoDescriptorButItsStandardOnesAndItsWholeGroupIsKilledAtItsTimeout() async throws {
+        let directory = try Peers.scratchDirectory("sink-hookgroup")
+        let background = directory + "/background"
+        // `$$` is a literal `$` in the config.
+        let config = sinkAgentConfig([
+            ("waits", "gcp", "    on_rotate: {command: [/bin/sleep, '30']}"),
+            ("hangs", "azure", "    on_rotate: {command: [/bin/sh, -c, 'sleep 30 & echo $$! > \(background); sleep 30 & echo $$! >> \(background); wait'], timeout: 1s}"),
+        ])
+        let fixture = try await EmulatedAgent(label: "sink-hookgroup", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            // The hook's descriptors, looked at from outside (a process listing its own sees the listing's).
+            var hook: pid_t?
+            try await waitUntil("the waiting hook runs", timeout: 15) {
+                hook = children(of: agent.pid).first { command(of: $0) == "sleep" }
+                return hook != nil
+            }
+            let pid = try #require(hook)
+            let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").sorted()
+            #expect(descriptors == ["0", "1", "2"], "not the agent's socket or any other descriptor")
+            kill(pid, SIGKILL)
+
+            try await waitUntil("the hanging hook is killed", timeout: 15) {
+                agent.log.contains("on_rotate: /bin/sh was killed after its timeout of 1s")
+            }
+            let sleepers = (fileText(background) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+            #expect(sleepers.count == 2)
+            try await waitUntil("no sleep it started is left", timeout: 10) { sleepers.allSatisfy { !isRunning($0) } }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    /// Whether this process may start one in a new PID namespace (root, where the kernel lets it).
+    static let canUnsharePID: Bool = {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["--pid", "--fork", "--mount-proc", "/bin/true"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(.enabled(if: canUnsharePID, "needs unshare --pid: run as root where namespaces are allowed"))
+    func asPID1TheAgentReapsTheOrphansAHookLeaves() async throws {
+        let directory = try Peers.scratchDirectory("sink-pid1")
+        let configPath = directory + "/agent.yaml", logPath = directory + "/agent.log"
+        // The shell exits at once; its sleep becomes the child of PID 1, the agent.
+        try sinkAgentConfig([("db", "gcp", "    on_rotate: {command: [/bin/sh, -c, 'sleep 5 &']}")])
+            .replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let namespace = Process()
+        namespace.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        namespace.arguments = ["--pid", "--fork", "--mount-proc", "--kill-child", Peers.credagentBinary, "run", "--config", configPath]
+        namespace.environment = cloudEnvironment(emulator).merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { $1 }
+        namespace.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try namespace.run()
+        try await withCleanup {
+            let log = { fileText(logPath) ?? "" }
+            try await waitUntil("the hook ran", timeout: 60) { log().contains("on_rotate: /bin/sh succeeded") }
+            let agent = try #require(children(of: namespace.processIdentifier).first, "the agent runs under unshare")
+            var orphan: pid_t?
+            try await waitUntil("the hook's sleep is the agent's child", timeout: 10) {
+                orphan = children(of: agent).first { command(of: $0) == "sleep" }
+                return orphan != nil
+            }
+            let pid = try #require(orphan)
+            // It exits after 5 s; reaped, it leaves no zombie behind.
+            try await waitUntil("the orphan is reaped", timeout: 30) { command(of: pid) == nil }
+        } cleanup: {
+            // SIGKILL to unshare kills the namespace's init, and with it the namespace.
+            if namespace.isRunning { kill(namespace.processIdentifier, SIGKILL) }
+            namespace.waitUntilExit()
+            try? await emulator.stop()
         }
     }
 

@@ -16,8 +16,8 @@ import Glibc
 /// file or the process is not there yet (the application is starting), or either is refused, the
 /// signal is retried with backoff for up to ``signalPatience``. A command runs with no shell, its
 /// output discarded (it could print anything, secrets included), and an environment of `PATH`,
-/// `CREDAGENT_CREDENTIAL` and `CREDAGENT_VERSION` only: never the secret. It is killed at its
-/// timeout.
+/// `CREDAGENT_CREDENTIAL` and `CREDAGENT_VERSION` only: never the secret. It runs in its own
+/// process group, which is killed at its timeout.
 struct RotationHookRunner: Sendable {
     let hook: RotationHook
     let credential: String
@@ -208,7 +208,7 @@ struct RotationHookRunner: Sendable {
         ]
         let process: SpawnedProcess
         do {
-            process = try SpawnedProcess(argv: argv, environment: environment, standardIO: .discarded)
+            process = try SpawnedProcess(argv: argv, environment: environment, attachment: .isolated)
         } catch {
             logger.error("on_rotate: \(error.message); fix on_rotate.command", metadata: ["version": "\(version)"])
             return

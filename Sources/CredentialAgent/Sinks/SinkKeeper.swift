@@ -185,9 +185,11 @@ public final class SinkSupervisor: Sendable {
         updates.yield(credentials)
     }
 
-    /// Runs the keepers until cancelled; then every sink file is removed.
+    /// Runs the keepers until cancelled; then every sink file is removed. As PID 1, also reaps
+    /// the orphans a hook leaves (``ChildReaper``).
     public func run() async {
         await withDiscardingTaskGroup { group in
+            group.addTask { await ChildReaper.run() }
             var keepers: [String: SinkKeeper] = [:]
             for await credentials in configs {
                 let wanted = Dictionary(credentials.filter { !$0.sinks.isEmpty }.map { ($0.name.rawValue, $0.sinks) }) { first, _ in first }
