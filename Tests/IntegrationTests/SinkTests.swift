@@ -591,6 +591,74 @@ private let hupCounter = """
         }
     }
 
+    @Test(.enabled(if: geteuid() == 0, "needs root to give a directory to another uid"))
+    func aSinkInADirectoryAnotherUIDCouldChangeIsRefusedAndNeverWrittenOrRemoved() async throws {
+        let directory = try Peers.scratchDirectory("sink-unsafe")
+        // foreign/sub: another uid could rename sub and put a link in its place.
+        let foreign = directory + "/foreign", sub = foreign + "/sub", real = directory + "/real", link = directory + "/link"
+        let open = directory + "/open"
+        for path in [foreign, sub, real, open] { #expect(mkdir(path, 0o755) == 0) }
+        #expect(chown(foreign, 65534, 65534) == 0)
+        #expect(chmod(open, 0o1777) == 0, "sticky and writable by all: another uid could plant the sink")
+        #expect(symlink(real, link) == 0)
+        let planted = [sub + "/db.pw", real + "/db.pw", open + "/db.pw"]
+        for path in planted { try "planted".write(toFile: path, atomically: false, encoding: .utf8) }
+        let sinks = [sub + "/db.pw", link + "/db.pw", open + "/db.pw"]
+        let config = sinkAgentConfig([("db", "gcp", "    sinks:\n" + sinks.map { "      - {path: \($0), format: password}" }.joined(separator: "\n"))])
+        let configPath = directory + "/agent.yaml"
+        try config.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let refusals = [
+            "directory \(foreign) is owned by uid 65534, which could change it, so another user could replace the sink or redirect the agent's writes; make it owned by root (chown 0 \(foreign))",
+            "\(link) is a symbolic link, which the agent does not follow in a sink's path (whoever can change the link could send the file anywhere); name the sink by the path it resolves to, \(real)/db.pw",
+            "directory \(open) is writable by every user (mode 1777), so another user could replace the sink or redirect the agent's writes; chmod o-w \(open) (or, when other users write it on purpose, set shared_directory: true on the sink)",
+        ]
+        let check = try await runCredagent(["config", "check", configPath])
+        #expect(check.status == 2)
+        for (index, refusal) in refusals.enumerated() {
+            #expect(check.stderr.contains("credentials[0].sinks[\(index)]: \(refusal)\n"), "\(check.stderr)")
+        }
+
+        let fixture = try await EmulatedAgent(label: "sink-unsafe", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            _ = try await agent.credential("db")
+            try await waitUntil("each refusal is logged", timeout: 15) {
+                let log = agent.log
+                return refusals.enumerated().allSatisfy { index, refusal in log.contains("sink \(sinks[index]): \(refusal)") }
+            }
+            #expect(await agent.stop() == 0)
+            for path in planted { #expect(fileText(path) == "planted", "\(path) is never written or removed") }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test func aSinkMayBeInADirectoryOthersWriteOnPurposeWhenItSaysSo() async throws {
+        let directory = try Peers.scratchDirectory("sink-shared")
+        // A Kubernetes emptyDir is mode 0777.
+        let shared = directory + "/shared"
+        #expect(mkdir(shared, 0o777) == 0 && chmod(shared, 0o777) == 0)
+        let refused = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(shared)/db.pw, format: password}]")])
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(shared)/db.pw, format: password, shared_directory: true}]")])
+        let configPath = directory + "/agent.yaml"
+        for (text, status) in [(refused, Int32(2)), (config, 0)] {
+            try text.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+            let check = try await runCredagent(["config", "check", configPath])
+            #expect(check.status == status, "\(check.stderr)")
+        }
+        let fixture = try await EmulatedAgent(label: "sink-shared", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            let password = try #require(try await agent.credential("db")["password"] as? String)
+            try await waitUntil("the sink is written", timeout: 15) { fileText(shared + "/db.pw") == password }
+            #expect(agent.log.contains("sink \(shared)/db.pw: its directory may be written by other uids (shared_directory)"))
+            #expect(await agent.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: shared + "/db.pw"), "and removed when the agent stops")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     /// Whether this process may mount a file system (root, and a kernel or container that lets it).
     static let canMount: Bool = {
         let probe = NSTemporaryDirectory() + "/credagent-mount-probe-\(getpid())"

@@ -62,6 +62,9 @@ final class SinkKeeper: Sendable {
         var retryDelay: TimeInterval?
         var hook: Task<Void, Never>?
         let runner = sinks.onRotate.map { RotationHookRunner(hook: $0, credential: name, logger: logger) }
+        for file in sinks.files where file.sharedDirectory {
+            logger.warning("sink \(file.path): its directory may be written by other uids (shared_directory), which could replace the file")
+        }
         while !Task.isCancelled, !stopState.withLockedValue({ $0.requested }) {
             let current = now()
             let snapshot = store.snapshot(name)
@@ -133,18 +136,18 @@ final class SinkKeeper: Sendable {
     }
 
     private func remove(except keeping: Set<String>) async {
-        let paths = sinks.files.map(\.path).filter { !keeping.contains($0) }
+        let files = sinks.files.filter { !keeping.contains($0.path) }
         let failures = (try? await BlockingExecutor.shared.run { () -> [String] in
-            paths.compactMap { path in
+            files.compactMap { file in
                 do throws(SinkError) {
-                    try SinkFileSystem.remove(path)
+                    try SinkFileSystem.remove(file)
                     return nil
                 } catch {
-                    return error.message
+                    return "sink \(file.path): \(error.message)"
                 }
             }
         }) ?? []
-        for failure in failures { logger.error("sink \(failure)") }
+        for failure in failures { logger.error("\(failure)") }
     }
 
     /// Returns when the store publishes a version other than `version`, at `until`, after
