@@ -45,7 +45,10 @@ public enum SinkFileSystem {
             fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
             if fd < 0, errno != EEXIST { break }
         }
-        guard fd >= 0 else { throw failure(errno, "cannot create a file in \(directoryPath)") }
+        guard fd >= 0 else {
+            let code = errno
+            throw failure(code, "cannot create a file in \(directoryPath)", notPermitted: notPermitted(in: directory, directoryPath))
+        }
         let temporaryPath = (directoryPath as NSString).appendingPathComponent(temporary)
         var renamed = false
         defer {
@@ -65,14 +68,16 @@ public enum SinkFileSystem {
             let gid = try file.group.map { account throws(SinkError) in try resolve(account, group: true) }
             if uid != nil || gid != nil, fchown(fd, uid ?? UInt32.max, gid ?? UInt32.max) != 0 {
                 let what = [uid.map { "owner \($0)" }, gid.map { "group \($0)" }].compactMap { $0 }.joined(separator: " and ")
-                throw failure(errno, "cannot give \(file.path) to \(what)")
+                throw failure(errno, "cannot give \(file.path) to \(what)",
+                              notPermitted: "only root may give a file to another user, or to a group the agent is not in: run the agent as root or change owner/group")
             }
             // After the chown, which may clear set-id bits.
             guard fchmod(fd, mode_t(file.mode)) == 0 else { throw failure(errno, "cannot set the mode of \(temporaryPath)") }
             guard fsync(fd) == 0 else { throw failure(errno, "cannot flush \(temporaryPath)") }
         }
         guard renameat(directory, temporary, directory, name) == 0 else {
-            throw failure(errno, "cannot rename \(temporaryPath) to \(file.path)")
+            let code = errno
+            throw failure(code, "cannot rename \(temporaryPath) to \(file.path)", notPermitted: notPermitted(in: directory, directoryPath, replacing: name))
         }
         renamed = true
         syncDirectory(directory)
@@ -84,7 +89,8 @@ public enum SinkFileSystem {
         guard let directory = try openDirectory(of: file) else { return }
         defer { close(directory) }
         guard unlinkat(directory, baseName(of: file.path), 0) == 0 || errno == ENOENT else {
-            throw failure(errno, "cannot remove \(file.path)")
+            let code = errno
+            throw failure(code, "cannot remove \(file.path)", notPermitted: notPermitted(in: directory, parent(of: file.path), replacing: baseName(of: file.path)))
         }
         syncDirectory(directory)
     }
@@ -216,15 +222,30 @@ public enum SinkFileSystem {
 
     static func baseName(of path: String) -> String { (path as NSString).lastPathComponent }
 
-    /// `what`, the system's reason and, for the usual causes, the fix.
-    private static func failure(_ code: Int32, _ what: String) -> SinkError {
+    /// Why creating, replacing or removing `name` in the open `directory` (at `path`) was not
+    /// permitted (EPERM): a sticky directory and a file of another uid, or else, most likely, an
+    /// immutable or append-only file or directory.
+    static func notPermitted(in directory: Int32, _ path: String, replacing name: String? = nil) -> String {
+        var folder = stat(), target = stat()
+        if let name, fstat(directory, &folder) == 0, folder.st_mode & S_ISVTX != 0,
+           fstatat(directory, name, &target, AT_SYMLINK_NOFOLLOW) == 0, target.st_uid != geteuid(), folder.st_uid != geteuid() {
+            let file = (path as NSString).appendingPathComponent(name)
+            return "the directory is sticky and \(file) belongs to uid \(target.st_uid): only that uid, the directory's owner (uid \(folder.st_uid)) or root may replace or remove it; have one of them remove it, or choose another path"
+        }
+        let what = name.map { "\((path as NSString).appendingPathComponent($0)) or \(path)" } ?? path
+        return "\(what) is probably immutable or append-only (lsattr -d shows 'i' or 'a'): clear the attribute (chattr -i -a) or choose another path"
+    }
+
+    /// `what`, the system's reason and, for the usual causes, the fix; `notPermitted` is the fix
+    /// for EPERM, which means something else for each operation.
+    private static func failure(_ code: Int32, _ what: String, notPermitted: @autoclosure () -> String? = nil) -> SinkError {
         let reason = String(cString: strerror(code))
         let fix = switch code {
         case ENOENT: "; create the directory (or mount the volume) or change the sink's path"
         case ENOTDIR: "; a part of the path is not a directory: change the sink's path"
         case EROFS: "; the file system is read-only: mount it writable or choose a path on a writable one"
         case EACCES: "; give the agent (uid \(geteuid())) write access to the directory or choose another path"
-        case EPERM: "; only root may give a file to another user or to a group it is not in: run the agent as root or change owner/group"
+        case EPERM: notPermitted().map { "; " + $0 } ?? ""
         case ENOSPC, EDQUOT: "; free some space"
         default: ""
         }
