@@ -659,6 +659,25 @@ private let hupCounter = """
         }
     }
 
+    @Test func aValueWithALineBreakIsNotWrittenToALineFormatAndTheFieldIsNamed() async throws {
+        let directory = try Peers.scratchDirectory("sink-linebreak")
+        let env = directory + "/db.env", json = directory + "/db.json"
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(env), format: env}, {path: \(json), format: json}]")])
+            .replacingOccurrences(of: "database: kong", with: #"database: "kong\nEVIL=1""#)
+        let fixture = try await EmulatedAgent(label: "sink-linebreak", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            _ = try await agent.credential("db")
+            try await waitUntil("the json sink is written", timeout: 15) { FileManager.default.fileExists(atPath: json) }
+            try await waitUntil("the env sink is refused", timeout: 15) {
+                agent.log.contains("sink \(env): the credential's database holds a line break or NUL, which the env format cannot carry (one value per line); use the json format or a template for it")
+            }
+            #expect(!FileManager.default.fileExists(atPath: env))
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
     /// Whether this process may mount a file system (root, and a kernel or container that lets it).
     static let canMount: Bool = {
         let probe = NSTemporaryDirectory() + "/credagent-mount-probe-\(getpid())"

@@ -118,6 +118,7 @@ final class SinkKeeper: Sendable {
         let files = sinks.files
         let failures = (try? await BlockingExecutor.shared.run { () -> [String] in
             files.compactMap { file in
+                if let problem = file.format.problem(with: fields) { return "sink \(file.path): \(problem)" }
                 do throws(SinkError) {
                     try SinkFileSystem.write(file.format.render(json: json, fields: fields), to: file)
                     return nil
