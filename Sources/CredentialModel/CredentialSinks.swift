@@ -25,13 +25,18 @@ public struct SinkFile: Sendable, Equatable {
     /// Owner and group set on every write; nil leaves the agent's.
     public var owner: SinkAccount?
     public var group: SinkAccount?
+    /// The file's own directory may be written by other uids on purpose (a Kubernetes
+    /// `emptyDir`): its owner and mode are not checked, the directories above it still are.
+    public var sharedDirectory: Bool
 
-    public init(path: String, format: SinkFormat, mode: UInt32 = 0o600, owner: SinkAccount? = nil, group: SinkAccount? = nil) {
+    public init(path: String, format: SinkFormat, mode: UInt32 = 0o600, owner: SinkAccount? = nil, group: SinkAccount? = nil,
+                sharedDirectory: Bool = false) {
         self.path = path
         self.format = format
         self.mode = mode
         self.owner = owner
         self.group = group
+        self.sharedDirectory = sharedDirectory
     }
 }
 

@@ -128,11 +128,28 @@ enum SinkText {
 
     /// `'text'`, each `'` written as `'\''`: one word for a POSIX shell, whatever it holds.
     static func shellQuoted(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        "'" + escaped(text, ["'"], with: "'\\'") + "'"
+    }
+
+    /// `"text"`, each `"`, `\`, `` ` `` and `$` preceded by `\`: read back as `text` by a POSIX
+    /// shell and by systemd's environment files alike (for text without a line break).
+    static func environmentQuoted(_ text: String) -> String {
+        "\"" + escaped(text, ["\"", "\\", "`", "$"], with: "\\") + "\""
     }
 
     /// A `.pgpass` field: `\` and `:` escaped with `\`, as libpq reads them.
     static func pgpassEscaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+        escaped(text, ["\\", ":"], with: "\\")
+    }
+
+    /// `text` with `prefix` before each scalar of `special`. Scalar by scalar: a comparison of
+    /// characters misses a quote that a combining mark follows, which readers see as a quote.
+    private static func escaped(_ text: String, _ special: Set<Unicode.Scalar>, with prefix: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if special.contains(scalar) { out.append(contentsOf: prefix.unicodeScalars) }
+            out.append(scalar)
+        }
+        return String(out)
     }
 }

@@ -23,8 +23,10 @@ struct ExecCommand: AsyncParsableCommand {
             --on-rotation restart stops CMD with SIGTERM (SIGKILL after 10 s) and starts it again \
             with the new values; signal:NAME sends it that signal; none (the default) lets it run \
             with the values it started with. SIGTERM, SIGINT and SIGHUP are passed on to CMD. \
-            Exits with CMD's status, 128+N when a signal N ended it; 2 for a usage error, 3 when \
-            the agent cannot be reached.
+            Exits with CMD's status, 128+N when a signal N ended it; 1 when a credential is \
+            unknown or refused (404, 403); 2 for a usage error; 127 when CMD cannot be started. \
+            An agent that does not answer is waited for without end (it may still be starting): \
+            bound the wait with a deadline of your own.
             """)
 
     @OptionGroup var socket: SocketOptions
@@ -39,6 +41,8 @@ struct ExecCommand: AsyncParsableCommand {
     static let restartGrace: Duration = .seconds(10)
 
     func validate() throws {
+        // The passthrough argument takes --help before the parser sees it.
+        if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(self) }
         guard command.first == "--" else {
             let given = command.isEmpty ? "no command was given" : "'\(command[0])' is not an option of exec"
             throw ValidationError("\(given); put the command after '--': credagent exec --env VAR=NAME.FIELD -- CMD ARGS...")
@@ -78,6 +82,8 @@ struct ExecCommand: AsyncParsableCommand {
             group.addTask {
                 for await signal in signals { sink.yield(.signal(signal.rawValue)) }
             }
+            // As a container's entry point, the orphans of CMD become this process's children.
+            group.addTask { await ChildReaper.run() }
             if plan.policy != .none {
                 for (name, current) in fields {
                     group.addTask { await Self.follow(name, from: current, client, into: sink) }
@@ -142,7 +148,7 @@ struct ExecCommand: AsyncParsableCommand {
         let process: SpawnedProcess
         do {
             process = try SpawnedProcess(argv: argv, environment: ProcessInfo.processInfo.environment.merging(variables) { $1 },
-                                         standardIO: .inherited)
+                                         attachment: .inherited)
         } catch {
             FileHandle.standardError.write(Data("credagent: \(error.message)\n".utf8))
             throw ExitCode(127)

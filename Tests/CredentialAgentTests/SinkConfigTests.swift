@@ -74,6 +74,15 @@ private func issues(_ credentialExtra: String, kind: String = "postgres") -> [St
         ])
     }
 
+    @Test func aSinkPathHasNoDotComponentsAndMayNameASharedDirectory() throws {
+        #expect(issues("    sinks:\n      - {path: /run/../tmp/x, format: json}\n      - {path: /run/./x, format: json}") == [
+            "credentials[0].sinks[0].path: '/run/../tmp/x' has a '.' or '..' component; write the path without them",
+            "credentials[0].sinks[1].path: '/run/./x' has a '.' or '..' component; write the path without them",
+        ])
+        let config = try parse("    sinks:\n      - {path: /shared/x, format: json, shared_directory: true}\n      - {path: /run/y, format: json}")
+        #expect(config.credentials[0].sinks.files.map(\.sharedDirectory) == [true, false])
+    }
+
     @Test func aSinkPathIsWrittenByOneCredentialOnly() {
         let yaml = """
             credentials:

@@ -12,6 +12,28 @@ private let postgresAnswer = """
     "connection":{"host":"orders.example","port":5432,"database":null,"sslmode":"verify-full"}}
     """
 private let password = "p:a\\ss/w'o%rd é"
+/// Every character a shell or systemd treats specially, and spaces at the end.
+private let awkwardPassword = "p\"q\\r`s$HOME'\\''t u=v!w<x>y é;#  "
+
+/// `postgresAnswer` with `password` instead of its own.
+private func answer(password: String) throws -> String {
+    var object = try #require(try JSONSerialization.jsonObject(with: Data(postgresAnswer.utf8)) as? [String: Any])
+    object["password"] = password
+    return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+}
+
+/// What `/bin/sh -c script` prints.
+private func shell(_ script: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", script]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
 
 private func fields(_ json: String = postgresAnswer) throws -> CredentialFields {
     try CredentialFields(json: Array(json.utf8))
@@ -48,22 +70,62 @@ private func render(_ format: SinkFormat, _ json: String = postgresAnswer) throw
         #expect(try render(.pgpass) == "orders.example:5432:*:kong:p\\:a\\\\ss/w'o%rd é\n")
     }
 
-    @Test func envLinesAreSingleQuotedSoThatAShellReadsTheValuesBack() async throws {
+    @Test func envLinesAreDoubleQuotedSoThatAShellReadsTheValuesBack() throws {
         let text = try render(.env)
-        #expect(text.hasPrefix("CREDAGENT_USERNAME='kong'\nCREDAGENT_PASSWORD='p:a\\ss/w'\\''o%rd é'\n"))
+        #expect(text.hasPrefix("CREDAGENT_USERNAME=\"kong\"\nCREDAGENT_PASSWORD=\"p:a\\\\ss/w'o%rd é\"\n"))
         #expect(!text.contains("CREDAGENT_DATABASE"), "a null field is left out")
         #expect(!text.contains("CREDAGENT_TOKEN"))
-        // A real shell reads the password back unchanged.
-        let script = text + "printf %s \"$CREDAGENT_PASSWORD\""
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(String(decoding: data, as: UTF8.self) == password)
+        // A real shell reads every awkward password back unchanged.
+        for password in [password, awkwardPassword] {
+            let env = try render(.env, answer(password: password))
+            #expect(try shell(env + "printf %s \"$CREDAGENT_PASSWORD\"") == password)
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze"), "needs systemd-analyze (scripts/bootstrap installs systemd)"))
+    func envLinesReadTheSameToSystemd() throws {
+        // systemd reads os-release with the parser of EnvironmentFile=; SYSTEMD_OS_RELEASE points
+        // it at our file, and ConditionOSRelease= compares a value with what it read.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("credagent-env-\(UUID())").path
+        defer { unlink(file) }
+        for password in [password, awkwardPassword] {
+            try render(.env, answer(password: password)).write(toFile: file, atomically: true, encoding: .utf8)
+            func systemdReads(_ value: String) throws -> Bool {
+                // Every ASCII character escaped, so that the condition's own parser takes it as it is.
+                let escaped = value.unicodeScalars.map { $0.isASCII ? "\\\($0)" : "\($0)" }.joined()
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+                process.arguments = ["condition", "ConditionOSRelease=\"CREDAGENT_PASSWORD=\(escaped)\""]
+                process.environment = ["SYSTEMD_OS_RELEASE": file, "PATH": "/usr/bin:/bin"]
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                process.waitUntilExit()
+                return process.terminationStatus == 0
+            }
+            #expect(try systemdReads(password), "systemd reads \(password.debugDescription) back")
+            #expect(try !systemdReads(password + "x"), "and the comparison is exact")
+        }
+    }
+
+    @Test func aLineBreakInAValueIsRefusedByTheLineFormatsOnly() throws {
+        let broken = try fields(answer(password: "line\r\nbreak"))
+        #expect(SinkFormat.env.problem(with: broken) == "the credential's password holds a line break or NUL, which the env format cannot carry (one value per line); use the json format or a template for it")
+        #expect(SinkFormat.pgpass.problem(with: broken)?.hasPrefix("the credential's password holds a line break or NUL, which the pgpass format") == true)
+        #expect(SinkFormat.json.problem(with: broken) == nil)
+        #expect(SinkFormat.password.problem(with: broken) == nil)
+        #expect(SinkFormat.env.problem(with: try fields()) == nil)
+        #expect(SinkFormat.pgpass.problem(with: try fields(answer(password: awkwardPassword))) == nil)
+    }
+
+    @Test func aQuoteFollowedByACombiningMarkIsEscapedAllTheSame() throws {
+        // One character to Swift, a quote and an accent to a shell or libpq.
+        let password = "a'\u{301}b\"\u{301}c:\u{301}d"
+        let json = try answer(password: password)
+        let quoted = try render(.template(SinkTemplate(parsing: "{{password | shell}}")), json)
+        #expect(try shell("printf %s \(quoted)") == password)
+        #expect(try shell(render(.env, json) + "printf %s \"$CREDAGENT_PASSWORD\"") == password)
+        #expect(try render(.pgpass, json).hasSuffix(":a'\u{301}b\"\u{301}c\\:\u{301}d\n"))
     }
 
     @Test func templatesFillFieldsThroughTheirFilters() throws {
@@ -88,16 +150,5 @@ private func render(_ format: SinkFormat, _ json: String = postgresAnswer) throw
         #expect(message("{{ }}").contains("has an empty placeholder"))
         #expect(message("{{password + 1}}").contains("does not name a field"))
         #expect(message("{{ readFile('/etc/shadow') }}").contains("does not name a field"))
-    }
-
-    @Test func pidFilesHoldOneProcessIDAndAnythingElseIsShownShortened() {
-        #expect(RotationHookRunner.parsePIDFile("4242\n") == .pid(4242))
-        #expect(RotationHookRunner.parsePIDFile("  17 ") == .pid(17))
-        #expect(RotationHookRunner.parsePIDFile("") == .garbage("nothing"))
-        #expect(RotationHookRunner.parsePIDFile("0") == .garbage("'0'"))
-        #expect(RotationHookRunner.parsePIDFile("-1") == .garbage("'-1'"), "kill(-1) would signal every process")
-        #expect(RotationHookRunner.parsePIDFile("12\n34") == .garbage("'12?34'"))
-        #expect(RotationHookRunner.parsePIDFile("99999999999") == .garbage("'99999999999'"))
-        #expect(RotationHookRunner.parsePIDFile(String(getpid())) != .pid(getpid()), "never the agent itself")
     }
 }

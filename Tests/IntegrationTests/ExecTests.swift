@@ -72,6 +72,14 @@ private final class ExecProcess: @unchecked Sendable {
         }
     }
 
+    @Test func theHelpSaysThatAnAgentThatDoesNotAnswerIsWaitedFor() async throws {
+        let help = try await runCredagent(["exec", "--help"])
+        #expect(help.status == 0, "\(help.stderr)")
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(text.contains("1 when a credential is unknown or refused (404, 403); 2 for a usage error; 127 when CMD cannot be started. An agent that does not answer is waited for without end"), "\(help.stdout)")
+        #expect(!text.contains("3 when"), "exec never gives up on the agent")
+    }
+
     @Test func restartStartsTheCommandAgainWithTheRotatedSecretAndTermEndsIt() async throws {
         let directory = try Peers.scratchDirectory("exec-restart")
         let fixture = try await EmulatedAgent(label: "exec-restart", config: config, tokenLifetime: 3600)

@@ -38,6 +38,26 @@ func sinkAgentConfig(_ credentials: [(name: String, provider: String, extra: Str
 
 func fileText(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 
+/// The state letter and the parent of process `pid`, from /proc; nil once it has been reaped.
+private func processStatus(_ pid: pid_t) -> (state: Character, parent: pid_t, command: String)? {
+    guard let stat = fileText("/proc/\(pid)/stat"), let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 1, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
+    return (state, parent, String(stat[stat.index(after: open)..<close]))
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+private func isRunning(_ pid: pid_t) -> Bool { processStatus(pid).map { $0.state != "Z" } ?? false }
+
+/// The command name of process `pid`, zombie or not; nil once it has been reaped.
+private func command(of pid: pid_t) -> String? { processStatus(pid)?.command }
+
+/// The processes whose parent is `pid`.
+private func children(of pid: pid_t) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { pid_t($0) }.filter { processStatus($0)?.parent == pid }
+}
+
 private func fileStatus(_ path: String) -> stat? {
     var status = stat()
     return stat(path, &status) == 0 ? status : nil
@@ -262,8 +282,9 @@ private let hupCounter = """
                 }
                 try "starting...\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
                 try await waitUntil("the garbage is reported", timeout: 15) {
-                    agent.log.contains("on_rotate: pid file \(pidFile) holds 'starting...', not a process id; the application should write its pid alone; retrying")
+                    agent.log.contains("on_rotate: pid file \(pidFile) does not hold a decimal process id (12 bytes, not shown); the application should write its pid alone; retrying")
                 }
+                #expect(!agent.log.contains("starting..."), "what the file holds is never logged")
                 #expect(try await agent.request("GET", "/v1/credentials/db").status == 200, "the agent keeps serving")
                 // The application comes up and writes its pid: the retried signal reaches it.
                 async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
@@ -276,6 +297,94 @@ private let hupCounter = """
             } cleanup: {
                 _ = await agent.stop()
             }
+        } cleanup: {
+            try? await emulator.stop()
+        }
+    }
+
+    @Test func aPidFileSwappedForALinkToASinkIsRefusedAndTheSecretNeverLogged() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidlink")
+        let sink = directory + "/db.pw", pidFile = directory + "/app.pid"
+        // The application's uid replaced its pid file with a link to the agent's root-only sink.
+        #expect(symlink(sink, pidFile) == 0)
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: password}]
+                on_rotate: {signal: HUP, pid_file: \(pidFile)}
+            """)])
+        let fixture = try await EmulatedAgent(label: "sink-pidlink", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            let password = try #require(try await agent.credential("db")["password"] as? String)
+            try await waitUntil("the link is refused", timeout: 15) {
+                agent.log.contains("on_rotate: pid file \(pidFile) is a symbolic link, which the agent does not follow")
+            }
+            #expect(fileText(sink) == password)
+            #expect(!agent.log.contains(String(password.prefix(12))), "no part of the file the link names is logged")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test func aFIFOPidFileIsRefusedAtOnceAndTheAgentStillStopsAndRemovesItsSinks() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidfifo")
+        let sink = directory + "/db.pw", pidFile = directory + "/app.pid"
+        #expect(mkfifo(pidFile, 0o644) == 0)
+        defer {
+            // Lets go of a reader blocked in open(2), should there be one.
+            let writer = open(pidFile, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+        }
+        let config = sinkAgentConfig([("db", "gcp", """
+                sinks: [{path: \(sink), format: password}]
+                on_rotate: {signal: TERM, pid_file: \(pidFile)}
+            """)])
+        let fixture = try await EmulatedAgent(label: "sink-pidfifo", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            try await waitUntil("the FIFO is refused", timeout: 15) {
+                agent.log.contains("on_rotate: pid file \(pidFile) is a FIFO, not a regular file; have the application write its pid to a plain file; retrying")
+            }
+            #expect(FileManager.default.fileExists(atPath: sink))
+            #expect(await agent.stop() == 0, "the agent stops within its grace: no hook holds it")
+            #expect(!FileManager.default.fileExists(atPath: sink), "and removes its sink")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give the pid file to another uid"))
+    func aPidFileOfAnotherUIDNamingARootProcessSendsItNothing() async throws {
+        let directory = try Peers.scratchDirectory("sink-pidowner")
+        let sink = directory + "/version", pidFile = directory + "/app.pid", received = directory + "/received"
+        let stop = directory + "/stop", appPidFile = directory + "/app-own.pid"
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        try await withCleanup {
+            // A process of root, which notes every SIGHUP.
+            async let app = ChildProcess.python(["-c", hupCounter, appPidFile, sink, received, stop])
+            defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
+            try await waitUntil("the application runs", timeout: 60) { FileManager.default.fileExists(atPath: appPidFile) }
+            // uid 65534 writes a pid file naming it.
+            let pid = try #require(fileText(appPidFile)).trimmingCharacters(in: .whitespacesAndNewlines)
+            try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+            #expect(chown(pidFile, 65534, 65534) == 0)
+            let config = sinkAgentConfig([("db", "gcp", """
+                    sinks: [{path: \(sink), format: template, template: "{{version}}"}]
+                    on_rotate: {signal: HUP, pid_file: \(pidFile)}
+                """)])
+            let agent = try await AgentProcess(label: "sink-pidowner", config: config, environment: cloudEnvironment(emulator))
+            try await withCleanup {
+                try await waitUntil("the process is refused", timeout: 15) {
+                    agent.log.contains("on_rotate: process \(pid) named by \(pidFile) runs as uid 0 but the pid file belongs to uid 65534, so it is not signalled")
+                }
+                let line = agent.log.split(separator: "\n").first { $0.contains("but the pid file belongs to uid 65534") }
+                #expect(line?.contains("level=error") == true, "logged as an error: \(line ?? "")")
+                #expect(fileText(received) == nil, "no signal reached the process")
+                #expect(!agent.log.contains("on_rotate: sent SIGHUP"))
+            } cleanup: {
+                _ = await agent.stop()
+            }
+            _ = FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = try await app
         } cleanup: {
             try? await emulator.stop()
         }
@@ -303,6 +412,86 @@ private let hupCounter = """
             #expect(try await agent.request("GET", "/v1/credentials/hangs").status == 200)
         } cleanup: {
             await fixture.stop()
+        }
+    }
+
+    @Test func aHookHasNoDescriptorButItsStandardOnesAndItsWholeGroupIsKilledAtItsTimeout() async throws {
+        let directory = try Peers.scratchDirectory("sink-hookgroup")
+        let background = directory + "/background"
+        // `$$` is a literal `$` in the config.
+        let config = sinkAgentConfig([
+            ("waits", "gcp", "    on_rotate: {command: [/bin/sleep, '30']}"),
+            ("hangs", "azure", "    on_rotate: {command: [/bin/sh, -c, 'sleep 30 & echo $$! > \(background); sleep 30 & echo $$! >> \(background); wait'], timeout: 1s}"),
+        ])
+        let fixture = try await EmulatedAgent(label: "sink-hookgroup", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            // The hook's descriptors, looked at from outside (a process listing its own sees the listing's).
+            var hook: pid_t?
+            try await waitUntil("the waiting hook runs", timeout: 15) {
+                hook = children(of: agent.pid).first { command(of: $0) == "sleep" }
+                return hook != nil
+            }
+            let pid = try #require(hook)
+            let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").sorted()
+            #expect(descriptors == ["0", "1", "2"], "not the agent's socket or any other descriptor")
+            kill(pid, SIGKILL)
+
+            try await waitUntil("the hanging hook is killed", timeout: 15) {
+                agent.log.contains("on_rotate: /bin/sh was killed after its timeout of 1s")
+            }
+            let sleepers = (fileText(background) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+            #expect(sleepers.count == 2)
+            try await waitUntil("no sleep it started is left", timeout: 10) { sleepers.allSatisfy { !isRunning($0) } }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    /// Whether this process may start one in a new PID namespace (root, where the kernel lets it).
+    static let canUnsharePID: Bool = {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["--pid", "--fork", "--mount-proc", "/bin/true"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(.enabled(if: canUnsharePID, "needs unshare --pid: run as root where namespaces are allowed"))
+    func asPID1TheAgentReapsTheOrphansAHookLeaves() async throws {
+        let directory = try Peers.scratchDirectory("sink-pid1")
+        let configPath = directory + "/agent.yaml", logPath = directory + "/agent.log"
+        // The shell exits at once; its sleep becomes the child of PID 1, the agent.
+        try sinkAgentConfig([("db", "gcp", "    on_rotate: {command: [/bin/sh, -c, 'sleep 5 &']}")])
+            .replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let emulator = try await startEmulator(tokenLifetime: 3600)
+        let namespace = Process()
+        namespace.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        namespace.arguments = ["--pid", "--fork", "--mount-proc", "--kill-child", Peers.credagentBinary, "run", "--config", configPath]
+        namespace.environment = cloudEnvironment(emulator).merging(["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]) { $1 }
+        namespace.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try namespace.run()
+        try await withCleanup {
+            let log = { fileText(logPath) ?? "" }
+            try await waitUntil("the hook ran", timeout: 60) { log().contains("on_rotate: /bin/sh succeeded") }
+            let agent = try #require(children(of: namespace.processIdentifier).first, "the agent runs under unshare")
+            var orphan: pid_t?
+            try await waitUntil("the hook's sleep is the agent's child", timeout: 10) {
+                orphan = children(of: agent).first { command(of: $0) == "sleep" }
+                return orphan != nil
+            }
+            let pid = try #require(orphan)
+            // It exits after 5 s; reaped, it leaves no zombie behind.
+            try await waitUntil("the orphan is reaped", timeout: 30) { command(of: pid) == nil }
+        } cleanup: {
+            // SIGKILL to unshare kills the namespace's init, and with it the namespace.
+            if namespace.isRunning { kill(namespace.processIdentifier, SIGKILL) }
+            namespace.waitUntilExit()
+            try? await emulator.stop()
         }
     }
 
@@ -397,6 +586,93 @@ private let hupCounter = """
             try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
             try await waitUntil("the sink is written after all", timeout: 15) { fileText(missing + "/db.pw") == credential["password"] as? String }
             #expect(!agent.log.contains(credential["password"] as? String ?? "-"))
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give a directory to another uid"))
+    func aSinkInADirectoryAnotherUIDCouldChangeIsRefusedAndNeverWrittenOrRemoved() async throws {
+        let directory = try Peers.scratchDirectory("sink-unsafe")
+        // foreign/sub: another uid could rename sub and put a link in its place.
+        let foreign = directory + "/foreign", sub = foreign + "/sub", real = directory + "/real", link = directory + "/link"
+        let open = directory + "/open"
+        for path in [foreign, sub, real, open] { #expect(mkdir(path, 0o755) == 0) }
+        #expect(chown(foreign, 65534, 65534) == 0)
+        #expect(chmod(open, 0o1777) == 0, "sticky and writable by all: another uid could plant the sink")
+        #expect(symlink(real, link) == 0)
+        let planted = [sub + "/db.pw", real + "/db.pw", open + "/db.pw"]
+        for path in planted { try "planted".write(toFile: path, atomically: false, encoding: .utf8) }
+        let sinks = [sub + "/db.pw", link + "/db.pw", open + "/db.pw"]
+        let config = sinkAgentConfig([("db", "gcp", "    sinks:\n" + sinks.map { "      - {path: \($0), format: password}" }.joined(separator: "\n"))])
+        let configPath = directory + "/agent.yaml"
+        try config.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let refusals = [
+            "directory \(foreign) is owned by uid 65534, which could change it, so another user could replace the sink or redirect the agent's writes; make it owned by root (chown 0 \(foreign))",
+            "\(link) is a symbolic link, which the agent does not follow in a sink's path (whoever can change the link could send the file anywhere); name the sink by the path it resolves to, \(real)/db.pw",
+            "directory \(open) is writable by every user (mode 1777), so another user could replace the sink or redirect the agent's writes; chmod o-w \(open) (or, when other users write it on purpose, set shared_directory: true on the sink)",
+        ]
+        let check = try await runCredagent(["config", "check", configPath])
+        #expect(check.status == 2)
+        for (index, refusal) in refusals.enumerated() {
+            #expect(check.stderr.contains("credentials[0].sinks[\(index)]: \(refusal)\n"), "\(check.stderr)")
+        }
+
+        let fixture = try await EmulatedAgent(label: "sink-unsafe", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            _ = try await agent.credential("db")
+            try await waitUntil("each refusal is logged", timeout: 15) {
+                let log = agent.log
+                return refusals.enumerated().allSatisfy { index, refusal in log.contains("sink \(sinks[index]): \(refusal)") }
+            }
+            #expect(await agent.stop() == 0)
+            for path in planted { #expect(fileText(path) == "planted", "\(path) is never written or removed") }
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test func aSinkMayBeInADirectoryOthersWriteOnPurposeWhenItSaysSo() async throws {
+        let directory = try Peers.scratchDirectory("sink-shared")
+        // A Kubernetes emptyDir is mode 0777.
+        let shared = directory + "/shared"
+        #expect(mkdir(shared, 0o777) == 0 && chmod(shared, 0o777) == 0)
+        let refused = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(shared)/db.pw, format: password}]")])
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(shared)/db.pw, format: password, shared_directory: true}]")])
+        let configPath = directory + "/agent.yaml"
+        for (text, status) in [(refused, Int32(2)), (config, 0)] {
+            try text.replacingOccurrences(of: "SOCKET", with: directory + "/agent.sock").write(toFile: configPath, atomically: true, encoding: .utf8)
+            let check = try await runCredagent(["config", "check", configPath])
+            #expect(check.status == status, "\(check.stderr)")
+        }
+        let fixture = try await EmulatedAgent(label: "sink-shared", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            let password = try #require(try await agent.credential("db")["password"] as? String)
+            try await waitUntil("the sink is written", timeout: 15) { fileText(shared + "/db.pw") == password }
+            #expect(agent.log.contains("sink \(shared)/db.pw: its directory may be written by other uids (shared_directory)"))
+            #expect(await agent.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: shared + "/db.pw"), "and removed when the agent stops")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test func aValueWithALineBreakIsNotWrittenToALineFormatAndTheFieldIsNamed() async throws {
+        let directory = try Peers.scratchDirectory("sink-linebreak")
+        let env = directory + "/db.env", json = directory + "/db.json"
+        let config = sinkAgentConfig([("db", "gcp", "    sinks: [{path: \(env), format: env}, {path: \(json), format: json}]")])
+            .replacingOccurrences(of: "database: kong", with: #"database: "kong\nEVIL=1""#)
+        let fixture = try await EmulatedAgent(label: "sink-linebreak", config: config, tokenLifetime: 3600)
+        let agent = fixture.agent
+        try await withCleanup {
+            _ = try await agent.credential("db")
+            try await waitUntil("the json sink is written", timeout: 15) { FileManager.default.fileExists(atPath: json) }
+            try await waitUntil("the env sink is refused", timeout: 15) {
+                agent.log.contains("sink \(env): the credential's database holds a line break or NUL, which the env format cannot carry (one value per line); use the json format or a template for it")
+            }
+            #expect(!FileManager.default.fileExists(atPath: env))
         } cleanup: {
             await fixture.stop()
         }

@@ -64,7 +64,10 @@ public enum StrictModes {
         }
     }
 
-    private static func checkEntry(_ path: String, _ info: stat, trusted: uid_t, stickyExempt: Bool) throws(UnsafePathError) {
+    /// Checks one file or directory at `path` whose status is `info`: owned by root or
+    /// `trusted`, writable by neither group nor others (a directory with the sticky bit may be,
+    /// when `stickyExempt`). Sinks check each directory of their path with it.
+    static func checkEntry(_ path: String, _ info: stat, trusted: uid_t, stickyExempt: Bool) throws(UnsafePathError) {
         let owner = info.st_uid
         let mode = info.st_mode & 0o7777
         let modeText = "mode " + String(format: "%04o", mode)

@@ -43,7 +43,7 @@ extension ConfigReader {
     }
 
     private mutating func sinkFile(_ node: Node, _ path: String, kind: CredentialKind) -> SinkFile? {
-        guard let map = mapping(node, path, allowed: ["path", "format", "mode", "owner", "group", "template"]) else { return nil }
+        guard let map = mapping(node, path, allowed: ["path", "format", "mode", "owner", "group", "template", "shared_directory"]) else { return nil }
         let filePath = requiredString(map, "path", path)
         if let filePath {
             let name = (filePath as NSString).lastPathComponent
@@ -51,6 +51,8 @@ extension ConfigReader {
                 issue("\(path).path", "'\(filePath)' is not an absolute path")
             } else if filePath.hasSuffix("/") || name == "." || name == ".." {
                 issue("\(path).path", "'\(filePath)' names a directory; name the file to write, e.g. /run/secrets/db.pgpass")
+            } else if filePath.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+                issue("\(path).path", "'\(filePath)' has a '.' or '..' component; write the path without them")
             }
         }
         let template = optionalString(map["template"], "\(path).template")
@@ -88,8 +90,9 @@ extension ConfigReader {
         }
         let owner = map["owner"].flatMap { account($0, "\(path).owner") }
         let group = map["group"].flatMap { account($0, "\(path).group") }
+        let shared = map["shared_directory"].flatMap { bool($0, "\(path).shared_directory") } ?? false
         guard let filePath, let format else { return nil }
-        return SinkFile(path: filePath, format: format, mode: mode, owner: owner, group: group)
+        return SinkFile(path: filePath, format: format, mode: mode, owner: owner, group: group, sharedDirectory: shared)
     }
 
     private mutating func sinkTemplate(_ text: String, _ path: String, kind: CredentialKind) -> SinkFormat? {

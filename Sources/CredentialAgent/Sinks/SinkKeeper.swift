@@ -62,6 +62,9 @@ final class SinkKeeper: Sendable {
         var retryDelay: TimeInterval?
         var hook: Task<Void, Never>?
         let runner = sinks.onRotate.map { RotationHookRunner(hook: $0, credential: name, logger: logger) }
+        for file in sinks.files where file.sharedDirectory {
+            logger.warning("sink \(file.path): its directory may be written by other uids (shared_directory), which could replace the file")
+        }
         while !Task.isCancelled, !stopState.withLockedValue({ $0.requested }) {
             let current = now()
             let snapshot = store.snapshot(name)
@@ -115,6 +118,7 @@ final class SinkKeeper: Sendable {
         let files = sinks.files
         let failures = (try? await BlockingExecutor.shared.run { () -> [String] in
             files.compactMap { file in
+                if let problem = file.format.problem(with: fields) { return "sink \(file.path): \(problem)" }
                 do throws(SinkError) {
                     try SinkFileSystem.write(file.format.render(json: json, fields: fields), to: file)
                     return nil
@@ -133,18 +137,18 @@ final class SinkKeeper: Sendable {
     }
 
     private func remove(except keeping: Set<String>) async {
-        let paths = sinks.files.map(\.path).filter { !keeping.contains($0) }
+        let files = sinks.files.filter { !keeping.contains($0.path) }
         let failures = (try? await BlockingExecutor.shared.run { () -> [String] in
-            paths.compactMap { path in
+            files.compactMap { file in
                 do throws(SinkError) {
-                    try SinkFileSystem.remove(path)
+                    try SinkFileSystem.remove(file)
                     return nil
                 } catch {
-                    return error.message
+                    return "sink \(file.path): \(error.message)"
                 }
             }
         }) ?? []
-        for failure in failures { logger.error("sink \(failure)") }
+        for failure in failures { logger.error("\(failure)") }
     }
 
     /// Returns when the store publishes a version other than `version`, at `until`, after
@@ -185,9 +189,11 @@ public final class SinkSupervisor: Sendable {
         updates.yield(credentials)
     }
 
-    /// Runs the keepers until cancelled; then every sink file is removed.
+    /// Runs the keepers until cancelled; then every sink file is removed. As PID 1, also reaps
+    /// the orphans a hook leaves (``ChildReaper``).
     public func run() async {
         await withDiscardingTaskGroup { group in
+            group.addTask { await ChildReaper.run() }
             var keepers: [String: SinkKeeper] = [:]
             for await credentials in configs {
                 let wanted = Dictionary(credentials.filter { !$0.sinks.isEmpty }.map { ($0.name.rawValue, $0.sinks) }) { first, _ in first }
