@@ -202,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConnectivityTests",
-            dependencies: ["Connectivity", "CredentialModel", "CloudAuth"],
+            dependencies: ["Connectivity", "CredentialModel", "CloudAuth", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import CloudAuth
 import Foundation
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,14 +40,7 @@ private final class LoopbackPair {
     let serverAddress: sockaddr_storage
 
     init() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        try Self.check(withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }, "bind")
-        try Self.check(listen(listener, 1), "listen")
+        let (listener, _) = try loopbackSocket(listening: 1)
         var server = try Self.name(of: listener, getsockname)
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try Self.check(withUnsafePointer(to: &server) {
