@@ -45,8 +45,14 @@ struct GetCommand: AsyncParsableCommand {
                 print(value)
                 return
             }
-            // The same text as a sink of that format holds.
+            // The same text as a sink of that format holds, refused where a sink would be.
             let fields = try CredentialFields(json: body)
+            let sinkFormat: SinkFormat? = switch format {
+            case .json: nil
+            case .env: .env
+            case .pgpass: .pgpass
+            }
+            if let problem = sinkFormat?.problem(with: fields) { throw SinkError(message: problem) }
             switch format {
             case .json: print(String(decoding: body, as: UTF8.self))
             case .env: print(SinkFormat.env.render(json: body, fields: fields).reveal(), terminator: "")

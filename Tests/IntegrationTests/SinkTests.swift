@@ -673,6 +673,11 @@ private let hupCounter = """
                 agent.log.contains("sink \(env): the credential's database holds a line break or NUL, which the env format cannot carry (one value per line); use the json format or a template for it")
             }
             #expect(!FileManager.default.fileExists(atPath: env))
+            // `get` prints what a sink of that format holds, and refuses alike.
+            let get = try await runCredagent(["get", "db", "--socket", agent.socketPath, "--format", "env"])
+            #expect(get.status == 1, "\(get.stdout)")
+            #expect(get.stderr.contains("the credential's database holds a line break or NUL, which the env format cannot carry"), "\(get.stderr)")
+            #expect(!get.stdout.contains("EVIL"))
         } cleanup: {
             await fixture.stop()
         }

@@ -10,6 +10,10 @@ import Glibc
 public struct SinkError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }
 
 /// The file system side of sinks: atomic replacement, removal and the checks `config check`
