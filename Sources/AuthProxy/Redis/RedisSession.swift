@@ -380,16 +380,14 @@ final class RedisSession: ClientSession {
     }
 
     private func authAnswered(initial: Bool, expiresAt: Date?) {
-        let answer = swallowed.getString(at: swallowed.readerIndex, length: swallowed.readableBytes) ?? ""
-        let ok = answer.hasPrefix("+OK")
-        let serverMessage = String(answer.dropFirst().prefix { $0 != "\r" })
-        if ok {
+        switch AuthReply(swallowed) {
+        case .ok:
             if !initial { proxy.metrics.reauthenticated() }
             refusedReauths = 0
             scheduleReauth(in: reauthDelay(expiresAt: expiresAt))
-        } else if initial {
+        case let .error(serverMessage) where initial:
             refuse(.tokenRejected(credential: name, serverMessage: serverMessage))
-        } else {
+        case let .error(serverMessage):
             proxy.metrics.reauthFailed()
             refusedReauths += 1
             if refusedReauths == 1 {
@@ -401,6 +399,13 @@ final class RedisSession: ClientSession {
                                      metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
                 scheduleCloseAtBoundary()
             }
+        case .unexpected where initial:
+            refuse(.upstreamProtocol(credential: name, reason: "the server answered AUTH with neither OK nor an error"))
+        case .unexpected:
+            // The replies are no longer counted right: nothing more may reach the client.
+            proxy.logger.warning("Redis answered an injected AUTH with neither OK nor an error; connection closed",
+                                 metadata: ["proxy": "\(name)"])
+            closed()
         }
     }
 
@@ -502,5 +507,27 @@ final class RedisSession: ClientSession {
             index += 1
         }
         return result
+    }
+}
+
+/// What the server answered an AUTH the proxy sent, read from the reply's first bytes. Of an
+/// error only its first line is kept (cut at the first CR or LF byte, printable ASCII): the log
+/// and the client may see that much, never more of a reply.
+enum AuthReply: Equatable {
+    case ok
+    case error(String)
+    /// Neither: the replies are not counted right.
+    case unexpected
+
+    init(_ reply: ByteBuffer) {
+        let bytes = reply.readableBytesView
+        if bytes.starts(with: "+OK\r".utf8) {
+            self = .ok
+        } else if bytes.first == UInt8(ascii: "-") {
+            let line = bytes.dropFirst().prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+            self = .error(String(decoding: line.map { (0x20...0x7e).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self))
+        } else {
+            self = .unexpected
+        }
     }
 }
