@@ -197,7 +197,8 @@ final class RawRedisConnection: @unchecked Sendable {
         }
     }
 
-    /// One RESP2 reply at the start of `bytes` as text (arrays joined by spaces), and its length.
+    /// One reply at the start of `bytes` as text (arrays, pushes and maps joined by spaces), and
+    /// its length.
     static func parse(_ bytes: [UInt8]) -> (String, Int)? {
         guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")), newline > 0 else { return nil }
         let line = String(decoding: bytes[1..<(newline - 1)], as: UTF8.self)
@@ -207,11 +208,11 @@ final class RawRedisConnection: @unchecked Sendable {
             if length < 0 { return ("(nil)", newline + 1) }
             guard bytes.count >= newline + 1 + length + 2 else { return nil }
             return (String(decoding: bytes[(newline + 1)..<(newline + 1 + length)], as: UTF8.self), newline + 1 + length + 2)
-        case UInt8(ascii: "*"):
+        case UInt8(ascii: "*"), UInt8(ascii: ">"), UInt8(ascii: "%"):
             guard let count = Int(line) else { return nil }
             var offset = newline + 1
             var parts: [String] = []
-            for _ in 0..<max(count, 0) {
+            for _ in 0..<max(count, 0) * (bytes[0] == UInt8(ascii: "%") ? 2 : 1) {
                 guard let (part, length) = parse(Array(bytes[offset...])) else { return nil }
                 parts.append(part)
                 offset += length
@@ -517,6 +518,30 @@ struct RedisProxyTests {
             #expect(result.replies.count == 201)
             #expect(result.replies.dropLast().allSatisfy { $0 == value })
             #expect(result.replies.last == "last")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE outside subscribe mode (pushes only in RESP3, one reply per channel in RESP2) close the connection at the re-auth point; no injected reply reaches the client")
+    func unsubscribeOutsideSubscribeMode() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-unsub", reauthBefore: .seconds(2))
+        try await withCleanup {
+            let resp3 = try RawRedisConnection(path: fixture.socketPath)
+            resp3.send([["HELLO", "3"]])
+            #expect(await resp3.replies(1).replies.first?.contains("proto :3") == true)
+            resp3.send([["UNSUBSCRIBE"], ["PUNSUBSCRIBE", "p"], ["SUNSUBSCRIBE"]])
+            #expect(await resp3.replies(3).replies == ["unsubscribe _ :0", "punsubscribe p :0", "sunsubscribe _ :0"])
+            let resp2 = try RawRedisConnection(path: fixture.socketPath)
+            resp2.send([["UNSUBSCRIBE", "a", "b"], ["PING"]])
+            #expect(await resp2.replies(3).replies == ["unsubscribe a :0", "unsubscribe b :0", "+PONG"])
+            // At the re-auth point each is closed, not sent an AUTH whose +OK it would read.
+            for connection in [resp3, resp2] {
+                let end = await connection.readsEndOfFile()
+                #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            }
+            #expect(fixture.counter("credagent_proxy_forced_reconnects_total") == 2, "\(fixture.exposition)")
+            #expect(fixture.counter("credagent_proxy_auth_failures_total") == 0)
         } cleanup: {
             await fixture.stop()
         }

@@ -13,9 +13,9 @@ import NIOCore
 /// `RESET`); the client's own `AUTH` is answered `+OK` locally, and `HELLO` is forwarded without its
 /// `AUTH` part. Once the last AUTH is `reauth_before` old (or its token is a minute from expiry) a
 /// fresh `AUTH` is injected at the next request boundary outside `MULTI`, with no blocking command
-/// outstanding; a connection in subscribe mode, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose replies
-/// cannot be counted), or one still in a transaction or blocked after the grace, is closed at a
-/// reply boundary instead, and the client reconnects.
+/// outstanding; a connection in subscribe mode, after an unsubscribe command, `MONITOR` or `CLIENT
+/// REPLY OFF|SKIP` (whose replies cannot be counted), or one still in a transaction or blocked
+/// after the grace, is closed at a reply boundary instead, and the client reconnects.
 ///
 /// The session is the handler of the client's channel: it reads the client only while relaying
 /// and while the server's side can take more.
@@ -45,7 +45,12 @@ final class RedisSession: ClientSession {
     private static let blockingNames: CommandNames = [
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
-    private static let subscribeNames: CommandNames = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
+    /// Commands after which replies cannot be counted: subscribe mode, `MONITOR`, and the
+    /// unsubscribe commands, which outside subscribe mode Redis answers with pushes alone in RESP3
+    /// and with one reply per channel in RESP2.
+    private static let untrackedNames: CommandNames = [
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+    ]
 
     let proxy: RedisProxy
     private let refusal: ProxyRefusal?
@@ -56,7 +61,8 @@ final class RedisSession: ClientSession {
     private var replies = RESPReplyScanner()
     private var expected = CircularBuffer<Expected>()
     private var inTransaction = false
-    /// Replies can no longer be counted (subscribe mode, MONITOR, CLIENT REPLY OFF or SKIP).
+    /// Replies can no longer be counted (subscribe mode, an unsubscribe command, MONITOR, CLIENT
+    /// REPLY OFF or SKIP).
     private var untracked = false
     private var blockingOutstanding = 0
     private var reauthPending = false
@@ -307,7 +313,7 @@ final class RedisSession: ClientSession {
             // RESET logs the connection out: log in again right behind it.
             forwardRequests()
             _ = injectAuth(initial: false)
-        case _ where Self.subscribeNames.contains(command.name):
+        case _ where Self.untrackedNames.contains(command.name):
             untracked = true
         case "CLIENT" where command.arguments.count >= 2 && String(decoding: command.arguments[0], as: UTF8.self).uppercased() == "REPLY"
             && String(decoding: command.arguments[1], as: UTF8.self).uppercased() != "ON":
