@@ -546,6 +546,19 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("AUTH with a password alone or a user and password is answered +OK; other counts get Redis' errors")
+    func authArity() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-arity")
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["AUTH", "guess"], ["AUTH", "someone", "guess"], ["AUTH", "a", "b", "c"], ["AUTH"], ["ACL", "WHOAMI"]])
+            let replies = await connection.replies(5).replies
+            #expect(replies == ["+OK", "+OK", "-ERR syntax error", "-ERR wrong number of arguments for 'auth' command", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
 }
 
 extension RawRedisConnection {

@@ -290,8 +290,10 @@ final class RedisSession: ClientSession {
     private func handle(_ command: RESPCommand) {
         switch command.name {
         case "AUTH":
-            answerLocally((2...3).contains(command.arguments.count) ? "+OK\r\n"
-                          : "-ERR wrong number of arguments for 'auth' command\r\n", thenClose: false)
+            // `AUTH password` or `AUTH user password`; otherwise Redis' own errors.
+            answerLocally((1...2).contains(command.arguments.count) ? "+OK\r\n"
+                          : command.arguments.isEmpty ? "-ERR wrong number of arguments for 'auth' command\r\n"
+                          : "-ERR syntax error\r\n", thenClose: false)
         case "HELLO":
             forwardRequests()
             upstream?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
