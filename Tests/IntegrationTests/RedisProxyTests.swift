@@ -23,6 +23,8 @@ final class RedisProxyFixture: Sendable {
     let proxy: RedisProxy
     let metrics: AgentMetrics
     private let token: NIOLockedValueBox<Secret>
+    /// Whether the proxy's credential closure has a token to give.
+    private let hasToken = NIOLockedValueBox(true)
     private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     init(label: String, reauthBefore: Duration = .seconds(3600), reauthRetryDelay: Duration = .seconds(1), mode: UInt32 = 0o660, caFile: String? = RedisPeer.caFile,
@@ -38,7 +40,7 @@ final class RedisProxyFixture: Sendable {
         self.socketPath = socketPath
         let metrics = AgentMetrics()
         self.metrics = metrics
-        let box = self.token
+        let box = self.token, hasToken = self.hasToken
         let eventLoops = Self.group
         (proxy, tcpPort) = try await startProxy(unix: .unixSocket(socketPath), orLoopbackTCP: overTCP ? "127.0.0.1" : nil) { listener in
             RedisProxy(
@@ -47,7 +49,8 @@ final class RedisProxyFixture: Sendable {
                     reauthBefore: reauthBefore, reauthRetryDelay: reauthRetryDelay,
                     upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
                 credential: {
-                    ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
+                    guard hasToken.withLockedValue({ $0 }) else { return nil }
+                    return ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
                 },
                 allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "redis-proxy-test"), group: eventLoops)
         }
@@ -60,6 +63,11 @@ final class RedisProxyFixture: Sendable {
     /// propagated yet).
     func handProxy(_ token: Secret) {
         self.token.withLockedValue { $0 = token }
+    }
+
+    /// Has the proxy's credential give no token (as before the agent's first one) or give it again.
+    func withholdToken(_ withheld: Bool) {
+        hasToken.withLockedValue { $0 = !withheld }
     }
 
     /// Adds `token` to the user's passwords on the server, keeping the others.
@@ -81,9 +89,11 @@ final class RedisProxyFixture: Sendable {
 
     var exposition: String { String(decoding: metrics.exposition([], now: Date()), as: UTF8.self) }
 
-    /// The value of this proxy's counter `name`; -1 when the exposition has none.
-    func counter(_ name: String) -> Int {
-        let prefix = "\(name){proxy=\"\(label)\"} "
+    /// The value of this proxy's counter `name` (with the label `direction` or `reason` when
+    /// given); -1 when the exposition has none.
+    func counter(_ name: String, direction: String? = nil, reason: String? = nil) -> Int {
+        let extra = direction.map { ",direction=\"\($0)\"" } ?? reason.map { ",reason=\"\($0)\"" } ?? ""
+        let prefix = "\(name){proxy=\"\(label)\"\(extra)} "
         return exposition.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? -1
     }
 
@@ -555,6 +565,24 @@ struct RedisProxyTests {
             connection.send([["AUTH", "guess"], ["AUTH", "someone", "guess"], ["AUTH", "a", "b", "c"], ["AUTH"], ["ACL", "WHOAMI"]])
             let replies = await connection.replies(5).replies
             #expect(replies == ["+OK", "+OK", "-ERR syntax error", "-ERR wrong number of arguments for 'auth' command", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A refused token or a missing one reaches the client as the documented error, not as a bare close")
+    func refusalsReachTheClient() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-refused")
+        try await withCleanup {
+            _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) off")
+            let rejected = try await fixture.cli(["PING"])
+            #expect(rejected.stdout.contains("credagent proxy for redis-proxy-refused: the database rejected the credential's token: WRONGPASS"),
+                    "\(rejected.stdout) \(rejected.stderr)")
+            #expect(fixture.counter("credagent_proxy_connections_rejected_total", reason: "token_rejected") == 1, "\(fixture.exposition)")
+            fixture.withholdToken(true)
+            let missing = try await fixture.cli(["PING"])
+            #expect(missing.stdout.contains("credagent proxy for redis-proxy-refused: the credential has no valid token yet"),
+                    "\(missing.stdout) \(missing.stderr)")
         } cleanup: {
             await fixture.stop()
         }

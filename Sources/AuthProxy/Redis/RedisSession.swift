@@ -163,10 +163,11 @@ final class RedisSession: ClientSession {
     }
 
     func serverFailed(_ reason: String) {
-        if phase == .connecting {
-            refuse(.upstreamUnreachable(credential: name, reason: reason))
-        } else {
-            closed()
+        switch phase {
+        case .connecting: refuse(.upstreamUnreachable(credential: name, reason: reason))
+        case .waitingForClient, .relaying: closed()
+        // Ending already; a refusal's answer may still be on its way to the client.
+        case .closing: break
         }
     }
 
@@ -478,7 +479,6 @@ final class RedisSession: ClientSession {
         guard phase != .closing, let client else { return }
         phase = .closing
         handshakeTimer?.cancel()
-        upstream?.close(promise: nil)
         proxy.metrics.rejected(refusal)
         proxy.logger.log(level: refusal.metricReason == "peer_not_allowed" || refusal.metricReason == "too_many_connections" ? .debug : .warning,
                          "proxy connection refused",
@@ -486,6 +486,9 @@ final class RedisSession: ClientSession {
         var answer = ByteBuffer()
         answer.writeString("-ERR \(refusal.message.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "))\r\n")
         client.writeAndFlush(NIOAny(answer)).assumeIsolated().whenComplete { _ in client.close(promise: nil) }
+        // Closed once the answer is on its way: the upstream channel's end no longer ends the
+        // session (``serverFailed(_:)``), which would close the client first.
+        upstream?.close(promise: nil)
     }
 
     // MARK: Encoding
