@@ -587,6 +587,20 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("XREAD ... BLOCK is seen as blocking after any number of options: the connection is closed after the grace, not re-authenticated behind it")
+    func blockingStreamReadAfterManyOptions() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-xread", reauthBefore: .seconds(2))
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["XREAD", "COUNT", "1", "COUNT", "1", "COUNT", "1", "COUNT", "1", "BLOCK", "0", "STREAMS", "s-\(fixture.user)", "$"]])
+            let end = await connection.readsEndOfFile()
+            #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            #expect(fixture.counter("credagent_proxy_forced_reconnects_total") == 1, "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
 }
 
 extension RawRedisConnection {

@@ -318,13 +318,10 @@ final class RedisSession: ClientSession {
             _ = injectAuth(initial: false)
         case _ where Self.untrackedNames.contains(command.name):
             untracked = true
-        case "CLIENT" where command.arguments.count >= 2 && String(decoding: command.arguments[0], as: UTF8.self).uppercased() == "REPLY"
-            && String(decoding: command.arguments[1], as: UTF8.self).uppercased() != "ON":
+        case "CLIENT" where command.arguments.count >= 2 && RESPRequestScanner.keyword(command.arguments[0]) == "REPLY"
+            && RESPRequestScanner.keyword(command.arguments[1]) != "ON":
             untracked = true
-        case _ where ["XREAD", "XREADGROUP"].contains(command.name) && command.arguments.contains { String(decoding: $0, as: UTF8.self).uppercased() == "BLOCK" }:
-            expect(.blocking)
-            blockingOutstanding += 1
-        case _ where Self.blockingNames.contains(command.name):
+        case _ where command.blocks || Self.blockingNames.contains(command.name):
             expect(.blocking)
             blockingOutstanding += 1
         default:
