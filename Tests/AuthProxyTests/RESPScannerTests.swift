@@ -75,6 +75,40 @@ struct RESPScannerTests {
         }
     }
 
+    @Test("Inline commands Redis would split otherwise (quotes, NUL, CR, VT, FF) are refused and dropped; the next is read on")
+    func inlineCommandsRedisSplitsOtherwise() {
+        // What Redis reads each as: RESET, RESET, MULTI, AUTH u p, CLIENT REPLY OFF, PING, GET k, SET k "a b".
+        let refusedLines = ["\"RESET\"", "\u{0B}RESET", "\"MULTI\"", "'AUTH' u p", "\u{0C}CLIENT REPLY OFF", "PING\u{0} x",
+                            "GET k\r", "SET k \"a b\"", "RE\"\"SET"]
+        let refusal = RESPRequestEvent.refused("an inline command may not hold quotes, NUL bytes or whitespace other than spaces and tabs; "
+                                               + "send it as a RESP array")
+        for line in refusedLines {
+            let input = "*1\r\n$4\r\nPING\r\n" + line + "\r\nECHO x\r\n"
+            for chunk in 1...input.utf8.count {
+                let (events, forwarded) = scan(input, chunk: chunk)
+                #expect(events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false)), refusal,
+                                   .command(RESPCommand(name: "ECHO", arguments: [], intercepted: false))], "\(line) chunk \(chunk)")
+                #expect(forwarded == "*1\r\n$4\r\nPING\r\nECHO x\r\n", "\(line) chunk \(chunk)")
+            }
+        }
+        // Spaces and tabs alone split as sdssplitargs splits them.
+        #expect(scan(" \tauth\t u  p \r\n", chunk: 3).events
+                == [.command(RESPCommand(name: "AUTH", arguments: [Array("u".utf8), Array("p".utf8)], intercepted: true))])
+    }
+
+    @Test("A command name holding a NUL byte is a protocol error: Redis would look it up only as far as the NUL")
+    func nulInCommandName() {
+        for name in ["AUTH\u{0}x", "reset\u{0}", "\u{0}", "MULTI\u{0}" + String(repeating: "x", count: 100)] {
+            let input = "*1\r\n$4\r\nPING\r\n*1\r\n$\(name.utf8.count)\r\n\(name)\r\n"
+            for chunk in [1, 9, input.utf8.count] {
+                let (events, forwarded) = scan(input, chunk: chunk)
+                #expect(events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false)),
+                                   .protocolError("Protocol error: a NUL byte in a command name")], "chunk \(chunk)")
+                #expect(forwarded == "*1\r\n$4\r\nPING\r\n")
+            }
+        }
+    }
+
     @Test("Command names are looked up by length first; long names are compared too")
     func commandNames() {
         let names: CommandNames = ["GET", "SUBSCRIBE", "PSUBSCRIBE", String(repeating: "X", count: 70)]

@@ -601,6 +601,26 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("Inline commands with quotes, NUL or whitespace other than spaces and tabs are refused, not misread; the connection carries on")
+    func inlineCommandsRedisWouldReadOtherwise() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-inline")
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            // Redis reads "RESET" and \vRESET as RESET (which logs the connection out) and 'AUTH'
+            // as AUTH (which would reach the server).
+            connection.sendRaw("\"RESET\"\r\n\u{0B}RESET\r\n'AUTH' someone guess\r\nPING\r\n")
+            connection.send([["ACL", "WHOAMI"]])
+            let replies = await connection.replies(5).replies
+            #expect(replies.count == 5, "\(replies)")
+            for refused in replies.prefix(3) {
+                #expect(refused.hasPrefix("-ERR credagent proxy for redis-proxy-inline: ") && refused.contains("RESP array"), "\(refused)")
+            }
+            #expect(Array(replies.suffix(2)) == ["+PONG", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
 }
 
 extension RawRedisConnection {

@@ -45,6 +45,9 @@ enum RESPRequestEvent: Equatable {
     /// A command ended here. Its bytes, unless intercepted, are forwardable
     /// (``RESPRequestScanner/takeForwardable()``).
     case command(RESPCommand)
+    /// An inline command the proxy could read otherwise than Redis does ended here; its bytes were
+    /// dropped, and the message says why (the connection may carry on).
+    case refused(String)
     /// The client broke the protocol; the message is Redis' own wording for the same fault.
     case protocolError(String)
 }
@@ -57,6 +60,12 @@ enum RESPRequestEvent: Equatable {
 /// bytes of intercepted commands (`AUTH`, `HELLO`) are held until the command ends and then
 /// dropped, the proxy answering or rewriting them. Limits follow Redis: a bulk of at most 512 MB,
 /// an inline command or an intercepted command of at most 64 KB.
+///
+/// The proxy must read a command as Redis will. Redis compares a name or keyword with
+/// `strcasecmp`, which ends at a NUL byte, so a name holding one is a protocol error here; and it
+/// splits an inline command with `sdssplitargs`, which honours quotes and more whitespace than
+/// spaces and tabs, so an inline command holding a quote, a NUL, CR, VT or FF is refused: what is
+/// left splits the same way on spaces and tabs.
 struct RESPRequestScanner {
     static let maxBulkLength = 512 * 1024 * 1024
     static let maxMultiBulkLength = 1024 * 1024 * 1024
@@ -349,6 +358,8 @@ struct RESPRequestScanner {
 
     private mutating func argumentDone() -> RESPRequestEvent? {
         if argumentIndex == 0 {
+            // Redis would look the name up as far as its NUL, maybe as another command's.
+            if current.contains(0) { return fail("a NUL byte in a command name") }
             nameRead(current.count <= Self.maxNameLength ? current : [])
         } else {
             argumentRead(current, following: argumentsLeft - 1)
@@ -438,6 +449,12 @@ struct RESPRequestScanner {
         if line.last == UInt8(ascii: "\r") { line.removeLast() }
         let lineLength = newline - lineStart + 1
         parsed += lineLength
+        if line.contains(where: Self.refusedInInline.contains) {
+            removeCommandBytes()
+            state = .start
+            return .finished(.refused("an inline command may not hold quotes, NUL bytes or whitespace other than spaces and tabs; "
+                                      + "send it as a RESP array"))
+        }
         let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
         guard let first = words.first else {
             // An empty line: Redis ignores it (dropped as an empty command is), and the commands
@@ -456,6 +473,10 @@ struct RESPRequestScanner {
         if interesting != .all { forwardable = parsed }
         return .finished(commandDone())
     }
+
+    /// Bytes `sdssplitargs` reads otherwise than as a word's or as a space: quotes, NUL (the end
+    /// of the line to it), and the whitespace besides space and tab (CR, VT, FF; LF ends the line).
+    private static let refusedInInline: Set<UInt8> = [0, 0x0B, 0x0C, UInt8(ascii: "\r"), UInt8(ascii: "\""), UInt8(ascii: "'")]
 
     /// Commands whose first two arguments the proxy reads (`CLIENT REPLY`).
     private static let namesWithLeadingArguments: CommandNames = ["CLIENT"]

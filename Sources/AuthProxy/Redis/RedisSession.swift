@@ -274,6 +274,8 @@ final class RedisSession: ClientSession {
             switch event {
             case let .command(command):
                 handle(command)
+            case let .refused(reason):
+                answerLocally("-ERR credagent proxy for \(name): \(reason)\r\n", thenClose: false)
             case let .protocolError(message):
                 forwardRequests()
                 answerLocally("-ERR \(message)\r\n", thenClose: true)
