@@ -621,12 +621,101 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("A client that floods AUTH and never reads: the proxy stops reading it, holds a bounded amount, and answers every AUTH once it reads; others carry on")
+    func floodingClientThatNeverReads() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-flood")
+        try await withCleanup {
+            let chunk = Array(String(repeating: "AUTH a b\r\n", count: 6_000).utf8)
+            let flooding = try RawRedisConnection(path: fixture.socketPath)
+            let written = await flooding.flood(chunk, total: 16 * 1024 * 1024, stall: 3)
+            // Kernel socket buffers and the proxy's watermark: a megabyte or so. Without
+            // backpressure the proxy reads all 16 MB, each AUTH's answer held for the client.
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes from a client that reads nothing")
+            #expect(fixture.counter("credagent_proxy_bytes_total", direction: "client_to_server") < 4 * 1024 * 1024, "\(fixture.exposition)")
+            let other = try RawRedisConnection(path: fixture.socketPath)
+            other.send([["PING"]])
+            #expect(await other.replies(1).replies == ["+PONG"])
+            // Once the client reads, it gets one +OK per whole AUTH it sent.
+            let expected = Array(String(repeating: "+OK\r\n", count: written / 10).utf8)
+            let answers = await flooding.receive(expected.count)
+            #expect(answers.count == expected.count)
+            #expect(firstDifference(answers, expected) == nil)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("Local answers behind a blocking command are bounded: the proxy stops reading the client until they can be written")
+    func localAnswersBehindABlockingCommand() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-queue")
+        try await withCleanup {
+            let key = "queue-\(fixture.user)"
+            let blocked = try RawRedisConnection(path: fixture.socketPath)
+            blocked.send([["BLPOP", key, "0"]])
+            let chunk = Array(String(repeating: "AUTH a b\r\n", count: 6_000).utf8)
+            let written = await blocked.flood(chunk, total: 16 * 1024 * 1024, stall: 3)
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes it could not answer yet")
+            let other = try RawRedisConnection(path: fixture.socketPath)
+            other.send([["PING"]])
+            #expect(await other.replies(1).replies == ["+PONG"])
+            // The blocking command's reply, then every AUTH's answer in order.
+            _ = try await RedisPeer.admin("LPUSH \(key) v")
+            let popped = "*2\r\n$\(key.utf8.count)\r\n\(key)\r\n$1\r\nv\r\n"
+            let expected = Array((popped + String(repeating: "+OK\r\n", count: written / 10)).utf8)
+            let received = await blocked.receive(expected.count)
+            #expect(received.count == expected.count)
+            #expect(firstDifference(received, expected) == nil)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+}
+
+/// Where `received` first differs from `expected` and the bytes there, or nil when they are equal
+/// (a test's expectation on megabytes compares without diffing them).
+private func firstDifference(_ received: [UInt8], _ expected: [UInt8]) -> String? {
+    guard received != expected else { return nil }
+    let index = zip(received, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(received.count, expected.count)
+    func excerpt(_ bytes: [UInt8]) -> String { String(decoding: bytes[index..<min(bytes.count, index + 40)], as: UTF8.self).debugDescription }
+    return "at byte \(index) of \(expected.count): \(excerpt(received)) instead of \(excerpt(expected))"
 }
 
 extension RawRedisConnection {
     func sendRaw(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    }
+
+    /// Writes `chunk` over and over, never reading, until `total` bytes are written or one write
+    /// waits `stall` seconds (the proxy stopped reading); returns the bytes written.
+    func flood(_ chunk: [UInt8], total: Int, stall: Int) async -> Int {
+        await Self.offThePool {
+            var timeout = timeval(tv_sec: stall, tv_usec: 0)
+            setsockopt(self.descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var written = 0
+            while written < total {
+                let offset = written % chunk.count
+                let count = chunk[offset...].withUnsafeBytes { write(self.descriptor, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                written += count
+            }
+            return written
+        }
+    }
+
+    /// The next `count` bytes (fewer when the connection ends or a read times out).
+    func receive(_ count: Int) async -> [UInt8] {
+        await Self.offThePool {
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while received.count < count {
+                let n = chunk.withUnsafeMutableBytes { read(self.descriptor, $0.baseAddress, min($0.count, count - received.count)) }
+                guard n > 0 else { break }
+                received += chunk[0..<n]
+            }
+            return received
+        }
     }
 }
 

@@ -17,8 +17,8 @@ import NIOCore
 /// REPLY OFF|SKIP` (whose replies cannot be counted), or one still in a transaction or blocked
 /// after the grace, is closed at a reply boundary instead, and the client reconnects.
 ///
-/// The session is the handler of the client's channel: it reads the client only while relaying
-/// and while the server's side can take more.
+/// The session is the handler of the client's channel: it reads the client only while relaying,
+/// while both channels can take more, and while few of its requests wait for a local answer.
 final class RedisSession: ClientSession {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -51,6 +51,9 @@ final class RedisSession: ClientSession {
     private static let untrackedNames: CommandNames = [
         "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
     ]
+    /// Local answers the queue may hold; at this many the client is not read (each of its requests
+    /// could add one) until they are written.
+    private static let maxQueuedLocalAnswers = 1024
 
     let proxy: RedisProxy
     private let refusal: ProxyRefusal?
@@ -60,6 +63,8 @@ final class RedisSession: ClientSession {
     private var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
     private var replies = RESPReplyScanner()
     private var expected = CircularBuffer<Expected>()
+    /// The `.local` entries in `expected`.
+    private var queuedLocalAnswers = 0
     private var inTransaction = false
     /// Replies can no longer be counted (subscribe mode, an unsubscribe command, MONITOR, CLIENT
     /// REPLY OFF or SKIP).
@@ -102,9 +107,23 @@ final class RedisSession: ClientSession {
         }
     }
 
-    /// Whether the client may be read: only while relaying and the server takes more.
-    var clientMayRead: Bool { phase == .relaying && (upstream?.channel.isWritable ?? false) }
+    /// Whether the client may be read: only while relaying, both channels take more (the client's
+    /// own takes its local answers) and the queue has room for local answers.
+    var clientMayRead: Bool {
+        phase == .relaying && (upstream?.channel.isWritable ?? false) && (client?.channel.isWritable ?? false)
+            && queuedLocalAnswers < Self.maxQueuedLocalAnswers
+    }
     var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
+
+    /// The client's channel takes more again: the server's replies and the client itself may be
+    /// read (each only if it may).
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            upstream?.channel.read()
+            context.channel.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closed()
@@ -173,6 +192,7 @@ final class RedisSession: ClientSession {
 
     func serverRead(_ bytes: ByteBuffer) {
         guard phase == .relaying, let client else { return }
+        let heldByLocalAnswers = queuedLocalAnswers >= Self.maxQueuedLocalAnswers
         var written = false
         var rangeStart = bytes.readerIndex
         var index = bytes.readerIndex
@@ -225,6 +245,11 @@ final class RedisSession: ClientSession {
         }
         emit(upTo: index)
         if written { client.flush() }
+        if heldByLocalAnswers, queuedLocalAnswers < Self.maxQueuedLocalAnswers, phase == .relaying {
+            // The requests read before the queue filled, then the client's next bytes.
+            processRequests()
+            client.channel.read()
+        }
     }
 
     /// Whether the message being relayed is a RESP3 push (out of band: it answers no request).
@@ -269,8 +294,10 @@ final class RedisSession: ClientSession {
 
     // MARK: Requests
 
+    /// Handles the client's buffered commands. It stops while the queue holds its most local
+    /// answers and none can be written yet (they wait for a reply); ``serverRead(_:)`` goes on.
     private func processRequests() {
-        while phase == .relaying, let event = requests.next() {
+        while roomForLocalAnswer(), phase == .relaying, let event = requests.next() {
             switch event {
             case let .command(command):
                 handle(command)
@@ -278,12 +305,21 @@ final class RedisSession: ClientSession {
                 answerLocally("-ERR credagent proxy for \(name): \(reason)\r\n", thenClose: false)
             case let .protocolError(message):
                 forwardRequests()
+                upstream?.flush()
                 answerLocally("-ERR \(message)\r\n", thenClose: true)
+                writeLocalAnswers()
                 return
             }
         }
         forwardRequests()
         upstream?.flush()
+        writeLocalAnswers()
+    }
+
+    /// Whether the queue can take another local answer, once those whose turn has come are written.
+    private func roomForLocalAnswer() -> Bool {
+        if queuedLocalAnswers >= Self.maxQueuedLocalAnswers { writeLocalAnswers() }
+        return queuedLocalAnswers < Self.maxQueuedLocalAnswers
     }
 
     private func forwardRequests() {
@@ -343,23 +379,27 @@ final class RedisSession: ClientSession {
         }
     }
 
+    /// Queues an answer the proxy makes itself, written when its turn comes
+    /// (``writeLocalAnswers()``).
     private func answerLocally(_ text: String, thenClose: Bool) {
-        var answer = ByteBuffer()
-        answer.writeString(text)
-        expected.append(.local(answer, thenClose: thenClose))
-        writeLocalAnswers()
+        expected.append(.local(ByteBuffer(string: text), thenClose: thenClose))
+        queuedLocalAnswers += 1
     }
 
-    /// Writes local answers that have reached the head of the queue.
+    /// Writes the local answers that have reached the head of the queue, with one flush.
     private func writeLocalAnswers() {
-        while case let .local(answer, thenClose)? = expected.first, replies.atMessageStart {
+        guard case .local? = expected.first, replies.atMessageStart, let client else { return }
+        while case let .local(answer, thenClose)? = expected.first {
             expected.removeFirst()
-            client?.writeAndFlush(NIOAny(answer), promise: nil)
+            queuedLocalAnswers -= 1
+            client.write(NIOAny(answer), promise: nil)
             if thenClose {
+                client.flush()
                 closed()
                 return
             }
         }
+        client.flush()
     }
 
     // MARK: Authentication
@@ -463,6 +503,9 @@ final class RedisSession: ClientSession {
     }
 
     private func forceClose() {
+        guard phase == .relaying else { return }
+        // Local answers due go out first (a protocol error's ends the session itself).
+        writeLocalAnswers()
         guard phase == .relaying else { return }
         proxy.metrics.forcedReconnect()
         proxy.logger.info("Redis connection closed at a reply boundary to authenticate again on a new one",
