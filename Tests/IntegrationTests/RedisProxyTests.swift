@@ -201,7 +201,8 @@ final class RawRedisConnection: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if n == 0 { return (true, received) }
+            // A close with bytes of ours unread is a reset.
+            if n == 0 || (n < 0 && errno == ECONNRESET) { return (true, received) }
             if n < 0 { return (false, received) }
             received += chunk[0..<n]
         }
@@ -641,6 +642,25 @@ struct RedisProxyTests {
             let answers = await flooding.receive(expected.count)
             #expect(answers.count == expected.count)
             #expect(firstDifference(answers, expected) == nil)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("After a protocol error whose answer waits behind a blocking command, the proxy reads nothing more of the client")
+    func protocolErrorBehindABlockingCommand() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-broken")
+        try await withCleanup {
+            let key = "broken-\(fixture.user)"
+            let broken = try RawRedisConnection(path: fixture.socketPath)
+            broken.send([["BLPOP", key, "0"]])
+            broken.sendRaw("*abc\r\n")
+            let written = await broken.flood(Array(String(repeating: "PING\r\n", count: 10_000).utf8), total: 16 * 1024 * 1024, stall: 3)
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes after a protocol error")
+            _ = try await RedisPeer.admin("LPUSH \(key) v")
+            let answer = await broken.replies(2)
+            #expect(answer.replies == ["\(key) v", "-ERR Protocol error: invalid multibulk length"], "\(answer.replies)")
+            #expect(await broken.readsEndOfFile().closed)
         } cleanup: {
             await fixture.stop()
         }

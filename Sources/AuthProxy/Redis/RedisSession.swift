@@ -65,6 +65,9 @@ final class RedisSession: ClientSession {
     private var expected = CircularBuffer<Expected>()
     /// The `.local` entries in `expected`.
     private var queuedLocalAnswers = 0
+    /// A local answer that ends the session is queued: nothing more of the client is read or
+    /// handled.
+    private var closingAnswerQueued = false
     private var inTransaction = false
     /// Replies can no longer be counted (subscribe mode, an unsubscribe command, MONITOR, CLIENT
     /// REPLY OFF or SKIP).
@@ -108,10 +111,11 @@ final class RedisSession: ClientSession {
     }
 
     /// Whether the client may be read: only while relaying, both channels take more (the client's
-    /// own takes its local answers) and the queue has room for local answers.
+    /// own takes its local answers) and the queue has room for local answers, none of which ends
+    /// the session.
     var clientMayRead: Bool {
         phase == .relaying && (upstream?.channel.isWritable ?? false) && (client?.channel.isWritable ?? false)
-            && queuedLocalAnswers < Self.maxQueuedLocalAnswers
+            && queuedLocalAnswers < Self.maxQueuedLocalAnswers && !closingAnswerQueued
     }
     var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
 
@@ -294,21 +298,18 @@ final class RedisSession: ClientSession {
 
     // MARK: Requests
 
-    /// Handles the client's buffered commands. It stops while the queue holds its most local
-    /// answers and none can be written yet (they wait for a reply); ``serverRead(_:)`` goes on.
+    /// Handles the client's buffered commands. It stops at an answer that ends the session, and
+    /// while the queue holds its most local answers and none can be written yet (they wait for a
+    /// reply; ``serverRead(_:)`` goes on).
     private func processRequests() {
-        while roomForLocalAnswer(), phase == .relaying, let event = requests.next() {
+        while !closingAnswerQueued, roomForLocalAnswer(), phase == .relaying, let event = requests.next() {
             switch event {
             case let .command(command):
                 handle(command)
             case let .refused(reason):
                 answerLocally("-ERR credagent proxy for \(name): \(reason)\r\n", thenClose: false)
             case let .protocolError(message):
-                forwardRequests()
-                upstream?.flush()
                 answerLocally("-ERR \(message)\r\n", thenClose: true)
-                writeLocalAnswers()
-                return
             }
         }
         forwardRequests()
@@ -384,6 +385,7 @@ final class RedisSession: ClientSession {
     private func answerLocally(_ text: String, thenClose: Bool) {
         expected.append(.local(ByteBuffer(string: text), thenClose: thenClose))
         queuedLocalAnswers += 1
+        closingAnswerQueued = closingAnswerQueued || thenClose
     }
 
     /// Writes the local answers that have reached the head of the queue, with one flush.
