@@ -690,6 +690,44 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("AUTH inside MULTI is queued like any command; HELLO's options are read as Redis reads them")
+    func authInTransactionAndHelloOptions() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-hello")
+        try await withCleanup {
+            let key = "tx-\(fixture.user)"
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["MULTI"], ["AUTH", "someone", "guess"], ["SET", key, "1"], ["EXEC"], ["ACL", "WHOAMI"]])
+            #expect(await connection.replies(5).replies == ["+OK", "+QUEUED", "+QUEUED", "+OK +OK", fixture.user])
+            // A wrong AUTH in a transaction aborts it, as Redis would.
+            connection.send([["MULTI"], ["AUTH"], ["SET", key, "2"], ["EXEC"], ["GET", key]])
+            let aborted = await connection.replies(5).replies
+            #expect(aborted.count == 5 && aborted[1] == "-ERR wrong number of arguments for 'auth' command"
+                    && aborted[3].hasPrefix("-EXECABORT") && aborted[4] == "1", "\(aborted)")
+            connection.send([["MULTI"], ["AUTH", "a", "b", "c"], ["EXEC"]])
+            #expect(await connection.replies(3).replies == ["+OK", "+QUEUED", "-ERR syntax error"])
+            // With no token to queue in its place, the connection is closed and the server
+            // discards the transaction: nothing after the AUTH reaches it.
+            let tokenless = try RawRedisConnection(path: fixture.socketPath)
+            tokenless.send([["PING"]])
+            #expect(await tokenless.replies(1).replies == ["+PONG"])
+            fixture.withholdToken(true)
+            tokenless.send([["MULTI"], ["SET", key, "3"], ["AUTH", "someone", "guess"], ["EXEC"]])
+            let refused = await tokenless.replies(4)
+            #expect(Array(refused.replies.prefix(2)) == ["+OK", "+QUEUED"] && refused.replies.count == 3 && refused.closed
+                    && refused.replies[2].hasPrefix("-ERR credagent proxy for redis-proxy-hello: the credential has no valid token yet"),
+                    "\(refused)")
+            #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            fixture.withholdToken(false)
+            // SETNAME's value may be the word auth; AUTH needs a user and a password.
+            connection.send([["HELLO", "2", "SETNAME", "auth"], ["CLIENT", "GETNAME"], ["HELLO", "2", "AUTH", "onlyuser"]])
+            let hello = await connection.replies(3).replies
+            #expect(hello.count == 3 && hello[0].contains("proto :2") && hello[1] == "auth"
+                    && hello[2] == "-ERR Syntax error in HELLO option 'AUTH'", "\(hello)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
 }
 
 /// Where `received` first differs from `expected` and the bytes there, or nil when they are equal

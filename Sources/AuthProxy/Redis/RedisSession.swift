@@ -10,12 +10,13 @@ import NIOCore
 /// reach the client and pipelined replies keep their order.
 ///
 /// Authentication: `AUTH user token` goes upstream before the client's first command (and after a
-/// `RESET`); the client's own `AUTH` is answered `+OK` locally, and `HELLO` is forwarded without its
-/// `AUTH` part. Once the last AUTH is `reauth_before` old (or its token is a minute from expiry) a
-/// fresh `AUTH` is injected at the next request boundary outside `MULTI`, with no blocking command
-/// outstanding; a connection in subscribe mode, after an unsubscribe command, `MONITOR` or `CLIENT
-/// REPLY OFF|SKIP` (whose replies cannot be counted), or one still in a transaction or blocked
-/// after the grace, is closed at a reply boundary instead, and the client reconnects.
+/// `RESET`); the client's own `AUTH` is answered `+OK` locally (inside `MULTI` the credential's own
+/// is queued in its place), and `HELLO` is forwarded without its `AUTH` part. Once the last AUTH
+/// is `reauth_before` old (or its token is a minute from expiry) a fresh `AUTH` is injected at the
+/// next request boundary outside `MULTI`, with no blocking command outstanding; a connection in
+/// subscribe mode, after an unsubscribe command, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose
+/// replies cannot be counted), or one still in a transaction or blocked after the grace, is closed
+/// at a reply boundary instead, and the client reconnects.
 ///
 /// The session is the handler of the client's channel: it reads the client only while relaying,
 /// while both channels can take more, and while few of its requests wait for a local answer.
@@ -330,10 +331,7 @@ final class RedisSession: ClientSession {
     private func handle(_ command: RESPCommand) {
         switch command.name {
         case "AUTH":
-            // `AUTH password` or `AUTH user password`; otherwise Redis' own errors.
-            answerLocally((1...2).contains(command.arguments.count) ? "+OK\r\n"
-                          : command.arguments.isEmpty ? "-ERR wrong number of arguments for 'auth' command\r\n"
-                          : "-ERR syntax error\r\n", thenClose: false)
+            clientAuth(command.arguments)
         case "HELLO":
             forwardRequests()
             upstream?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
@@ -404,6 +402,31 @@ final class RedisSession: ClientSession {
         client.flush()
     }
 
+    /// The client's own `AUTH`: the connection stays the credential's user. Outside a transaction
+    /// it is answered `+OK` (or with Redis' error for a wrong number of arguments). Inside one,
+    /// Redis would queue it and answer it in `EXEC`'s array, so a command is queued in its place:
+    /// the credential's own `AUTH`, or for a wrong number of arguments the client's with its
+    /// arguments emptied, which Redis refuses as it would have refused the client's.
+    private func clientAuth(_ arguments: [[UInt8]]) {
+        let valid = (1...2).contains(arguments.count)
+        guard inTransaction else {
+            return answerLocally(valid ? "+OK\r\n" : arguments.isEmpty ? "-ERR wrong number of arguments for 'auth' command\r\n"
+                                 : "-ERR syntax error\r\n", thenClose: false)
+        }
+        guard valid else {
+            forwardRequests()
+            upstream?.write(NIOAny(Self.encode([Array("AUTH".utf8)] + arguments.map { _ in [] })), promise: nil)
+            return expect(.forward(1))
+        }
+        guard let current = proxy.credential() else {
+            // The server discards the unfinished transaction with the connection.
+            return answerLocally("-ERR \(ProxyRefusal.noCredential(credential: name).message)\r\n", thenClose: true)
+        }
+        forwardRequests()
+        upstream?.write(NIOAny(Self.encodeAuth(current.credential)), promise: nil)
+        expect(.forward(1))
+    }
+
     // MARK: Authentication
 
     /// Sends `AUTH user token` upstream; false (and the session refused or closed) without a token.
@@ -419,9 +442,7 @@ final class RedisSession: ClientSession {
             }
             return false
         }
-        let credential = current.credential
-        upstream?.write(NIOAny(Self.encode([Array("AUTH".utf8), Array(credential.username.utf8),
-                                          Array(credential.password.reveal().utf8)])), promise: nil)
+        upstream?.write(NIOAny(Self.encodeAuth(current.credential)), promise: nil)
         upstream?.flush()
         expected.append(.injectedAuth(initial: initial, expiresAt: current.expiresAt))
         reauthPending = false
@@ -537,6 +558,11 @@ final class RedisSession: ClientSession {
 
     // MARK: Encoding
 
+    /// `AUTH user token`.
+    private static func encodeAuth(_ credential: ProxyCredential) -> ByteBuffer {
+        encode([Array("AUTH".utf8), Array(credential.username.utf8), Array(credential.password.reveal().utf8)])
+    }
+
     /// A command in RESP's multi-bulk form.
     static func encode(_ arguments: [[UInt8]]) -> ByteBuffer {
         var buffer = ByteBuffer()
@@ -549,17 +575,25 @@ final class RedisSession: ClientSession {
         return buffer
     }
 
-    /// `HELLO [protover] [SETNAME name]` from the client's arguments with `AUTH user pass` left out.
+    /// `HELLO [protover] [SETNAME name]` from the client's arguments with `AUTH user pass` left out,
+    /// the options read as Redis reads them. An option Redis refuses (`AUTH` without a user and a
+    /// password, `SETNAME` without a name, an unknown one) goes as it came, the last argument:
+    /// Redis answers its syntax error and reads no further.
     static func helloWithoutAuth(_ arguments: [[UInt8]]) -> [[UInt8]] {
-        var result = [Array("HELLO".utf8)]
-        var index = 0
+        var result = [Array("HELLO".utf8)] + arguments.prefix(1)
+        var index = 1
         while index < arguments.count {
-            if String(decoding: arguments[index], as: UTF8.self).uppercased() == "AUTH", index > 0 {
+            let following = arguments.count - index - 1
+            switch RESPRequestScanner.keyword(arguments[index]) {
+            case "AUTH" where following >= 2:
                 index += 3
-                continue
+            case "SETNAME" where following >= 1:
+                result += arguments[index...(index + 1)]
+                index += 2
+            default:
+                result.append(arguments[index])
+                return result
             }
-            result.append(arguments[index])
-            index += 1
         }
         return result
     }
