@@ -75,6 +75,40 @@ struct RESPScannerTests {
         }
     }
 
+    @Test("Inline commands Redis would split otherwise (quotes, NUL, CR, VT, FF) are refused and dropped; the next is read on")
+    func inlineCommandsRedisSplitsOtherwise() {
+        // What Redis reads each as: RESET, RESET, MULTI, AUTH u p, CLIENT REPLY OFF, PING, GET k, SET k "a b".
+        let refusedLines = ["\"RESET\"", "\u{0B}RESET", "\"MULTI\"", "'AUTH' u p", "\u{0C}CLIENT REPLY OFF", "PING\u{0} x",
+                            "GET k\r", "SET k \"a b\"", "RE\"\"SET"]
+        let refusal = RESPRequestEvent.refused("an inline command may not hold quotes, NUL bytes or whitespace other than spaces and tabs; "
+                                               + "send it as a RESP array")
+        for line in refusedLines {
+            let input = "*1\r\n$4\r\nPING\r\n" + line + "\r\nECHO x\r\n"
+            for chunk in 1...input.utf8.count {
+                let (events, forwarded) = scan(input, chunk: chunk)
+                #expect(events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false)), refusal,
+                                   .command(RESPCommand(name: "ECHO", arguments: [], intercepted: false))], "\(line) chunk \(chunk)")
+                #expect(forwarded == "*1\r\n$4\r\nPING\r\nECHO x\r\n", "\(line) chunk \(chunk)")
+            }
+        }
+        // Spaces and tabs alone split as sdssplitargs splits them.
+        #expect(scan(" \tauth\t u  p \r\n", chunk: 3).events
+                == [.command(RESPCommand(name: "AUTH", arguments: [Array("u".utf8), Array("p".utf8)], intercepted: true))])
+    }
+
+    @Test("A command name holding a NUL byte is a protocol error: Redis would look it up only as far as the NUL")
+    func nulInCommandName() {
+        for name in ["AUTH\u{0}x", "reset\u{0}", "\u{0}", "MULTI\u{0}" + String(repeating: "x", count: 100)] {
+            let input = "*1\r\n$4\r\nPING\r\n*1\r\n$\(name.utf8.count)\r\n\(name)\r\n"
+            for chunk in [1, 9, input.utf8.count] {
+                let (events, forwarded) = scan(input, chunk: chunk)
+                #expect(events == [.command(RESPCommand(name: "PING", arguments: [], intercepted: false)),
+                                   .protocolError("Protocol error: a NUL byte in a command name")], "chunk \(chunk)")
+                #expect(forwarded == "*1\r\n$4\r\nPING\r\n")
+            }
+        }
+    }
+
     @Test("Command names are looked up by length first; long names are compared too")
     func commandNames() {
         let names: CommandNames = ["GET", "SUBSCRIBE", "PSUBSCRIBE", String(repeating: "X", count: 70)]
@@ -92,6 +126,64 @@ struct RESPScannerTests {
         #expect(scanner.next() == nil)
         #expect((scanner.takeForwardable()?.readableBytes ?? 0) > 1000)
         #expect(!scanner.forwardedAtBoundary)
+    }
+
+    /// `arguments` as one RESP array.
+    private func multiBulk(_ arguments: [String]) -> String {
+        "*\(arguments.count)\r\n" + arguments.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
+    }
+
+    /// Whether the one command in `input` blocks, fed whole and byte by byte (nil unless both agree).
+    private func blocks(_ input: String) -> Bool? {
+        let results = [1, input.utf8.count].map { chunk -> Bool? in
+            let (events, _) = scan(input, chunk: chunk)
+            guard events.count == 1, case let .command(command) = events[0] else { return nil }
+            return command.blocks
+        }
+        return results[0] == results[1] ? results[0] : nil
+    }
+
+    @Test("XREAD and XREADGROUP block when BLOCK is among their options, read as Redis reads them, however many come first")
+    func streamReadBlocks() {
+        let blocking: [[String]] = [
+            ["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+            ["XREAD", "COUNT", "1", "COUNT", "1", "COUNT", "1", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "$"],
+            ["XREAD"] + Array(repeating: ["COUNT", "1"], count: 500).flatMap { $0 } + ["block", "0", "STREAMS", "s", "$"],
+            // A group named STREAMS is an option's value, not the end of the options.
+            ["xreadgroup", "GROUP", "STREAMS", "c", "Block", "0", "STREAMS", "s", ">"],
+            ["XREADGROUP", "GROUP", String(repeating: "g", count: 100), "c", "NOACK", "BLOCK", "10", "STREAMS", "s", ">"],
+        ]
+        for arguments in blocking {
+            #expect(blocks(multiBulk(arguments)) == true, "\(arguments.prefix(12))")
+            #expect(blocks(arguments.joined(separator: " ") + "\r\n") == true, "inline \(arguments.prefix(12))")
+        }
+        // Redis compares an option with strcasecmp, which ends at a NUL byte.
+        #expect(blocks(multiBulk(["XREAD", "BLOCK\u{0}x", "0", "STREAMS", "s", "$"])) == true)
+        let notBlocking: [[String]] = [
+            ["XREAD", "COUNT", "BLOCK", "STREAMS", "s", "$"],          // COUNT's value
+            ["XREAD", "STREAMS", "BLOCK", "0"],                         // a stream named BLOCK
+            ["XREAD", "COUNT", "1", "STREAMS", "s", "BLOCK", "0", "0"],
+            ["XREAD", "BLOCK"],                                         // no value: Redis refuses it
+            ["XREAD", "BLOCKS", "0", "STREAMS", "s", "$"],
+            ["GET", "BLOCK"],
+        ]
+        for arguments in notBlocking {
+            #expect(blocks(multiBulk(arguments)) == false, "\(arguments)")
+            #expect(blocks(arguments.joined(separator: " ") + "\r\n") == false, "inline \(arguments)")
+        }
+    }
+
+    @Test("CLIENT's first two arguments are kept, at most 16 bytes of each")
+    func clientArguments() {
+        let input = multiBulk(["client", "reply", String(repeating: "o", count: 40), "extra"]) + "CLIENT REPLY OFF\r\n"
+        for chunk in [1, 5, input.utf8.count] {
+            #expect(scan(input, chunk: chunk).events == [
+                .command(RESPCommand(name: "CLIENT", arguments: [Array("reply".utf8), Array(repeating: UInt8(ascii: "o"), count: 16)],
+                                     intercepted: false)),
+                .command(RESPCommand(name: "CLIENT", arguments: [Array("REPLY".utf8), Array("OFF".utf8)], intercepted: false)),
+            ], "chunk \(chunk)")
+        }
+        #expect(RESPRequestScanner.keyword(Array("reply\u{0}junk".utf8)) == "REPLY")
     }
 
     /// Splits `input` into top-level messages with the reply scanner, fed in pieces of `chunk`.

@@ -30,6 +30,20 @@ private final class Lines: Sendable {
         #expect(!line.contains("hunter2"))
     }
 
+    /// "\r\n" is one Character, equal to neither "\r" nor "\n": values are escaped by scalars.
+    @Test func logfmtEscapesLineBreaksAndControls() {
+        #expect(AgentLogHandler.logfmtValue("a\r\nb") == #""a\r\nb""#)
+        #expect(AgentLogHandler.logfmtValue("a\rb\nc\td") == #""a\rb\nc\td""#)
+        #expect(AgentLogHandler.logfmtValue("a\u{2028}b\u{0}c\u{7f}") == #""a\u2028b\u0000c\u007f""#)
+        #expect(AgentLogHandler.logfmtValue("plain-word") == "plain-word")
+        #expect(AgentLogHandler.logfmtValue("") == #""""#)
+        let lines = Lines()
+        lines.logger(.logfmt).info("reply", metadata: ["error": "WRONGPASS\r\n$5\r\nvalue"])
+        let line = lines.all.first ?? ""
+        #expect(!line.utf8.contains(UInt8(ascii: "\r")) && !line.utf8.contains(UInt8(ascii: "\n")))
+        #expect(line.hasSuffix(#" error="WRONGPASS\r\n$5\r\nvalue""#))
+    }
+
     @Test func jsonLinesAreObjects() throws {
         let lines = Lines()
         let logger = lines.logger(.json, level: .debug)

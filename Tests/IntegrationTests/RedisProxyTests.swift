@@ -23,6 +23,8 @@ final class RedisProxyFixture: Sendable {
     let proxy: RedisProxy
     let metrics: AgentMetrics
     private let token: NIOLockedValueBox<Secret>
+    /// Whether the proxy's credential closure has a token to give.
+    private let hasToken = NIOLockedValueBox(true)
     private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     init(label: String, reauthBefore: Duration = .seconds(3600), reauthRetryDelay: Duration = .seconds(1), mode: UInt32 = 0o660, caFile: String? = RedisPeer.caFile,
@@ -38,7 +40,7 @@ final class RedisProxyFixture: Sendable {
         self.socketPath = socketPath
         let metrics = AgentMetrics()
         self.metrics = metrics
-        let box = self.token
+        let box = self.token, hasToken = self.hasToken
         let eventLoops = Self.group
         (proxy, tcpPort) = try await startProxy(unix: .unixSocket(socketPath), orLoopbackTCP: overTCP ? "127.0.0.1" : nil) { listener in
             RedisProxy(
@@ -47,7 +49,8 @@ final class RedisProxyFixture: Sendable {
                     reauthBefore: reauthBefore, reauthRetryDelay: reauthRetryDelay,
                     upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
                 credential: {
-                    ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
+                    guard hasToken.withLockedValue({ $0 }) else { return nil }
+                    return ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
                 },
                 allows: allows, metrics: metrics.proxy(label), logger: Logger(label: "redis-proxy-test"), group: eventLoops)
         }
@@ -60,6 +63,11 @@ final class RedisProxyFixture: Sendable {
     /// propagated yet).
     func handProxy(_ token: Secret) {
         self.token.withLockedValue { $0 = token }
+    }
+
+    /// Has the proxy's credential give no token (as before the agent's first one) or give it again.
+    func withholdToken(_ withheld: Bool) {
+        hasToken.withLockedValue { $0 = !withheld }
     }
 
     /// Adds `token` to the user's passwords on the server, keeping the others.
@@ -81,9 +89,11 @@ final class RedisProxyFixture: Sendable {
 
     var exposition: String { String(decoding: metrics.exposition([], now: Date()), as: UTF8.self) }
 
-    /// The value of this proxy's counter `name`; -1 when the exposition has none.
-    func counter(_ name: String) -> Int {
-        let prefix = "\(name){proxy=\"\(label)\"} "
+    /// The value of this proxy's counter `name` (with the label `direction` or `reason` when
+    /// given); -1 when the exposition has none.
+    func counter(_ name: String, direction: String? = nil, reason: String? = nil) -> Int {
+        let extra = direction.map { ",direction=\"\($0)\"" } ?? reason.map { ",reason=\"\($0)\"" } ?? ""
+        let prefix = "\(name){proxy=\"\(label)\"\(extra)} "
         return exposition.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? -1
     }
 
@@ -191,13 +201,15 @@ final class RawRedisConnection: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if n == 0 { return (true, received) }
+            // A close with bytes of ours unread is a reset.
+            if n == 0 || (n < 0 && errno == ECONNRESET) { return (true, received) }
             if n < 0 { return (false, received) }
             received += chunk[0..<n]
         }
     }
 
-    /// One RESP2 reply at the start of `bytes` as text (arrays joined by spaces), and its length.
+    /// One reply at the start of `bytes` as text (arrays, pushes and maps joined by spaces), and
+    /// its length.
     static func parse(_ bytes: [UInt8]) -> (String, Int)? {
         guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")), newline > 0 else { return nil }
         let line = String(decoding: bytes[1..<(newline - 1)], as: UTF8.self)
@@ -207,11 +219,11 @@ final class RawRedisConnection: @unchecked Sendable {
             if length < 0 { return ("(nil)", newline + 1) }
             guard bytes.count >= newline + 1 + length + 2 else { return nil }
             return (String(decoding: bytes[(newline + 1)..<(newline + 1 + length)], as: UTF8.self), newline + 1 + length + 2)
-        case UInt8(ascii: "*"):
+        case UInt8(ascii: "*"), UInt8(ascii: ">"), UInt8(ascii: "%"):
             guard let count = Int(line) else { return nil }
             var offset = newline + 1
             var parts: [String] = []
-            for _ in 0..<max(count, 0) {
+            for _ in 0..<max(count, 0) * (bytes[0] == UInt8(ascii: "%") ? 2 : 1) {
                 guard let (part, length) = parse(Array(bytes[offset...])) else { return nil }
                 parts.append(part)
                 offset += length
@@ -521,12 +533,247 @@ struct RedisProxyTests {
             await fixture.stop()
         }
     }
+
+    @Test("UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE outside subscribe mode (pushes only in RESP3, one reply per channel in RESP2) close the connection at the re-auth point; no injected reply reaches the client")
+    func unsubscribeOutsideSubscribeMode() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-unsub", reauthBefore: .seconds(2))
+        try await withCleanup {
+            let resp3 = try RawRedisConnection(path: fixture.socketPath)
+            resp3.send([["HELLO", "3"]])
+            #expect(await resp3.replies(1).replies.first?.contains("proto :3") == true)
+            resp3.send([["UNSUBSCRIBE"], ["PUNSUBSCRIBE", "p"], ["SUNSUBSCRIBE"]])
+            #expect(await resp3.replies(3).replies == ["unsubscribe _ :0", "punsubscribe p :0", "sunsubscribe _ :0"])
+            let resp2 = try RawRedisConnection(path: fixture.socketPath)
+            resp2.send([["UNSUBSCRIBE", "a", "b"], ["PING"]])
+            #expect(await resp2.replies(3).replies == ["unsubscribe a :0", "unsubscribe b :0", "+PONG"])
+            // At the re-auth point each is closed, not sent an AUTH whose +OK it would read.
+            for connection in [resp3, resp2] {
+                let end = await connection.readsEndOfFile()
+                #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            }
+            #expect(fixture.counter("credagent_proxy_forced_reconnects_total") == 2, "\(fixture.exposition)")
+            #expect(fixture.counter("credagent_proxy_auth_failures_total") == 0)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("AUTH with a password alone or a user and password is answered +OK; other counts get Redis' errors")
+    func authArity() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-arity")
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["AUTH", "guess"], ["AUTH", "someone", "guess"], ["AUTH", "a", "b", "c"], ["AUTH"], ["ACL", "WHOAMI"]])
+            let replies = await connection.replies(5).replies
+            #expect(replies == ["+OK", "+OK", "-ERR syntax error", "-ERR wrong number of arguments for 'auth' command", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A refused token or a missing one reaches the client as the documented error, not as a bare close")
+    func refusalsReachTheClient() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-refused")
+        try await withCleanup {
+            _ = try await RedisPeer.admin("ACL SETUSER \(fixture.user) off")
+            let rejected = try await fixture.cli(["PING"])
+            #expect(rejected.stdout.contains("credagent proxy for redis-proxy-refused: the database rejected the credential's token: WRONGPASS"),
+                    "\(rejected.stdout) \(rejected.stderr)")
+            #expect(fixture.counter("credagent_proxy_connections_rejected_total", reason: "token_rejected") == 1, "\(fixture.exposition)")
+            fixture.withholdToken(true)
+            let missing = try await fixture.cli(["PING"])
+            #expect(missing.stdout.contains("credagent proxy for redis-proxy-refused: the credential has no valid token yet"),
+                    "\(missing.stdout) \(missing.stderr)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("XREAD ... BLOCK is seen as blocking after any number of options: the connection is closed after the grace, not re-authenticated behind it")
+    func blockingStreamReadAfterManyOptions() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-xread", reauthBefore: .seconds(2))
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["XREAD", "COUNT", "1", "COUNT", "1", "COUNT", "1", "COUNT", "1", "BLOCK", "0", "STREAMS", "s-\(fixture.user)", "$"]])
+            let end = await connection.readsEndOfFile()
+            #expect(end.closed && end.bytes.isEmpty, "\(end)")
+            #expect(fixture.counter("credagent_proxy_forced_reconnects_total") == 1, "\(fixture.exposition)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("Inline commands with quotes, NUL or whitespace other than spaces and tabs are refused, not misread; the connection carries on")
+    func inlineCommandsRedisWouldReadOtherwise() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-inline")
+        try await withCleanup {
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            // Redis reads "RESET" and \vRESET as RESET (which logs the connection out) and 'AUTH'
+            // as AUTH (which would reach the server).
+            connection.sendRaw("\"RESET\"\r\n\u{0B}RESET\r\n'AUTH' someone guess\r\nPING\r\n")
+            connection.send([["ACL", "WHOAMI"]])
+            let replies = await connection.replies(5).replies
+            #expect(replies.count == 5, "\(replies)")
+            for refused in replies.prefix(3) {
+                #expect(refused.hasPrefix("-ERR credagent proxy for redis-proxy-inline: ") && refused.contains("RESP array"), "\(refused)")
+            }
+            #expect(Array(replies.suffix(2)) == ["+PONG", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A client that floods AUTH and never reads: the proxy stops reading it, holds a bounded amount, and answers every AUTH once it reads; others carry on")
+    func floodingClientThatNeverReads() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-flood")
+        try await withCleanup {
+            let chunk = Array(String(repeating: "AUTH a b\r\n", count: 6_000).utf8)
+            let flooding = try RawRedisConnection(path: fixture.socketPath)
+            let written = await flooding.flood(chunk, total: 16 * 1024 * 1024, stall: 3)
+            // Kernel socket buffers and the proxy's watermark: a megabyte or so. Without
+            // backpressure the proxy reads all 16 MB, each AUTH's answer held for the client.
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes from a client that reads nothing")
+            #expect(fixture.counter("credagent_proxy_bytes_total", direction: "client_to_server") < 4 * 1024 * 1024, "\(fixture.exposition)")
+            let other = try RawRedisConnection(path: fixture.socketPath)
+            other.send([["PING"]])
+            #expect(await other.replies(1).replies == ["+PONG"])
+            // Once the client reads, it gets one +OK per whole AUTH it sent.
+            let expected = Array(String(repeating: "+OK\r\n", count: written / 10).utf8)
+            let answers = await flooding.receive(expected.count)
+            #expect(answers.count == expected.count)
+            #expect(firstDifference(answers, expected) == nil)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("After a protocol error whose answer waits behind a blocking command, the proxy reads nothing more of the client")
+    func protocolErrorBehindABlockingCommand() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-broken")
+        try await withCleanup {
+            let key = "broken-\(fixture.user)"
+            let broken = try RawRedisConnection(path: fixture.socketPath)
+            broken.send([["BLPOP", key, "0"]])
+            broken.sendRaw("*abc\r\n")
+            let written = await broken.flood(Array(String(repeating: "PING\r\n", count: 10_000).utf8), total: 16 * 1024 * 1024, stall: 3)
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes after a protocol error")
+            _ = try await RedisPeer.admin("LPUSH \(key) v")
+            let answer = await broken.replies(2)
+            #expect(answer.replies == ["\(key) v", "-ERR Protocol error: invalid multibulk length"], "\(answer.replies)")
+            #expect(await broken.readsEndOfFile().closed)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("Local answers behind a blocking command are bounded: the proxy stops reading the client until they can be written")
+    func localAnswersBehindABlockingCommand() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-queue")
+        try await withCleanup {
+            let key = "queue-\(fixture.user)"
+            let blocked = try RawRedisConnection(path: fixture.socketPath)
+            blocked.send([["BLPOP", key, "0"]])
+            let chunk = Array(String(repeating: "AUTH a b\r\n", count: 6_000).utf8)
+            let written = await blocked.flood(chunk, total: 16 * 1024 * 1024, stall: 3)
+            #expect(written < 4 * 1024 * 1024, "the proxy read \(written) bytes it could not answer yet")
+            let other = try RawRedisConnection(path: fixture.socketPath)
+            other.send([["PING"]])
+            #expect(await other.replies(1).replies == ["+PONG"])
+            // The blocking command's reply, then every AUTH's answer in order.
+            _ = try await RedisPeer.admin("LPUSH \(key) v")
+            let popped = "*2\r\n$\(key.utf8.count)\r\n\(key)\r\n$1\r\nv\r\n"
+            let expected = Array((popped + String(repeating: "+OK\r\n", count: written / 10)).utf8)
+            let received = await blocked.receive(expected.count)
+            #expect(received.count == expected.count)
+            #expect(firstDifference(received, expected) == nil)
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("AUTH inside MULTI is queued like any command; HELLO's options are read as Redis reads them")
+    func authInTransactionAndHelloOptions() async throws {
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-hello")
+        try await withCleanup {
+            let key = "tx-\(fixture.user)"
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["MULTI"], ["AUTH", "someone", "guess"], ["SET", key, "1"], ["EXEC"], ["ACL", "WHOAMI"]])
+            #expect(await connection.replies(5).replies == ["+OK", "+QUEUED", "+QUEUED", "+OK +OK", fixture.user])
+            // A wrong AUTH in a transaction aborts it, as Redis would.
+            connection.send([["MULTI"], ["AUTH"], ["SET", key, "2"], ["EXEC"], ["GET", key]])
+            let aborted = await connection.replies(5).replies
+            #expect(aborted.count == 5 && aborted[1] == "-ERR wrong number of arguments for 'auth' command"
+                    && aborted[3].hasPrefix("-EXECABORT") && aborted[4] == "1", "\(aborted)")
+            connection.send([["MULTI"], ["AUTH", "a", "b", "c"], ["EXEC"]])
+            #expect(await connection.replies(3).replies == ["+OK", "+QUEUED", "-ERR syntax error"])
+            // With no token to queue in its place, the connection is closed and the server
+            // discards the transaction: nothing after the AUTH reaches it.
+            let tokenless = try RawRedisConnection(path: fixture.socketPath)
+            tokenless.send([["PING"]])
+            #expect(await tokenless.replies(1).replies == ["+PONG"])
+            fixture.withholdToken(true)
+            tokenless.send([["MULTI"], ["SET", key, "3"], ["AUTH", "someone", "guess"], ["EXEC"]])
+            let refused = await tokenless.replies(4)
+            #expect(Array(refused.replies.prefix(2)) == ["+OK", "+QUEUED"] && refused.replies.count == 3 && refused.closed
+                    && refused.replies[2].hasPrefix("-ERR credagent proxy for redis-proxy-hello: the credential has no valid token yet"),
+                    "\(refused)")
+            #expect(try await RedisPeer.admin("GET \(key)").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            fixture.withholdToken(false)
+            // SETNAME's value may be the word auth; AUTH needs a user and a password.
+            connection.send([["HELLO", "2", "SETNAME", "auth"], ["CLIENT", "GETNAME"], ["HELLO", "2", "AUTH", "onlyuser"]])
+            let hello = await connection.replies(3).replies
+            #expect(hello.count == 3 && hello[0].contains("proto :2") && hello[1] == "auth"
+                    && hello[2] == "-ERR Syntax error in HELLO option 'AUTH'", "\(hello)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+}
+
+/// Where `received` first differs from `expected` and the bytes there, or nil when they are equal
+/// (a test's expectation on megabytes compares without diffing them).
+private func firstDifference(_ received: [UInt8], _ expected: [UInt8]) -> String? {
+    guard received != expected else { return nil }
+    let index = zip(received, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(received.count, expected.count)
+    func excerpt(_ bytes: [UInt8]) -> String { String(decoding: bytes[index..<min(bytes.count, index + 40)], as: UTF8.self).debugDescription }
+    return "at byte \(index) of \(expected.count): \(excerpt(received)) instead of \(excerpt(expected))"
 }
 
 extension RawRedisConnection {
     func sendRaw(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    }
+
+    /// Writes `chunk` over and over, never reading, until `total` bytes are written or one write
+    /// waits `stall` seconds (the proxy stopped reading); returns the bytes written.
+    func flood(_ chunk: [UInt8], total: Int, stall: Int) async -> Int {
+        await Self.offThePool {
+            var timeout = timeval(tv_sec: stall, tv_usec: 0)
+            setsockopt(self.descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var written = 0
+            while written < total {
+                let offset = written % chunk.count
+                let count = chunk[offset...].withUnsafeBytes { write(self.descriptor, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                written += count
+            }
+            return written
+        }
+    }
+
+    /// The next `count` bytes (fewer when the connection ends or a read times out).
+    func receive(_ count: Int) async -> [UInt8] {
+        await Self.offThePool {
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while received.count < count {
+                let n = chunk.withUnsafeMutableBytes { read(self.descriptor, $0.baseAddress, min($0.count, count - received.count)) }
+                guard n > 0 else { break }
+                received += chunk[0..<n]
+            }
+            return received
+        }
     }
 }
 

@@ -5,11 +5,13 @@ import NIOCore
 struct RESPCommand: Equatable {
     /// The first argument, upper-cased; empty when it is longer than the proxy looks at.
     var name: String
-    /// Every argument after the name for an intercepted command; for a few others (`CLIENT`,
-    /// `XREAD`, `XREADGROUP`) the short ones among the first eight; otherwise empty.
+    /// Every argument after the name for an intercepted command; for `CLIENT` the first 16 bytes
+    /// of its first two; otherwise empty.
     var arguments: [[UInt8]]
     /// Whether the command's bytes were held back (not forwarded): the proxy answers or rewrites it.
     var intercepted: Bool
+    /// For `XREAD` and `XREADGROUP`: whether the `BLOCK` option is among its options.
+    var blocks = false
 }
 
 /// A set of command names (upper-cased) that answers most lookups without hashing: a name of a
@@ -43,6 +45,9 @@ enum RESPRequestEvent: Equatable {
     /// A command ended here. Its bytes, unless intercepted, are forwardable
     /// (``RESPRequestScanner/takeForwardable()``).
     case command(RESPCommand)
+    /// An inline command the proxy could read otherwise than Redis does ended here; its bytes were
+    /// dropped, and the message says why (the connection may carry on).
+    case refused(String)
     /// The client broke the protocol; the message is Redis' own wording for the same fault.
     case protocolError(String)
 }
@@ -55,6 +60,12 @@ enum RESPRequestEvent: Equatable {
 /// bytes of intercepted commands (`AUTH`, `HELLO`) are held until the command ends and then
 /// dropped, the proxy answering or rewriting them. Limits follow Redis: a bulk of at most 512 MB,
 /// an inline command or an intercepted command of at most 64 KB.
+///
+/// The proxy must read a command as Redis will. Redis compares a name or keyword with
+/// `strcasecmp`, which ends at a NUL byte, so a name holding one is a protocol error here; and it
+/// splits an inline command with `sdssplitargs`, which honours quotes and more whitespace than
+/// spaces and tabs, so an inline command holding a quote, a NUL, CR, VT or FF is refused: what is
+/// left splits the same way on spaces and tabs.
 struct RESPRequestScanner {
     static let maxBulkLength = 512 * 1024 * 1024
     static let maxMultiBulkLength = 1024 * 1024 * 1024
@@ -106,22 +117,29 @@ struct RESPRequestScanner {
     private var bufferChanges = 0
     private var argumentsLeft = 0
     private var argumentIndex = 0
-    /// Bytes of the current argument kept (name, or arguments of interest).
+    /// Bytes of the current argument kept (name, or arguments of interest), at most `keptLength`.
     private var current: [UInt8] = []
-    private var keepCurrent = false
+    private var keptLength = 0
     private var name = ""
     private var arguments: [[UInt8]] = []
     private var interesting = ArgumentInterest.none
+    private var streamOptions = StreamReadOptions()
     /// Where the current command started (an offset like `parsed`).
     private var commandStart = 0
 
+    /// What the scanner keeps of a command's arguments after its name.
     private enum ArgumentInterest {
         case none
-        /// Every argument (intercepted commands).
+        /// Every argument, whole (intercepted commands).
         case all
-        /// Arguments of at most 16 bytes among the first eight.
-        case shortLeading
+        /// The first 16 bytes of each of the first two (`CLIENT REPLY OFF`).
+        case leading
+        /// The first 16 bytes of each option, read as they come (`XREAD ... BLOCK`).
+        case streamOptions
     }
+
+    /// Of an argument kept in part, as many bytes as any keyword the proxy reads needs, and more.
+    private static let keywordPrefixLength = 16
 
     init(interceptedNames: Set<String>) {
         self.interceptedNames = CommandNames(interceptedNames)
@@ -214,8 +232,9 @@ struct RESPRequestScanner {
                 if let event = lengthDone(next) { return .finished(event) }
             case let .bulkBody(remaining):
                 let take = min(bytes.count - parsed, remaining)
-                if keepCurrent, take > 0 {
-                    current.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[parsed..<(parsed + take)]))
+                let kept = min(take, keptLength - current.count)
+                if kept > 0 {
+                    current.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[parsed..<(parsed + kept)]))
                 }
                 parsed += take
                 state = remaining - take == 0 ? .bulkEnd(seen: 0) : .bulkBody(remaining: remaining - take)
@@ -327,12 +346,7 @@ struct RESPRequestScanner {
             interesting = .none
             state = .bulkHeader
         case let .bulk(length):
-            keepCurrent = switch interesting {
-            case _ where argumentIndex == 0: length <= Self.maxNameLength
-            case .all: true
-            case .shortLeading: argumentIndex < 8 && length <= 16
-            case .none: false
-            }
+            keptLength = keptLengthOfCurrentArgument
             current.removeAll(keepingCapacity: true)
             if interesting == .all, parsed - commandStart + length > Self.maxInlineLength {
                 return fail("\(name) command too long")
@@ -344,14 +358,11 @@ struct RESPRequestScanner {
 
     private mutating func argumentDone() -> RESPRequestEvent? {
         if argumentIndex == 0 {
-            name = keepCurrent ? Self.asciiUppercased(current) : ""
-            if interceptedNames.contains(name) {
-                interesting = .all
-            } else {
-                interesting = Self.namesWithLeadingArguments.contains(name) ? .shortLeading : .none
-            }
-        } else if keepCurrent {
-            arguments.append(current)
+            // Redis would look the name up as far as its NUL, maybe as another command's.
+            if current.contains(0) { return fail("a NUL byte in a command name") }
+            nameRead(current.count <= Self.maxNameLength ? current : [])
+        } else {
+            argumentRead(current, following: argumentsLeft - 1)
         }
         if interesting != .all {
             forwardable = parsed
@@ -368,13 +379,60 @@ struct RESPRequestScanner {
 
     private mutating func commandDone() -> RESPRequestEvent {
         state = .start
-        let command = RESPCommand(name: name, arguments: arguments, intercepted: interesting == .all)
+        let command = RESPCommand(name: name, arguments: arguments, intercepted: interesting == .all,
+                                  blocks: interesting == .streamOptions && streamOptions.blocks)
         if command.intercepted { removeCommandBytes() }
         argumentIndex = 0
         interesting = .none
         forwardingCommand = false
         arguments = []
         return .command(command)
+    }
+
+    // MARK: Names and arguments
+
+    /// The command's name is `bytes` (empty when longer than the proxy looks at): what of its
+    /// arguments to keep follows from it.
+    private mutating func nameRead(_ bytes: some Collection<UInt8>) {
+        name = Self.asciiUppercased(bytes)
+        if interceptedNames.contains(name) {
+            interesting = .all
+        } else if Self.namesWithLeadingArguments.contains(name) {
+            interesting = .leading
+        } else if Self.streamReadNames.contains(name) {
+            interesting = .streamOptions
+            streamOptions = StreamReadOptions()
+        } else {
+            interesting = .none
+        }
+    }
+
+    /// How many bytes of the argument at `argumentIndex` to keep.
+    private var keptLengthOfCurrentArgument: Int {
+        switch interesting {
+        case _ where argumentIndex == 0: Self.maxNameLength + 1
+        case .all: Int.max
+        case .leading: argumentIndex <= 2 ? Self.keywordPrefixLength : 0
+        case .streamOptions: streamOptions.ended ? 0 : Self.keywordPrefixLength
+        case .none: 0
+        }
+    }
+
+    /// The argument at `argumentIndex` (after the name) is `bytes`, as many as kept; `following`
+    /// arguments come after it.
+    private mutating func argumentRead(_ bytes: [UInt8], following: Int) {
+        switch interesting {
+        case .all: arguments.append(bytes)
+        case .leading where argumentIndex <= 2: arguments.append(bytes)
+        case .streamOptions: streamOptions.read(bytes, following: following)
+        case .leading, .none: break
+        }
+    }
+
+    /// An argument as Redis compares it with a keyword (`strcasecmp`): up to its first NUL byte,
+    /// upper-cased.
+    static func keyword(_ bytes: [UInt8]) -> String {
+        asciiUppercased(bytes.prefix { $0 != 0 })
     }
 
     // MARK: Inline commands
@@ -391,7 +449,13 @@ struct RESPRequestScanner {
         if line.last == UInt8(ascii: "\r") { line.removeLast() }
         let lineLength = newline - lineStart + 1
         parsed += lineLength
-        let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }).map(Array.init)
+        if line.contains(where: Self.refusedInInline.contains) {
+            removeCommandBytes()
+            state = .start
+            return .finished(.refused("an inline command may not hold quotes, NUL bytes or whitespace other than spaces and tabs; "
+                                      + "send it as a RESP array"))
+        }
+        let words = line.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
         guard let first = words.first else {
             // An empty line: Redis ignores it (dropped as an empty command is), and the commands
             // after it are read on.
@@ -399,22 +463,29 @@ struct RESPRequestScanner {
             state = .start
             return .bufferChanged
         }
-        name = first.count <= Self.maxNameLength ? Self.asciiUppercased(first) : ""
-        interesting = interceptedNames.contains(name) ? .all : .none
-        arguments = Array(words.dropFirst())
-        if interesting != .all {
-            forwardable = parsed
-            if !Self.namesWithLeadingArguments.contains(name) { arguments = [] }
+        nameRead(first.count <= Self.maxNameLength ? first : [])
+        if interesting != .none {
+            for (index, word) in words.enumerated().dropFirst() {
+                argumentIndex = index
+                argumentRead(Array(word.prefix(keptLengthOfCurrentArgument)), following: words.count - index - 1)
+            }
         }
+        if interesting != .all { forwardable = parsed }
         return .finished(commandDone())
     }
 
-    /// Commands whose first few short arguments the proxy reads (`CLIENT REPLY`, `XREAD BLOCK`).
-    private static let namesWithLeadingArguments: CommandNames = ["CLIENT", "XREAD", "XREADGROUP"]
+    /// Bytes `sdssplitargs` reads otherwise than as a word's or as a space: quotes, NUL (the end
+    /// of the line to it), and the whitespace besides space and tab (CR, VT, FF; LF ends the line).
+    private static let refusedInInline: Set<UInt8> = [0, 0x0B, 0x0C, UInt8(ascii: "\r"), UInt8(ascii: "\""), UInt8(ascii: "'")]
+
+    /// Commands whose first two arguments the proxy reads (`CLIENT REPLY`).
+    private static let namesWithLeadingArguments: CommandNames = ["CLIENT"]
+    /// Commands whose options the proxy reads (`BLOCK`).
+    private static let streamReadNames: CommandNames = ["XREAD", "XREADGROUP"]
 
     /// A command name upper-cased byte by byte (Redis' names are ASCII): every command passes
     /// here, and Unicode case mapping is far slower.
-    static func asciiUppercased(_ bytes: [UInt8]) -> String {
+    static func asciiUppercased(_ bytes: some Collection<UInt8>) -> String {
         String(unsafeUninitializedCapacity: bytes.count) { buffer in
             for (index, byte) in bytes.enumerated() {
                 buffer[index] = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) ? byte - 0x20 : byte
@@ -430,5 +501,34 @@ struct RESPRequestScanner {
 
     private static func printable(_ byte: UInt8) -> String {
         (0x21...0x7e).contains(byte) ? String(UnicodeScalar(byte)) : "\\x" + String(byte, radix: 16)
+    }
+}
+
+/// `XREAD`'s and `XREADGROUP`'s options read as Redis reads them, one argument at a time: each
+/// option's values are skipped, and the options end at `STREAMS` (or at an argument that is no
+/// option, which Redis refuses at once). Whether `BLOCK` was among them: however many options
+/// come before it, Redis takes it.
+struct StreamReadOptions {
+    private(set) var blocks = false
+    /// No option follows: the rest of the command is streams and IDs.
+    private(set) var ended = false
+    private var valuesToSkip = 0
+
+    /// Reads the next argument (its first bytes at least), with `following` arguments after it.
+    mutating func read(_ argument: [UInt8], following: Int) {
+        guard !ended else { return }
+        guard valuesToSkip == 0 else {
+            valuesToSkip -= 1
+            return
+        }
+        switch RESPRequestScanner.keyword(argument) {
+        case "BLOCK" where following >= 1:
+            blocks = true
+            valuesToSkip = 1
+        case "COUNT" where following >= 1: valuesToSkip = 1
+        case "GROUP" where following >= 2: valuesToSkip = 2
+        case "NOACK": break
+        default: ended = true
+        }
     }
 }

@@ -10,15 +10,16 @@ import NIOCore
 /// reach the client and pipelined replies keep their order.
 ///
 /// Authentication: `AUTH user token` goes upstream before the client's first command (and after a
-/// `RESET`); the client's own `AUTH` is answered `+OK` locally, and `HELLO` is forwarded without its
-/// `AUTH` part. Once the last AUTH is `reauth_before` old (or its token is a minute from expiry) a
-/// fresh `AUTH` is injected at the next request boundary outside `MULTI`, with no blocking command
-/// outstanding; a connection in subscribe mode, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose replies
-/// cannot be counted), or one still in a transaction or blocked after the grace, is closed at a
-/// reply boundary instead, and the client reconnects.
+/// `RESET`); the client's own `AUTH` is answered `+OK` locally (inside `MULTI` the credential's own
+/// is queued in its place), and `HELLO` is forwarded without its `AUTH` part. Once the last AUTH
+/// is `reauth_before` old (or its token is a minute from expiry) a fresh `AUTH` is injected at the
+/// next request boundary outside `MULTI`, with no blocking command outstanding; a connection in
+/// subscribe mode, after an unsubscribe command, `MONITOR` or `CLIENT REPLY OFF|SKIP` (whose
+/// replies cannot be counted), or one still in a transaction or blocked after the grace, is closed
+/// at a reply boundary instead, and the client reconnects.
 ///
-/// The session is the handler of the client's channel: it reads the client only while relaying
-/// and while the server's side can take more.
+/// The session is the handler of the client's channel: it reads the client only while relaying,
+/// while both channels can take more, and while few of its requests wait for a local answer.
 final class RedisSession: ClientSession {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -45,7 +46,15 @@ final class RedisSession: ClientSession {
     private static let blockingNames: CommandNames = [
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
-    private static let subscribeNames: CommandNames = ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
+    /// Commands after which replies cannot be counted: subscribe mode, `MONITOR`, and the
+    /// unsubscribe commands, which outside subscribe mode Redis answers with pushes alone in RESP3
+    /// and with one reply per channel in RESP2.
+    private static let untrackedNames: CommandNames = [
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+    ]
+    /// Local answers the queue may hold; at this many the client is not read (each of its requests
+    /// could add one) until they are written.
+    private static let maxQueuedLocalAnswers = 1024
 
     let proxy: RedisProxy
     private let refusal: ProxyRefusal?
@@ -55,8 +64,14 @@ final class RedisSession: ClientSession {
     private var requests = RESPRequestScanner(interceptedNames: ["AUTH", "HELLO"])
     private var replies = RESPReplyScanner()
     private var expected = CircularBuffer<Expected>()
+    /// The `.local` entries in `expected`.
+    private var queuedLocalAnswers = 0
+    /// A local answer that ends the session is queued: nothing more of the client is read or
+    /// handled.
+    private var closingAnswerQueued = false
     private var inTransaction = false
-    /// Replies can no longer be counted (subscribe mode, MONITOR, CLIENT REPLY OFF or SKIP).
+    /// Replies can no longer be counted (subscribe mode, an unsubscribe command, MONITOR, CLIENT
+    /// REPLY OFF or SKIP).
     private var untracked = false
     private var blockingOutstanding = 0
     private var reauthPending = false
@@ -96,9 +111,24 @@ final class RedisSession: ClientSession {
         }
     }
 
-    /// Whether the client may be read: only while relaying and the server takes more.
-    var clientMayRead: Bool { phase == .relaying && (upstream?.channel.isWritable ?? false) }
+    /// Whether the client may be read: only while relaying, both channels take more (the client's
+    /// own takes its local answers) and the queue has room for local answers, none of which ends
+    /// the session.
+    var clientMayRead: Bool {
+        phase == .relaying && (upstream?.channel.isWritable ?? false) && (client?.channel.isWritable ?? false)
+            && queuedLocalAnswers < Self.maxQueuedLocalAnswers && !closingAnswerQueued
+    }
     var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
+
+    /// The client's channel takes more again: the server's replies and the client itself may be
+    /// read (each only if it may).
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            upstream?.channel.read()
+            context.channel.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closed()
@@ -157,15 +187,17 @@ final class RedisSession: ClientSession {
     }
 
     func serverFailed(_ reason: String) {
-        if phase == .connecting {
-            refuse(.upstreamUnreachable(credential: name, reason: reason))
-        } else {
-            closed()
+        switch phase {
+        case .connecting: refuse(.upstreamUnreachable(credential: name, reason: reason))
+        case .waitingForClient, .relaying: closed()
+        // Ending already; a refusal's answer may still be on its way to the client.
+        case .closing: break
         }
     }
 
     func serverRead(_ bytes: ByteBuffer) {
         guard phase == .relaying, let client else { return }
+        let heldByLocalAnswers = queuedLocalAnswers >= Self.maxQueuedLocalAnswers
         var written = false
         var rangeStart = bytes.readerIndex
         var index = bytes.readerIndex
@@ -218,6 +250,11 @@ final class RedisSession: ClientSession {
         }
         emit(upTo: index)
         if written { client.flush() }
+        if heldByLocalAnswers, queuedLocalAnswers < Self.maxQueuedLocalAnswers, phase == .relaying {
+            // The requests read before the queue filled, then the client's next bytes.
+            processRequests()
+            client.channel.read()
+        }
     }
 
     /// Whether the message being relayed is a RESP3 push (out of band: it answers no request).
@@ -262,19 +299,29 @@ final class RedisSession: ClientSession {
 
     // MARK: Requests
 
+    /// Handles the client's buffered commands. It stops at an answer that ends the session, and
+    /// while the queue holds its most local answers and none can be written yet (they wait for a
+    /// reply; ``serverRead(_:)`` goes on).
     private func processRequests() {
-        while phase == .relaying, let event = requests.next() {
+        while !closingAnswerQueued, roomForLocalAnswer(), phase == .relaying, let event = requests.next() {
             switch event {
             case let .command(command):
                 handle(command)
+            case let .refused(reason):
+                answerLocally("-ERR credagent proxy for \(name): \(reason)\r\n", thenClose: false)
             case let .protocolError(message):
-                forwardRequests()
                 answerLocally("-ERR \(message)\r\n", thenClose: true)
-                return
             }
         }
         forwardRequests()
         upstream?.flush()
+        writeLocalAnswers()
+    }
+
+    /// Whether the queue can take another local answer, once those whose turn has come are written.
+    private func roomForLocalAnswer() -> Bool {
+        if queuedLocalAnswers >= Self.maxQueuedLocalAnswers { writeLocalAnswers() }
+        return queuedLocalAnswers < Self.maxQueuedLocalAnswers
     }
 
     private func forwardRequests() {
@@ -284,8 +331,7 @@ final class RedisSession: ClientSession {
     private func handle(_ command: RESPCommand) {
         switch command.name {
         case "AUTH":
-            answerLocally((2...3).contains(command.arguments.count) ? "+OK\r\n"
-                          : "-ERR wrong number of arguments for 'auth' command\r\n", thenClose: false)
+            clientAuth(command.arguments)
         case "HELLO":
             forwardRequests()
             upstream?.write(NIOAny(Self.encode(Self.helloWithoutAuth(command.arguments))), promise: nil)
@@ -307,15 +353,12 @@ final class RedisSession: ClientSession {
             // RESET logs the connection out: log in again right behind it.
             forwardRequests()
             _ = injectAuth(initial: false)
-        case _ where Self.subscribeNames.contains(command.name):
+        case _ where Self.untrackedNames.contains(command.name):
             untracked = true
-        case "CLIENT" where command.arguments.count >= 2 && String(decoding: command.arguments[0], as: UTF8.self).uppercased() == "REPLY"
-            && String(decoding: command.arguments[1], as: UTF8.self).uppercased() != "ON":
+        case "CLIENT" where command.arguments.count >= 2 && RESPRequestScanner.keyword(command.arguments[0]) == "REPLY"
+            && RESPRequestScanner.keyword(command.arguments[1]) != "ON":
             untracked = true
-        case _ where ["XREAD", "XREADGROUP"].contains(command.name) && command.arguments.contains { String(decoding: $0, as: UTF8.self).uppercased() == "BLOCK" }:
-            expect(.blocking)
-            blockingOutstanding += 1
-        case _ where Self.blockingNames.contains(command.name):
+        case _ where command.blocks || Self.blockingNames.contains(command.name):
             expect(.blocking)
             blockingOutstanding += 1
         default:
@@ -335,23 +378,53 @@ final class RedisSession: ClientSession {
         }
     }
 
+    /// Queues an answer the proxy makes itself, written when its turn comes
+    /// (``writeLocalAnswers()``).
     private func answerLocally(_ text: String, thenClose: Bool) {
-        var answer = ByteBuffer()
-        answer.writeString(text)
-        expected.append(.local(answer, thenClose: thenClose))
-        writeLocalAnswers()
+        expected.append(.local(ByteBuffer(string: text), thenClose: thenClose))
+        queuedLocalAnswers += 1
+        closingAnswerQueued = closingAnswerQueued || thenClose
     }
 
-    /// Writes local answers that have reached the head of the queue.
+    /// Writes the local answers that have reached the head of the queue, with one flush.
     private func writeLocalAnswers() {
-        while case let .local(answer, thenClose)? = expected.first, replies.atMessageStart {
+        guard case .local? = expected.first, replies.atMessageStart, let client else { return }
+        while case let .local(answer, thenClose)? = expected.first {
             expected.removeFirst()
-            client?.writeAndFlush(NIOAny(answer), promise: nil)
+            queuedLocalAnswers -= 1
+            client.write(NIOAny(answer), promise: nil)
             if thenClose {
+                client.flush()
                 closed()
                 return
             }
         }
+        client.flush()
+    }
+
+    /// The client's own `AUTH`: the connection stays the credential's user. Outside a transaction
+    /// it is answered `+OK` (or with Redis' error for a wrong number of arguments). Inside one,
+    /// Redis would queue it and answer it in `EXEC`'s array, so a command is queued in its place:
+    /// the credential's own `AUTH`, or for a wrong number of arguments the client's with its
+    /// arguments emptied, which Redis refuses as it would have refused the client's.
+    private func clientAuth(_ arguments: [[UInt8]]) {
+        let valid = (1...2).contains(arguments.count)
+        guard inTransaction else {
+            return answerLocally(valid ? "+OK\r\n" : arguments.isEmpty ? "-ERR wrong number of arguments for 'auth' command\r\n"
+                                 : "-ERR syntax error\r\n", thenClose: false)
+        }
+        guard valid else {
+            forwardRequests()
+            upstream?.write(NIOAny(Self.encode([Array("AUTH".utf8)] + arguments.map { _ in [] })), promise: nil)
+            return expect(.forward(1))
+        }
+        guard let current = proxy.credential() else {
+            // The server discards the unfinished transaction with the connection.
+            return answerLocally("-ERR \(ProxyRefusal.noCredential(credential: name).message)\r\n", thenClose: true)
+        }
+        forwardRequests()
+        upstream?.write(NIOAny(Self.encodeAuth(current.credential)), promise: nil)
+        expect(.forward(1))
     }
 
     // MARK: Authentication
@@ -369,9 +442,7 @@ final class RedisSession: ClientSession {
             }
             return false
         }
-        let credential = current.credential
-        upstream?.write(NIOAny(Self.encode([Array("AUTH".utf8), Array(credential.username.utf8),
-                                          Array(credential.password.reveal().utf8)])), promise: nil)
+        upstream?.write(NIOAny(Self.encodeAuth(current.credential)), promise: nil)
         upstream?.flush()
         expected.append(.injectedAuth(initial: initial, expiresAt: current.expiresAt))
         reauthPending = false
@@ -380,16 +451,14 @@ final class RedisSession: ClientSession {
     }
 
     private func authAnswered(initial: Bool, expiresAt: Date?) {
-        let answer = swallowed.getString(at: swallowed.readerIndex, length: swallowed.readableBytes) ?? ""
-        let ok = answer.hasPrefix("+OK")
-        let serverMessage = String(answer.dropFirst().prefix { $0 != "\r" })
-        if ok {
+        switch AuthReply(swallowed) {
+        case .ok:
             if !initial { proxy.metrics.reauthenticated() }
             refusedReauths = 0
             scheduleReauth(in: reauthDelay(expiresAt: expiresAt))
-        } else if initial {
+        case let .error(serverMessage) where initial:
             refuse(.tokenRejected(credential: name, serverMessage: serverMessage))
-        } else {
+        case let .error(serverMessage):
             proxy.metrics.reauthFailed()
             refusedReauths += 1
             if refusedReauths == 1 {
@@ -401,6 +470,13 @@ final class RedisSession: ClientSession {
                                      metadata: ["proxy": "\(name)", "error": "\(serverMessage)"])
                 scheduleCloseAtBoundary()
             }
+        case .unexpected where initial:
+            refuse(.upstreamProtocol(credential: name, reason: "the server answered AUTH with neither OK nor an error"))
+        case .unexpected:
+            // The replies are no longer counted right: nothing more may reach the client.
+            proxy.logger.warning("Redis answered an injected AUTH with neither OK nor an error; connection closed",
+                                 metadata: ["proxy": "\(name)"])
+            closed()
         }
     }
 
@@ -451,6 +527,9 @@ final class RedisSession: ClientSession {
 
     private func forceClose() {
         guard phase == .relaying else { return }
+        // Local answers due go out first (a protocol error's ends the session itself).
+        writeLocalAnswers()
+        guard phase == .relaying else { return }
         proxy.metrics.forcedReconnect()
         proxy.logger.info("Redis connection closed at a reply boundary to authenticate again on a new one",
                           metadata: ["proxy": "\(name)"])
@@ -465,7 +544,6 @@ final class RedisSession: ClientSession {
         guard phase != .closing, let client else { return }
         phase = .closing
         handshakeTimer?.cancel()
-        upstream?.close(promise: nil)
         proxy.metrics.rejected(refusal)
         proxy.logger.log(level: refusal.metricReason == "peer_not_allowed" || refusal.metricReason == "too_many_connections" ? .debug : .warning,
                          "proxy connection refused",
@@ -473,9 +551,17 @@ final class RedisSession: ClientSession {
         var answer = ByteBuffer()
         answer.writeString("-ERR \(refusal.message.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "))\r\n")
         client.writeAndFlush(NIOAny(answer)).assumeIsolated().whenComplete { _ in client.close(promise: nil) }
+        // Closed once the answer is on its way: the upstream channel's end no longer ends the
+        // session (``serverFailed(_:)``), which would close the client first.
+        upstream?.close(promise: nil)
     }
 
     // MARK: Encoding
+
+    /// `AUTH user token`.
+    private static func encodeAuth(_ credential: ProxyCredential) -> ByteBuffer {
+        encode([Array("AUTH".utf8), Array(credential.username.utf8), Array(credential.password.reveal().utf8)])
+    }
 
     /// A command in RESP's multi-bulk form.
     static func encode(_ arguments: [[UInt8]]) -> ByteBuffer {
@@ -489,18 +575,48 @@ final class RedisSession: ClientSession {
         return buffer
     }
 
-    /// `HELLO [protover] [SETNAME name]` from the client's arguments with `AUTH user pass` left out.
+    /// `HELLO [protover] [SETNAME name]` from the client's arguments with `AUTH user pass` left out,
+    /// the options read as Redis reads them. An option Redis refuses (`AUTH` without a user and a
+    /// password, `SETNAME` without a name, an unknown one) goes as it came, the last argument:
+    /// Redis answers its syntax error and reads no further.
     static func helloWithoutAuth(_ arguments: [[UInt8]]) -> [[UInt8]] {
-        var result = [Array("HELLO".utf8)]
-        var index = 0
+        var result = [Array("HELLO".utf8)] + arguments.prefix(1)
+        var index = 1
         while index < arguments.count {
-            if String(decoding: arguments[index], as: UTF8.self).uppercased() == "AUTH", index > 0 {
+            let following = arguments.count - index - 1
+            switch RESPRequestScanner.keyword(arguments[index]) {
+            case "AUTH" where following >= 2:
                 index += 3
-                continue
+            case "SETNAME" where following >= 1:
+                result += arguments[index...(index + 1)]
+                index += 2
+            default:
+                result.append(arguments[index])
+                return result
             }
-            result.append(arguments[index])
-            index += 1
         }
         return result
+    }
+}
+
+/// What the server answered an AUTH the proxy sent, read from the reply's first bytes. Of an
+/// error only its first line is kept (cut at the first CR or LF byte, printable ASCII): the log
+/// and the client may see that much, never more of a reply.
+enum AuthReply: Equatable {
+    case ok
+    case error(String)
+    /// Neither: the replies are not counted right.
+    case unexpected
+
+    init(_ reply: ByteBuffer) {
+        let bytes = reply.readableBytesView
+        if bytes.starts(with: "+OK\r".utf8) {
+            self = .ok
+        } else if bytes.first == UInt8(ascii: "-") {
+            let line = bytes.dropFirst().prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+            self = .error(String(decoding: line.map { (0x20...0x7e).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self))
+        } else {
+            self = .unexpected
+        }
     }
 }

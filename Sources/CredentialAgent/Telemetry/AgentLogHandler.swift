@@ -73,21 +73,39 @@ public struct AgentLogHandler: LogHandler {
         }
     }
 
-    /// A bare word when safe, else a double-quoted string with `"` and `\` escaped.
+    /// A bare word when safe, else a double-quoted string with `"` and `\` escaped and every
+    /// control or line-breaking character written as an escape (`\n`, `\r`, `\t`, `\u2028`), so a
+    /// line stays one line. Read by Unicode scalars: a CR LF pair is one `Character`, equal to
+    /// neither "\r" nor "\n".
     static func logfmtValue(_ text: String) -> String {
-        let needsQuotes = text.isEmpty || text.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0 == "\\" || $0.isNewline }
-        guard needsQuotes else { return text }
+        guard text.isEmpty || text.unicodeScalars.contains(where: needsQuotes) else { return text }
         var escaped = "\""
-        for character in text {
-            switch character {
+        for scalar in text.unicodeScalars {
+            switch scalar {
             case "\"": escaped += "\\\""
             case "\\": escaped += "\\\\"
             case "\n": escaped += "\\n"
             case "\r": escaped += "\\r"
-            default: escaped.append(character)
+            case "\t": escaped += "\\t"
+            case _ where isControl(scalar):
+                let hex = String(scalar.value, radix: 16)
+                escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: escaped.unicodeScalars.append(scalar)
             }
         }
         return escaped + "\""
+    }
+
+    private static func needsQuotes(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case " ", "=", "\"", "\\": true
+        default: isControl(scalar)
+        }
+    }
+
+    /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
 }
