@@ -12,8 +12,8 @@ import TestSupport
 import Glibc
 #endif
 
-/// A Redis proxy run in process against the real Redis (over its TLS port), the ACL user's
-/// password playing the cloud's token: the test sets it and hands it to the proxy.
+/// A Redis proxy run in process against the real Redis (over its TLS port, or its plain one when
+/// asked), the ACL user's password playing the cloud's token: the test sets it and hands it to the proxy.
 final class RedisProxyFixture: Sendable {
     let label: String
     let user: String
@@ -28,7 +28,7 @@ final class RedisProxyFixture: Sendable {
     private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     init(label: String, reauthBefore: Duration = .seconds(3600), reauthRetryDelay: Duration = .seconds(1), mode: UInt32 = 0o660, caFile: String? = RedisPeer.caFile,
-         host: String = RedisPeer.host, overTCP: Bool = false,
+         host: String = RedisPeer.host, overTCP: Bool = false, plainUpstream: Bool = false,
          allows: @escaping @Sendable (UnixPeerCredentials) -> Bool = { $0.uid == getuid() }) async throws {
         self.label = label
         let user = uniqueUser("proxy")
@@ -47,7 +47,8 @@ final class RedisProxyFixture: Sendable {
                 configuration: RedisProxyConfiguration(
                     ProxySettings(credential: label, listener: listener, mode: mode, maxConnections: 64),
                     reauthBefore: reauthBefore, reauthRetryDelay: reauthRetryDelay,
-                    upstream: ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
+                    upstream: plainUpstream ? ProxyUpstream(host: host, port: RedisPeer.port, tls: .disable)
+                        : ProxyUpstream(host: host, port: RedisPeer.tlsPort, tls: .verifyFull, caFile: caFile)),
                 credential: {
                     guard hasToken.withLockedValue({ $0 }) else { return nil }
                     return ExpiringProxyCredential(credential: ProxyCredential(username: user, password: box.withLockedValue { $0 }), expiresAt: nil)
@@ -618,6 +619,33 @@ struct RedisProxyTests {
                 #expect(refused.hasPrefix("-ERR credagent proxy for redis-proxy-inline: ") && refused.contains("RESP array"), "\(refused)")
             }
             #expect(Array(replies.suffix(2)) == ["+PONG", fixture.user], "\(replies)")
+        } cleanup: {
+            await fixture.stop()
+        }
+    }
+
+    @Test("A client that sends a whole pipeline before reading any reply (as redis-py does) gets every reply")
+    func pipelineWrittenBeforeReading() async throws {
+        // Over plain TCP: Redis 7.0 over TLS drops a connection whose socket fills (a write retried
+        // shorter fails with "SSL routines::bad length"), whoever its client.
+        let fixture = try await RedisProxyFixture(label: "redis-proxy-batch", plainUpstream: true)
+        try await withCleanup {
+            let key = "batch-\(fixture.user)"
+            let value = String(repeating: "v", count: 100)
+            let connection = try RawRedisConnection(path: fixture.socketPath)
+            connection.send([["SET", key, value]])
+            #expect(await connection.replies(1).replies == ["+OK"])
+            // 9 MB of requests, far more than the sockets hold, for 21 MB of replies: the server
+            // keeps reading requests while the client reads nothing yet.
+            let get = "*2\r\n$3\r\nGET\r\n$\(key.utf8.count)\r\n\(key)\r\n"
+            let batch = Array(String(repeating: get, count: 200_000).utf8)
+            let written = await connection.flood(batch, total: batch.count, stall: 10)
+            #expect(written == batch.count, "the proxy stopped reading a pipeline after \(written) bytes")
+            let reply = "$\(value.utf8.count)\r\n\(value)\r\n"
+            let expected = Array(String(repeating: reply, count: written / get.utf8.count).utf8)
+            let received = await connection.receive(expected.count)
+            #expect(received.count == expected.count)
+            #expect(firstDifference(received, expected) == nil)
         } cleanup: {
             await fixture.stop()
         }

@@ -19,7 +19,8 @@ import NIOCore
 /// at a reply boundary instead, and the client reconnects.
 ///
 /// The session is the handler of the client's channel: it reads the client only while relaying,
-/// while both channels can take more, and while few of its requests wait for a local answer.
+/// while the server's side can take more, and while few local answers wait (they wait while the
+/// client's own channel takes no more).
 final class RedisSession: ClientSession {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -111,21 +112,29 @@ final class RedisSession: ClientSession {
         }
     }
 
-    /// Whether the client may be read: only while relaying, both channels take more (the client's
-    /// own takes its local answers) and the queue has room for local answers, none of which ends
-    /// the session.
+    /// Whether the client may be read: only while relaying, the server's side takes more, and the
+    /// queue has room for local answers (which wait there while the client's own channel takes no
+    /// more), none of which ends the session. Commands for the server go on while the client
+    /// reads nothing: the server holds their replies, as it would for a client of its own.
     var clientMayRead: Bool {
-        phase == .relaying && (upstream?.channel.isWritable ?? false) && (client?.channel.isWritable ?? false)
-            && queuedLocalAnswers < Self.maxQueuedLocalAnswers && !closingAnswerQueued
+        phase == .relaying && (upstream?.channel.isWritable ?? false) && queuedLocalAnswers < Self.maxQueuedLocalAnswers
+            && !closingAnswerQueued
     }
     var upstreamMayRead: Bool { client?.channel.isWritable ?? false }
 
-    /// The client's channel takes more again: the server's replies and the client itself may be
-    /// read (each only if it may).
+    /// The client's channel takes more again: the server's replies may be read, and the local
+    /// answers held for the client go out, the requests behind them are handled and the client is
+    /// read on; that from the event loop, not from inside the write that made room.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             upstream?.channel.read()
-            context.channel.read()
+            if queuedLocalAnswers > 0 {
+                context.eventLoop.assumeIsolated().execute { [self] in
+                    guard phase == .relaying else { return }
+                    processRequests()
+                    client?.channel.read()
+                }
+            }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -198,6 +207,8 @@ final class RedisSession: ClientSession {
     func serverRead(_ bytes: ByteBuffer) {
         guard phase == .relaying, let client else { return }
         let heldByLocalAnswers = queuedLocalAnswers >= Self.maxQueuedLocalAnswers
+        // Local answers held while the client took no more go before the replies behind them.
+        writeLocalAnswers()
         var written = false
         var rangeStart = bytes.readerIndex
         var index = bytes.readerIndex
@@ -315,12 +326,13 @@ final class RedisSession: ClientSession {
         }
         forwardRequests()
         upstream?.flush()
-        writeLocalAnswers()
+        writeLocalAnswers(onlyWhileClientTakesMore: true)
     }
 
-    /// Whether the queue can take another local answer, once those whose turn has come are written.
+    /// Whether the queue can take another local answer, once those whose turn has come are written
+    /// (if the client takes more).
     private func roomForLocalAnswer() -> Bool {
-        if queuedLocalAnswers >= Self.maxQueuedLocalAnswers { writeLocalAnswers() }
+        if queuedLocalAnswers >= Self.maxQueuedLocalAnswers { writeLocalAnswers(onlyWhileClientTakesMore: true) }
         return queuedLocalAnswers < Self.maxQueuedLocalAnswers
     }
 
@@ -386,9 +398,13 @@ final class RedisSession: ClientSession {
         closingAnswerQueued = closingAnswerQueued || thenClose
     }
 
-    /// Writes the local answers that have reached the head of the queue, with one flush.
-    private func writeLocalAnswers() {
-        guard case .local? = expected.first, replies.atMessageStart, let client else { return }
+    /// Writes the local answers that have reached the head of the queue, with one flush. As the
+    /// client's commands are handled (`onlyWhileClientTakesMore`) they wait while its channel takes
+    /// no more, so that a client that does not read holds at most a queue of them; before a reply
+    /// from the server, whose turn comes after theirs, they go whatever.
+    private func writeLocalAnswers(onlyWhileClientTakesMore: Bool = false) {
+        guard case .local? = expected.first, replies.atMessageStart, let client,
+              client.channel.isWritable || !onlyWhileClientTakesMore else { return }
         while case let .local(answer, thenClose)? = expected.first {
             expected.removeFirst()
             queuedLocalAnswers -= 1
