@@ -22,11 +22,33 @@ import Glibc
         defer { pair.close() }
         Glibc.close(pair.client)
         pair.client = -1
-        // Orphaned at once (FIN_WAIT1), then FIN_WAIT2 or TIME_WAIT: reported as uid 0 throughout.
-        for _ in 0..<20 {
-            #expect(SocketOwner.uid(ofTCPSocketFrom: pair.clientAddress, to: pair.serverAddress) == nil)
+        // Orphaned at once (FIN_WAIT1, its owner still known), then, once the peer's ACK came,
+        // kept only to end the connection (FIN_WAIT2, TIME_WAIT) and reported as root's: from
+        // then on there is no owner to believe.
+        var owner = SocketOwner.uid(ofTCPSocketFrom: pair.clientAddress, to: pair.serverAddress)
+        for _ in 0..<100 where owner != nil {
+            #expect(owner == getuid())
             usleep(10_000)
+            owner = SocketOwner.uid(ofTCPSocketFrom: pair.clientAddress, to: pair.serverAddress)
         }
+        #expect(owner == nil, "a closed socket still has an owner after a second")
+    }
+
+    @Test func connectionNotYetAcceptedIsOwnedByTheListenersProcess() throws {
+        let (listener, port) = try loopbackSocket(listening: 4)
+        defer { Glibc.close(listener) }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(client) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        // The server's end waits in the listener's queue, not accepted: no file holds it yet.
+        #expect(SocketOwner.peerUID(ofConnected: client) == getuid())
     }
 }
 

@@ -19,9 +19,10 @@ public enum SocketOwner {
 
     /// The uid owning the TCP socket whose own address is `source` and whose peer is
     /// `destination` (both `sockaddr_in` or both `sockaddr_in6`), looked up by that exact 4-tuple.
-    /// The kernel reports no gid or pid for it. Nil when no open file holds that socket any more:
-    /// a socket its process closed (orphaned, or in TIME_WAIT) is reported with uid 0, root's,
-    /// whoever owned it, so only a socket with an inode is believed.
+    /// The kernel reports no gid or pid for it. Nil for a socket its process has closed and the
+    /// kernel keeps only to end the connection (FIN_WAIT2 or TIME_WAIT, with no inode): it is
+    /// reported with uid 0, root's, whoever owned it. (A connection still waiting in a
+    /// listener's queue has no inode either, but its owner is the listener's, reported rightly.)
     public static func uid(ofTCPSocketFrom source: sockaddr_storage, to destination: sockaddr_storage) -> UInt32? {
         guard let (family, sourcePort, sourceAddress) = endpoint(source),
               let (destinationFamily, destinationPort, destinationAddress) = endpoint(destination),
@@ -48,9 +49,9 @@ public enum SocketOwner {
         guard send(fd, message, message.count, 0) == message.count else { return nil }
         var answer = [UInt8](repeating: 0, count: 4096)
         let count = recv(fd, &answer, answer.count, 0)
-        guard count >= headerSize + inodeOffset + 4,
-              read(UInt16.self, answer, at: 4) == sockDiagByFamily,
-              read(UInt32.self, answer, at: headerSize + inodeOffset) != 0 else { return nil }
+        guard count >= headerSize + inodeOffset + 4, read(UInt16.self, answer, at: 4) == sockDiagByFamily else { return nil }
+        let state = answer[headerSize + stateOffset]
+        if read(UInt32.self, answer, at: headerSize + inodeOffset) == 0, state == finWait2 || state == timeWait { return nil }
         return read(UInt32.self, answer, at: headerSize + uidOffset)
     }
 
@@ -61,9 +62,13 @@ public enum SocketOwner {
     private static let closeOnExec: Int32 = 0o2000000
     private static let sockDiagByFamily: UInt16 = 20
     private static let netlinkRequest: UInt16 = 1
-    /// Offsets of `idiag_uid` and `idiag_inode` in `struct inet_diag_msg`.
+    /// Offsets of `idiag_state`, `idiag_uid` and `idiag_inode` in `struct inet_diag_msg`.
+    private static let stateOffset = 1
     private static let uidOffset = 64
     private static let inodeOffset = 68
+    /// `TCP_FIN_WAIT2` and `TCP_TIME_WAIT`.
+    private static let finWait2: UInt8 = 5
+    private static let timeWait: UInt8 = 6
     /// `sizeof(struct nlmsghdr)` and `sizeof(struct inet_diag_req_v2)`.
     private static let headerSize = 16
     private static let requestSize = 56
